@@ -1,0 +1,82 @@
+/* ns.h — an in-memory namespace: inodes, directory entries, attributes.
+ * Pure data structure (no I/O, no locking: the owner serializes access).
+ *
+ * Two instances exist at run time: the engine's (store.c: the state applied
+ * from the WAL, persisted at checkpoint) and the filesystem's live view
+ * (fs/: includes operations still in the pipeline). Both change only through
+ * ns_apply(), so they cannot disagree about what an operation means.
+ *
+ * Inode 1 is the root directory. Inode numbers are chosen by the caller of
+ * NS_CREATE/NS_MKDIR/NS_SYMLINK (ns_alloc_ino hands out the next unused).
+ * An inode whose link count drops to 0 stays until ns_forget() if it is
+ * pinned (open files in the live view), otherwise it is freed at once.
+ */
+#ifndef BZ_NS_H
+#define BZ_NS_H
+
+#include "nsop.h"
+
+struct ns;
+
+struct ns_attr {
+	uint64_t ino;
+	uint32_t mode; /* with S_IF* bits */
+	uint32_t uid, gid;
+	uint32_t nlink;
+	uint64_t size; /* regular file: bytes; symlink: target length; dir: entry count */
+	int64_t atime_ns, mtime_ns, ctime_ns;
+};
+
+int ns_new(struct ns **ret_ns); /* root dir 0755 owned by 0:0 */
+void ns_free(struct ns *ns);   /* NULL ok */
+/* Deep copy. */
+int ns_clone(const struct ns *ns, struct ns **ret_ns);
+
+/* Validates and applies op. Returns 0 or the errno a filesystem would give:
+ * -ENOENT, -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EINVAL (e.g. rename of a
+ * directory into its own subtree), -ENAMETOOLONG, -EMLINK. Nothing changes on
+ * failure. A successful unlink/rmdir/rename that drops an inode's last link
+ * frees it unless pinned. */
+int ns_apply(struct ns *ns, const struct ns_op *op);
+
+int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino);
+int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr);
+/* Copies the symlink target (not NUL-terminated) into buf; returns its length,
+ * -EINVAL if not a symlink. Truncates to cap. */
+int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
+
+/* Directory iteration in a stable order. cookie 0 starts; fn is called for
+ * each entry after cookie with the entry's own cookie (> 0, stable while the
+ * entry exists); fn returns non-zero to stop. Returns 0 or -ENOTDIR/-ENOENT. */
+typedef int (*ns_dirent_fn)(void *arg, const char *name, size_t name_len, uint64_t ino, uint32_t mode,
+			    uint64_t cookie);
+int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg);
+
+/* Data bookkeeping: sets the size (and mtime/ctime when time_ns != 0) of a
+ * regular file. -ENOENT / -EISDIR. */
+int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns);
+
+/* Pinning (live view: the kernel still references the inode). A pinned
+ * inode with nlink 0 survives until unpinned; ns_unpin frees it then. */
+int ns_pin(struct ns *ns, uint64_t ino);
+int ns_unpin(struct ns *ns, uint64_t ino);
+
+/* The next inode number never used (monotonic; persisted by the store). */
+uint64_t ns_alloc_ino(struct ns *ns);
+uint64_t ns_next_ino(const struct ns *ns);
+void ns_set_next_ino(struct ns *ns, uint64_t next);
+uint64_t ns_count(const struct ns *ns); /* live inodes */
+
+/* Whole-namespace iteration (checkpoint serialization, fsck): each inode
+ * once, then for directories each entry. Order: ascending inode number. */
+struct ns_visit {
+	int (*inode)(void *arg, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
+	int (*dirent)(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
+};
+int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg);
+/* Rebuilding from a checkpoint: insert an inode / an entry as-is (no
+ * validation beyond duplicates; nlink is taken from attr). */
+int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
+int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
+
+#endif

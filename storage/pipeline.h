@@ -1,0 +1,105 @@
+/* pipeline.h — batcher + worker pool + the one commit thread.
+ *
+ *   pipe_append/pipe_nsop (any thread) -> open record per file -> open batch
+ *   --seal (size, count, linger, barrier)--> pool job: enc_batch
+ *   --completion--> commit thread: reorder by seq -> store_wal_append ->
+ *   store_wal_sync (one for the whole group) -> store_apply -> callbacks ->
+ *   store_checkpoint when needed.
+ *
+ * Only the commit thread calls store_* mutators. Threads, queues and lock
+ * order: docs/ARCHITECTURE.md.
+ */
+#ifndef BZ_PIPELINE_H
+#define BZ_PIPELINE_H
+
+#include "hist.h"
+#include "nsop.h"
+#include "store.h"
+
+struct pipeline;
+
+struct pipe_opts {
+	unsigned workers;          /* 0 = encode inline on the commit thread; default min(cores, 4) */
+	int zstd_level;            /* default 1 */
+	size_t record_bytes;       /* max raw bytes of one record; default 64 KiB */
+	size_t batch_bytes;        /* seal at this many raw bytes; default 1 MiB */
+	unsigned batch_records;    /* seal at this many records; default 64 */
+	unsigned linger_us;        /* seal this long after the first record; default 2000 */
+	unsigned sync_interval_ms; /* fdatasync at least this often when unsynced; default 1000 */
+	size_t max_inflight_bytes; /* writers block above this; default 64 MiB */
+};
+void pipe_opts_default(struct pipe_opts *o);
+
+/* Starts the workers and the commit thread on an open store (not owned). */
+int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret_pipe);
+/* Drains every submitted byte to the WAL, syncs, applies, checkpoints, joins
+ * every thread and frees. Returns the first error the pipeline met (the
+ * store is then left as the failure left it). NULL ok. */
+int pipe_stop(struct pipeline *p);
+
+/* Appends len bytes at logical offset off of file ino (the caller, fs/,
+ * has checked the append-only rules and that off is the file's current
+ * end). Copies buf. Blocks while in-flight bytes exceed max_inflight_bytes.
+ * Returns 0, -EROFS after a WAL failure, -ESHUTDOWN after pipe_stop. */
+int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len);
+/* Submits a namespace change (already validated by the caller), ordered
+ * with data like any record. Same errors as pipe_append. */
+int pipe_nsop(struct pipeline *p, const struct ns_op *op);
+
+enum pipe_level {
+	PIPE_WRITTEN = 1, /* in the WAL file (survives a daemon crash) */
+	PIPE_DURABLE = 2, /* in the WAL and fdatasync'd (survives power loss) */
+};
+/* cb(arg, err) is called exactly once, from the commit thread (or from the
+ * calling thread before pipe_barrier returns, if the condition already
+ * holds), when everything submitted before this call has reached level.
+ * err is 0, -EIO (the WAL write or sync failed) or -ESHUTDOWN. The call
+ * seals the open batch if it holds anything the barrier needs. */
+typedef void (*pipe_cb)(void *arg, int err);
+int pipe_barrier(struct pipeline *p, enum pipe_level level, pipe_cb cb, void *arg);
+/* Blocking form (tests, tools). */
+int pipe_barrier_wait(struct pipeline *p, enum pipe_level level);
+
+/* Reads file bytes [off, off+len): the applied part from the store, the
+ * rest from data still in the pipeline. *ret_n < len only at the end of
+ * what has been appended. */
+int pipe_read(struct pipeline *p, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n);
+
+enum pipe_stage {
+	PIPE_ST_BATCH_WAIT, /* first record -> seal */
+	PIPE_ST_QUEUE,      /* seal -> a worker starts */
+	PIPE_ST_ENCODE,
+	PIPE_ST_COMPRESS,
+	PIPE_ST_HASH,
+	PIPE_ST_REORDER,    /* encoded -> commit thread takes it */
+	PIPE_ST_WAL_WRITE,
+	PIPE_ST_FDATASYNC,
+	PIPE_ST_APPLY,
+	PIPE_ST_CHECKPOINT,
+	PIPE_ST_ACK,        /* submit of a barrier -> its callback */
+	PIPE_ST_COUNT
+};
+const char *pipe_stage_name(enum pipe_stage st);
+
+struct pipe_stats {
+	struct bz_hist stage[PIPE_ST_COUNT];
+	struct bz_hist group_size; /* batches per fdatasync (values, not ns) */
+	uint64_t batches, records, ns_records;
+	uint64_t bytes_in, bytes_stored;
+	uint64_t fdatasyncs, checkpoints;
+	uint64_t queue_depth;     /* jobs waiting for a worker now */
+	uint64_t reorder_depth;   /* encoded batches waiting for an earlier seq now */
+	uint64_t inflight_bytes;  /* now */
+	uint64_t inflight_max;    /* high-water mark */
+	uint64_t writer_blocked;  /* times a writer waited for room */
+	uint64_t errors;
+	int error;                /* sticky pipeline error (negative errno) or 0 */
+	unsigned workers;
+	struct store_stats store;
+};
+void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
+/* The stats as one JSON object (documented in docs/ARCHITECTURE.md). Returns
+ * the length written (excluding NUL) or -ENOSPC. */
+int pipe_stats_json(struct pipeline *p, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,84 @@
+/* wal.h — the write-ahead log: preallocated, recycled segment files.
+ * Used only by store.c on the commit thread (and by recovery/fsck tools).
+ * Format and recovery algorithm: docs/FORMAT.md ("WAL").
+ *
+ * A batch is appended as one BATCH entry (the concatenated record frames)
+ * followed by its COMMIT entry; entries are checksummed with the segment's
+ * salt and carry the segment's life number and the batch LSN, so stale
+ * entries from an earlier life of a recycled segment never validate.
+ * wal_append only writes; wal_sync makes everything appended durable.
+ */
+#ifndef BZ_WAL_H
+#define BZ_WAL_H
+
+#include "vfs.h"
+
+struct wal;
+
+/* A place in the log: where replay starts (named by the superblock). */
+struct wal_pos {
+	uint32_t segment; /* segment file index */
+	uint64_t life;    /* the life number the segment must carry */
+	uint64_t offset;  /* byte offset of the first entry to read */
+};
+
+struct wal_opts {
+	uint64_t segment_bytes; /* size of each segment file (>= 64 KiB) */
+	uint32_t segments;      /* number of segment files (>= 3) */
+};
+
+/* Creates and zero-fills (by writing) every segment of a new store, fsyncs
+ * them and the directory. Returns the initial position in *ret_start. */
+int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start);
+
+/* Opens the segments of an existing store (reads their headers only). */
+int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal);
+void wal_close(struct wal *w); /* NULL ok */
+
+/* Called once for each committed batch, in LSN order. A non-zero return
+ * stops the replay and is returned by wal_replay. */
+typedef int (*wal_batch_fn)(void *arg, uint64_t lsn, int64_t time_ns, const uint8_t *payload, size_t len);
+
+/* Scans from start: calls fn for every batch that has a valid COMMIT entry
+ * and lsn > after_lsn, stops at the first invalid entry (the torn tail is
+ * cut: it will never be replayed or overwritten-in-place with the same salt).
+ * Afterwards the writer is positioned at the start of a fresh segment with a
+ * new life, and *ret_last_lsn is the last LSN seen (after_lsn if none).
+ * Must be called exactly once after wal_open, before any append. */
+int wal_replay(struct wal *w, const struct wal_pos *start, uint64_t after_lsn, wal_batch_fn fn, void *arg,
+	       uint64_t *ret_last_lsn);
+
+/* Bytes a batch of payload_len needs in the log (entries + padding). */
+uint64_t wal_entry_bytes(size_t payload_len);
+/* Whether a batch of payload_len fits before the log runs out of free
+ * segments (if not, the caller must checkpoint first). */
+bool wal_has_room(const struct wal *w, size_t payload_len);
+/* Appends BATCH+COMMIT for lsn (must be last lsn + 1). Write only. */
+int wal_append(struct wal *w, uint64_t lsn, int64_t time_ns, const void *payload, size_t len);
+/* fdatasync every segment written since the last sync. After a failure the
+ * wal is in a sticky error state: every later call returns -EIO. */
+int wal_sync(struct wal *w);
+/* Bytes appended since the last wal_recycle (checkpoint trigger). */
+uint64_t wal_used_since_checkpoint(const struct wal *w);
+/* Position right after the last appended entry: a checkpoint that covers
+ * every appended batch names this as its replay start. */
+void wal_tail_pos(const struct wal *w, struct wal_pos *ret_pos);
+/* After the superblock naming wal_tail_pos() is durable: every segment
+ * other than the current one becomes free for reuse. */
+void wal_recycle(struct wal *w);
+
+/* Inspection for blazectl dump/fsck: iterate every entry (valid or not) of
+ * every segment. */
+struct wal_entry_info {
+	uint32_t segment;
+	uint64_t offset;
+	uint64_t life;
+	uint8_t kind; /* 1 BATCH, 2 COMMIT, 3 END */
+	uint64_t lsn;
+	uint64_t len;
+	bool valid;
+};
+typedef int (*wal_entry_fn)(void *arg, const struct wal_entry_info *e);
+int wal_inspect(struct vfs *v, const struct wal_opts *o, wal_entry_fn fn, void *arg);
+
+#endif
