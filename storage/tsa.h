@@ -4,11 +4,33 @@
  * function that expects a lock held is declared REQUIRES(lock). Built with
  * -Wthread-safety -Werror under clang (tools/test does that build). With gcc
  * the macros expand to nothing.
+ *
+ * C and struct fields. Clang (14 through 19 at least) cannot name a sibling
+ * member in a field attribute in C: `int x GUARDED_BY(mu);` inside a struct
+ * is "use of undeclared identifier 'mu'" in clang-14 and is silently bound
+ * to no object in clang-19. So a struct's lock is named through a
+ * capability token — a global that stands for "the <module> lock of the
+ * instance being worked on":
+ *
+ *     BZ_CAP_DECLARE(pipe_batch_cap);               // extern, never defined
+ *     struct pipeline {
+ *             bz_mutex batch_mu;                    // the real lock
+ *             uint64_t next_seq GUARDED_BY(pipe_batch_cap);
+ *     };
+ *     static void batch_lock(struct pipeline *p) ACQUIRE(pipe_batch_cap) NO_TSA
+ *     { bz_mutex_lock(&p->batch_mu); }
+ *
+ * and every access and REQUIRES names the token. The analysis then checks
+ * every field access against the lock wrappers, per lock type rather than
+ * per instance — exact for the one-instance-per-process objects of blazefs,
+ * and conservative otherwise. Never hold two instances' same-token locks at
+ * once (the analysis could not tell them apart); lock order is per token.
  */
 #ifndef BZ_TSA_H
 #define BZ_TSA_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #if defined(__clang__)
 #define BZ_TSA(x) __attribute__((x))
@@ -28,6 +50,13 @@
 #define REQUIRES_SHARED(...) BZ_TSA(requires_shared_capability(__VA_ARGS__))
 #define TRY_ACQUIRE(...) BZ_TSA(try_acquire_capability(__VA_ARGS__))
 #define NO_TSA BZ_TSA(no_thread_safety_analysis)
+
+/* A capability token (see above). Declared, never defined: it only exists
+ * for the analysis. */
+struct CAPABILITY("mutex") bz_cap {
+	int unused;
+};
+#define BZ_CAP_DECLARE(name) extern struct bz_cap name
 
 typedef struct CAPABILITY("mutex") bz_mutex {
 	pthread_mutex_t m;

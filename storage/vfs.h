@@ -89,7 +89,12 @@ int vfs_mem_new(struct vfs **ret_vfs);
  *   - creation, rename and unlink become durable at vfs_sync_dir.
  * A crash state is built from the durable images plus any chosen subset of
  * the pending ops, applied in their original order, optionally tearing one
- * write at a 512-byte sector boundary. */
+ * write at a 512-byte sector boundary.
+ * Strict model: a created file whose creation was never dir-synced does not
+ * exist in any crash state that drops its CREATE, even if it was fsynced.
+ * Ops follow the file, not the name (a write after a rename lands in the file
+ * under whichever name it has in the crash state); an op on a file absent
+ * from the crash state is skipped. Full model: docs/format/vfs.md. */
 int vfs_rec_new(struct vfs **ret_vfs);
 
 enum vfs_rec_kind { VFS_REC_WRITE, VFS_REC_TRUNCATE, VFS_REC_CREATE, VFS_REC_RENAME, VFS_REC_UNLINK };
@@ -111,11 +116,16 @@ struct vfs_crash {
 	size_t n_keep;       /* entries in keep (must equal vfs_rec_pending) */
 	long torn_op;        /* -1, or index of a kept WRITE op that is torn */
 	uint64_t torn_at;    /* bytes of that write that reached the disk (any value < len) */
-	enum vfs_tear_fill torn_fill; /* what the rest of the torn write's sectors hold */
+	/* What [off+torn_at, end of its 512-byte sector) holds (nothing if
+	 * off+torn_at is sector-aligned); never grows the file past
+	 * max(old size, off+len). The rest of the write is not applied. */
+	enum vfs_tear_fill torn_fill;
 	uint64_t seed;       /* seeds the garbage */
 };
 /* Materializes a crash state as a new memory backend (independent of rec).
- * keep == NULL and torn_op == -1: the pure durable image. */
+ * keep == NULL and torn_op == -1: the pure durable image. -EINVAL if rec is
+ * not a recording backend, n_keep != vfs_rec_pending, or torn_op is not a
+ * kept WRITE with torn_at < len. Safe to call from several threads at once. */
 int vfs_rec_crash(struct vfs *rec, const struct vfs_crash *c, struct vfs **ret_mem);
 /* Copies the current (not crash) contents into a new memory backend. */
 int vfs_mem_clone(struct vfs *v, struct vfs **ret_mem);
@@ -136,7 +146,8 @@ int vfs_fault_new(struct vfs *inner, struct vfs **ret_vfs);
 void vfs_fault_arm(struct vfs *f, const struct vfs_fault_spec *spec);
 /* Counted calls so far (resets on arm). */
 uint64_t vfs_fault_calls(struct vfs *f);
-/* Number of calls that were failed. */
+/* Number of calls that were failed since the last arm (resets on arm).
+ * vfs_close, vfs_size, vfs_lock and vfs_space are never counted or failed. */
 uint64_t vfs_fault_injected(struct vfs *f);
 /* Sleeps delay_us before every call in op_mask (slow-disk simulation). */
 void vfs_fault_set_delay(struct vfs *f, unsigned op_mask, unsigned delay_us);

@@ -15,6 +15,7 @@
  * is no lock here; the kernel orders concurrent pread/pwrite.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -35,22 +36,22 @@ struct posix_file {
 	int fd; /* set at open, immutable */
 };
 
-static int posix_dirfd(struct vfs *v) { return ((struct posix_vfs *)v)->dirfd; }
-static int posix_fd(struct vfs_file *f) { return ((struct posix_file *)f)->fd; }
+static int px_dirfd(struct vfs *v) { return ((struct posix_vfs *)v)->dirfd; }
+static int px_fd(struct vfs_file *f) { return ((struct posix_file *)f)->fd; }
 
-static bool posix_name_ok(const char *name)
+static bool px_name_ok(const char *name)
 {
 	return name && name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-static int posix_open(struct vfs *v, const char *name, int flags, struct vfs_file **ret_file)
+static int px_open(struct vfs *v, const char *name, int flags, struct vfs_file **ret_file)
 {
 	struct posix_file *pf = NULL;
 	int oflags = O_CLOEXEC;
 	int fd = -1;
 	int r;
 
-	if (!posix_name_ok(name)) {
+	if (!px_name_ok(name)) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -65,7 +66,7 @@ static int posix_open(struct vfs *v, const char *name, int flags, struct vfs_fil
 		goto out;
 	}
 	do
-		fd = openat(posix_dirfd(v), name, oflags, 0644);
+		fd = openat(px_dirfd(v), name, oflags, 0644);
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0) {
 		r = -errno;
@@ -81,7 +82,7 @@ out:
 	return r;
 }
 
-static void posix_close(struct vfs_file *f)
+static void px_close(struct vfs_file *f)
 {
 	struct posix_file *pf = (struct posix_file *)f;
 
@@ -90,13 +91,13 @@ static void posix_close(struct vfs_file *f)
 	free(pf);
 }
 
-static int posix_pread(struct vfs_file *f, void *buf, size_t len, uint64_t off, size_t *ret_n)
+static int px_pread(struct vfs_file *f, void *buf, size_t len, uint64_t off, size_t *ret_n)
 {
 	size_t done = 0;
 	int r = 0;
 
 	while (done < len) {
-		ssize_t n = pread(posix_fd(f), (char *)buf + done, len - done, (off_t)(off + done));
+		ssize_t n = pread(px_fd(f), (char *)buf + done, len - done, (off_t)(off + done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -112,13 +113,13 @@ out:
 	return r;
 }
 
-static int posix_pwrite(struct vfs_file *f, const void *buf, size_t len, uint64_t off)
+static int px_pwrite(struct vfs_file *f, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	int r = 0;
 
 	while (done < len) {
-		ssize_t n = pwrite(posix_fd(f), (const char *)buf + done, len - done, (off_t)(off + done));
+		ssize_t n = pwrite(px_fd(f), (const char *)buf + done, len - done, (off_t)(off + done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -135,89 +136,89 @@ out:
 	return r;
 }
 
-static int posix_fdatasync(struct vfs_file *f)
+static int px_fdatasync(struct vfs_file *f)
 {
-	return fdatasync(posix_fd(f)) < 0 ? -errno : 0;
+	return fdatasync(px_fd(f)) < 0 ? -errno : 0;
 }
 
-static int posix_fsync(struct vfs_file *f)
+static int px_fsync(struct vfs_file *f)
 {
-	return fsync(posix_fd(f)) < 0 ? -errno : 0;
+	return fsync(px_fd(f)) < 0 ? -errno : 0;
 }
 
-static int posix_fallocate(struct vfs_file *f, uint64_t off, uint64_t len)
+static int px_fallocate(struct vfs_file *f, uint64_t off, uint64_t len)
 {
 	int r;
 
 	do
-		r = fallocate(posix_fd(f), 0, (off_t)off, (off_t)len);
+		r = fallocate(px_fd(f), 0, (off_t)off, (off_t)len);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return errno == ENOSYS ? -EOPNOTSUPP : -errno;
 	return 0;
 }
 
-static int posix_ftruncate(struct vfs_file *f, uint64_t len)
+static int px_ftruncate(struct vfs_file *f, uint64_t len)
 {
 	int r;
 
 	do
-		r = ftruncate(posix_fd(f), (off_t)len);
+		r = ftruncate(px_fd(f), (off_t)len);
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? -errno : 0;
 }
 
-static int posix_size(struct vfs_file *f, uint64_t *ret_size)
+static int px_size(struct vfs_file *f, uint64_t *ret_size)
 {
 	struct stat st;
 
-	if (fstat(posix_fd(f), &st) < 0)
+	if (fstat(px_fd(f), &st) < 0)
 		return -errno;
 	*ret_size = (uint64_t)st.st_size;
 	return 0;
 }
 
-static int posix_rename(struct vfs *v, const char *from, const char *to)
+static int px_rename(struct vfs *v, const char *from, const char *to)
 {
-	if (!posix_name_ok(from) || !posix_name_ok(to))
+	if (!px_name_ok(from) || !px_name_ok(to))
 		return -EINVAL;
-	return renameat(posix_dirfd(v), from, posix_dirfd(v), to) < 0 ? -errno : 0;
+	return renameat(px_dirfd(v), from, px_dirfd(v), to) < 0 ? -errno : 0;
 }
 
-static int posix_unlink(struct vfs *v, const char *name)
+static int px_unlink(struct vfs *v, const char *name)
 {
-	if (!posix_name_ok(name))
+	if (!px_name_ok(name))
 		return -EINVAL;
-	return unlinkat(posix_dirfd(v), name, 0) < 0 ? -errno : 0;
+	return unlinkat(px_dirfd(v), name, 0) < 0 ? -errno : 0;
 }
 
-static int posix_sync_dir(struct vfs *v)
+static int px_sync_dir(struct vfs *v)
 {
-	return fsync(posix_dirfd(v)) < 0 ? -errno : 0;
+	return fsync(px_dirfd(v)) < 0 ? -errno : 0;
 }
 
-static int posix_lock(struct vfs_file *f)
+static int px_lock(struct vfs_file *f)
 {
 	int r;
 
 	do
-		r = flock(posix_fd(f), LOCK_EX | LOCK_NB);
+		r = flock(px_fd(f), LOCK_EX | LOCK_NB);
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? -errno : 0;
 }
 
-static int posix_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
+static int px_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
 {
 	struct statvfs sv;
 
-	if (fstatvfs(posix_dirfd(v), &sv) < 0)
+	if (fstatvfs(px_dirfd(v), &sv) < 0)
 		return -errno;
 	*ret_free = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 	*ret_total = (uint64_t)sv.f_blocks * (uint64_t)sv.f_frsize;
 	return 0;
 }
 
-static void posix_destroy(struct vfs *v)
+static void px_destroy(struct vfs *v)
 {
 	struct posix_vfs *pv = (struct posix_vfs *)v;
 
@@ -225,22 +226,22 @@ static void posix_destroy(struct vfs *v)
 	free(pv);
 }
 
-static const struct vfs_ops posix_ops = {
-	.open = posix_open,
-	.close = posix_close,
-	.pread = posix_pread,
-	.pwrite = posix_pwrite,
-	.fdatasync = posix_fdatasync,
-	.fsync = posix_fsync,
-	.fallocate = posix_fallocate,
-	.ftruncate = posix_ftruncate,
-	.size = posix_size,
-	.rename = posix_rename,
-	.unlink = posix_unlink,
-	.sync_dir = posix_sync_dir,
-	.lock = posix_lock,
-	.space = posix_space,
-	.destroy = posix_destroy,
+static const struct vfs_ops px_ops = {
+	.open = px_open,
+	.close = px_close,
+	.pread = px_pread,
+	.pwrite = px_pwrite,
+	.fdatasync = px_fdatasync,
+	.fsync = px_fsync,
+	.fallocate = px_fallocate,
+	.ftruncate = px_ftruncate,
+	.size = px_size,
+	.rename = px_rename,
+	.unlink = px_unlink,
+	.sync_dir = px_sync_dir,
+	.lock = px_lock,
+	.space = px_space,
+	.destroy = px_destroy,
 };
 
 int vfs_posix_new(const char *dir, struct vfs **ret_vfs)
@@ -258,7 +259,7 @@ int vfs_posix_new(const char *dir, struct vfs **ret_vfs)
 		r = -errno;
 		goto out;
 	}
-	pv->base.ops = &posix_ops;
+	pv->base.ops = &px_ops;
 	*ret_vfs = &pv->base;
 	pv = NULL;
 	r = 0;
