@@ -1,1 +1,1114 @@
-/* placeholder: being written */
+/* ns.c — the in-memory namespace: inodes, directories, attributes.
+ *
+ * Pure data structure; the owner serializes access. All changes go through
+ * ns_apply() (plus the data bookkeeping ns_set_size and pinning), which gives
+ * rename(2)/unlink(2)/... semantics and changes nothing when it fails: every
+ * check and every allocation happens before the first mutation.
+ *
+ * Structures:
+ *  - inode table: open addressing (linear probing, backward-shift deletion)
+ *    from inode number to struct inode; inode 0 marks an empty slot.
+ *  - per directory: a name table (open addressing on XXH3 of the name) to
+ *    struct dent, and an order array of the entries in ascending cookie
+ *    order. A new entry gets the directory's next cookie (monotonic, never
+ *    reused), so it always appends; a removed entry leaves a hole (NULL slot,
+ *    its cookie kept in the parallel cookie array so binary search still
+ *    works) until holes outnumber live entries and the array is compacted.
+ *    readdir binary-searches the first cookie > the one given. Cookies start
+ *    at NS_COOKIE_FIRST (3): 1 and 2 are left to the filesystem for "." and
+ *    "..". A renamed entry is a new entry (new cookie) in its new place;
+ *    RENAME_EXCHANGE keeps both entries' cookies and swaps their inodes.
+ *  - a directory inode records its parent (for the "into its own subtree"
+ *    check); after ns_load_dirent the parents are recomputed lazily, so a
+ *    checkpoint may list entries before the inodes they name.
+ *
+ * Link counts: regular files and symlinks count their names; a directory has
+ * 2 + its subdirectories while it exists, 0 once removed. An inode whose
+ * count drops to 0 is freed unless pinned (then ns_unpin frees it).
+ * Directory size = number of entries. ns_walk visits every inode in
+ * ascending inode order, then every entry of every directory (directories in
+ * ascending inode order, entries in cookie order).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ns.h"
+#include "record.h"
+
+struct dent {
+	uint64_t hash;
+	uint64_t cookie;
+	uint64_t ino;
+	uint32_t len;
+	char name[];
+};
+
+struct dir {
+	struct dent **tab; /* name table, cap a power of two (or 0) */
+	size_t tab_cap;
+	size_t n;          /* live entries */
+	struct dent **ord; /* ascending cookie order; NULL = hole */
+	uint64_t *ordc;    /* cookie of each ord slot (kept for holes) */
+	size_t ord_len, ord_cap, holes;
+	uint64_t next_cookie;
+};
+
+struct inode {
+	uint64_t ino;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size; /* regular files; symlinks: target length */
+	int64_t atime_ns, mtime_ns, ctime_ns;
+	uint32_t pins;
+	uint64_t parent; /* directories: the directory holding it (root: 0) */
+	char *target;    /* symlinks */
+	struct dir *dir; /* directories */
+};
+
+struct ns {
+	struct inode **tab; /* inode table, cap a power of two */
+	size_t tab_cap, count;
+	uint64_t next_ino;
+	bool parents_dirty;
+};
+
+/* ---- inode table ------------------------------------------------------ */
+
+static size_t ino_slot(uint64_t ino, size_t cap) { return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1); }
+
+static struct inode *ino_get(const struct ns *ns, uint64_t ino)
+{
+	if (ino == 0)
+		return NULL;
+	for (size_t i = ino_slot(ino, ns->tab_cap);; i = (i + 1) & (ns->tab_cap - 1)) {
+		struct inode *in = ns->tab[i];
+		if (!in)
+			return NULL;
+		if (in->ino == ino)
+			return in;
+	}
+}
+
+static void ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
+{
+	size_t i = ino_slot(in->ino, cap);
+	while (tab[i])
+		i = (i + 1) & (cap - 1);
+	tab[i] = in;
+}
+
+/* Makes room for one more inode (the only failure point of an insert). */
+static int ino_reserve(struct ns *ns)
+{
+	size_t cap = ns->tab_cap;
+	struct inode **tab;
+	if ((ns->count + 1) * 4 <= cap * 3)
+		return 0;
+	tab = calloc(cap * 2, sizeof(*tab));
+	if (!tab)
+		return -ENOMEM;
+	for (size_t i = 0; i < cap; i++)
+		if (ns->tab[i])
+			ino_put_nogrow(tab, cap * 2, ns->tab[i]);
+	free(ns->tab);
+	ns->tab = tab;
+	ns->tab_cap = cap * 2;
+	return 0;
+}
+
+static void ino_insert(struct ns *ns, struct inode *in)
+{
+	ino_put_nogrow(ns->tab, ns->tab_cap, in);
+	ns->count++;
+	if (in->ino >= ns->next_ino)
+		ns->next_ino = in->ino + 1;
+}
+
+static void ino_remove(struct ns *ns, uint64_t ino)
+{
+	size_t mask = ns->tab_cap - 1, i = ino_slot(ino, ns->tab_cap);
+	while (ns->tab[i]->ino != ino)
+		i = (i + 1) & mask;
+	/* backward-shift deletion */
+	for (size_t j = (i + 1) & mask; ns->tab[j]; j = (j + 1) & mask) {
+		size_t home = ino_slot(ns->tab[j]->ino, ns->tab_cap);
+		/* move j into the hole i if home is not in (i, j] cyclically */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			ns->tab[i] = ns->tab[j];
+			i = j;
+		}
+	}
+	ns->tab[i] = NULL;
+	ns->count--;
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+static uint64_t name_hash(const char *name, size_t len) { return rec_hash(name, len); }
+
+static struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t h)
+{
+	if (!d->tab_cap)
+		return NULL;
+	for (size_t i = h & (d->tab_cap - 1);; i = (i + 1) & (d->tab_cap - 1)) {
+		struct dent *e = d->tab[i];
+		if (!e)
+			return NULL;
+		if (e->hash == h && e->len == len && memcmp(e->name, name, len) == 0)
+			return e;
+	}
+}
+
+static void tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e)
+{
+	size_t i = e->hash & (cap - 1);
+	while (tab[i])
+		i = (i + 1) & (cap - 1);
+	tab[i] = e;
+}
+
+/* Makes room for one more entry in both the name table and the order array. */
+static int dir_reserve(struct dir *d)
+{
+	if ((d->n + 1) * 4 > d->tab_cap * 3) {
+		size_t cap = d->tab_cap ? d->tab_cap * 2 : 8;
+		struct dent **tab = calloc(cap, sizeof(*tab));
+		if (!tab)
+			return -ENOMEM;
+		for (size_t i = 0; i < d->tab_cap; i++)
+			if (d->tab[i])
+				tab_put_nogrow(tab, cap, d->tab[i]);
+		free(d->tab);
+		d->tab = tab;
+		d->tab_cap = cap;
+	}
+	if (d->ord_len == d->ord_cap) {
+		size_t cap = d->ord_cap ? d->ord_cap * 2 : 8;
+		struct dent **ord = realloc(d->ord, cap * sizeof(*ord));
+		if (!ord)
+			return -ENOMEM;
+		d->ord = ord;
+		uint64_t *ordc = realloc(d->ordc, cap * sizeof(*ordc));
+		if (!ordc)
+			return -ENOMEM; /* ord grew, harmless */
+		d->ordc = ordc;
+		d->ord_cap = cap;
+	}
+	return 0;
+}
+
+/* Index of the first order slot with cookie > c. */
+static size_t ord_after(const struct dir *d, uint64_t c)
+{
+	size_t lo = 0, hi = d->ord_len;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->ordc[mid] <= c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Inserts e (its hash and name set) with the next cookie. dir_reserve first. */
+static void dir_insert(struct dir *d, struct dent *e)
+{
+	e->cookie = d->next_cookie++;
+	tab_put_nogrow(d->tab, d->tab_cap, e);
+	d->ord[d->ord_len] = e;
+	d->ordc[d->ord_len] = e->cookie;
+	d->ord_len++;
+	d->n++;
+}
+
+/* Unlinks e from d (does not free it). */
+static void dir_remove(struct dir *d, struct dent *e)
+{
+	size_t mask = d->tab_cap - 1, i = e->hash & mask;
+	while (d->tab[i] != e)
+		i = (i + 1) & mask;
+	for (size_t j = (i + 1) & mask; d->tab[j]; j = (j + 1) & mask) {
+		size_t home = d->tab[j]->hash & mask;
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			d->tab[i] = d->tab[j];
+			i = j;
+		}
+	}
+	d->tab[i] = NULL;
+	d->n--;
+
+	size_t k = ord_after(d, e->cookie - 1);
+	if (ALWAYS(k < d->ord_len && d->ord[k] == e)) {
+		d->ord[k] = NULL;
+		d->holes++;
+	}
+	if (k == d->ord_len - 1) {
+		/* trim trailing holes */
+		while (d->ord_len && !d->ord[d->ord_len - 1]) {
+			d->ord_len--;
+			d->holes--;
+		}
+	} else if (d->holes > 16 && d->holes > d->n) {
+		size_t w = 0;
+		for (size_t r = 0; r < d->ord_len; r++) {
+			if (d->ord[r]) {
+				d->ord[w] = d->ord[r];
+				d->ordc[w] = d->ordc[r];
+				w++;
+			}
+		}
+		d->ord_len = w;
+		d->holes = 0;
+	}
+}
+
+static struct dent *dent_new(const char *name, size_t len, uint64_t h, uint64_t ino)
+{
+	struct dent *e = malloc(sizeof(*e) + len);
+	if (!e)
+		return NULL;
+	e->hash = h;
+	e->cookie = 0;
+	e->ino = ino;
+	e->len = (uint32_t)len;
+	memcpy(e->name, name, len);
+	return e;
+}
+
+static void dir_free(struct dir *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->ord_len; i++)
+		free(d->ord[i]);
+	free(d->ord);
+	free(d->ordc);
+	free(d->tab);
+	free(d);
+}
+
+static struct dir *dir_new(void)
+{
+	struct dir *d = calloc(1, sizeof(*d));
+	if (d)
+		d->next_cookie = NS_COOKIE_FIRST;
+	return d;
+}
+
+/* ---- inodes ----------------------------------------------------------- */
+
+static void inode_free(struct inode *in)
+{
+	if (!in)
+		return;
+	dir_free(in->dir);
+	free(in->target);
+	free(in);
+}
+
+static bool is_dir(const struct inode *in) { return S_ISDIR(in->mode); }
+
+/* Drops in from the table and frees it if it has no links and no pins. */
+static void maybe_free(struct ns *ns, struct inode *in)
+{
+	if (in->nlink == 0 && in->pins == 0) {
+		ino_remove(ns, in->ino);
+		inode_free(in);
+	}
+}
+
+int ns_new(struct ns **ret_ns)
+{
+	struct ns *ns = calloc(1, sizeof(*ns));
+	struct inode *root = calloc(1, sizeof(*root));
+	int r = -ENOMEM;
+
+	if (!ns || !root)
+		goto fail;
+	ns->tab_cap = 64;
+	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
+	root->dir = dir_new();
+	if (!ns->tab || !root->dir)
+		goto fail;
+	root->ino = NS_ROOT_INO;
+	root->mode = S_IFDIR | 0755;
+	root->nlink = 2;
+	ns->next_ino = 2;
+	ino_insert(ns, root);
+	*ret_ns = ns;
+	return 0;
+fail:
+	inode_free(root);
+	if (ns)
+		free(ns->tab);
+	free(ns);
+	return r;
+}
+
+void ns_free(struct ns *ns)
+{
+	if (!ns)
+		return;
+	for (size_t i = 0; i < ns->tab_cap; i++)
+		inode_free(ns->tab[i]);
+	free(ns->tab);
+	free(ns);
+}
+
+static struct dir *dir_clone(const struct dir *s)
+{
+	struct dir *d = dir_new();
+	if (!d)
+		return NULL;
+	d->next_cookie = s->next_cookie;
+	for (size_t i = 0; i < s->ord_len; i++) {
+		const struct dent *se = s->ord[i];
+		if (!se)
+			continue;
+		struct dent *e = dent_new(se->name, se->len, se->hash, se->ino);
+		if (!e || dir_reserve(d) < 0) {
+			free(e);
+			dir_free(d);
+			return NULL;
+		}
+		tab_put_nogrow(d->tab, d->tab_cap, e);
+		e->cookie = se->cookie;
+		d->ord[d->ord_len] = e;
+		d->ordc[d->ord_len++] = e->cookie;
+		d->n++;
+	}
+	return d;
+}
+
+int ns_clone(const struct ns *src, struct ns **ret_ns)
+{
+	struct ns *ns = calloc(1, sizeof(*ns));
+	int r = -ENOMEM;
+
+	if (!ns)
+		goto fail;
+	ns->tab_cap = src->tab_cap;
+	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
+	if (!ns->tab)
+		goto fail;
+	ns->next_ino = src->next_ino;
+	ns->parents_dirty = src->parents_dirty;
+	for (size_t i = 0; i < src->tab_cap; i++) {
+		const struct inode *s = src->tab[i];
+		if (!s)
+			continue;
+		struct inode *in = malloc(sizeof(*in));
+		if (!in)
+			goto fail;
+		*in = *s;
+		in->target = NULL;
+		in->dir = NULL;
+		ns->tab[i] = in; /* same capacity: same slot */
+		ns->count++;
+		if (s->target) {
+			in->target = malloc(s->size ? s->size : 1);
+			if (!in->target)
+				goto fail;
+			memcpy(in->target, s->target, s->size);
+		}
+		if (s->dir) {
+			in->dir = dir_clone(s->dir);
+			if (!in->dir)
+				goto fail;
+		}
+	}
+	*ret_ns = ns;
+	return 0;
+fail:
+	ns_free(ns);
+	return r;
+}
+
+/* ---- lookups ---------------------------------------------------------- */
+
+int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino)
+{
+	const struct inode *p = ino_get(ns, parent);
+	const struct dent *e;
+
+	if (!p)
+		return -ENOENT;
+	if (!is_dir(p))
+		return -ENOTDIR;
+	if (name_len > NS_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (!name || name_len == 0)
+		return -ENOENT;
+	e = dir_find(p->dir, name, name_len, name_hash(name, name_len));
+	if (!e)
+		return -ENOENT;
+	*ret_ino = e->ino;
+	return 0;
+}
+
+static void fill_attr(const struct inode *in, struct ns_attr *a)
+{
+	a->ino = in->ino;
+	a->mode = in->mode;
+	a->uid = in->uid;
+	a->gid = in->gid;
+	a->nlink = in->nlink;
+	a->size = in->dir ? in->dir->n : in->size;
+	a->atime_ns = in->atime_ns;
+	a->mtime_ns = in->mtime_ns;
+	a->ctime_ns = in->ctime_ns;
+}
+
+int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
+{
+	const struct inode *in = ino_get(ns, ino);
+	if (!in)
+		return -ENOENT;
+	fill_attr(in, ret_attr);
+	return 0;
+}
+
+int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
+{
+	const struct inode *in = ino_get(ns, ino);
+	if (!in)
+		return -ENOENT;
+	if (!S_ISLNK(in->mode) || !in->target)
+		return -EINVAL;
+	if (cap && in->size)
+		memcpy(buf, in->target, BZ_MIN(cap, in->size));
+	return (int)in->size;
+}
+
+int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg)
+{
+	const struct inode *p = ino_get(ns, dir);
+	if (!p)
+		return -ENOENT;
+	if (!is_dir(p))
+		return -ENOTDIR;
+	const struct dir *d = p->dir;
+	for (size_t i = ord_after(d, cookie); i < d->ord_len; i++) {
+		const struct dent *e = d->ord[i];
+		if (!e)
+			continue;
+		const struct inode *c = ino_get(ns, e->ino);
+		if (fn(arg, e->name, e->len, e->ino, c ? c->mode : 0, e->cookie))
+			break;
+	}
+	return 0;
+}
+
+/* ---- ns_apply --------------------------------------------------------- */
+
+/* The errno for a name a filesystem would refuse. */
+static int name_check(const char *name, size_t len)
+{
+	if (len > NS_NAME_MAX)
+		return -ENAMETOOLONG;
+	if (!name || len == 0 || memchr(name, '/', len) || memchr(name, '\0', len))
+		return -EINVAL;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return -EINVAL;
+	return 0;
+}
+
+/* A live directory to change an entry of: -ENOENT / -ENOTDIR. */
+static int get_dir(struct ns *ns, uint64_t ino, struct inode **ret)
+{
+	struct inode *p = ino_get(ns, ino);
+	if (!p || p->nlink == 0)
+		return -ENOENT;
+	if (!is_dir(p))
+		return -ENOTDIR;
+	*ret = p;
+	return 0;
+}
+
+static void touch_dir(struct inode *p, int64_t t)
+{
+	p->mtime_ns = t;
+	p->ctime_ns = t;
+}
+
+/* Is a an ancestor of (or equal to) directory d? */
+static bool is_ancestor(const struct ns *ns, const struct inode *a, const struct inode *d)
+{
+	for (size_t depth = 0; d && depth <= ns->count; depth++) {
+		if (d == a)
+			return true;
+		if (d->ino == NS_ROOT_INO || d->parent == 0)
+			return false;
+		d = ino_get(ns, d->parent);
+	}
+	return false;
+}
+
+static void fix_parents(struct ns *ns)
+{
+	for (size_t i = 0; i < ns->tab_cap; i++) {
+		struct inode *p = ns->tab[i];
+		if (!p || !p->dir)
+			continue;
+		for (size_t k = 0; k < p->dir->ord_len; k++) {
+			struct dent *e = p->dir->ord[k];
+			struct inode *c = e ? ino_get(ns, e->ino) : NULL;
+			if (c && c->dir)
+				c->parent = p->ino;
+		}
+	}
+	ns->parents_dirty = false;
+}
+
+static int apply_new(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *p, *in = NULL;
+	struct dent *e = NULL;
+	uint64_t h;
+	int r;
+
+	r = get_dir(ns, op->parent, &p);
+	if (r < 0)
+		goto out;
+	r = name_check(op->name, op->name_len);
+	if (r < 0)
+		goto out;
+	h = name_hash(op->name, op->name_len);
+	if (dir_find(p->dir, op->name, op->name_len, h)) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (op->ino == 0 || ino_get(ns, op->ino)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (op->kind == NS_MKDIR && p->nlink == UINT32_MAX) {
+		r = -EMLINK;
+		goto out;
+	}
+	if (op->kind == NS_SYMLINK &&
+	    (!op->name2 || op->name2_len == 0 || op->name2_len > NS_SYMLINK_MAX || memchr(op->name2, 0, op->name2_len))) {
+		r = op->name2_len > NS_SYMLINK_MAX ? -ENAMETOOLONG : -EINVAL;
+		goto out;
+	}
+	r = -ENOMEM;
+	in = calloc(1, sizeof(*in));
+	e = dent_new(op->name, op->name_len, h, op->ino);
+	if (!in || !e)
+		goto out;
+	in->ino = op->ino;
+	in->uid = op->uid;
+	in->gid = op->gid;
+	in->atime_ns = op->atime_ns;
+	in->mtime_ns = op->mtime_ns;
+	in->ctime_ns = op->ctime_ns;
+	in->nlink = 1;
+	switch (op->kind) {
+	case NS_CREATE:
+		in->mode = S_IFREG | (op->mode & 07777);
+		break;
+	case NS_MKDIR:
+		in->mode = S_IFDIR | (op->mode & 07777);
+		in->nlink = 2;
+		in->parent = p->ino;
+		in->dir = dir_new();
+		if (!in->dir)
+			goto out;
+		break;
+	default: /* NS_SYMLINK */
+		in->mode = S_IFLNK | 0777;
+		in->size = op->name2_len;
+		in->target = malloc(op->name2_len);
+		if (!in->target)
+			goto out;
+		memcpy(in->target, op->name2, op->name2_len);
+		break;
+	}
+	if (dir_reserve(p->dir) < 0 || ino_reserve(ns) < 0)
+		goto out;
+	/* commit: nothing below fails */
+	ino_insert(ns, in);
+	dir_insert(p->dir, e);
+	if (op->kind == NS_MKDIR)
+		p->nlink++;
+	touch_dir(p, op->ctime_ns);
+	in = NULL;
+	e = NULL;
+	r = 0;
+out:
+	inode_free(in);
+	free(e);
+	return r;
+}
+
+static int apply_link(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *in = ino_get(ns, op->ino), *p;
+	struct dent *e = NULL;
+	uint64_t h;
+	int r;
+
+	if (!in || in->nlink == 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (is_dir(in)) {
+		r = -EPERM;
+		goto out;
+	}
+	r = get_dir(ns, op->parent2, &p);
+	if (r < 0)
+		goto out;
+	r = name_check(op->name2, op->name2_len);
+	if (r < 0)
+		goto out;
+	h = name_hash(op->name2, op->name2_len);
+	if (dir_find(p->dir, op->name2, op->name2_len, h)) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (in->nlink == UINT32_MAX) {
+		r = -EMLINK;
+		goto out;
+	}
+	r = -ENOMEM;
+	e = dent_new(op->name2, op->name2_len, h, in->ino);
+	if (!e || dir_reserve(p->dir) < 0)
+		goto out;
+	dir_insert(p->dir, e);
+	e = NULL;
+	in->nlink++;
+	in->ctime_ns = op->ctime_ns;
+	touch_dir(p, op->ctime_ns);
+	r = 0;
+out:
+	free(e);
+	return r;
+}
+
+static int apply_remove(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *p, *in;
+	struct dent *e;
+	int r;
+
+	r = get_dir(ns, op->parent, &p);
+	if (r < 0)
+		goto out;
+	r = name_check(op->name, op->name_len);
+	if (r < 0)
+		goto out;
+	e = dir_find(p->dir, op->name, op->name_len, name_hash(op->name, op->name_len));
+	in = e ? ino_get(ns, e->ino) : NULL;
+	if (!e || !in) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (op->kind == NS_UNLINK && is_dir(in)) {
+		r = -EISDIR;
+		goto out;
+	}
+	if (op->kind == NS_RMDIR && !is_dir(in)) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	if (op->kind == NS_RMDIR && in->dir->n) {
+		r = -ENOTEMPTY;
+		goto out;
+	}
+	dir_remove(p->dir, e);
+	free(e);
+	if (is_dir(in)) {
+		in->nlink = 0;
+		p->nlink--;
+	} else {
+		in->nlink--;
+	}
+	in->ctime_ns = op->ctime_ns;
+	touch_dir(p, op->ctime_ns);
+	maybe_free(ns, in);
+	r = 0;
+out:
+	return r;
+}
+
+static int apply_rename(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *p1, *p2, *src, *dst = NULL;
+	struct dent *e1, *e2, *ne = NULL;
+	uint64_t h1, h2;
+	int r;
+
+	if (op->flags & ~(uint32_t)(NS_RENAME_NOREPLACE | NS_RENAME_EXCHANGE) ||
+	    op->flags == (NS_RENAME_NOREPLACE | NS_RENAME_EXCHANGE)) {
+		r = -EINVAL;
+		goto out;
+	}
+	r = get_dir(ns, op->parent, &p1);
+	if (r < 0)
+		goto out;
+	r = get_dir(ns, op->parent2, &p2);
+	if (r < 0)
+		goto out;
+	r = name_check(op->name, op->name_len);
+	if (r < 0)
+		goto out;
+	r = name_check(op->name2, op->name2_len);
+	if (r < 0)
+		goto out;
+	h1 = name_hash(op->name, op->name_len);
+	h2 = name_hash(op->name2, op->name2_len);
+	e1 = dir_find(p1->dir, op->name, op->name_len, h1);
+	src = e1 ? ino_get(ns, e1->ino) : NULL;
+	if (!src) {
+		r = -ENOENT;
+		goto out;
+	}
+	e2 = dir_find(p2->dir, op->name2, op->name2_len, h2);
+	if (e2)
+		dst = ino_get(ns, e2->ino);
+	if (e2 && !dst) {
+		r = -ENOENT; /* dangling entry: cannot happen after ns_apply */
+		goto out;
+	}
+
+	if (op->flags == NS_RENAME_EXCHANGE) {
+		if (!e2) {
+			r = -ENOENT;
+			goto out;
+		}
+		if (e1 == e2) {
+			r = 0;
+			goto out;
+		}
+		if ((is_dir(src) && is_ancestor(ns, src, p2)) || (is_dir(dst) && is_ancestor(ns, dst, p1))) {
+			r = -EINVAL;
+			goto out;
+		}
+		e1->ino = dst->ino;
+		e2->ino = src->ino;
+		if (p1 != p2 && is_dir(src) != is_dir(dst)) {
+			if (is_dir(src)) {
+				p1->nlink--;
+				p2->nlink++;
+			} else {
+				p1->nlink++;
+				p2->nlink--;
+			}
+		}
+		if (is_dir(src))
+			src->parent = p2->ino;
+		if (is_dir(dst))
+			dst->parent = p1->ino;
+		src->ctime_ns = op->ctime_ns;
+		dst->ctime_ns = op->ctime_ns;
+		touch_dir(p1, op->ctime_ns);
+		touch_dir(p2, op->ctime_ns);
+		r = 0;
+		goto out;
+	}
+
+	if (dst) {
+		if (op->flags == NS_RENAME_NOREPLACE) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (dst == src) {
+			r = 0; /* same inode (or same entry): nothing to do */
+			goto out;
+		}
+		if (is_dir(src) && !is_dir(dst)) {
+			r = -ENOTDIR;
+			goto out;
+		}
+		if (!is_dir(src) && is_dir(dst)) {
+			r = -EISDIR;
+			goto out;
+		}
+	}
+	if (is_dir(src) && is_ancestor(ns, src, p2)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (dst && is_dir(dst) && dst->dir->n) {
+		r = -ENOTEMPTY;
+		goto out;
+	}
+	if (is_dir(src) && !dst && p1 != p2 && p2->nlink == UINT32_MAX) {
+		r = -EMLINK;
+		goto out;
+	}
+	r = -ENOMEM;
+	ne = dent_new(op->name2, op->name2_len, h2, src->ino);
+	if (!ne || dir_reserve(p2->dir) < 0)
+		goto out;
+	/* commit: nothing below fails */
+	if (e2) {
+		dir_remove(p2->dir, e2);
+		free(e2);
+		if (is_dir(dst)) {
+			dst->nlink = 0;
+			p2->nlink--;
+		} else {
+			dst->nlink--;
+		}
+		dst->ctime_ns = op->ctime_ns;
+	}
+	dir_remove(p1->dir, e1);
+	free(e1);
+	dir_insert(p2->dir, ne);
+	ne = NULL;
+	if (is_dir(src) && p1 != p2) {
+		p1->nlink--;
+		p2->nlink++;
+	}
+	if (is_dir(src))
+		src->parent = p2->ino;
+	src->ctime_ns = op->ctime_ns;
+	touch_dir(p1, op->ctime_ns);
+	touch_dir(p2, op->ctime_ns);
+	if (dst)
+		maybe_free(ns, dst);
+	r = 0;
+out:
+	free(ne);
+	return r;
+}
+
+static int apply_setattr(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *in = ino_get(ns, op->ino);
+
+	if (!in)
+		return -ENOENT;
+	if (op->flags & ~(uint32_t)(NS_SET_MODE | NS_SET_UID | NS_SET_GID | NS_SET_ATIME | NS_SET_MTIME))
+		return -EINVAL;
+	if (op->flags & NS_SET_MODE)
+		in->mode = (in->mode & S_IFMT) | (op->mode & 07777);
+	if (op->flags & NS_SET_UID)
+		in->uid = op->uid;
+	if (op->flags & NS_SET_GID)
+		in->gid = op->gid;
+	if (op->flags & NS_SET_ATIME)
+		in->atime_ns = op->atime_ns;
+	if (op->flags & NS_SET_MTIME)
+		in->mtime_ns = op->mtime_ns;
+	in->ctime_ns = op->ctime_ns;
+	return 0;
+}
+
+int ns_apply(struct ns *ns, const struct ns_op *op)
+{
+	if (ns->parents_dirty)
+		fix_parents(ns);
+	switch (op->kind) {
+	case NS_CREATE:
+	case NS_MKDIR:
+	case NS_SYMLINK:
+		return apply_new(ns, op);
+	case NS_LINK:
+		return apply_link(ns, op);
+	case NS_UNLINK:
+	case NS_RMDIR:
+		return apply_remove(ns, op);
+	case NS_RENAME:
+		return apply_rename(ns, op);
+	case NS_SETATTR:
+		return apply_setattr(ns, op);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---- data bookkeeping, pins, inode numbers ----------------------------- */
+
+int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
+{
+	struct inode *in = ino_get(ns, ino);
+	if (!in)
+		return -ENOENT;
+	if (is_dir(in))
+		return -EISDIR;
+	if (!S_ISREG(in->mode))
+		return -EINVAL;
+	in->size = size;
+	if (time_ns) {
+		in->mtime_ns = time_ns;
+		in->ctime_ns = time_ns;
+	}
+	return 0;
+}
+
+int ns_pin(struct ns *ns, uint64_t ino)
+{
+	struct inode *in = ino_get(ns, ino);
+	if (!in)
+		return -ENOENT;
+	if (in->pins == UINT32_MAX)
+		return -EOVERFLOW;
+	in->pins++;
+	return 0;
+}
+
+int ns_unpin(struct ns *ns, uint64_t ino)
+{
+	struct inode *in = ino_get(ns, ino);
+	if (!in)
+		return -ENOENT;
+	if (in->pins == 0)
+		return -EINVAL;
+	in->pins--;
+	if (in->ino != NS_ROOT_INO)
+		maybe_free(ns, in);
+	return 0;
+}
+
+uint64_t ns_alloc_ino(struct ns *ns) { return ns->next_ino++; }
+uint64_t ns_next_ino(const struct ns *ns) { return ns->next_ino; }
+void ns_set_next_ino(struct ns *ns, uint64_t next) { ns->next_ino = next; }
+uint64_t ns_count(const struct ns *ns) { return ns->count; }
+
+/* ---- checkpoint support ----------------------------------------------- */
+
+static int cmp_ino(const void *a, const void *b)
+{
+	uint64_t x = (*(struct inode *const *)a)->ino, y = (*(struct inode *const *)b)->ino;
+	return x < y ? -1 : x > y;
+}
+
+int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg)
+{
+	struct inode **all = malloc((ns->count ? ns->count : 1) * sizeof(*all));
+	size_t n = 0;
+	int r = -ENOMEM;
+
+	if (!all)
+		goto out;
+	for (size_t i = 0; i < ns->tab_cap; i++)
+		if (ns->tab[i])
+			all[n++] = ns->tab[i];
+	qsort(all, n, sizeof(*all), cmp_ino);
+	r = 0;
+	for (size_t i = 0; i < n && v->inode; i++) {
+		struct ns_attr a;
+		fill_attr(all[i], &a);
+		r = v->inode(arg, &a, all[i]->target, all[i]->target ? all[i]->size : 0);
+		if (r)
+			goto out;
+	}
+	for (size_t i = 0; i < n && v->dirent; i++) {
+		const struct dir *d = all[i]->dir;
+		for (size_t k = 0; d && k < d->ord_len; k++) {
+			const struct dent *e = d->ord[k];
+			if (!e)
+				continue;
+			r = v->dirent(arg, all[i]->ino, e->name, e->len, e->ino);
+			if (r)
+				goto out;
+		}
+	}
+out:
+	free(all);
+	return r;
+}
+
+int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len)
+{
+	struct inode *in = NULL, *old = ino_get(ns, attr->ino);
+	int r;
+
+	if (attr->ino == 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (old) {
+		/* the fresh root of ns_new may be overwritten once */
+		if (old->ino != NS_ROOT_INO || old->dir->n || !S_ISDIR(attr->mode)) {
+			r = -EEXIST;
+			goto out;
+		}
+		old->mode = attr->mode;
+		old->uid = attr->uid;
+		old->gid = attr->gid;
+		old->nlink = attr->nlink;
+		old->atime_ns = attr->atime_ns;
+		old->mtime_ns = attr->mtime_ns;
+		old->ctime_ns = attr->ctime_ns;
+		r = 0;
+		goto out;
+	}
+	r = -ENOMEM;
+	in = calloc(1, sizeof(*in));
+	if (!in)
+		goto out;
+	in->ino = attr->ino;
+	in->mode = attr->mode;
+	in->uid = attr->uid;
+	in->gid = attr->gid;
+	in->nlink = attr->nlink;
+	in->size = attr->size;
+	in->atime_ns = attr->atime_ns;
+	in->mtime_ns = attr->mtime_ns;
+	in->ctime_ns = attr->ctime_ns;
+	if (S_ISDIR(attr->mode)) {
+		in->size = 0;
+		in->dir = dir_new();
+		if (!in->dir)
+			goto out;
+	} else if (S_ISLNK(attr->mode)) {
+		in->size = symlink_len;
+		in->target = malloc(symlink_len ? symlink_len : 1);
+		if (!in->target)
+			goto out;
+		if (symlink_len)
+			memcpy(in->target, symlink, symlink_len);
+	}
+	if (ino_reserve(ns) < 0)
+		goto out;
+	ino_insert(ns, in);
+	ns->parents_dirty = true;
+	in = NULL;
+	r = 0;
+out:
+	inode_free(in);
+	return r;
+}
+
+int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
+{
+	struct inode *p = ino_get(ns, dir);
+	struct dent *e = NULL;
+	uint64_t h;
+	int r;
+
+	if (!p) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (!is_dir(p)) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	r = name_check(name, name_len);
+	if (r < 0 || ino == 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	h = name_hash(name, name_len);
+	if (dir_find(p->dir, name, name_len, h)) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = -ENOMEM;
+	e = dent_new(name, name_len, h, ino);
+	if (!e || dir_reserve(p->dir) < 0)
+		goto out;
+	dir_insert(p->dir, e);
+	e = NULL;
+	ns->parents_dirty = true;
+	r = 0;
+out:
+	free(e);
+	return r;
+}

@@ -48,6 +48,7 @@ int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
 /* Directory iteration in a stable order. cookie 0 starts; fn is called for
  * each entry after cookie with the entry's own cookie (> 0, stable while the
  * entry exists); fn returns non-zero to stop. Returns 0 or -ENOTDIR/-ENOENT. */
+#define NS_COOKIE_FIRST 3 /* entry cookies start here: 1 and 2 are free for "." and ".." */
 typedef int (*ns_dirent_fn)(void *arg, const char *name, size_t name_len, uint64_t ino, uint32_t mode,
 			    uint64_t cookie);
 int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg);
@@ -68,7 +69,10 @@ void ns_set_next_ino(struct ns *ns, uint64_t next);
 uint64_t ns_count(const struct ns *ns); /* live inodes */
 
 /* Whole-namespace iteration (checkpoint serialization, fsck): each inode
- * once, then for directories each entry. Order: ascending inode number. */
+ * once, then for directories each entry. Order: ascending inode number.
+ * (Precisely: every inode in ascending order first, then the entries of
+ * every directory, directories in ascending order, entries in cookie order.
+ * A callback returning non-zero stops the walk and is returned.) */
 struct ns_visit {
 	int (*inode)(void *arg, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
 	int (*dirent)(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino);

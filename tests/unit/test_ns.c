@@ -1,2 +1,916 @@
-/* placeholder: skipped until written */
-int main(void) { return 77; }
+/* test_ns.c — the in-memory namespace: every rename(2) case, unlink/rmdir
+ * errors, link counts and times, pinning, clone independence, walk/load
+ * round trip, readdir cookie stability, a 100k-file sanity run, and a
+ * randomized test of ns_apply against a simple reference model. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "storage/ns.h"
+#include "t.h"
+
+static int64_t now = 1000;
+
+static struct ns_op op_new(uint8_t kind, uint64_t parent, const char *name, uint64_t ino)
+{
+	struct ns_op o = {.kind = kind, .parent = parent, .name = name, .name_len = (uint32_t)strlen(name), .ino = ino,
+			  .uid = 7, .gid = 8, .atime_ns = now, .mtime_ns = now, .ctime_ns = now};
+	o.mode = kind == NS_MKDIR ? S_IFDIR | 0755 : S_IFREG | 0644;
+	if (kind == NS_SYMLINK) {
+		o.name2 = "target/x";
+		o.name2_len = 8;
+	}
+	now++;
+	return o;
+}
+
+static uint64_t mk(struct ns *ns, uint8_t kind, uint64_t parent, const char *name)
+{
+	uint64_t ino = ns_alloc_ino(ns);
+	struct ns_op o = op_new(kind, parent, name, ino);
+	int r = ns_apply(ns, &o);
+	T_CHECK_EQ(r, 0);
+	return r ? 0 : ino;
+}
+
+static int rn(struct ns *ns, uint64_t p1, const char *n1, uint64_t p2, const char *n2, uint32_t flags)
+{
+	struct ns_op o = {.kind = NS_RENAME, .parent = p1, .name = n1, .name_len = (uint32_t)strlen(n1), .parent2 = p2,
+			  .name2 = n2, .name2_len = (uint32_t)strlen(n2), .flags = flags, .ctime_ns = now++};
+	return ns_apply(ns, &o);
+}
+
+static int rm(struct ns *ns, uint8_t kind, uint64_t p, const char *n)
+{
+	struct ns_op o = {.kind = kind, .parent = p, .name = n, .name_len = (uint32_t)strlen(n), .ctime_ns = now++};
+	return ns_apply(ns, &o);
+}
+
+static int ln(struct ns *ns, uint64_t ino, uint64_t p, const char *n)
+{
+	struct ns_op o = {.kind = NS_LINK, .ino = ino, .parent2 = p, .name2 = n, .name2_len = (uint32_t)strlen(n),
+			  .ctime_ns = now++};
+	return ns_apply(ns, &o);
+}
+
+static uint64_t look(struct ns *ns, uint64_t p, const char *n)
+{
+	uint64_t ino = 0;
+	if (ns_lookup(ns, p, n, strlen(n), &ino) < 0)
+		return 0;
+	return ino;
+}
+
+static struct ns_attr attr(struct ns *ns, uint64_t ino)
+{
+	struct ns_attr a;
+	memset(&a, 0, sizeof(a));
+	if (ns_getattr(ns, ino, &a) < 0)
+		a.ino = 0;
+	return a;
+}
+
+/* Serializes the whole namespace (walk) into a string, to compare states. */
+struct dump {
+	char *buf;
+	size_t len, cap;
+};
+static void dput(struct dump *d, const void *p, size_t n)
+{
+	if (d->len + n > d->cap) {
+		d->cap = (d->len + n) * 2 + 64;
+		d->buf = realloc(d->buf, d->cap);
+		T_ASSERT(d->buf);
+	}
+	memcpy(d->buf + d->len, p, n);
+	d->len += n;
+}
+static int dump_inode(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len)
+{
+	dput(arg, a, sizeof(*a));
+	dput(arg, &sl_len, sizeof(sl_len));
+	if (sl_len)
+		dput(arg, sl, sl_len);
+	return 0;
+}
+static int dump_dirent(void *arg, uint64_t dir, const char *name, size_t len, uint64_t ino)
+{
+	dput(arg, &dir, sizeof(dir));
+	dput(arg, name, len);
+	dput(arg, "/", 1);
+	dput(arg, &ino, sizeof(ino));
+	return 0;
+}
+static struct dump dump(const struct ns *ns)
+{
+	struct dump d = {0};
+	struct ns_visit v = {dump_inode, dump_dirent};
+	T_CHECK_EQ(ns_walk(ns, &v, &d), 0);
+	uint64_t x = ns_next_ino(ns);
+	dput(&d, &x, sizeof(x));
+	return d;
+}
+static bool dump_eq(const struct ns *a, const struct ns *b)
+{
+	struct dump x = dump(a), y = dump(b);
+	bool eq = x.len == y.len && memcmp(x.buf, y.buf, x.len) == 0;
+	free(x.buf);
+	free(y.buf);
+	return eq;
+}
+
+static void test_basics(void)
+{
+	struct ns *ns;
+	T_ASSERT(ns_new(&ns) == 0);
+	struct ns_attr r = attr(ns, NS_ROOT_INO);
+	T_CHECK(r.ino == 1 && r.mode == (S_IFDIR | 0755) && r.nlink == 2 && r.size == 0 && r.uid == 0);
+	T_CHECK_EQ(ns_next_ino(ns), 2);
+	T_CHECK_EQ(ns_count(ns), 1);
+
+	uint64_t f = mk(ns, NS_CREATE, 1, "f");
+	T_CHECK_EQ(f, 2);
+	struct ns_attr a = attr(ns, f);
+	T_CHECK(a.mode == (S_IFREG | 0644) && a.nlink == 1 && a.size == 0 && a.uid == 7 && a.gid == 8);
+	T_CHECK(a.atime_ns == a.ctime_ns && a.mtime_ns == a.ctime_ns);
+	r = attr(ns, 1);
+	T_CHECK(r.mtime_ns == a.ctime_ns && r.ctime_ns == a.ctime_ns && r.size == 1 && r.nlink == 2);
+
+	/* EEXIST, ENOENT, ENOTDIR, names */
+	struct ns_op o = op_new(NS_CREATE, 1, "f", 50);
+	T_CHECK_EQ(ns_apply(ns, &o), -EEXIST);
+	o = op_new(NS_MKDIR, 1, "f", 50);
+	T_CHECK_EQ(ns_apply(ns, &o), -EEXIST);
+	o = op_new(NS_CREATE, 99, "x", 50);
+	T_CHECK_EQ(ns_apply(ns, &o), -ENOENT);
+	o = op_new(NS_CREATE, f, "x", 50);
+	T_CHECK_EQ(ns_apply(ns, &o), -ENOTDIR);
+	char longn[NS_NAME_MAX + 2];
+	memset(longn, 'x', sizeof(longn));
+	longn[NS_NAME_MAX + 1] = 0;
+	o = op_new(NS_CREATE, 1, longn, 50);
+	T_CHECK_EQ(ns_apply(ns, &o), -ENAMETOOLONG);
+	longn[NS_NAME_MAX] = 0;
+	o = op_new(NS_CREATE, 1, longn, 50);
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, longn), 0);
+	o = op_new(NS_CREATE, 1, "..", 51);
+	T_CHECK_EQ(ns_apply(ns, &o), -EINVAL);
+	o = op_new(NS_CREATE, 1, "a/b", 51);
+	T_CHECK_EQ(ns_apply(ns, &o), -EINVAL);
+	o = op_new(NS_CREATE, 1, "new", f); /* inode number in use */
+	T_CHECK_EQ(ns_apply(ns, &o), -EINVAL);
+	T_CHECK_EQ(look(ns, 1, "new"), 0);
+	T_CHECK_EQ(ns_next_ino(ns), 51);
+
+	uint64_t d = mk(ns, NS_MKDIR, 1, "d");
+	T_CHECK_EQ(attr(ns, 1).nlink, 3);
+	T_CHECK_EQ(attr(ns, d).nlink, 2);
+	T_CHECK_EQ(attr(ns, d).mode, S_IFDIR | 0755);
+	uint64_t s = mk(ns, NS_SYMLINK, d, "s");
+	a = attr(ns, s);
+	T_CHECK(a.mode == (S_IFLNK | 0777) && a.size == 8 && a.nlink == 1);
+	char buf[16];
+	T_CHECK_EQ(ns_readlink(ns, s, buf, sizeof(buf)), 8);
+	T_CHECK(memcmp(buf, "target/x", 8) == 0);
+	T_CHECK_EQ(ns_readlink(ns, s, buf, 3), 8);
+	T_CHECK_EQ(ns_readlink(ns, f, buf, sizeof(buf)), -EINVAL);
+	T_CHECK_EQ(ns_readlink(ns, 999, buf, sizeof(buf)), -ENOENT);
+
+	/* unlink / rmdir */
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "d"), -EISDIR);
+	T_CHECK_EQ(rm(ns, NS_RMDIR, 1, "f"), -ENOTDIR);
+	T_CHECK_EQ(rm(ns, NS_RMDIR, 1, "d"), -ENOTEMPTY);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "nope"), -ENOENT);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 99, "x"), -ENOENT);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, f, "x"), -ENOTDIR);
+
+	/* link */
+	T_CHECK_EQ(ln(ns, d, 1, "dl"), -EPERM);
+	T_CHECK_EQ(ln(ns, f, d, "s"), -EEXIST);
+	T_CHECK_EQ(ln(ns, 999, d, "z"), -ENOENT);
+	T_CHECK_EQ(ln(ns, f, d, "f2"), 0);
+	a = attr(ns, f);
+	T_CHECK_EQ(a.nlink, 2);
+	T_CHECK_EQ(a.ctime_ns, now - 1);
+	T_CHECK_EQ(attr(ns, d).mtime_ns, now - 1);
+	T_CHECK_EQ(look(ns, d, "f2"), f);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "f"), 0);
+	T_CHECK_EQ(attr(ns, f).nlink, 1);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, d, "f2"), 0);
+	T_CHECK_EQ(attr(ns, f).ino, 0); /* freed */
+	T_CHECK_EQ(rm(ns, NS_UNLINK, d, "s"), 0);
+	T_CHECK_EQ(rm(ns, NS_RMDIR, 1, "d"), 0);
+	T_CHECK_EQ(attr(ns, d).ino, 0);
+	T_CHECK_EQ(attr(ns, 1).nlink, 2);
+	T_CHECK_EQ(attr(ns, 1).size, 0);
+	T_CHECK_EQ(ns_count(ns), 1);
+
+	/* setattr keeps the type bits, sets ctime */
+	f = mk(ns, NS_CREATE, 1, "g");
+	o = (struct ns_op){.kind = NS_SETATTR, .ino = f, .flags = NS_SET_MODE | NS_SET_MTIME, .mode = S_IFDIR | 04711,
+			   .uid = 99, .mtime_ns = 5, .atime_ns = 6, .ctime_ns = 77};
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	a = attr(ns, f);
+	T_CHECK(a.mode == (S_IFREG | 04711) && a.mtime_ns == 5 && a.ctime_ns == 77 && a.uid == 7 && a.atime_ns != 6);
+	o.flags = NS_SET_UID | NS_SET_GID | NS_SET_ATIME;
+	o.gid = 3;
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	a = attr(ns, f);
+	T_CHECK(a.uid == 99 && a.gid == 3 && a.atime_ns == 6 && a.mtime_ns == 5);
+	o.ino = 999;
+	T_CHECK_EQ(ns_apply(ns, &o), -ENOENT);
+	/* set_size */
+	T_CHECK_EQ(ns_set_size(ns, f, 4096, 1234), 0);
+	a = attr(ns, f);
+	T_CHECK(a.size == 4096 && a.mtime_ns == 1234 && a.ctime_ns == 1234);
+	T_CHECK_EQ(ns_set_size(ns, f, 5000, 0), 0);
+	T_CHECK(attr(ns, f).size == 5000 && attr(ns, f).mtime_ns == 1234);
+	T_CHECK_EQ(ns_set_size(ns, 1, 1, 0), -EISDIR);
+	T_CHECK_EQ(ns_set_size(ns, 999, 1, 0), -ENOENT);
+
+	/* pinning: an unlinked pinned inode survives until unpinned */
+	T_CHECK_EQ(ns_pin(ns, f), 0);
+	T_CHECK_EQ(ns_pin(ns, f), 0);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "g"), 0);
+	a = attr(ns, f);
+	T_CHECK(a.ino == f && a.nlink == 0 && a.size == 5000);
+	T_CHECK_EQ(look(ns, 1, "g"), 0);
+	T_CHECK_EQ(ln(ns, f, 1, "again"), -ENOENT);
+	o = (struct ns_op){.kind = NS_SETATTR, .ino = f, .flags = NS_SET_MODE, .mode = 0600, .ctime_ns = 1};
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	T_CHECK_EQ(ns_set_size(ns, f, 6000, 0), 0);
+	T_CHECK_EQ(ns_unpin(ns, f), 0);
+	T_CHECK_EQ(attr(ns, f).ino, f);
+	T_CHECK_EQ(ns_unpin(ns, f), 0);
+	T_CHECK_EQ(attr(ns, f).ino, 0);
+	T_CHECK_EQ(ns_unpin(ns, f), -ENOENT);
+	T_CHECK_EQ(ns_pin(ns, 999), -ENOENT);
+	T_CHECK_EQ(ns_unpin(ns, 1), -EINVAL);
+	/* a pinned removed directory refuses new entries */
+	d = mk(ns, NS_MKDIR, 1, "pd");
+	T_CHECK_EQ(ns_pin(ns, d), 0);
+	T_CHECK_EQ(rm(ns, NS_RMDIR, 1, "pd"), 0);
+	T_CHECK_EQ(attr(ns, d).nlink, 0);
+	o = op_new(NS_CREATE, d, "x", 500);
+	T_CHECK_EQ(ns_apply(ns, &o), -ENOENT);
+	T_CHECK_EQ(ns_unpin(ns, d), 0);
+	T_CHECK_EQ(attr(ns, d).ino, 0);
+	ns_free(ns);
+	ns_free(NULL);
+}
+
+static void test_rename(void)
+{
+	struct ns *ns;
+	T_ASSERT(ns_new(&ns) == 0);
+	uint64_t a = mk(ns, NS_CREATE, 1, "a"), b = mk(ns, NS_CREATE, 1, "b");
+	uint64_t d1 = mk(ns, NS_MKDIR, 1, "d1"), d2 = mk(ns, NS_MKDIR, 1, "d2"), d3 = mk(ns, NS_MKDIR, 1, "d3");
+	uint64_t sub = mk(ns, NS_MKDIR, d1, "sub"), subsub = mk(ns, NS_MKDIR, sub, "subsub");
+	uint64_t in3 = mk(ns, NS_CREATE, d3, "x");
+	struct ns *before;
+
+	/* file over file: b is replaced and freed */
+	T_CHECK_EQ(rn(ns, 1, "a", 1, "b", 0), 0);
+	T_CHECK_EQ(look(ns, 1, "b"), a);
+	T_CHECK_EQ(look(ns, 1, "a"), 0);
+	T_CHECK_EQ(attr(ns, b).ino, 0);
+	T_CHECK_EQ(attr(ns, a).ctime_ns, now - 1);
+	T_CHECK_EQ(attr(ns, 1).mtime_ns, now - 1);
+
+	T_ASSERT(ns_clone(ns, &before) == 0);
+	/* errors change nothing */
+	T_CHECK_EQ(rn(ns, 1, "d1", 1, "d3", 0), -ENOTEMPTY);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "d2", 0), -EISDIR);
+	T_CHECK_EQ(rn(ns, 1, "d2", 1, "b", 0), -ENOTDIR);
+	T_CHECK_EQ(rn(ns, 1, "d1", sub, "x", 0), -EINVAL);
+	T_CHECK_EQ(rn(ns, 1, "d1", subsub, "x", 0), -EINVAL);
+	T_CHECK_EQ(rn(ns, 1, "d1", d1, "x", 0), -EINVAL);
+	T_CHECK_EQ(rn(ns, d1, "sub", subsub, "x", 0), -EINVAL);
+	T_CHECK_EQ(rn(ns, 1, "nope", 1, "x", 0), -ENOENT);
+	T_CHECK_EQ(rn(ns, 99, "b", 1, "x", 0), -ENOENT);
+	T_CHECK_EQ(rn(ns, 1, "b", 99, "x", 0), -ENOENT);
+	T_CHECK_EQ(rn(ns, 1, "b", a, "x", 0), -ENOTDIR);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "d2", NS_RENAME_NOREPLACE), -EEXIST);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "nope", NS_RENAME_EXCHANGE), -ENOENT);
+	T_CHECK_EQ(rn(ns, 1, "nope", 1, "b", NS_RENAME_EXCHANGE), -ENOENT);
+	T_CHECK_EQ(rn(ns, 1, "d1", sub, "subsub", NS_RENAME_EXCHANGE), -EINVAL);
+	T_CHECK_EQ(rn(ns, sub, "subsub", 1, "d1", NS_RENAME_EXCHANGE), -EINVAL);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "c", 3), -EINVAL);
+	T_CHECK_EQ(rn(ns, d1, "sub", 1, "d1", 0), -ENOTEMPTY); /* over an ancestor */
+	T_CHECK(dump_eq(ns, before));
+	ns_free(before);
+	/* same inode: no-op success, even with times */
+	T_CHECK_EQ(ln(ns, a, 1, "hard"), 0);
+	T_ASSERT(ns_clone(ns, &before) == 0);
+	struct ns_attr pa = attr(ns, 1);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "hard", 0), 0);
+	T_CHECK_EQ(rn(ns, 1, "b", 1, "b", 0), 0);
+	T_CHECK_EQ(attr(ns, 1).mtime_ns, pa.mtime_ns);
+	T_CHECK(dump_eq(ns, before));
+	T_CHECK_EQ(attr(ns, a).nlink, 2);
+	T_CHECK_EQ(look(ns, 1, "b"), a);
+
+	/* dir over empty dir; nlink bookkeeping across directories */
+	T_CHECK_EQ(attr(ns, 1).nlink, 5);
+	T_CHECK_EQ(rn(ns, d1, "sub", 1, "d2", 0), 0);
+	T_CHECK_EQ(attr(ns, d2).ino, 0);
+	T_CHECK_EQ(look(ns, 1, "d2"), sub);
+	T_CHECK_EQ(attr(ns, d1).nlink, 2);
+	T_CHECK_EQ(attr(ns, 1).nlink, 5);
+	T_CHECK_EQ(attr(ns, sub).nlink, 3);
+	/* the moved directory's parent is updated: its old subtree is now allowed */
+	T_CHECK_EQ(rn(ns, 1, "d1", subsub, "d1moved", 0), 0);
+	T_CHECK_EQ(attr(ns, subsub).nlink, 3);
+	T_CHECK_EQ(attr(ns, 1).nlink, 4);
+	T_CHECK_EQ(rn(ns, 1, "d2", d1, "x", 0), -EINVAL);
+
+	/* exchange: a file and a directory in different parents */
+	T_CHECK_EQ(rn(ns, 1, "b", d3, "x", NS_RENAME_EXCHANGE), 0);
+	T_CHECK_EQ(look(ns, 1, "b"), in3);
+	T_CHECK_EQ(look(ns, d3, "x"), a);
+	T_CHECK_EQ(rn(ns, 1, "b", subsub, "d1moved", NS_RENAME_EXCHANGE), 0);
+	T_CHECK_EQ(look(ns, 1, "b"), d1);
+	T_CHECK_EQ(look(ns, subsub, "d1moved"), in3);
+	T_CHECK_EQ(attr(ns, 1).nlink, 5);
+	T_CHECK_EQ(attr(ns, subsub).nlink, 2);
+	T_CHECK_EQ(attr(ns, in3).ctime_ns, now - 1);
+	T_CHECK_EQ(attr(ns, d1).ctime_ns, now - 1);
+	/* d1 is now under root: moving subsub's tree under d1 is fine */
+	T_CHECK_EQ(rn(ns, 1, "d2", d1, "s", 0), 0);
+	T_CHECK_EQ(rn(ns, 1, "b", subsub, "z", 0), -EINVAL);
+	ns_free(before);
+	ns_free(ns);
+}
+
+struct rd_ent {
+	char name[32];
+	uint64_t ino, cookie;
+};
+struct rd_list {
+	struct rd_ent e[4096];
+	size_t n, stop_after;
+};
+static int rd_cb(void *arg, const char *name, size_t len, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	struct rd_list *l = arg;
+	(void)mode;
+	if (l->n < BZ_ARRAY_SIZE(l->e)) {
+		memcpy(l->e[l->n].name, name, BZ_MIN(len, 31));
+		l->e[l->n].name[BZ_MIN(len, 31)] = 0;
+		l->e[l->n].ino = ino;
+		l->e[l->n].cookie = cookie;
+	}
+	l->n++;
+	return l->stop_after && l->n >= l->stop_after;
+}
+
+static void test_readdir_cookies(void)
+{
+	struct ns *ns;
+	static struct rd_list l, l2;
+	static uint64_t cookie_of[2000];
+	char name[32];
+	T_ASSERT(ns_new(&ns) == 0);
+	uint64_t d = mk(ns, NS_MKDIR, 1, "d");
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		mk(ns, NS_CREATE, d, name);
+	}
+	l.n = 0;
+	T_CHECK_EQ(ns_readdir(ns, d, 0, rd_cb, &l), 0);
+	T_CHECK_EQ(l.n, 2000);
+	for (size_t i = 0; i < 2000; i++) {
+		cookie_of[i] = l.e[i].cookie;
+		T_CHECK(l.e[i].cookie >= NS_COOKIE_FIRST);
+		if (i)
+			T_CHECK(l.e[i].cookie > l.e[i - 1].cookie);
+	}
+	/* delete 3 of every 4 (forces compaction), insert some more */
+	for (int i = 0; i < 2000; i++) {
+		if (i % 4 == 0)
+			continue;
+		snprintf(name, sizeof(name), "f%d", i);
+		T_CHECK_EQ(rm(ns, NS_UNLINK, d, name), 0);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "g%d", i);
+		mk(ns, NS_CREATE, d, name);
+	}
+	T_CHECK_EQ(attr(ns, d).size, 600);
+	l.n = 0;
+	T_CHECK_EQ(ns_readdir(ns, d, 0, rd_cb, &l), 0);
+	T_CHECK_EQ(l.n, 600);
+	for (size_t i = 0; i < 500 && i < l.n; i++) {
+		snprintf(name, sizeof(name), "f%zu", i * 4);
+		T_CHECK(strcmp(l.e[i].name, name) == 0);
+		T_CHECK(l.e[i].cookie == cookie_of[i * 4]);
+	}
+	for (size_t i = 500; i < l.n; i++)
+		T_CHECK(l.e[i].cookie > cookie_of[1999] && l.e[i].cookie > l.e[i - 1].cookie);
+	/* resuming from any cookie, even of a deleted entry, continues in order */
+	for (size_t k = 0; k < 2000; k += 37) {
+		l2.n = 0;
+		T_CHECK_EQ(ns_readdir(ns, d, cookie_of[k], rd_cb, &l2), 0);
+		T_CHECK_EQ(l2.n, 600 - (k / 4 + 1));
+		if (l2.n)
+			T_CHECK(l2.e[0].cookie > cookie_of[k]);
+	}
+	/* paged reading with deletes in between sees every survivor once */
+	l2.n = 0;
+	l2.stop_after = 0;
+	uint64_t c = 0;
+	size_t seen = 0;
+	for (;;) {
+		l.n = 0;
+		l.stop_after = 7;
+		T_CHECK_EQ(ns_readdir(ns, d, c, rd_cb, &l), 0);
+		if (!l.n)
+			break;
+		seen += l.n;
+		c = l.e[l.n - 1].cookie;
+		/* delete an entry we already passed */
+		T_CHECK_EQ(rm(ns, NS_UNLINK, d, l.e[0].name), 0);
+	}
+	l.stop_after = 0;
+	T_CHECK_EQ(seen, 600);
+	T_CHECK_EQ(ns_readdir(ns, 1u << 30, 0, rd_cb, &l), -ENOENT);
+	uint64_t f = look(ns, d, "g5");
+	T_CHECK_EQ(ns_readdir(ns, f, 0, rd_cb, &l), -ENOTDIR);
+	ns_free(ns);
+}
+
+static int load_inode_cb(void *arg, const struct ns_attr *a, const char *sl, size_t n)
+{
+	return ns_load_inode(arg, a, sl, n);
+}
+static int load_dirent_cb(void *arg, uint64_t dir, const char *name, size_t len, uint64_t ino)
+{
+	return ns_load_dirent(arg, dir, name, len, ino);
+}
+static int stop_cb(void *arg, const struct ns_attr *a, const char *sl, size_t n)
+{
+	(void)a, (void)sl, (void)n;
+	return ++*(int *)arg == 3 ? 42 : 0;
+}
+
+static void test_clone_walk_load(void)
+{
+	struct ns *ns, *cl, *ld;
+	T_ASSERT(ns_new(&ns) == 0);
+	uint64_t d = mk(ns, NS_MKDIR, 1, "d");
+	uint64_t e = mk(ns, NS_MKDIR, d, "e");
+	uint64_t f = mk(ns, NS_CREATE, e, "f");
+	mk(ns, NS_SYMLINK, 1, "s");
+	T_CHECK_EQ(ln(ns, f, 1, "f-link"), 0);
+	T_CHECK_EQ(ns_set_size(ns, f, 12345, now++), 0);
+	/* a directory with a lower inode number under a higher one */
+	uint64_t z = mk(ns, NS_MKDIR, 1, "z");
+	T_CHECK_EQ(rn(ns, 1, "d", z, "d", 0), 0);
+
+	T_ASSERT(ns_clone(ns, &cl) == 0);
+	T_CHECK(dump_eq(ns, cl));
+	/* independence both ways */
+	mk(ns, NS_CREATE, 1, "only-orig");
+	T_CHECK_EQ(rm(ns, NS_UNLINK, e, "f"), 0);
+	T_CHECK_EQ(look(cl, 1, "only-orig"), 0);
+	T_CHECK_EQ(look(cl, e, "f"), f);
+	T_CHECK_EQ(attr(cl, f).nlink, 2);
+	mk(cl, NS_CREATE, e, "only-clone");
+	T_CHECK_EQ(look(ns, e, "only-clone"), 0);
+	T_CHECK(!dump_eq(ns, cl));
+	/* the clone's directory parents work for the subtree check */
+	T_CHECK_EQ(rn(cl, 1, "z", e, "zz", 0), -EINVAL);
+
+	/* walk -> load reproduces the namespace exactly */
+	struct dump dm = dump(cl);
+	T_ASSERT(ns_new(&ld) == 0);
+	struct ns_visit v = {load_inode_cb, load_dirent_cb};
+	T_CHECK_EQ(ns_walk(cl, &v, ld), 0);
+	ns_set_next_ino(ld, ns_next_ino(cl));
+	struct dump dl = dump(ld);
+	T_CHECK(dm.len == dl.len && memcmp(dm.buf, dl.buf, dm.len) == 0);
+	free(dm.buf);
+	free(dl.buf);
+	T_CHECK_EQ(ns_count(ld), ns_count(cl));
+	/* the loaded namespace works: subtree check uses recomputed parents */
+	T_CHECK_EQ(rn(ld, 1, "z", e, "zz", 0), -EINVAL);
+	T_CHECK_EQ(rn(ld, z, "d", 1, "d", 0), 0);
+	T_CHECK_EQ(attr(ld, 1).nlink, 4);
+	/* load errors */
+	struct ns_attr a = attr(ld, f);
+	T_CHECK_EQ(ns_load_inode(ld, &a, NULL, 0), -EEXIST);
+	T_CHECK_EQ(ns_load_dirent(ld, 1, "d", 1, f), -EEXIST);
+	T_CHECK_EQ(ns_load_dirent(ld, 999, "q", 1, f), -ENOENT);
+	T_CHECK_EQ(ns_load_dirent(ld, f, "q", 1, f), -ENOTDIR);
+	/* walk stops on a non-zero callback and returns it */
+	int calls = 0;
+	struct ns_visit sv = {stop_cb, NULL};
+	T_CHECK_EQ(ns_walk(ld, &sv, &calls), 42);
+	T_CHECK_EQ(calls, 3);
+	ns_free(ns);
+	ns_free(cl);
+	ns_free(ld);
+}
+
+static void test_100k(void)
+{
+	struct ns *ns, *cl;
+	char name[32];
+	T_ASSERT(ns_new(&ns) == 0);
+	uint64_t big = mk(ns, NS_MKDIR, 1, "big");
+	uint64_t dirs[50];
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof(name), "d%d", i);
+		dirs[i] = mk(ns, NS_MKDIR, 1, name);
+	}
+	int bad = 0;
+	for (int i = 0; i < 100000; i++) {
+		uint64_t p = i < 50000 ? big : dirs[i % 50];
+		snprintf(name, sizeof(name), "file-%d", i);
+		uint64_t ino = ns_alloc_ino(ns);
+		struct ns_op o = op_new(NS_CREATE, p, name, ino);
+		bad += ns_apply(ns, &o) != 0;
+	}
+	T_CHECK_EQ(bad, 0);
+	T_CHECK_EQ(ns_count(ns), 100052);
+	T_CHECK_EQ(attr(ns, big).size, 50000);
+	T_ASSERT(ns_clone(ns, &cl) == 0);
+	for (int i = 0; i < 100000; i++) {
+		uint64_t p = i < 50000 ? big : dirs[i % 50];
+		snprintf(name, sizeof(name), "file-%d", i);
+		uint64_t ino = 0;
+		bad += ns_lookup(cl, p, name, strlen(name), &ino) != 0 || ino != (uint64_t)i + 53;
+		if (i % 2)
+			bad += rm(ns, NS_UNLINK, p, name) != 0;
+	}
+	T_CHECK_EQ(bad, 0);
+	T_CHECK_EQ(ns_count(ns), 50052);
+	T_CHECK_EQ(ns_count(cl), 100052);
+	ns_free(ns);
+	ns_free(cl);
+}
+
+/* ---- randomized test against a reference model ------------------------ */
+
+#ifndef NS_MODEL_ROUNDS
+#define NS_MODEL_ROUNDS 20 /* -DNS_MODEL_ROUNDS=1000 for a longer soak */
+#endif
+#define M_INO 1024
+#define M_ENT 2048
+struct mnode {
+	bool live;
+	uint32_t mode, nlink, pins;
+	uint64_t size, parent;
+	int64_t mtime, ctime;
+	uint64_t next_cookie;
+	int nent;
+};
+static int me_hi; /* entries used are below this */
+struct ment {
+	bool used;
+	uint64_t dir, ino, cookie;
+	char name[4];
+};
+static struct mnode mn[M_INO];
+static struct ment me[M_ENT];
+
+static struct ment *m_find(uint64_t dir, const char *name)
+{
+	for (int i = 0; i < me_hi; i++)
+		if (me[i].used && me[i].dir == dir && strcmp(me[i].name, name) == 0)
+			return &me[i];
+	return NULL;
+}
+static int m_count(uint64_t dir) { return mn[dir].nent; }
+static void m_del(struct ment *e)
+{
+	e->used = false;
+	mn[e->dir].nent--;
+}
+static bool m_isdir(uint64_t ino) { return S_ISDIR(mn[ino].mode); }
+static int m_add(uint64_t dir, const char *name, uint64_t ino)
+{
+	for (int i = 0; i < M_ENT; i++) {
+		if (!me[i].used) {
+			me[i] = (struct ment){.used = true, .dir = dir, .ino = ino, .cookie = mn[dir].next_cookie++};
+			mn[dir].nent++;
+			if (i >= me_hi)
+				me_hi = i + 1;
+			strcpy(me[i].name, name);
+			return 0;
+		}
+	}
+	T_ASSERT(0);
+	return -1;
+}
+static int m_dirok(uint64_t d)
+{
+	if (d >= M_INO || !mn[d].live || mn[d].nlink == 0)
+		return -ENOENT;
+	return m_isdir(d) ? 0 : -ENOTDIR;
+}
+static void m_drop(uint64_t ino)
+{
+	if (mn[ino].nlink == 0 && mn[ino].pins == 0)
+		mn[ino].live = false;
+}
+/* Is a an ancestor-or-self of d? */
+static bool m_anc(uint64_t a, uint64_t d)
+{
+	for (;;) {
+		if (d == a)
+			return true;
+		if (d == 1)
+			return false;
+		d = mn[d].parent;
+	}
+}
+
+static int m_apply(const struct ns_op *o)
+{
+	int r;
+	switch (o->kind) {
+	case NS_CREATE:
+	case NS_MKDIR:
+	case NS_SYMLINK:
+		if ((r = m_dirok(o->parent)))
+			return r;
+		if (m_find(o->parent, o->name))
+			return -EEXIST;
+		mn[o->ino] = (struct mnode){.live = true, .nlink = 1, .mtime = o->mtime_ns, .ctime = o->ctime_ns,
+					    .next_cookie = NS_COOKIE_FIRST};
+		if (o->kind == NS_CREATE) {
+			mn[o->ino].mode = S_IFREG | (o->mode & 07777);
+		} else if (o->kind == NS_MKDIR) {
+			mn[o->ino].mode = S_IFDIR | (o->mode & 07777);
+			mn[o->ino].nlink = 2;
+			mn[o->ino].parent = o->parent;
+			mn[o->parent].nlink++;
+		} else {
+			mn[o->ino].mode = S_IFLNK | 0777;
+			mn[o->ino].size = o->name2_len;
+		}
+		m_add(o->parent, o->name, o->ino);
+		mn[o->parent].mtime = mn[o->parent].ctime = o->ctime_ns;
+		return 0;
+	case NS_LINK:
+		if (o->ino >= M_INO || !mn[o->ino].live || mn[o->ino].nlink == 0)
+			return -ENOENT;
+		if (m_isdir(o->ino))
+			return -EPERM;
+		if ((r = m_dirok(o->parent2)))
+			return r;
+		if (m_find(o->parent2, o->name2))
+			return -EEXIST;
+		m_add(o->parent2, o->name2, o->ino);
+		mn[o->ino].nlink++;
+		mn[o->ino].ctime = o->ctime_ns;
+		mn[o->parent2].mtime = mn[o->parent2].ctime = o->ctime_ns;
+		return 0;
+	case NS_UNLINK:
+	case NS_RMDIR: {
+		if ((r = m_dirok(o->parent)))
+			return r;
+		struct ment *e = m_find(o->parent, o->name);
+		if (!e)
+			return -ENOENT;
+		uint64_t ino = e->ino;
+		if (o->kind == NS_UNLINK && m_isdir(ino))
+			return -EISDIR;
+		if (o->kind == NS_RMDIR && !m_isdir(ino))
+			return -ENOTDIR;
+		if (o->kind == NS_RMDIR && m_count(ino))
+			return -ENOTEMPTY;
+		m_del(e);
+		if (m_isdir(ino)) {
+			mn[ino].nlink = 0;
+			mn[o->parent].nlink--;
+		} else {
+			mn[ino].nlink--;
+		}
+		mn[ino].ctime = o->ctime_ns;
+		mn[o->parent].mtime = mn[o->parent].ctime = o->ctime_ns;
+		m_drop(ino);
+		return 0;
+	}
+	case NS_RENAME: {
+		if ((r = m_dirok(o->parent)) || (r = m_dirok(o->parent2)))
+			return r;
+		struct ment *e1 = m_find(o->parent, o->name), *e2 = m_find(o->parent2, o->name2);
+		if (!e1)
+			return -ENOENT;
+		uint64_t s = e1->ino, t = e2 ? e2->ino : 0;
+		if (o->flags == NS_RENAME_EXCHANGE) {
+			if (!e2)
+				return -ENOENT;
+			if (e1 == e2)
+				return 0;
+			if ((m_isdir(s) && m_anc(s, o->parent2)) || (m_isdir(t) && m_anc(t, o->parent)))
+				return -EINVAL;
+			e1->ino = t;
+			e2->ino = s;
+			if (m_isdir(s)) {
+				mn[o->parent].nlink--;
+				mn[o->parent2].nlink++;
+				mn[s].parent = o->parent2;
+			}
+			if (m_isdir(t)) {
+				mn[o->parent2].nlink--;
+				mn[o->parent].nlink++;
+				mn[t].parent = o->parent;
+			}
+			mn[s].ctime = mn[t].ctime = o->ctime_ns;
+			mn[o->parent].mtime = mn[o->parent].ctime = o->ctime_ns;
+			mn[o->parent2].mtime = mn[o->parent2].ctime = o->ctime_ns;
+			return 0;
+		}
+		if (e2) {
+			if (o->flags == NS_RENAME_NOREPLACE)
+				return -EEXIST;
+			if (s == t)
+				return 0;
+			if (m_isdir(s) && !m_isdir(t))
+				return -ENOTDIR;
+			if (!m_isdir(s) && m_isdir(t))
+				return -EISDIR;
+		}
+		if (m_isdir(s) && m_anc(s, o->parent2))
+			return -EINVAL;
+		if (e2 && m_isdir(t) && m_count(t))
+			return -ENOTEMPTY;
+		if (e2) {
+			m_del(e2);
+			if (m_isdir(t)) {
+				mn[t].nlink = 0;
+				mn[o->parent2].nlink--;
+			} else {
+				mn[t].nlink--;
+			}
+			mn[t].ctime = o->ctime_ns;
+		}
+		m_del(e1);
+		m_add(o->parent2, o->name2, s);
+		if (m_isdir(s)) {
+			mn[o->parent].nlink--;
+			mn[o->parent2].nlink++;
+			mn[s].parent = o->parent2;
+		}
+		mn[s].ctime = o->ctime_ns;
+		mn[o->parent].mtime = mn[o->parent].ctime = o->ctime_ns;
+		mn[o->parent2].mtime = mn[o->parent2].ctime = o->ctime_ns;
+		if (e2)
+			m_drop(t);
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static int m_compare(struct ns *ns, uint64_t next)
+{
+	static struct rd_list l;
+	int bad = 0;
+	for (uint64_t i = 1; i < next && i < M_INO; i++) {
+		struct ns_attr a;
+		int r = ns_getattr(ns, i, &a);
+		if (!mn[i].live) {
+			bad += r != -ENOENT;
+			continue;
+		}
+		if (r != 0) {
+			bad++;
+			continue;
+		}
+		uint64_t size = m_isdir(i) ? (uint64_t)m_count(i) : mn[i].size;
+		bad += a.mode != mn[i].mode || a.nlink != mn[i].nlink || a.size != size || a.ctime_ns != mn[i].ctime ||
+		       a.mtime_ns != mn[i].mtime;
+		if (!m_isdir(i))
+			continue;
+		l.n = 0;
+		bad += ns_readdir(ns, i, 0, rd_cb, &l) != 0;
+		bad += l.n != (size_t)m_count(i);
+		for (size_t k = 0; k < l.n; k++) {
+			struct ment *e = m_find(i, l.e[k].name);
+			bad += !e || e->ino != l.e[k].ino || e->cookie != l.e[k].cookie;
+			if (k)
+				bad += l.e[k].cookie <= l.e[k - 1].cookie;
+		}
+	}
+	return bad;
+}
+
+static void test_model(void)
+{
+	static const char *names[] = {"a", "b", "c", "d"};
+	struct ns *ns;
+	static int kind_ok[NS_SETATTR + 1][3];
+	uint64_t seed = 0x1234567887654321ull;
+#define RND() (seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17, seed)
+	for (int round = 0; round < NS_MODEL_ROUNDS; round++) {
+		T_ASSERT(ns_new(&ns) == 0);
+		memset(mn, 0, sizeof(mn));
+		memset(me, 0, sizeof(me));
+		me_hi = 0;
+		mn[1] = (struct mnode){.live = true, .mode = S_IFDIR | 0755, .nlink = 2, .next_cookie = NS_COOKIE_FIRST};
+		int bad = 0, okops = 0;
+		for (int step = 0; step < 3000; step++) {
+			uint64_t next = ns_next_ino(ns);
+			struct ns_op o = {0};
+			uint64_t pick1 = 1 + RND() % (next - 1), pick2 = 1 + RND() % (next - 1);
+			/* bias parents towards directories */
+			for (int t = 0; t < 12 && !(mn[pick1].live && m_isdir(pick1)); t++)
+				pick1 = 1 + RND() % (next - 1);
+			for (int t = 0; t < 12 && !(mn[pick2].live && m_isdir(pick2)); t++)
+				pick2 = 1 + RND() % (next - 1);
+			const char *n1 = names[RND() % 4], *n2 = names[RND() % 4];
+			int k = (int)(RND() % 16);
+			if (next >= M_INO - 1 && k < 4)
+				k = 4 + (int)(RND() % 12);
+			if (k < 2)
+				o = op_new(NS_CREATE, pick1, n1, next);
+			else if (k < 4)
+				o = op_new(k == 2 ? NS_MKDIR : NS_SYMLINK, pick1, n1, next);
+			else if (k < 5)
+				o = (struct ns_op){.kind = NS_LINK, .ino = 1 + RND() % (next - 1), .parent2 = pick1, .name2 = n1,
+						   .name2_len = 1, .ctime_ns = now++};
+			else if (k < 7)
+				o = (struct ns_op){.kind = NS_UNLINK, .parent = pick1, .name = n1, .name_len = 1,
+						   .ctime_ns = now++};
+			else if (k < 9)
+				o = (struct ns_op){.kind = NS_RMDIR, .parent = pick1, .name = n1, .name_len = 1,
+						   .ctime_ns = now++};
+			else if (k < 15)
+				o = (struct ns_op){.kind = NS_RENAME, .parent = pick1, .name = n1, .name_len = 1,
+						   .parent2 = pick2, .name2 = n2, .name2_len = 1,
+						   .flags = (uint32_t)(RND() % 5 == 0 ? 1 + RND() % 2 : 0),
+						   .ctime_ns = now++};
+			else {
+				/* pin or unpin */
+				if (mn[pick2].live && pick2 != 1) {
+					if (mn[pick2].pins && RND() % 2) {
+						bad += ns_unpin(ns, pick2) != 0;
+						mn[pick2].pins--;
+						m_drop(pick2);
+					} else {
+						bad += ns_pin(ns, pick2) != 0;
+						mn[pick2].pins++;
+					}
+				}
+				continue;
+			}
+			if (o.kind == NS_CREATE || o.kind == NS_MKDIR || o.kind == NS_SYMLINK) {
+				if (next >= M_INO)
+					continue;
+			}
+			int want = m_apply(&o);
+			int got = ns_apply(ns, &o);
+			if (want != got) {
+				fprintf(stderr, "round %d step %d kind %d: model %d ns %d\n", round, step, o.kind, want,
+					got);
+				bad++;
+			}
+			if (got == 0 && (o.kind == NS_CREATE || o.kind == NS_MKDIR || o.kind == NS_SYMLINK))
+				T_CHECK_EQ(ns_next_ino(ns), next + 1);
+			okops += got == 0;
+			kind_ok[o.kind][got == 0 ? 0 : 1]++;
+			if (o.kind == NS_RENAME && got == 0)
+				kind_ok[0][o.flags]++;
+			if (want != got || step % 8 == 0)
+				bad += m_compare(ns, ns_next_ino(ns));
+			if (bad)
+				break;
+		}
+		bad += m_compare(ns, ns_next_ino(ns));
+		T_CHECK_EQ(bad, 0);
+		if (okops <= 500)
+			fprintf(stderr, "round %d: only %d ops succeeded\n", round, okops);
+		T_CHECK(okops > 500);
+		/* and a clone / walk-load of the final state agree */
+		struct ns *cl;
+		T_ASSERT(ns_clone(ns, &cl) == 0);
+		T_CHECK_EQ(m_compare(cl, ns_next_ino(cl)), 0);
+		ns_free(cl);
+		ns_free(ns);
+		if (bad)
+			break;
+	}
+	for (int k = NS_CREATE; k <= NS_RENAME; k++) {
+		fprintf(stderr, "model: kind %d: %d ok, %d refused\n", k, kind_ok[k][0], kind_ok[k][1]);
+		T_CHECK(kind_ok[k][0] > 20 && kind_ok[k][1] > 20);
+	}
+	fprintf(stderr, "model: renames ok by flags: %d plain, %d noreplace, %d exchange\n", kind_ok[0][0], kind_ok[0][1],
+		kind_ok[0][2]);
+	T_CHECK(kind_ok[0][1] > 5 && kind_ok[0][2] > 5);
+}
+
+int main(void)
+{
+	test_basics();
+	test_rename();
+	test_readdir_cookies();
+	test_clone_walk_load();
+	test_100k();
+	test_model();
+	T_DONE();
+}
