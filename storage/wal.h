@@ -1,6 +1,7 @@
 /* wal.h — the write-ahead log: preallocated, recycled segment files.
  * Used only by store.c on the commit thread (and by recovery/fsck tools).
- * Format and recovery algorithm: docs/FORMAT.md ("WAL").
+ * Format and recovery algorithm: docs/format/wal.md and the comment atop wal.c.
+ * Not thread-safe: one thread (the commit thread) makes every call on a wal.
  *
  * A batch is appended as one BATCH entry (the concatenated record frames)
  * followed by its COMMIT entry; entries are checksummed with the segment's
@@ -42,23 +43,41 @@ typedef int (*wal_batch_fn)(void *arg, uint64_t lsn, int64_t time_ns, const uint
 /* Scans from start: calls fn for every batch that has a valid COMMIT entry
  * and lsn > after_lsn, stops at the first invalid entry (the torn tail is
  * cut: it will never be replayed or overwritten-in-place with the same salt).
+ * LSNs must be consecutive; the first committed batch must have
+ * lsn <= after_lsn + 1 (a hole ends the log).
  * Afterwards the writer is positioned at the start of a fresh segment with a
  * new life, and *ret_last_lsn is the last LSN seen (after_lsn if none).
+ * The segments the scan read stay busy until wal_recycle (if they were all
+ * of them, wal_has_room is false until then).
  * Must be called exactly once after wal_open, before any append. */
 int wal_replay(struct wal *w, const struct wal_pos *start, uint64_t after_lsn, wal_batch_fn fn, void *arg,
 	       uint64_t *ret_last_lsn);
+
+/* Entry kinds (wal_entry_info.kind); WAL_KIND_HEADER reports a segment
+ * header in wal_inspect. */
+enum { WAL_KIND_HEADER = 0, WAL_KIND_BATCH = 1, WAL_KIND_COMMIT = 2, WAL_KIND_END = 3 };
+
+/* Largest batch payload a log with these options accepts (0 if the options
+ * are invalid); larger batches get -EFBIG from wal_append. */
+uint64_t wal_max_payload(const struct wal_opts *o);
 
 /* Bytes a batch of payload_len needs in the log (entries + padding). */
 uint64_t wal_entry_bytes(size_t payload_len);
 /* Whether a batch of payload_len fits before the log runs out of free
  * segments (if not, the caller must checkpoint first). */
 bool wal_has_room(const struct wal *w, size_t payload_len);
-/* Appends BATCH+COMMIT for lsn (must be last lsn + 1). Write only. */
+/* Appends BATCH+COMMIT for lsn (must be last lsn + 1). Write only.
+ * -EFBIG: payload larger than wal_max_payload; -ENOSPC: no room (see
+ * wal_has_room; nothing changed, not sticky); -EINVAL: wrong lsn or called
+ * before wal_replay. A failed write puts the wal in the sticky error state.
+ * After wal_replay the caller must make a checkpoint naming wal_tail_pos()
+ * durable before it acknowledges any newly appended batch. */
 int wal_append(struct wal *w, uint64_t lsn, int64_t time_ns, const void *payload, size_t len);
 /* fdatasync every segment written since the last sync. After a failure the
  * wal is in a sticky error state: every later call returns -EIO. */
 int wal_sync(struct wal *w);
-/* Bytes appended since the last wal_recycle (checkpoint trigger). */
+/* Bytes written (entries, END entries, segment headers) since the last
+ * wal_recycle or wal_replay: the checkpoint trigger. */
 uint64_t wal_used_since_checkpoint(const struct wal *w);
 /* Position right after the last appended entry: a checkpoint that covers
  * every appended batch names this as its replay start. */
@@ -68,7 +87,11 @@ void wal_tail_pos(const struct wal *w, struct wal_pos *ret_pos);
 void wal_recycle(struct wal *w);
 
 /* Inspection for blazectl dump/fsck: iterate every entry (valid or not) of
- * every segment. */
+ * every segment. Per segment: one WAL_KIND_HEADER report (life, valid),
+ * then everything that looks like an entry (magic and a sane length; the
+ * scan steps 8 bytes past anything else, so stale entries of earlier lives
+ * show up too); valid = checksum/life/salt match the segment's current
+ * header. Read-only. */
 struct wal_entry_info {
 	uint32_t segment;
 	uint64_t offset;
