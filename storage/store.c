@@ -1,1 +1,1983 @@
-/* placeholder: being written */
+/* store.c — the PageStore: data pages, per-file indexes, namespace
+ * checkpoints, superblocks, recovery. The full specification (precise enough
+ * for a second implementation) is docs/format/pagestore.md; this comment is
+ * the summary a reader of the code needs.
+ *
+ * FILES. "lock" (vfs_lock'ed while the store is open), "store.db" (pages,
+ * see pager.c for the 48-byte page header) and the WAL segments (wal.c).
+ *
+ * SUPERBLOCKS. Pages 0 and 1. The superblock of generation g lives in page
+ * g % 2 (LMDB style: a checkpoint overwrites the OLDER one). A new store is
+ * written as generation 0 in page 0 and generation 1 in page 1, identical
+ * otherwise. Payload (little endian, after the page header):
+ *     0 u32 "BZSB"   4 u32 format version (1)   8 u32 page_size (4096)
+ *    12 u32 wal segments   16 u64 generation   24 u64 checkpoint_lsn
+ *    32 u32 wal_pos.segment   36 u32 0   40 u64 wal_pos.life
+ *    48 u64 wal_pos.offset   56 u64 wal segment_bytes   64 u64 next_ino
+ *    72 u64 high-water mark (pages ever allocated, = file size / 4096)
+ *    80 u64 ns chain first page   88 u64 ns chain pages   96 u64 ns bytes
+ *   104 u64 stored bytes   112 u64 logical bytes   120 u64 data pages
+ *   128 u64 checkpoints
+ *
+ * DATA PAGES. Record frames exactly as store_apply received them, packed
+ * back to back in a stream of DATA pages. A frame that does not fit
+ * continues at offset 0 of the page named by the header's `next`. A page is
+ * written once: when it fills, or (partly filled) at a checkpoint, which
+ * SEALS it: later frames start a new page.
+ *
+ * PER-FILE INDEX. One entry per data record: (logical offset, data page,
+ * raw length, frame length, offset in page). Entries accumulate in a tail;
+ * when the tail holds 126 entries it is written as one INDEX page whose
+ * `next` is the file's previous full index page (a chain from newest to
+ * oldest), never rewritten. The tail lives inline in the namespace
+ * checkpoint. The full entries are loaded lazily, on the first read that
+ * needs them, so open does not depend on the amount of data.
+ *
+ * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
+ * (inodes, symlink targets, entries, per-file index state, free page list)
+ * is serialized into a chain of NEW NSMETA pages. O(files) per checkpoint:
+ * a known cost.
+ *
+ * FREE SPACE. A page referenced by the durable superblock is never
+ * overwritten. Pages released during an interval (the previous namespace
+ * chain, index pages of deleted files) are "pending" and become free only
+ * once the next superblock is durable. Data pages are never reclaimed (a
+ * page holds records of several files): a known limitation.
+ *
+ * CHECKPOINT. (1) write the open data page (seal it), (2) release the old
+ * namespace chain and dead index chains to pending, (3) write the new
+ * namespace chain, (4) fsync store.db, (5) write superblock g+1 into page
+ * (g+1)%2 naming checkpoint_lsn = last applied LSN and the WAL tail
+ * position, (6) fsync store.db, (7) wal_recycle, pending -> free. Any
+ * failure sets the sticky error: every later mutator returns -EIO. When
+ * nothing changed since the last checkpoint, steps 1-4 are skipped (the
+ * new superblock names the same chain: a "light" checkpoint).
+ *
+ * Full data pages wait in a run of up to 64 consecutive pages (one pwrite);
+ * readers find them there; step 1 writes the run.
+ *
+ * RECOVERY. Read pages 0 and 1; take the valid superblock with the highest
+ * generation (none valid: -EUCLEAN, never reinitialize). Load its namespace
+ * chain. Allocation restarts at its high-water mark and free list, so pages
+ * a crashed run wrote beyond them are simply reused. wal_replay from the
+ * superblock's WAL position applies every committed batch with LSN >
+ * checkpoint_lsn exactly like store_apply. Then (unless read-only) a
+ * checkpoint. Replay applies each batch once onto the checkpointed state,
+ * so a crash at any point of a checkpoint or of recovery recovers the same
+ * logical state.
+ *
+ * THREADS AND LOCKS. Mutators run on the one commit thread. Lock order:
+ *     s->lock (rwlock over ns, files, open data page, counters)
+ *       -> pager cache_mu (leaf, inside pager.c)
+ *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
+ * Readers (store_read, store_file_*, store_ns_clone) hold s->lock shared for
+ * the whole call, including page reads; a read that needs a file's full
+ * index loaded takes it exclusive instead (load + read). The commit thread
+ * holds it exclusive while applying a batch and while sealing the open page;
+ * it holds it shared while serializing a checkpoint, and not at all during
+ * fsyncs. Fields marked [commit] are touched only by the commit thread (read
+ * with __atomic by store_stats); they need no lock.
+ *
+ * STATES. opening (recovery: replay, then checkpoint) -> ready -> closed;
+ * any write-path failure -> error (sticky: mutators return -EIO, close does
+ * not checkpoint). read_only stores stay in ready without ever writing.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "log.h"
+#include "pager.h"
+#include "record.h"
+#include "store.h"
+#include "tsa.h"
+#include "wal.h"
+
+/* clang before 19 cannot name a sibling struct member in a C field
+ * attribute (llvm PR #95455), so there the field annotations are spelled but
+ * not checked (as in vfs_mem.c); function annotations are always checked. */
+#if defined(__clang__) && __clang_major__ < 19
+#undef GUARDED_BY
+#define GUARDED_BY(x)
+#endif
+
+#define SB_MAGIC 0x42535a42u /* "BZSB" */
+#define SB_VERSION 1u
+#define NS_MAGIC 0x534e5a42u /* "BZNS" */
+#define NS_VERSION 1u
+#define IDX_ENTRY_SIZE 32u
+#define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
+#define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
+#define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define DB_NAME "store.db"
+#define DB_TMP_NAME "store.db.tmp"
+
+/* One index entry: where one data record of a file lives. */
+struct ient {
+	uint64_t off;       /* logical offset of the record's first raw byte */
+	uint64_t page;      /* data page holding the frame's first byte */
+	uint32_t raw_len;   /* raw bytes of the record */
+	uint32_t frame_len; /* header + stored payload */
+	uint32_t pg_off;    /* payload offset of the frame in page */
+};
+
+/* Per-file index state (files that have data). */
+struct sfile {
+	uint64_t ino;
+	uint64_t stored_bytes, raw_bytes;
+	uint64_t last_full; /* newest full index page, 0 = none */
+	uint64_t n_full;    /* entries in full index pages */
+	struct ient *full;  /* [0, n_full) when loaded */
+	bool loaded;
+	uint32_t n_tail, cap_tail;
+	struct ient *tail;
+};
+
+/* Open-addressing hash table ino -> sfile (linear probing, backward-shift
+ * deletion). */
+struct ftab {
+	struct sfile **slot;
+	size_t cap, n; /* cap: power of two or 0 */
+};
+
+struct u64vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct store_sb {
+	uint64_t gen, checkpoint_lsn;
+	struct wal_pos wal_pos;
+	struct wal_opts wal_o;
+	uint64_t next_ino, hwm;
+	uint64_t ns_first, ns_pages, ns_bytes;
+	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
+};
+
+struct store {
+	/* set at open, then read-only */
+	struct vfs *vfs;
+	struct vfs_file *lock_f, *db_f;
+	struct pager *pager;
+	struct wal *wal;
+	struct wal_opts wal_o;
+	uint64_t checkpoint_bytes;
+	bool read_only;
+
+	bz_rwlock lock;
+	struct ns *ns GUARDED_BY(lock);
+	struct ftab files GUARDED_BY(lock);
+	uint8_t *open_page GUARDED_BY(lock); /* PAGER_PAGE_SIZE buffer */
+	uint8_t *run GUARDED_BY(lock);       /* full data pages not yet written: RUN_PAGES */
+	uint64_t run_first GUARDED_BY(lock); /* page number of run[0] */
+	uint32_t run_n GUARDED_BY(lock);     /* pages in run (consecutive numbers) */
+	uint64_t open_pgno GUARDED_BY(lock); /* 0 = no open data page */
+	uint32_t open_used GUARDED_BY(lock);
+	uint64_t open_lsn GUARDED_BY(lock);
+	uint64_t stored_bytes GUARDED_BY(lock), logical_bytes GUARDED_BY(lock);
+	uint64_t loaded_entries GUARDED_BY(lock); /* full index entries held in memory */
+	uint64_t index_budget;                      /* max loaded_entries (set at open) */
+
+	/* [commit] */
+	struct store_sb sb;        /* the durable superblock (newest) */
+	uint64_t hwm;              /* next never-allocated page */
+	uint64_t data_pages;       /* __atomic for store_stats */
+	uint64_t last_appended;    /* __atomic */
+	uint64_t last_applied;     /* __atomic */
+	uint64_t checkpoints;      /* __atomic */
+	uint64_t checkpoint_lsn;   /* __atomic */
+	uint64_t replayed;         /* __atomic */
+	uint64_t wal_used;         /* __atomic mirror of wal_used_since_checkpoint */
+	uint64_t n_free;           /* __atomic mirror of free.n + pending.n */
+	struct u64vec free;        /* free pages (reusable now) */
+	struct u64vec pending;     /* free once the next superblock is durable */
+	struct u64vec chain;       /* pages of the durable namespace chain */
+	struct u64vec dead;        /* index chain heads of deleted files */
+	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
+	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(dctx_mu);
+	unsigned n_dctx GUARDED_BY(dctx_mu);
+	bool dirty;                /* anything applied or allocated since the last checkpoint */
+	int error;                 /* sticky, __atomic */
+	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
+	bool replaying;
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+
+static int vec_push(struct u64vec *v, uint64_t x)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 16;
+		uint64_t *p = realloc(v->v, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		v->v = p;
+		v->cap = cap;
+	}
+	v->v[v->n++] = x;
+	return 0;
+}
+
+static void vec_free(struct u64vec *v)
+{
+	free(v->v);
+	v->v = NULL;
+	v->n = v->cap = 0;
+}
+
+static int load_error(const struct store *s) { return __atomic_load_n(&s->error, __ATOMIC_RELAXED); }
+
+/* Enters the sticky error state (logs the first cause only). */
+static int set_error(struct store *s, int r, const char *what)
+{
+	int expected = 0;
+	if (r >= 0)
+		r = -EIO;
+	if (__atomic_compare_exchange_n(&s->error, &expected, -EIO, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		bz_err("store: %s failed (%s); the store refuses further writes", what, strerror(-r));
+	return -EIO;
+}
+
+static void set_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static uint64_t get_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* A growable byte buffer; the first allocation failure sticks in err. */
+struct bbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static uint8_t *bb_room(struct bbuf *b, size_t n)
+{
+	if (b->err)
+		return NULL;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return NULL;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	return b->p + b->len;
+}
+
+static void bb_put(struct bbuf *b, const void *src, size_t n)
+{
+	uint8_t *d = bb_room(b, n);
+	if (!d)
+		return;
+	if (n)
+		memcpy(d, src, n);
+	b->len += n;
+}
+
+static void bb_u8(struct bbuf *b, uint8_t v) { bb_put(b, &v, 1); }
+
+static void bb_var(struct bbuf *b, uint64_t v)
+{
+	uint8_t *d = bb_room(b, 10);
+	if (!d)
+		return;
+	int n = rec_varint_put(d, 10, v);
+	if (NEVER(n <= 0)) {
+		b->err = -EINVAL;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static void bb_le64(struct bbuf *b, uint64_t v)
+{
+	uint8_t t[8];
+	bz_put_le64(t, v);
+	bb_put(b, t, 8);
+}
+
+/* A bounds-checked reader over a byte buffer; the first error sticks. */
+struct rd {
+	const uint8_t *p;
+	size_t len, pos;
+	int err;
+};
+
+static uint64_t rd_var(struct rd *r)
+{
+	uint64_t v = 0;
+	if (r->err)
+		return 0;
+	int n = rec_varint_get(r->p + r->pos, r->len - r->pos, &v);
+	if (n <= 0) {
+		r->err = -EBADMSG;
+		return 0;
+	}
+	r->pos += (size_t)n;
+	return v;
+}
+
+static uint32_t rd_var32(struct rd *r)
+{
+	uint64_t v = rd_var(r);
+	if (v > UINT32_MAX) {
+		r->err = -EBADMSG;
+		return 0;
+	}
+	return (uint32_t)v;
+}
+
+static const uint8_t *rd_bytes(struct rd *r, size_t n)
+{
+	if (r->err || r->len - r->pos < n) {
+		r->err = -EBADMSG;
+		return NULL;
+	}
+	const uint8_t *p = r->p + r->pos;
+	r->pos += n;
+	return p;
+}
+
+static uint8_t rd_u8(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 1);
+	return p ? *p : 0;
+}
+
+static uint64_t rd_le64(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 8);
+	return p ? bz_get_le64(p) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* file table                                                          */
+
+static size_t ino_hash(uint64_t ino, size_t cap)
+{
+	ino *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(ino >> 17) & (cap - 1);
+}
+
+static struct sfile *ftab_get(const struct ftab *t, uint64_t ino)
+{
+	if (!t->cap)
+		return NULL;
+	for (size_t i = ino_hash(ino, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		if (!t->slot[i])
+			return NULL;
+		if (t->slot[i]->ino == ino)
+			return t->slot[i];
+	}
+}
+
+static int ftab_put(struct ftab *t, struct sfile *f)
+{
+	if ((t->n + 1) * 4 > t->cap * 3) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct sfile **slot = calloc(cap, sizeof(*slot));
+		if (!slot)
+			return -ENOMEM;
+		for (size_t j = 0; j < t->cap; j++) {
+			if (!t->slot[j])
+				continue;
+			size_t i = ino_hash(t->slot[j]->ino, cap);
+			while (slot[i])
+				i = (i + 1) & (cap - 1);
+			slot[i] = t->slot[j];
+		}
+		free(t->slot);
+		t->slot = slot;
+		t->cap = cap;
+	}
+	size_t i = ino_hash(f->ino, t->cap);
+	while (t->slot[i])
+		i = (i + 1) & (t->cap - 1);
+	t->slot[i] = f;
+	t->n++;
+	return 0;
+}
+
+static void ftab_del(struct ftab *t, uint64_t ino)
+{
+	size_t i, j, k;
+
+	if (!t->cap)
+		return;
+	for (i = ino_hash(ino, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		if (!t->slot[i])
+			return;
+		if (t->slot[i]->ino == ino)
+			break;
+	}
+	t->slot[i] = NULL;
+	t->n--;
+	/* backward-shift the following cluster */
+	for (j = (i + 1) & (t->cap - 1); t->slot[j]; j = (j + 1) & (t->cap - 1)) {
+		k = ino_hash(t->slot[j]->ino, t->cap);
+		/* move slot[j] to i if its home k is not in (i, j] cyclically */
+		bool in = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+		if (!in) {
+			t->slot[i] = t->slot[j];
+			t->slot[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+static void sfile_free(struct sfile *f)
+{
+	if (!f)
+		return;
+	free(f->full);
+	free(f->tail);
+	free(f);
+}
+
+static void ftab_clear(struct ftab *t)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		sfile_free(t->slot[i]);
+	free(t->slot);
+	t->slot = NULL;
+	t->cap = t->n = 0;
+}
+
+static int sfile_tail_push(struct sfile *f, const struct ient *e)
+{
+	if (f->n_tail == f->cap_tail) {
+		uint32_t cap = f->cap_tail ? BZ_MIN(f->cap_tail * 2, IDX_PER_PAGE) : 4;
+		struct ient *p = realloc(f->tail, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		f->tail = p;
+		f->cap_tail = cap;
+	}
+	f->tail[f->n_tail++] = *e;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* page allocation [commit]                                            */
+
+static uint64_t page_alloc(struct store *s)
+{
+	uint64_t pg;
+	s->dirty = true;
+	if (s->free.n) {
+		pg = s->free.v[--s->free.n];
+	} else {
+		pg = s->hwm;
+		set_u64(&s->hwm, pg + 1);
+	}
+	set_u64(&s->n_free, s->free.n + s->pending.n);
+	return pg;
+}
+
+static void index_entry_encode(uint8_t *p, const struct ient *e)
+{
+	bz_put_le64(p + 0, e->off);
+	bz_put_le64(p + 8, e->page);
+	bz_put_le32(p + 16, e->raw_len);
+	bz_put_le32(p + 20, e->frame_len);
+	bz_put_le32(p + 24, e->pg_off);
+	bz_put_le32(p + 28, 0);
+}
+
+static void index_entry_decode(const uint8_t *p, struct ient *e)
+{
+	e->off = bz_get_le64(p + 0);
+	e->page = bz_get_le64(p + 8);
+	e->raw_len = bz_get_le32(p + 16);
+	e->frame_len = bz_get_le32(p + 20);
+	e->pg_off = bz_get_le32(p + 24);
+}
+
+/* ------------------------------------------------------------------ */
+/* superblock                                                          */
+
+static void sb_encode(const struct store_sb *sb, uint8_t *page)
+{
+	uint8_t *p = page + PAGER_HDR_SIZE;
+	struct pager_hdr h = {
+		.type = PAGER_SUPER, .pgno = sb->gen % 2, .lsn = sb->checkpoint_lsn, .next = 0, .used = 136,
+	};
+
+	memset(page, 0, PAGER_PAGE_SIZE);
+	bz_put_le32(p + 0, SB_MAGIC);
+	bz_put_le32(p + 4, SB_VERSION);
+	bz_put_le32(p + 8, PAGER_PAGE_SIZE);
+	bz_put_le32(p + 12, sb->wal_o.segments);
+	bz_put_le64(p + 16, sb->gen);
+	bz_put_le64(p + 24, sb->checkpoint_lsn);
+	bz_put_le32(p + 32, sb->wal_pos.segment);
+	bz_put_le32(p + 36, 0);
+	bz_put_le64(p + 40, sb->wal_pos.life);
+	bz_put_le64(p + 48, sb->wal_pos.offset);
+	bz_put_le64(p + 56, sb->wal_o.segment_bytes);
+	bz_put_le64(p + 64, sb->next_ino);
+	bz_put_le64(p + 72, sb->hwm);
+	bz_put_le64(p + 80, sb->ns_first);
+	bz_put_le64(p + 88, sb->ns_pages);
+	bz_put_le64(p + 96, sb->ns_bytes);
+	bz_put_le64(p + 104, sb->stored_bytes);
+	bz_put_le64(p + 112, sb->logical_bytes);
+	bz_put_le64(p + 120, sb->data_pages);
+	bz_put_le64(p + 128, sb->checkpoints);
+	pager_seal(page, &h);
+}
+
+/* 0 or -EBADMSG; *why names the failed check. */
+static int sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why)
+{
+	const uint8_t *p = page + PAGER_HDR_SIZE;
+	struct store_sb sb;
+
+	if (pager_check(page, pgno, PAGER_SUPER, NULL) < 0) {
+		*why = "bad checksum or header";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p) != SB_MAGIC) {
+		*why = "bad superblock magic";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p + 4) != SB_VERSION) {
+		*why = "unsupported format version";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p + 8) != PAGER_PAGE_SIZE) {
+		*why = "unsupported page size";
+		return -EBADMSG;
+	}
+	sb.wal_o.segments = bz_get_le32(p + 12);
+	sb.gen = bz_get_le64(p + 16);
+	sb.checkpoint_lsn = bz_get_le64(p + 24);
+	sb.wal_pos.segment = bz_get_le32(p + 32);
+	sb.wal_pos.life = bz_get_le64(p + 40);
+	sb.wal_pos.offset = bz_get_le64(p + 48);
+	sb.wal_o.segment_bytes = bz_get_le64(p + 56);
+	sb.next_ino = bz_get_le64(p + 64);
+	sb.hwm = bz_get_le64(p + 72);
+	sb.ns_first = bz_get_le64(p + 80);
+	sb.ns_pages = bz_get_le64(p + 88);
+	sb.ns_bytes = bz_get_le64(p + 96);
+	sb.stored_bytes = bz_get_le64(p + 104);
+	sb.logical_bytes = bz_get_le64(p + 112);
+	sb.data_pages = bz_get_le64(p + 120);
+	sb.checkpoints = bz_get_le64(p + 128);
+	if (sb.gen % 2 != pgno || sb.hwm < 2 || sb.ns_first >= sb.hwm || sb.ns_pages >= sb.hwm ||
+	    sb.ns_bytes > sb.ns_pages * PAGER_PAYLOAD || (sb.ns_pages && sb.ns_first < 2)) {
+		*why = "inconsistent superblock fields";
+		return -EBADMSG;
+	}
+	*ret = sb;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* data stream [commit, s->lock exclusive]                              */
+
+/* Writes the run of full data pages (one pwrite). */
+static int run_flush(struct store *s) REQUIRES(s->lock)
+{
+	int r = 0;
+	if (s->run_n) {
+		r = pager_write_run(s->pager, s->run_first, s->run_n, s->run);
+		if (r == 0)
+			s->run_n = 0;
+	}
+	return r;
+}
+
+/* Seals the open data page and queues it in the run of pages to write
+ * (consecutive page numbers, up to RUN_PAGES; written before any
+ * checkpoint). Readers find queued pages in the run. */
+static int data_page_flush(struct store *s, uint64_t next) REQUIRES(s->lock)
+{
+	struct pager_hdr h = {
+		.type = PAGER_DATA, .pgno = s->open_pgno, .lsn = s->open_lsn, .next = next, .used = s->open_used,
+	};
+	int r = 0;
+
+	pager_seal(s->open_page, &h);
+	if (s->run_n && (s->run_n == RUN_PAGES || s->open_pgno != s->run_first + s->run_n))
+		r = run_flush(s);
+	if (r < 0)
+		return r;
+	if (!s->run_n)
+		s->run_first = s->open_pgno;
+	memcpy(s->run + (size_t)s->run_n * PAGER_PAGE_SIZE, s->open_page, PAGER_PAGE_SIZE);
+	s->run_n++;
+	set_u64(&s->data_pages, s->data_pages + 1);
+	return 0;
+}
+
+/* Appends one frame to the data stream; returns where it starts. */
+static int data_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, uint64_t *ret_pg,
+		       uint32_t *ret_off) REQUIRES(s->lock)
+{
+	int r = 0;
+
+	if (!s->open_pgno) {
+		s->open_pgno = page_alloc(s);
+		s->open_used = 0;
+		memset(s->open_page, 0, PAGER_PAGE_SIZE);
+	}
+	*ret_pg = s->open_pgno;
+	*ret_off = s->open_used;
+	while (len) {
+		size_t n = BZ_MIN(len, (size_t)(PAGER_PAYLOAD - s->open_used));
+		memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, n);
+		s->open_used += (uint32_t)n;
+		s->open_lsn = lsn;
+		frame += n;
+		len -= n;
+		if (s->open_used < PAGER_PAYLOAD)
+			continue;
+		uint64_t next = len ? page_alloc(s) : 0;
+		r = data_page_flush(s, next);
+		if (r < 0)
+			goto out;
+		s->open_pgno = next;
+		s->open_used = 0;
+		memset(s->open_page, 0, PAGER_PAGE_SIZE);
+	}
+out:
+	return r;
+}
+
+/* Drops a file's loaded full entries (they reload lazily from its chain). */
+static void sfile_unload(struct store *s, struct sfile *f) REQUIRES(s->lock)
+{
+	if (!f->loaded || !f->n_full)
+		return;
+	s->loaded_entries -= BZ_MIN(s->loaded_entries, f->n_full);
+	free(f->full);
+	f->full = NULL;
+	f->loaded = false;
+}
+
+/* Adds an index entry; writes a full INDEX page when the tail fills. */
+static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(s->lock)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	int r = sfile_tail_push(f, e);
+
+	if (r < 0 || f->n_tail < IDX_PER_PAGE)
+		goto out;
+	uint64_t pg = page_alloc(s);
+	memset(page, 0, sizeof(page));
+	for (uint32_t i = 0; i < f->n_tail; i++)
+		index_entry_encode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &f->tail[i]);
+	struct pager_hdr h = {
+		.type = PAGER_INDEX, .pgno = pg, .lsn = lsn, .next = f->last_full, .used = f->n_tail * IDX_ENTRY_SIZE,
+	};
+	pager_seal(page, &h);
+	r = pager_write(s->pager, pg, page);
+	if (r < 0)
+		goto out;
+	if (f->loaded) {
+		struct ient *full = realloc(f->full, (f->n_full + f->n_tail) * sizeof(*full));
+		if (!full) {
+			/* The page is written: keep going unloaded (reloads lazily). */
+			sfile_unload(s, f);
+			free(f->full);
+			f->full = NULL;
+			f->loaded = false;
+		} else {
+			memcpy(full + f->n_full, f->tail, f->n_tail * sizeof(*full));
+			f->full = full;
+			s->loaded_entries += f->n_tail;
+		}
+	}
+	f->n_full += f->n_tail;
+	if (f->loaded && s->loaded_entries > s->index_budget)
+		sfile_unload(s, f); /* a writer needs no full index; readers reload it */
+	f->last_full = pg;
+	f->n_tail = 0;
+out:
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* applying batches                                                    */
+
+static void file_drop(struct store *s, uint64_t ino) REQUIRES(s->lock)
+{
+	struct sfile *f = ftab_get(&s->files, ino);
+	if (!f)
+		return;
+	s->stored_bytes -= f->stored_bytes;
+	s->logical_bytes -= f->raw_bytes;
+	sfile_unload(s, f);
+	if (f->last_full && vec_push(&s->dead, f->last_full) < 0)
+		bz_warn("store: out of memory: index pages of inode %llu leak", (unsigned long long)ino);
+	ftab_del(&s->files, ino);
+	sfile_free(f);
+}
+
+static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *payload) REQUIRES(s->lock)
+{
+	uint8_t *raw = malloc(h->raw_len ? h->raw_len : 1);
+	struct ns_op op;
+	uint64_t victim = 0;
+	int r = -ENOMEM;
+
+	if (!raw)
+		goto out;
+	r = rec_payload_decode(h, payload, raw, NULL);
+	if (r == 0)
+		r = nsop_decode(raw, h->raw_len, &op);
+	if (r < 0) {
+		bz_err("store: malformed namespace record (%s)", strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	if (op.kind == NS_UNLINK)
+		(void)ns_lookup(s->ns, op.parent, op.name, op.name_len, &victim);
+	else if (op.kind == NS_RENAME && !(op.flags & NS_RENAME_EXCHANGE))
+		(void)ns_lookup(s->ns, op.parent2, op.name2, op.name2_len, &victim);
+	r = ns_apply(s->ns, &op);
+	if (r < 0) {
+		bz_warn("store: namespace op %u (ino %llu) skipped: %s", op.kind, (unsigned long long)op.ino,
+			strerror(-r));
+		r = 0;
+		goto out;
+	}
+	struct ns_attr a;
+	if (victim && ns_getattr(s->ns, victim, &a) == -ENOENT)
+		file_drop(s, victim);
+out:
+	free(raw);
+	return r;
+}
+
+static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const struct rec_hdr *h, const uint8_t *frame,
+		      size_t frame_len) REQUIRES(s->lock)
+{
+	struct ns_attr a;
+	struct sfile *f;
+	struct ient e;
+	int r;
+
+	r = ns_getattr(s->ns, h->ino, &a);
+	if (r < 0 || !S_ISREG(a.mode) || a.size != h->off || h->raw_len == 0) {
+		bz_debug("store: data record ino %llu off %llu dropped (inode %s, size %llu)",
+			 (unsigned long long)h->ino, (unsigned long long)h->off, r < 0 ? "gone" : "present",
+			 (unsigned long long)(r < 0 ? 0 : a.size));
+		return 0;
+	}
+	f = ftab_get(&s->files, h->ino);
+	if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		f->ino = h->ino;
+		f->loaded = true;
+		r = ftab_put(&s->files, f);
+		if (r < 0) {
+			sfile_free(f);
+			return r;
+		}
+	}
+	r = data_append(s, lsn, frame, frame_len, &e.page, &e.pg_off);
+	if (r < 0)
+		return r;
+	e.off = h->off;
+	e.raw_len = h->raw_len;
+	e.frame_len = (uint32_t)frame_len;
+	r = index_add(s, f, lsn, &e);
+	if (r < 0)
+		return r;
+	f->stored_bytes += frame_len;
+	f->raw_bytes += h->raw_len;
+	s->stored_bytes += frame_len;
+	s->logical_bytes += h->raw_len;
+	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);
+	if (NEVER(r < 0))
+		return -EIO;
+	return 0;
+}
+
+static int apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t *frames, size_t len)
+{
+	size_t pos = 0;
+	int r = 0;
+
+	if (lsn != s->last_applied + 1) {
+		bz_err("store: batch lsn %llu applied out of order (last applied %llu)", (unsigned long long)lsn,
+		       (unsigned long long)s->last_applied);
+		return s->replaying ? -EUCLEAN : -EINVAL;
+	}
+	s->dirty = true;
+	bz_rwlock_wrlock(&s->lock);
+	while (pos < len) {
+		struct rec_hdr h;
+		const uint8_t *payload;
+		size_t flen;
+
+		r = rec_decode(frames + pos, len - pos, &h, &payload, &flen);
+		if (r < 0) {
+			bz_err("store: batch lsn %llu: malformed record frame at byte %zu (%s)",
+			       (unsigned long long)lsn, pos, strerror(-r));
+			r = -EIO;
+			break;
+		}
+		if (h.type == REC_NS)
+			r = apply_ns(s, &h, payload);
+		else if (h.type == REC_DATA)
+			r = apply_data(s, lsn, time_ns, &h, frames + pos, flen);
+		if (r < 0)
+			break;
+		pos += flen;
+	}
+	bz_rwlock_wrunlock(&s->lock);
+	if (r < 0)
+		return set_error(s, r, "apply");
+	set_u64(&s->last_applied, lsn);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* namespace checkpoint stream                                         */
+
+struct ser {
+	struct bbuf ino, dir;
+	uint64_t n_ino, n_dir;
+};
+
+static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, size_t symlink_len)
+{
+	struct ser *z = arg;
+	bb_u8(&z->ino, 'I');
+	bb_var(&z->ino, a->ino);
+	bb_var(&z->ino, a->mode);
+	bb_var(&z->ino, a->uid);
+	bb_var(&z->ino, a->gid);
+	bb_var(&z->ino, a->nlink);
+	bb_var(&z->ino, a->size);
+	bb_le64(&z->ino, (uint64_t)a->atime_ns);
+	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
+	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
+	bb_var(&z->ino, S_ISLNK(a->mode) ? symlink_len : 0);
+	if (S_ISLNK(a->mode))
+		bb_put(&z->ino, symlink, symlink_len);
+	z->n_ino++;
+	return z->ino.err;
+}
+
+static int ser_dirent(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
+{
+	struct ser *z = arg;
+	bb_u8(&z->dir, 'D');
+	bb_var(&z->dir, dir);
+	bb_var(&z->dir, ino);
+	bb_var(&z->dir, name_len);
+	bb_put(&z->dir, name, name_len);
+	z->n_dir++;
+	return z->dir.err;
+}
+
+static void ser_file(struct bbuf *b, const struct sfile *f)
+{
+	bb_u8(b, 'F');
+	bb_var(b, f->ino);
+	bb_var(b, f->stored_bytes);
+	bb_var(b, f->raw_bytes);
+	bb_var(b, f->n_full);
+	bb_var(b, f->last_full);
+	bb_var(b, f->n_tail);
+	for (uint32_t i = 0; i < f->n_tail; i++) {
+		const struct ient *e = &f->tail[i];
+		bb_var(b, e->off);
+		bb_var(b, e->page);
+		bb_var(b, e->raw_len);
+		bb_var(b, e->frame_len);
+		bb_var(b, e->pg_off);
+	}
+}
+
+/* Serializes everything but the free list into *out (s->lock shared). */
+static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(s->lock)
+{
+	struct ser z = {0};
+	struct ns_visit v = {.inode = ser_inode, .dirent = ser_dirent};
+	int r;
+
+	r = ns_walk(s->ns, &v, &z);
+	if (r == 0)
+		r = z.ino.err ? z.ino.err : z.dir.err;
+	if (r < 0)
+		goto out;
+	uint8_t hdr[8];
+	bz_put_le32(hdr, NS_MAGIC);
+	bz_put_le32(hdr + 4, NS_VERSION);
+	bb_put(out, hdr, 8);
+	bb_var(out, ns_next_ino(s->ns));
+	bb_var(out, s->stored_bytes);
+	bb_var(out, s->logical_bytes);
+	bb_put(out, z.ino.p, z.ino.len);
+	for (size_t i = 0; i < s->files.cap; i++)
+		if (s->files.slot[i])
+			ser_file(out, s->files.slot[i]);
+	bb_put(out, z.dir.p, z.dir.len);
+	r = out->err;
+out:
+	free(z.ino.p);
+	free(z.dir.p);
+	return r;
+}
+
+static void ser_free(struct bbuf *b, const struct u64vec *a, const struct u64vec *c)
+{
+	bb_u8(b, 'P');
+	bb_var(b, a->n + c->n);
+	for (size_t i = 0; i < a->n; i++)
+		bb_var(b, a->v[i]);
+	for (size_t i = 0; i < c->n; i++)
+		bb_var(b, c->v[i]);
+}
+
+/* Worst-case encoded size of the free list record. */
+static size_t free_bytes_max(size_t n) { return 1 + 10 + 10 * n; }
+
+/* Parses a namespace stream into s (at open, before any other thread). */
+static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
+{
+	struct rd r = {.p = p, .len = len};
+	int err = -EBADMSG;
+	struct sfile *f = NULL;
+
+	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC || bz_get_le32(p + 4) != NS_VERSION)
+		goto out;
+	if (p[len - 9] != 'E')
+		goto out;
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	if (XXH3_64bits(p, len - 8) != bz_get_le64(p + len - 8))
+		goto out;
+#endif
+	r.len = len - 9;
+	r.pos = 8;
+	uint64_t next_ino = rd_var(&r);
+	s->stored_bytes = rd_var(&r);
+	s->logical_bytes = rd_var(&r);
+	while (!r.err && r.pos < r.len) {
+		uint8_t tag = rd_u8(&r);
+		if (tag == 'I') {
+			struct ns_attr a = {0};
+			a.ino = rd_var(&r);
+			a.mode = rd_var32(&r);
+			a.uid = rd_var32(&r);
+			a.gid = rd_var32(&r);
+			a.nlink = rd_var32(&r);
+			a.size = rd_var(&r);
+			a.atime_ns = (int64_t)rd_le64(&r);
+			a.mtime_ns = (int64_t)rd_le64(&r);
+			a.ctime_ns = (int64_t)rd_le64(&r);
+			uint64_t sl = rd_var(&r);
+			const uint8_t *t = rd_bytes(&r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
+			if (r.err)
+				break;
+			err = ns_load_inode(s->ns, &a, (const char *)t, (size_t)sl);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: inode %llu: %s", (unsigned long long)a.ino,
+				       strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'D') {
+			uint64_t dir = rd_var(&r), ino = rd_var(&r), nl = rd_var(&r);
+			const uint8_t *name = rd_bytes(&r, nl > NS_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			if (r.err)
+				break;
+			err = ns_load_dirent(s->ns, dir, (const char *)name, (size_t)nl, ino);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: entry %.*s in %llu: %s", (int)nl,
+				       (const char *)name, (unsigned long long)dir, strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'F') {
+			f = calloc(1, sizeof(*f));
+			if (!f) {
+				err = -ENOMEM;
+				goto out;
+			}
+			f->ino = rd_var(&r);
+			f->stored_bytes = rd_var(&r);
+			f->raw_bytes = rd_var(&r);
+			f->n_full = rd_var(&r);
+			f->last_full = rd_var(&r);
+			uint64_t nt = rd_var(&r);
+			if (r.err || nt >= IDX_PER_PAGE || (f->n_full % IDX_PER_PAGE) || (!f->n_full != !f->last_full) ||
+			    f->last_full >= s->hwm || ftab_get(&s->files, f->ino)) {
+				r.err = -EBADMSG;
+				break;
+			}
+			f->loaded = f->n_full == 0;
+			for (uint64_t i = 0; i < nt && !r.err; i++) {
+				struct ient e;
+				e.off = rd_var(&r);
+				e.page = rd_var(&r);
+				e.raw_len = rd_var32(&r);
+				e.frame_len = rd_var32(&r);
+				e.pg_off = rd_var32(&r);
+				if (!r.err && sfile_tail_push(f, &e) < 0) {
+					err = -ENOMEM;
+					goto out;
+				}
+			}
+			if (r.err)
+				break;
+			err = ftab_put(&s->files, f);
+			if (err < 0)
+				goto out;
+			f = NULL;
+		} else if (tag == 'P') {
+			uint64_t n = rd_var(&r);
+			if (n > len)
+				r.err = -EBADMSG;
+			for (uint64_t i = 0; i < n && !r.err; i++) {
+				uint64_t pg = rd_var(&r);
+				if (pg < 2 || pg >= s->hwm) {
+					r.err = -EBADMSG;
+					break;
+				}
+				if (vec_push(&s->free, pg) < 0) {
+					err = -ENOMEM;
+					goto out;
+				}
+			}
+		} else {
+			r.err = -EBADMSG;
+		}
+	}
+	if (r.err)
+		goto out;
+	ns_set_next_ino(s->ns, next_ino);
+	err = 0;
+out:
+	sfile_free(f);
+	return err;
+}
+
+/* Reads the namespace chain named by sb (at open). */
+static int ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	uint8_t *buf = NULL;
+	uint64_t pg = sb->ns_first;
+	size_t len = 0;
+	int r = 0;
+
+	if (!sb->ns_pages)
+		goto out; /* a new store: the fresh namespace */
+	buf = malloc(sb->ns_pages * PAGER_PAYLOAD);
+	r = -ENOMEM;
+	if (!buf)
+		goto out;
+	for (uint64_t i = 0; i < sb->ns_pages; i++) {
+		struct pager_hdr h;
+		r = pager_read(s->pager, pg, PAGER_NSMETA, page, &h);
+		if (r < 0)
+			goto out;
+		r = vec_push(&s->chain, pg);
+		if (r < 0)
+			goto out;
+		memcpy(buf + len, page + PAGER_HDR_SIZE, h.used);
+		len += h.used;
+		pg = h.next;
+		if ((i + 1 < sb->ns_pages) != (pg != 0)) {
+			r = -EBADMSG;
+			break;
+		}
+	}
+	if (r == 0 && len != sb->ns_bytes)
+		r = -EBADMSG;
+	if (r == 0)
+		r = ns_parse(s, buf, len);
+	if (r == -EBADMSG || r == -EIO) {
+		bz_err("store.db: the namespace checkpoint (generation %llu) is corrupt",
+		       (unsigned long long)sb->gen);
+		r = -EUCLEAN;
+	}
+out:
+	free(buf);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* checkpoint                                                          */
+
+/* Moves the pages of every deleted file's index chain to pending. */
+static void release_dead_chains(struct store *s)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+
+	for (size_t i = 0; i < s->dead.n; i++) {
+		uint64_t pg = s->dead.v[i];
+		uint64_t guard = 0;
+		while (pg && guard++ < s->hwm) {
+			struct pager_hdr h;
+			if (pager_read(s->pager, pg, PAGER_INDEX, page, &h) < 0) {
+				bz_warn("store.db: index chain of a deleted file unreadable at page %llu: pages leak",
+					(unsigned long long)pg);
+				break;
+			}
+			if (vec_push(&s->pending, pg) < 0)
+				break;
+			pg = h.next;
+		}
+	}
+	s->dead.n = 0;
+}
+
+int store_checkpoint(struct store *s)
+{
+	struct bbuf b = {0};
+	struct u64vec chain = {0};
+	uint8_t page[PAGER_PAGE_SIZE];
+	struct store_sb sb;
+	int r;
+
+	if (load_error(s))
+		return -EIO;
+	if (s->read_only)
+		return -EROFS;
+	if (s->last_applied != s->last_appended) {
+		bz_err("store: checkpoint with unapplied batches (applied %llu, appended %llu)",
+		       (unsigned long long)s->last_applied, (unsigned long long)s->last_appended);
+		return -EINVAL;
+	}
+	uint64_t t0 = bz_now_ns();
+
+	if (!s->dirty && !s->dead.n) {
+		/* Nothing changed since the last checkpoint (a mount without
+		 * replay, a close without writes): the durable namespace chain
+		 * and free list stay valid; only the WAL position moves. */
+		sb = s->sb;
+		sb.gen = s->sb.gen + 1;
+		sb.checkpoint_lsn = s->last_applied;
+		wal_tail_pos(s->wal, &sb.wal_pos);
+		sb.checkpoints = s->sb.checkpoints + 1;
+		sb_encode(&sb, page);
+		r = pager_write(s->pager, sb.gen % 2, page);
+		if (r == 0)
+			r = pager_sync(s->pager);
+		if (r < 0)
+			goto fail;
+		wal_recycle(s->wal);
+		s->sb = sb;
+		goto done;
+	}
+
+	/* 1. seal the open data page */
+	bz_rwlock_wrlock(&s->lock);
+	r = 0;
+	if (s->open_pgno && s->open_used)
+		r = data_page_flush(s, 0);
+	else if (s->open_pgno)
+		r = vec_push(&s->free, s->open_pgno); /* allocated, never written */
+	if (r == 0)
+		s->open_pgno = 0;
+	if (r == 0)
+		r = run_flush(s);
+	bz_rwlock_wrunlock(&s->lock);
+	if (r < 0)
+		goto fail;
+
+	/* 2. release old chains */
+	release_dead_chains(s);
+	for (size_t i = 0; i < s->chain.n; i++) {
+		r = vec_push(&s->pending, s->chain.v[i]);
+		if (r < 0)
+			goto fail;
+	}
+
+	/* 3. the new namespace chain */
+	bz_rwlock_rdlock(&s->lock);
+	r = ns_serialize(s, &b);
+	bz_rwlock_rdunlock(&s->lock);
+	if (r < 0)
+		goto fail;
+	while (chain.n * (uint64_t)PAGER_PAYLOAD < b.len + free_bytes_max(s->free.n + s->pending.n) + 9) {
+		r = vec_push(&chain, page_alloc(s));
+		if (r < 0)
+			goto fail;
+	}
+	ser_free(&b, &s->free, &s->pending);
+	bb_u8(&b, 'E');
+	bb_le64(&b, b.err ? 0 : XXH3_64bits(b.p, b.len));
+	r = b.err;
+	if (r < 0)
+		goto fail;
+	size_t done = 0;
+	for (size_t i = 0; i < chain.n; i++) {
+		size_t n = BZ_MIN(b.len - done, (size_t)PAGER_PAYLOAD);
+		struct pager_hdr h = {
+			.type = PAGER_NSMETA,
+			.pgno = chain.v[i],
+			.lsn = s->last_applied,
+			.next = i + 1 < chain.n ? chain.v[i + 1] : 0,
+			.used = (uint32_t)n,
+		};
+		memset(page, 0, sizeof(page));
+		memcpy(page + PAGER_HDR_SIZE, b.p + done, n);
+		done += n;
+		pager_seal(page, &h);
+		r = pager_write(s->pager, chain.v[i], page);
+		if (r < 0)
+			goto fail;
+	}
+
+	/* 4. everything the new superblock references is durable */
+#ifndef BZ_MUTANT_STORE_NO_FSYNC /* mutation test: the crash tests must catch this */
+	r = pager_sync(s->pager);
+	if (r < 0)
+		goto fail;
+#endif
+
+	/* 5. the other superblock */
+	sb = s->sb;
+	sb.gen = s->sb.gen + 1;
+	sb.checkpoint_lsn = s->last_applied;
+	wal_tail_pos(s->wal, &sb.wal_pos);
+	sb.wal_o = s->wal_o;
+	sb.hwm = s->hwm;
+	sb.ns_first = chain.n ? chain.v[0] : 0;
+	sb.ns_pages = chain.n;
+	sb.ns_bytes = b.len;
+	bz_rwlock_rdlock(&s->lock);
+	sb.next_ino = ns_next_ino(s->ns);
+	sb.stored_bytes = s->stored_bytes;
+	sb.logical_bytes = s->logical_bytes;
+	bz_rwlock_rdunlock(&s->lock);
+	sb.data_pages = s->data_pages;
+	sb.checkpoints = s->sb.checkpoints + 1;
+	sb_encode(&sb, page);
+	r = pager_write(s->pager, sb.gen % 2, page);
+	if (r < 0)
+		goto fail;
+	r = pager_sync(s->pager);
+	if (r < 0)
+		goto fail;
+
+	/* 6. the new checkpoint is durable */
+	wal_recycle(s->wal);
+	s->sb = sb;
+	for (size_t i = 0; i < s->pending.n; i++)
+		if (vec_push(&s->free, s->pending.v[i]) < 0)
+			bz_warn("store: out of memory: a free page leaks");
+	s->pending.n = 0;
+	vec_free(&s->chain);
+	s->chain = chain;
+	chain = (struct u64vec){0};
+	s->dirty = false;
+done:
+	set_u64(&s->n_free, s->free.n);
+	set_u64(&s->checkpoints, get_u64(&s->checkpoints) + 1);
+	set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
+	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
+	bz_debug("store: checkpoint %llu at lsn %llu: %zu namespace pages, %llu pages, %llu us",
+		 (unsigned long long)sb.gen, (unsigned long long)sb.checkpoint_lsn, (size_t)sb.ns_pages,
+		 (unsigned long long)sb.hwm, (unsigned long long)((bz_now_ns() - t0) / 1000));
+	r = 0;
+	goto out;
+fail:
+	r = set_error(s, r, "checkpoint");
+out:
+	free(b.p);
+	vec_free(&chain);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* open / close                                                        */
+
+void store_opts_default(struct store_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->wal_segment_bytes = 64ull << 20;
+	o->wal_segments = 4;
+	o->checkpoint_bytes = 0; /* 0: half of the log */
+	o->cache_bytes = 32ull << 20;
+	o->create = true;
+}
+
+static int store_create(const struct store_opts *o)
+{
+	struct wal_opts wo = {.segment_bytes = o->wal_segment_bytes, .segments = o->wal_segments};
+	struct vfs_file *f = NULL;
+	struct store_sb sb = {0};
+	struct ns *ns = NULL;
+	uint8_t page[PAGER_PAGE_SIZE];
+	int r;
+
+	if (!wo.segment_bytes)
+		wo.segment_bytes = 64ull << 20;
+	if (!wo.segments)
+		wo.segments = 4;
+	r = vfs_unlink(o->vfs, DB_TMP_NAME);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	r = wal_create(o->vfs, &wo, &sb.wal_pos);
+	if (r < 0) {
+		bz_err("store: creating the WAL failed: %s", strerror(-r));
+		goto out;
+	}
+	r = ns_new(&ns);
+	if (r < 0)
+		goto out;
+	sb.wal_o = wo;
+	sb.next_ino = ns_next_ino(ns);
+	sb.hwm = 2;
+	r = vfs_open(o->vfs, DB_TMP_NAME, VFS_O_RDWR | VFS_O_CREAT, &f);
+	if (r < 0)
+		goto out;
+	for (sb.gen = 0; sb.gen < 2; sb.gen++) {
+		sb_encode(&sb, page);
+		r = vfs_pwrite(f, page, PAGER_PAGE_SIZE, sb.gen * PAGER_PAGE_SIZE);
+		if (r < 0)
+			goto out;
+	}
+	r = vfs_fsync(f);
+	if (r < 0)
+		goto out;
+	vfs_close(f);
+	f = NULL;
+	r = vfs_rename(o->vfs, DB_TMP_NAME, DB_NAME);
+	if (r < 0)
+		goto out;
+	r = vfs_sync_dir(o->vfs);
+	if (r < 0)
+		goto out;
+	bz_info("store: created a new store (WAL %u x %llu bytes)", wo.segments,
+		(unsigned long long)wo.segment_bytes);
+out:
+	if (r < 0)
+		bz_err("store: creating the store failed: %s", strerror(-r));
+	vfs_close(f);
+	ns_free(ns);
+	return r;
+}
+
+static int replay_cb(void *arg, uint64_t lsn, int64_t time_ns, const uint8_t *payload, size_t len)
+{
+	struct store *s = arg;
+	int r = apply_batch(s, lsn, time_ns, payload, len);
+	if (r == 0) {
+		s->last_appended = lsn;
+		set_u64(&s->replayed, s->replayed + 1);
+	}
+	return r;
+}
+
+static void store_free(struct store *s) NO_TSA
+{
+	if (!s)
+		return;
+	wal_close(s->wal);
+	pager_free(s->pager);
+	vfs_close(s->db_f);
+	vfs_close(s->lock_f);
+	ns_free(s->ns);
+	ftab_clear(&s->files);
+	free(s->open_page);
+	free(s->run);
+	vec_free(&s->free);
+	vec_free(&s->pending);
+	vec_free(&s->chain);
+	vec_free(&s->dead);
+	for (unsigned i = 0; i < s->n_dctx; i++)
+		ZSTD_freeDCtx(s->dctx_pool[i]);
+	bz_mutex_destroy(&s->dctx_mu);
+	bz_rwlock_destroy(&s->lock);
+	free(s);
+}
+
+static int read_superblocks(struct store *s, struct store_sb *ret_sb)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	struct store_sb sb[2];
+	bool ok[2] = {false, false};
+	int r = 0;
+
+	for (unsigned i = 0; i < 2; i++) {
+		size_t n = 0;
+		const char *why = "short file";
+		r = vfs_pread(s->db_f, page, PAGER_PAGE_SIZE, i * PAGER_PAGE_SIZE, &n);
+		if (r < 0) {
+			bz_err("store.db: reading superblock %u failed: %s", i, strerror(-r));
+			goto out;
+		}
+		if (n == PAGER_PAGE_SIZE && sb_decode(page, i, &sb[i], &why) == 0)
+			ok[i] = true;
+		else
+			bz_warn("store.db: superblock %u is invalid (%s)", i, why);
+	}
+	if (!ok[0] && !ok[1]) {
+		bz_err("store.db: no valid superblock: not a blazefs store, or corrupt; refusing to open "
+		       "(it is never reinitialized)");
+		r = -EUCLEAN;
+		goto out;
+	}
+	int pick = !ok[0] ? 1 : !ok[1] ? 0 : (sb[1].gen > sb[0].gen ? 1 : 0);
+	*ret_sb = sb[pick];
+	r = 0;
+out:
+	return r;
+}
+
+int store_open(const struct store_opts *o, struct store **ret_store)
+{
+	struct store *s = NULL;
+	struct store_sb sb;
+	uint64_t last = 0;
+	int r = -EINVAL;
+
+	if (!o || !o->vfs)
+		goto out;
+	r = -ENOMEM;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out;
+	bz_rwlock_init(&s->lock);
+	bz_mutex_init(&s->dctx_mu);
+	s->vfs = o->vfs;
+	s->read_only = o->read_only;
+
+	/* Read-only opens do not create the lock file unless it is missing
+	 * (a crash image, a fresh copy) and can still lock an unwritable one. */
+	r = vfs_open(o->vfs, "lock", s->read_only ? VFS_O_RDONLY : VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
+	if (r == -ENOENT && s->read_only)
+		r = vfs_open(o->vfs, "lock", VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
+	if (r < 0) {
+		bz_err("store: cannot open the lock file: %s", strerror(-r));
+		goto out;
+	}
+	r = vfs_lock(s->lock_f);
+	if (r == -EWOULDBLOCK || r == -EAGAIN) {
+		bz_err("store: the store is in use by another process (its lock file is held)");
+		r = -EBUSY;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+
+	r = vfs_open(o->vfs, DB_NAME, s->read_only ? VFS_O_RDONLY : VFS_O_RDWR, &s->db_f);
+	if (r == -ENOENT && o->create && !s->read_only) {
+		r = store_create(o);
+		if (r < 0)
+			goto out;
+		r = vfs_open(o->vfs, DB_NAME, VFS_O_RDWR, &s->db_f);
+	}
+	if (r < 0) {
+		bz_err("store: cannot open store.db: %s", strerror(-r));
+		goto out;
+	}
+	r = read_superblocks(s, &sb);
+	if (r < 0)
+		goto out;
+	s->sb = sb;
+	s->hwm = sb.hwm;
+	s->wal_o = sb.wal_o;
+	s->data_pages = sb.data_pages;
+	s->checkpoint_lsn = sb.checkpoint_lsn;
+	s->checkpoints = sb.checkpoints;
+	s->last_applied = s->last_appended = sb.checkpoint_lsn;
+	s->index_budget = BZ_MAX(o->cache_bytes / 2 / sizeof(struct ient), (uint64_t)1024);
+	s->checkpoint_bytes = o->checkpoint_bytes ? o->checkpoint_bytes
+						  : sb.wal_o.segment_bytes * sb.wal_o.segments / 2;
+
+	r = pager_new(s->db_f, o->cache_bytes, &s->pager);
+	if (r < 0)
+		goto out;
+	if (s->read_only)
+		pager_set_volatile(s->pager);
+	bz_rwlock_wrlock(&s->lock);
+	r = ns_new(&s->ns);
+	if (r == 0) {
+		s->open_page = calloc(1, PAGER_PAGE_SIZE);
+		s->run = malloc((size_t)RUN_PAGES * PAGER_PAGE_SIZE);
+		if (!s->open_page || !s->run)
+			r = -ENOMEM;
+	}
+	bz_rwlock_wrunlock(&s->lock);
+	if (r < 0)
+		goto out;
+	r = ns_load_chain(s, &sb);
+	if (r < 0)
+		goto out;
+	set_u64(&s->n_free, s->free.n);
+
+	r = wal_open(o->vfs, &s->wal_o, &s->wal);
+	if (r < 0) {
+		bz_err("store: opening the WAL failed: %s", strerror(-r));
+		goto out;
+	}
+	s->replaying = true;
+	r = wal_replay(s->wal, &sb.wal_pos, sb.checkpoint_lsn, replay_cb, s, &last);
+	s->replaying = false;
+	if (r < 0) {
+		bz_err("store: WAL replay failed: %s", strerror(-r));
+		goto out;
+	}
+	if (last > s->last_appended)
+		s->last_appended = last;
+	if (s->last_applied != s->last_appended) {
+		/* batches the replay skipped cannot exist: wal_replay stops at gaps */
+		bz_err("store: WAL replay ended at lsn %llu but applied %llu", (unsigned long long)last,
+		       (unsigned long long)s->last_applied);
+		r = -EUCLEAN;
+		goto out;
+	}
+	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
+	bz_info("store: opened at checkpoint %llu (lsn %llu), replayed %llu batches to lsn %llu",
+		(unsigned long long)sb.gen, (unsigned long long)sb.checkpoint_lsn,
+		(unsigned long long)s->replayed, (unsigned long long)s->last_applied);
+	if (!s->read_only) {
+		r = store_checkpoint(s);
+		if (r < 0)
+			goto out;
+	}
+	*ret_store = s;
+	s = NULL;
+	r = 0;
+out:
+	store_free(s);
+	return r;
+}
+
+int store_close(struct store *s)
+{
+	int r = 0;
+
+	if (!s)
+		return 0;
+	if (!s->read_only && !load_error(s))
+		r = store_checkpoint(s);
+	store_free(s);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* [commit] write path                                                 */
+
+int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_t len, uint64_t *ret_lsn)
+{
+	uint64_t lsn = s->last_appended + 1;
+	int r;
+
+	if (load_error(s))
+		return -EIO;
+	if (s->read_only)
+		return -EROFS;
+	r = wal_append(s->wal, lsn, time_ns, frames, len);
+	if (r < 0)
+		return set_error(s, r, "WAL append");
+	set_u64(&s->last_appended, lsn);
+	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
+	*ret_lsn = lsn;
+	return 0;
+}
+
+bool store_wal_has_room(struct store *s, size_t len) { return wal_has_room(s->wal, len); }
+
+int store_wal_sync(struct store *s)
+{
+	int r;
+
+	if (load_error(s))
+		return -EIO;
+	if (s->read_only)
+		return -EROFS;
+	r = wal_sync(s->wal);
+	if (r < 0)
+		return set_error(s, r, "WAL sync");
+	return 0;
+}
+
+int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *frames, size_t len)
+{
+	if (load_error(s))
+		return -EIO;
+	if (s->read_only)
+		return -EROFS;
+	if (lsn > s->last_appended) {
+		bz_err("store: apply of lsn %llu that was never appended", (unsigned long long)lsn);
+		return -EINVAL;
+	}
+	return apply_batch(s, lsn, time_ns, frames, len);
+}
+
+bool store_need_checkpoint(struct store *s)
+{
+	return !s->read_only && get_u64(&s->wal_used) >= s->checkpoint_bytes;
+}
+
+/* ------------------------------------------------------------------ */
+/* [any] reads                                                         */
+
+static const struct ient *sfile_ent(const struct sfile *f, uint64_t i)
+{
+	return i < f->n_full ? &f->full[i] : &f->tail[i - f->n_full];
+}
+
+/* Loads a file's full index entries (s->lock exclusive). */
+static int sfile_load(struct store *s, struct sfile *f) REQUIRES(s->lock)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	struct ient *full = NULL;
+	uint64_t pg = f->last_full, have = f->n_full;
+	int r = 0;
+
+	if (f->loaded)
+		goto out;
+	r = -ENOMEM;
+	full = malloc(f->n_full * sizeof(*full));
+	if (!full)
+		goto out;
+	while (have) {
+		struct pager_hdr h;
+		r = pg ? pager_read(s->pager, pg, PAGER_INDEX, page, &h) : -EIO;
+		if (r < 0)
+			goto out;
+		uint32_t n = h.used / IDX_ENTRY_SIZE;
+		if (n == 0 || n > have || h.used % IDX_ENTRY_SIZE) {
+			bz_err("store.db: page %llu: index page of inode %llu is inconsistent",
+			       (unsigned long long)pg, (unsigned long long)f->ino);
+			r = -EIO;
+			goto out;
+		}
+		have -= n;
+		for (uint32_t i = 0; i < n; i++)
+			index_entry_decode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &full[have + i]);
+		pg = h.next;
+	}
+	f->full = full;
+	f->loaded = true;
+	full = NULL;
+	s->loaded_entries += f->n_full;
+	/* Over the memory budget: unload every other file's entries. */
+	for (size_t i = 0; s->loaded_entries > s->index_budget && i < s->files.cap; i++)
+		if (s->files.slot[i] && s->files.slot[i] != f)
+			sfile_unload(s, s->files.slot[i]);
+	r = 0;
+out:
+	free(full);
+	return r;
+}
+
+/* Per-store_read scratch: the last data page read (consecutive small
+ * records share pages), frame/raw buffers reused across records, and a
+ * zstd decompression context borrowed from the store's pool. */
+struct rctx {
+	uint64_t pgno; /* page held in page[], 0 = none */
+	struct pager_hdr h;
+	uint8_t *frame, *raw;
+	size_t frame_cap, raw_cap;
+	ZSTD_DCtx *dctx;
+	uint8_t page[PAGER_PAGE_SIZE];
+};
+
+static ZSTD_DCtx *dctx_get(struct store *s)
+{
+	ZSTD_DCtx *d = NULL;
+	bz_mutex_lock(&s->dctx_mu);
+	if (s->n_dctx)
+		d = s->dctx_pool[--s->n_dctx];
+	bz_mutex_unlock(&s->dctx_mu);
+	return d ? d : ZSTD_createDCtx();
+}
+
+static void dctx_put(struct store *s, ZSTD_DCtx *d)
+{
+	if (!d)
+		return;
+	bz_mutex_lock(&s->dctx_mu);
+	if (s->n_dctx < DCTX_POOL) {
+		s->dctx_pool[s->n_dctx++] = d;
+		d = NULL;
+	}
+	bz_mutex_unlock(&s->dctx_mu);
+	ZSTD_freeDCtx(d);
+}
+
+static int grow(uint8_t **p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = BZ_MAX(need, (size_t)8192);
+	uint8_t *n = realloc(*p, c);
+	if (!n)
+		return -ENOMEM;
+	*p = n;
+	*cap = c;
+	return 0;
+}
+
+/* Reads the frame of e into x->frame[e->frame_len]. */
+static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(s->lock)
+{
+	uint64_t pg = e->page;
+	uint32_t at = e->pg_off;
+	size_t done = 0;
+	int r = grow(&x->frame, &x->frame_cap, e->frame_len);
+
+	while (r == 0 && done < e->frame_len) {
+		const uint8_t *src;
+		struct pager_hdr h;
+		if (!pg) {
+			bz_err("store: inode index names data page 0");
+			r = -EIO;
+			break;
+		}
+		if (pg == s->open_pgno) {
+			src = s->open_page;
+			h.used = s->open_used;
+			h.next = 0;
+		} else if (s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
+			src = s->run + (size_t)(pg - s->run_first) * PAGER_PAGE_SIZE;
+			h.used = bz_get_le32(src + 32);
+			h.next = bz_get_le64(src + 24);
+		} else {
+			/* written data pages never change: the held copy stays valid */
+			if (x->pgno != pg) {
+				x->pgno = 0;
+				r = pager_read(s->pager, pg, PAGER_DATA, x->page, &x->h);
+				if (r < 0)
+					break;
+				x->pgno = pg;
+			}
+			src = x->page;
+			h = x->h;
+		}
+		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
+		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
+		done += n;
+		if (done < e->frame_len && (!h.next || h.used != PAGER_PAYLOAD)) {
+			bz_err("store.db: page %llu: a record frame runs past the page's data", (unsigned long long)pg);
+			r = -EIO;
+			break;
+		}
+		pg = h.next;
+		at = 0;
+	}
+	return r;
+}
+
+/* Reads bytes [from, to) of record e (relative to the file) into out. */
+static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint64_t from, uint64_t to,
+		       uint8_t *out, struct rctx *x) REQUIRES_SHARED(s->lock)
+{
+	struct rec_hdr h;
+	const uint8_t *payload;
+	size_t flen;
+	int r;
+
+	r = grow(&x->raw, &x->raw_cap, e->raw_len);
+	if (r < 0)
+		goto out;
+	r = frame_read(s, e, x);
+	if (r < 0)
+		goto out;
+	r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
+		       flen != e->frame_len))
+		r = -EBADMSG;
+	if (r == 0 && h.codec == REC_ZSTD && !x->dctx)
+		x->dctx = dctx_get(s);
+	if (r == 0)
+		r = rec_payload_decode(&h, payload, x->raw, x->dctx);
+	if (r < 0) {
+		__atomic_fetch_add(&s->record_errors, 1, __ATOMIC_RELAXED);
+		bz_err("store.db: page %llu: record of inode %llu at offset %llu fails its checks (%s)",
+		       (unsigned long long)e->page, (unsigned long long)ino, (unsigned long long)e->off,
+		       strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	memcpy(out, x->raw + (from - e->off), (size_t)(to - from));
+out:
+	return r;
+}
+
+/* The body of store_read, with s->lock held (shared or exclusive). Sets
+ * *need_load (and returns 0 without reading) when the range needs index
+ * entries that are not loaded. */
+static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n,
+		       bool *need_load, struct rctx *x) REQUIRES_SHARED(s->lock)
+{
+	struct ns_attr a;
+	struct sfile *f;
+	size_t n = 0;
+	int r;
+
+	*need_load = false;
+	r = ns_getattr(s->ns, ino, &a);
+	if (r < 0)
+		goto out;
+	if (!S_ISREG(a.mode)) {
+		r = S_ISDIR(a.mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (off >= a.size || !len)
+		goto done;
+	uint64_t end = BZ_MIN(a.size, off + (uint64_t)len);
+	f = ftab_get(&s->files, ino);
+	if (!f) {
+		bz_err("store: inode %llu has size %llu but no index", (unsigned long long)ino,
+		       (unsigned long long)a.size);
+		r = -EIO;
+		goto out;
+	}
+	if (!f->loaded && (f->n_tail == 0 || off < f->tail[0].off)) {
+		*need_load = true;
+		r = 0;
+		goto out;
+	}
+	/* binary search: the last entry with e.off <= off */
+	uint64_t total = f->n_full + f->n_tail;
+	uint64_t lo = f->loaded ? 0 : f->n_full, hi = total;
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (sfile_ent(f, mid)->off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	uint64_t pos = off;
+	for (uint64_t i = lo; i < total && pos < end; i++) {
+		const struct ient *e = sfile_ent(f, i);
+		if (e->off > pos) {
+			bz_err("store: inode %llu: index has a hole at offset %llu", (unsigned long long)ino,
+			       (unsigned long long)pos);
+			r = -EIO;
+			goto out;
+		}
+		uint64_t to = BZ_MIN(end, e->off + e->raw_len);
+		if (to <= pos)
+			continue;
+		r = record_read(s, ino, e, pos, to, (uint8_t *)buf + (pos - off), x);
+		if (r < 0)
+			goto out;
+		pos = to;
+	}
+	if (pos < end) {
+		bz_err("store: inode %llu: index ends at %llu below its size %llu", (unsigned long long)ino,
+		       (unsigned long long)pos, (unsigned long long)a.size);
+		r = -EIO;
+		goto out;
+	}
+	n = (size_t)(end - off);
+done:
+	*ret_n = n;
+	r = 0;
+out:
+	return r;
+}
+
+int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n)
+{
+	struct rctx *x = calloc(1, sizeof(*x));
+	bool need_load = false;
+	int r = -ENOMEM;
+
+	if (!x)
+		goto out;
+	bz_rwlock_rdlock(&s->lock);
+	r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
+	bz_rwlock_rdunlock(&s->lock);
+	if (r < 0 || !need_load)
+		goto out;
+	/* Load the file's full index and read under the exclusive lock, so
+	 * the commit thread cannot unload it in between. */
+	bz_rwlock_wrlock(&s->lock);
+	struct sfile *f = ftab_get(&s->files, ino);
+	r = f ? sfile_load(s, f) : 0;
+	if (r == 0)
+		r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
+	if (r == 0 && NEVER(need_load))
+		r = -EIO;
+	bz_rwlock_wrunlock(&s->lock);
+out:
+	if (x) {
+		dctx_put(s, x->dctx);
+		free(x->frame);
+		free(x->raw);
+		free(x);
+	}
+	return r;
+}
+
+int store_ns_clone(struct store *s, struct ns **ret_ns)
+{
+	bz_rwlock_rdlock(&s->lock);
+	int r = ns_clone(s->ns, ret_ns);
+	bz_rwlock_rdunlock(&s->lock);
+	return r;
+}
+
+int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size)
+{
+	struct ns_attr a;
+
+	bz_rwlock_rdlock(&s->lock);
+	int r = ns_getattr(s->ns, ino, &a);
+	bz_rwlock_rdunlock(&s->lock);
+	if (r < 0)
+		return r;
+	*ret_size = a.size;
+	return 0;
+}
+
+int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_info)
+{
+	struct store_file_info fi = {0};
+	struct ns_attr a;
+	int r;
+
+	bz_rwlock_rdlock(&s->lock);
+	r = ns_getattr(s->ns, ino, &a);
+	if (r == 0) {
+		const struct sfile *f = ftab_get(&s->files, ino);
+		if (f) {
+			fi.records = f->n_full + f->n_tail;
+			fi.raw_bytes = f->raw_bytes;
+			fi.stored_bytes = f->stored_bytes;
+		}
+	}
+	bz_rwlock_rdunlock(&s->lock);
+	if (r == 0)
+		*ret_info = fi;
+	return r;
+}
+
+void store_stats(struct store *s, struct store_stats *ret)
+{
+	struct pager_stats ps;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->page_size = PAGER_PAGE_SIZE;
+	pager_stats(s->pager, &ps);
+	bz_rwlock_rdlock(&s->lock);
+	ret->stored_bytes = s->stored_bytes;
+	ret->logical_bytes = s->logical_bytes;
+	bz_rwlock_rdunlock(&s->lock);
+	ret->pages_total = __atomic_load_n(&s->hwm, __ATOMIC_RELAXED);
+	ret->pages_free = get_u64(&s->n_free);
+	ret->data_pages = get_u64(&s->data_pages);
+	ret->wal_bytes_since_checkpoint = get_u64(&s->wal_used);
+	ret->checkpoints = get_u64(&s->checkpoints);
+	ret->checkpoint_lsn = get_u64(&s->checkpoint_lsn);
+	ret->last_lsn = get_u64(&s->last_applied);
+	ret->cache_hits = ps.hits;
+	ret->cache_misses = ps.misses;
+	ret->checksum_errors = ps.checksum_errors + get_u64(&s->record_errors);
+	ret->replayed_batches = get_u64(&s->replayed);
+	ret->error = load_error(s);
+}
