@@ -46,13 +46,8 @@
 #include "pager.h"
 #include "tsa.h"
 
-/* clang before 19 cannot name a sibling struct member in a C field
- * attribute (llvm PR #95455), so there the field annotations are spelled but
- * not checked (as in vfs_mem.c); function annotations are always checked. */
-#if defined(__clang__) && __clang_major__ < 19
-#undef GUARDED_BY
-#define GUARDED_BY(x)
-#endif
+BZ_CAP_DECLARE(pager_cache_cap); /* p->cache_mu (tsa.h: capability tokens) */
+
 
 #define SLOT_EMPTY UINT64_MAX
 
@@ -60,18 +55,18 @@ struct pager {
 	struct vfs_file *f; /* set at pager_new, then read-only */
 	size_t slots;       /* set at pager_new, then read-only */
 	bz_mutex cache_mu;
-	uint64_t *slot_pgno GUARDED_BY(cache_mu); /* SLOT_EMPTY = free */
-	uint8_t *slot_data GUARDED_BY(cache_mu);  /* slots * PAGER_PAGE_SIZE */
+	uint64_t *slot_pgno GUARDED_BY(pager_cache_cap); /* SLOT_EMPTY = free */
+	uint8_t *slot_data GUARDED_BY(pager_cache_cap);  /* slots * PAGER_PAGE_SIZE */
 	uint64_t hits, misses, checksum_errors;   /* __atomic, statistics */
 	bool is_volatile;                         /* set before any other thread runs */
-	uint64_t *ov_pgno GUARDED_BY(cache_mu);   /* overlay hash (volatile mode), 0 = empty */
-	uint8_t **ov_page GUARDED_BY(cache_mu);
-	size_t ov_cap GUARDED_BY(cache_mu), ov_n GUARDED_BY(cache_mu);
+	uint64_t *ov_pgno GUARDED_BY(pager_cache_cap);   /* overlay hash (volatile mode), 0 = empty */
+	uint8_t **ov_page GUARDED_BY(pager_cache_cap);
+	size_t ov_cap GUARDED_BY(pager_cache_cap), ov_n GUARDED_BY(pager_cache_cap);
 };
 
 static size_t ov_home(uint64_t pgno, size_t cap) { return (size_t)((pgno * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1); }
 
-static uint8_t *ov_find(struct pager *p, uint64_t pgno) REQUIRES(p->cache_mu)
+static uint8_t *ov_find(struct pager *p, uint64_t pgno) REQUIRES(pager_cache_cap)
 {
 	if (!p->ov_cap)
 		return NULL;
@@ -83,7 +78,7 @@ static uint8_t *ov_find(struct pager *p, uint64_t pgno) REQUIRES(p->cache_mu)
 	}
 }
 
-static int ov_put(struct pager *p, uint64_t pgno, const uint8_t *page) REQUIRES(p->cache_mu)
+static int ov_put(struct pager *p, uint64_t pgno, const uint8_t *page) REQUIRES(pager_cache_cap)
 {
 	uint8_t *dst = ov_find(p, pgno);
 	if (dst) {
@@ -188,14 +183,14 @@ int pager_new(struct vfs_file *f, uint64_t cache_bytes, struct pager **ret_pager
 	bz_mutex_init(&p->cache_mu);
 	p->slots = (size_t)(cache_bytes / PAGER_PAGE_SIZE);
 	if (p->slots) {
-		bz_mutex_lock(&p->cache_mu);
+		bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 		p->slot_pgno = malloc(p->slots * sizeof(uint64_t));
 		p->slot_data = malloc(p->slots * (size_t)PAGER_PAGE_SIZE);
 		if (p->slot_pgno)
 			for (size_t i = 0; i < p->slots; i++)
 				p->slot_pgno[i] = SLOT_EMPTY;
 		bool ok = p->slot_pgno && p->slot_data;
-		bz_mutex_unlock(&p->cache_mu);
+		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 		if (!ok) {
 			pager_free(p);
 			p = NULL;
@@ -222,30 +217,30 @@ void pager_free(struct pager *p) NO_TSA
 	free(p);
 }
 
-static void cache_put(struct pager *p, uint64_t pgno, const uint8_t *page) EXCLUDES(p->cache_mu)
+static void cache_put(struct pager *p, uint64_t pgno, const uint8_t *page) EXCLUDES(pager_cache_cap)
 {
 	if (!p->slots)
 		return;
 	size_t i = (size_t)(pgno % p->slots);
-	bz_mutex_lock(&p->cache_mu);
+	bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 	p->slot_pgno[i] = pgno;
 	memcpy(p->slot_data + i * (size_t)PAGER_PAGE_SIZE, page, PAGER_PAGE_SIZE);
-	bz_mutex_unlock(&p->cache_mu);
+	bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 }
 
-static bool cache_get(struct pager *p, uint64_t pgno, uint8_t *buf) EXCLUDES(p->cache_mu)
+static bool cache_get(struct pager *p, uint64_t pgno, uint8_t *buf) EXCLUDES(pager_cache_cap)
 {
 	bool hit = false;
 
 	if (!p->slots)
 		return false;
 	size_t i = (size_t)(pgno % p->slots);
-	bz_mutex_lock(&p->cache_mu);
+	bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 	if (p->slot_pgno[i] == pgno) {
 		memcpy(buf, p->slot_data + i * (size_t)PAGER_PAGE_SIZE, PAGER_PAGE_SIZE);
 		hit = true;
 	}
-	bz_mutex_unlock(&p->cache_mu);
+	bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 	return hit;
 }
 
@@ -254,19 +249,19 @@ int pager_write(struct pager *p, uint64_t pgno, const uint8_t *page)
 	int r;
 
 	if (p->is_volatile) {
-		bz_mutex_lock(&p->cache_mu);
+		bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 		r = pgno ? ov_put(p, pgno, page) : -EINVAL;
-		bz_mutex_unlock(&p->cache_mu);
+		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 		return r;
 	}
 	/* Drop the old copy first: if the write fails, the page's content on
 	 * disk is unknown, and the cache must not pretend otherwise. */
 	if (p->slots) {
 		size_t i = (size_t)(pgno % p->slots);
-		bz_mutex_lock(&p->cache_mu);
+		bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 		if (p->slot_pgno[i] == pgno)
 			p->slot_pgno[i] = SLOT_EMPTY;
-		bz_mutex_unlock(&p->cache_mu);
+		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 	}
 	r = vfs_pwrite(p->f, page, PAGER_PAGE_SIZE, pgno * (uint64_t)PAGER_PAGE_SIZE);
 	if (r < 0) {
@@ -289,13 +284,13 @@ int pager_write_run(struct pager *p, uint64_t first, uint32_t n, const uint8_t *
 		return r;
 	}
 	if (p->slots) {
-		bz_mutex_lock(&p->cache_mu);
+		bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 		for (uint32_t i = 0; i < n; i++) {
 			size_t k = (size_t)((first + i) % p->slots);
 			if (p->slot_pgno[k] == first + i)
 				p->slot_pgno[k] = SLOT_EMPTY;
 		}
-		bz_mutex_unlock(&p->cache_mu);
+		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 	}
 	r = vfs_pwrite(p->f, pages, (size_t)n * PAGER_PAGE_SIZE, first * (uint64_t)PAGER_PAGE_SIZE);
 	if (r < 0)
@@ -310,11 +305,11 @@ int pager_read(struct pager *p, uint64_t pgno, uint8_t type, uint8_t *buf, struc
 	int r;
 
 	if (p->is_volatile) {
-		bz_mutex_lock(&p->cache_mu);
+		bz_cap_lock(&p->cache_mu, &pager_cache_cap);
 		const uint8_t *src = ov_find(p, pgno);
 		if (src)
 			memcpy(buf, src, PAGER_PAGE_SIZE);
-		bz_mutex_unlock(&p->cache_mu);
+		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 		if (src) {
 			r = pager_check(buf, pgno, type, ret_h);
 			if (NEVER(r < 0))

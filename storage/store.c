@@ -95,13 +95,9 @@
 #include "tsa.h"
 #include "wal.h"
 
-/* clang before 19 cannot name a sibling struct member in a C field
- * attribute (llvm PR #95455), so there the field annotations are spelled but
- * not checked (as in vfs_mem.c); function annotations are always checked. */
-#if defined(__clang__) && __clang_major__ < 19
-#undef GUARDED_BY
-#define GUARDED_BY(x)
-#endif
+BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
+BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
+
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
 #define SB_VERSION 1u
@@ -167,17 +163,17 @@ struct store {
 	bool read_only;
 
 	bz_rwlock lock;
-	struct ns *ns GUARDED_BY(lock);
-	struct ftab files GUARDED_BY(lock);
-	uint8_t *open_page GUARDED_BY(lock); /* PAGER_PAGE_SIZE buffer */
-	uint8_t *run GUARDED_BY(lock);       /* full data pages not yet written: RUN_PAGES */
-	uint64_t run_first GUARDED_BY(lock); /* page number of run[0] */
-	uint32_t run_n GUARDED_BY(lock);     /* pages in run (consecutive numbers) */
-	uint64_t open_pgno GUARDED_BY(lock); /* 0 = no open data page */
-	uint32_t open_used GUARDED_BY(lock);
-	uint64_t open_lsn GUARDED_BY(lock);
-	uint64_t stored_bytes GUARDED_BY(lock), logical_bytes GUARDED_BY(lock);
-	uint64_t loaded_entries GUARDED_BY(lock); /* full index entries held in memory */
+	struct ns *ns GUARDED_BY(store_cap);
+	struct ftab files GUARDED_BY(store_cap);
+	uint8_t *open_page GUARDED_BY(store_cap); /* PAGER_PAGE_SIZE buffer */
+	uint8_t *run GUARDED_BY(store_cap);       /* full data pages not yet written: RUN_PAGES */
+	uint64_t run_first GUARDED_BY(store_cap); /* page number of run[0] */
+	uint32_t run_n GUARDED_BY(store_cap);     /* pages in run (consecutive numbers) */
+	uint64_t open_pgno GUARDED_BY(store_cap); /* 0 = no open data page */
+	uint32_t open_used GUARDED_BY(store_cap);
+	uint64_t open_lsn GUARDED_BY(store_cap);
+	uint64_t stored_bytes GUARDED_BY(store_cap), logical_bytes GUARDED_BY(store_cap);
+	uint64_t loaded_entries GUARDED_BY(store_cap); /* full index entries held in memory */
 	uint64_t index_budget;                      /* max loaded_entries (set at open) */
 
 	/* [commit] */
@@ -196,8 +192,8 @@ struct store {
 	struct u64vec chain;       /* pages of the durable namespace chain */
 	struct u64vec dead;        /* index chain heads of deleted files */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
-	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(dctx_mu);
-	unsigned n_dctx GUARDED_BY(dctx_mu);
+	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(store_dctx_cap);
+	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
 	int error;                 /* sticky, __atomic */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
@@ -584,7 +580,7 @@ static int sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, c
 /* data stream [commit, s->lock exclusive]                              */
 
 /* Writes the run of full data pages (one pwrite). */
-static int run_flush(struct store *s) REQUIRES(s->lock)
+static int run_flush(struct store *s) REQUIRES(store_cap)
 {
 	int r = 0;
 	if (s->run_n) {
@@ -598,7 +594,7 @@ static int run_flush(struct store *s) REQUIRES(s->lock)
 /* Seals the open data page and queues it in the run of pages to write
  * (consecutive page numbers, up to RUN_PAGES; written before any
  * checkpoint). Readers find queued pages in the run. */
-static int data_page_flush(struct store *s, uint64_t next) REQUIRES(s->lock)
+static int data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap)
 {
 	struct pager_hdr h = {
 		.type = PAGER_DATA, .pgno = s->open_pgno, .lsn = s->open_lsn, .next = next, .used = s->open_used,
@@ -620,7 +616,7 @@ static int data_page_flush(struct store *s, uint64_t next) REQUIRES(s->lock)
 
 /* Appends one frame to the data stream; returns where it starts. */
 static int data_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, uint64_t *ret_pg,
-		       uint32_t *ret_off) REQUIRES(s->lock)
+		       uint32_t *ret_off) REQUIRES(store_cap)
 {
 	int r = 0;
 
@@ -653,7 +649,7 @@ out:
 }
 
 /* Drops a file's loaded full entries (they reload lazily from its chain). */
-static void sfile_unload(struct store *s, struct sfile *f) REQUIRES(s->lock)
+static void sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
 	if (!f->loaded || !f->n_full)
 		return;
@@ -664,7 +660,7 @@ static void sfile_unload(struct store *s, struct sfile *f) REQUIRES(s->lock)
 }
 
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
-static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(s->lock)
+static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
 	int r = sfile_tail_push(f, e);
@@ -708,7 +704,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* applying batches                                                    */
 
-static void file_drop(struct store *s, uint64_t ino) REQUIRES(s->lock)
+static void file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
 {
 	struct sfile *f = ftab_get(&s->files, ino);
 	if (!f)
@@ -722,7 +718,7 @@ static void file_drop(struct store *s, uint64_t ino) REQUIRES(s->lock)
 	sfile_free(f);
 }
 
-static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *payload) REQUIRES(s->lock)
+static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *payload) REQUIRES(store_cap)
 {
 	uint8_t *raw = malloc(h->raw_len ? h->raw_len : 1);
 	struct ns_op op;
@@ -759,7 +755,7 @@ out:
 }
 
 static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const struct rec_hdr *h, const uint8_t *frame,
-		      size_t frame_len) REQUIRES(s->lock)
+		      size_t frame_len) REQUIRES(store_cap)
 {
 	struct ns_attr a;
 	struct sfile *f;
@@ -816,7 +812,7 @@ static int apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uin
 		return s->replaying ? -EUCLEAN : -EINVAL;
 	}
 	s->dirty = true;
-	bz_rwlock_wrlock(&s->lock);
+	bz_cap_wrlock(&s->lock, &store_cap);
 	while (pos < len) {
 		struct rec_hdr h;
 		const uint8_t *payload;
@@ -837,7 +833,7 @@ static int apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uin
 			break;
 		pos += flen;
 	}
-	bz_rwlock_wrunlock(&s->lock);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		return set_error(s, r, "apply");
 	set_u64(&s->last_applied, lsn);
@@ -904,7 +900,7 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 }
 
 /* Serializes everything but the free list into *out (s->lock shared). */
-static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(s->lock)
+static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
 {
 	struct ser z = {0};
 	struct ns_visit v = {.inode = ser_inode, .dirent = ser_dirent};
@@ -1176,7 +1172,7 @@ int store_checkpoint(struct store *s)
 	}
 
 	/* 1. seal the open data page */
-	bz_rwlock_wrlock(&s->lock);
+	bz_cap_wrlock(&s->lock, &store_cap);
 	r = 0;
 	if (s->open_pgno && s->open_used)
 		r = data_page_flush(s, 0);
@@ -1186,7 +1182,7 @@ int store_checkpoint(struct store *s)
 		s->open_pgno = 0;
 	if (r == 0)
 		r = run_flush(s);
-	bz_rwlock_wrunlock(&s->lock);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		goto fail;
 
@@ -1199,9 +1195,9 @@ int store_checkpoint(struct store *s)
 	}
 
 	/* 3. the new namespace chain */
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	r = ns_serialize(s, &b);
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r < 0)
 		goto fail;
 	while (chain.n * (uint64_t)PAGER_PAYLOAD < b.len + free_bytes_max(s->free.n + s->pending.n) + 9) {
@@ -1251,11 +1247,11 @@ int store_checkpoint(struct store *s)
 	sb.ns_first = chain.n ? chain.v[0] : 0;
 	sb.ns_pages = chain.n;
 	sb.ns_bytes = b.len;
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	sb.next_ino = ns_next_ino(s->ns);
 	sb.stored_bytes = s->stored_bytes;
 	sb.logical_bytes = s->logical_bytes;
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	sb.data_pages = s->data_pages;
 	sb.checkpoints = s->sb.checkpoints + 1;
 	sb_encode(&sb, page);
@@ -1498,7 +1494,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		goto out;
 	if (s->read_only)
 		pager_set_volatile(s->pager);
-	bz_rwlock_wrlock(&s->lock);
+	bz_cap_wrlock(&s->lock, &store_cap);
 	r = ns_new(&s->ns);
 	if (r == 0) {
 		s->open_page = calloc(1, PAGER_PAGE_SIZE);
@@ -1506,7 +1502,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		if (!s->open_page || !s->run)
 			r = -ENOMEM;
 	}
-	bz_rwlock_wrunlock(&s->lock);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		goto out;
 	r = ns_load_chain(s, &sb);
@@ -1628,7 +1624,7 @@ static const struct ient *sfile_ent(const struct sfile *f, uint64_t i)
 }
 
 /* Loads a file's full index entries (s->lock exclusive). */
-static int sfile_load(struct store *s, struct sfile *f) REQUIRES(s->lock)
+static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
 	struct ient *full = NULL;
@@ -1687,10 +1683,10 @@ struct rctx {
 static ZSTD_DCtx *dctx_get(struct store *s)
 {
 	ZSTD_DCtx *d = NULL;
-	bz_mutex_lock(&s->dctx_mu);
+	bz_cap_lock(&s->dctx_mu, &store_dctx_cap);
 	if (s->n_dctx)
 		d = s->dctx_pool[--s->n_dctx];
-	bz_mutex_unlock(&s->dctx_mu);
+	bz_cap_unlock(&s->dctx_mu, &store_dctx_cap);
 	return d ? d : ZSTD_createDCtx();
 }
 
@@ -1698,12 +1694,12 @@ static void dctx_put(struct store *s, ZSTD_DCtx *d)
 {
 	if (!d)
 		return;
-	bz_mutex_lock(&s->dctx_mu);
+	bz_cap_lock(&s->dctx_mu, &store_dctx_cap);
 	if (s->n_dctx < DCTX_POOL) {
 		s->dctx_pool[s->n_dctx++] = d;
 		d = NULL;
 	}
-	bz_mutex_unlock(&s->dctx_mu);
+	bz_cap_unlock(&s->dctx_mu, &store_dctx_cap);
 	ZSTD_freeDCtx(d);
 }
 
@@ -1721,7 +1717,7 @@ static int grow(uint8_t **p, size_t *cap, size_t need)
 }
 
 /* Reads the frame of e into x->frame[e->frame_len]. */
-static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(s->lock)
+static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
@@ -1772,7 +1768,7 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 
 /* Reads bytes [from, to) of record e (relative to the file) into out. */
 static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint64_t from, uint64_t to,
-		       uint8_t *out, struct rctx *x) REQUIRES_SHARED(s->lock)
+		       uint8_t *out, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
 	struct rec_hdr h;
 	const uint8_t *payload;
@@ -1810,7 +1806,7 @@ out:
  * *need_load (and returns 0 without reading) when the range needs index
  * entries that are not loaded. */
 static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n,
-		       bool *need_load, struct rctx *x) REQUIRES_SHARED(s->lock)
+		       bool *need_load, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
 	struct ns_attr a;
 	struct sfile *f;
@@ -1889,21 +1885,21 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 
 	if (!x)
 		goto out;
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r < 0 || !need_load)
 		goto out;
 	/* Load the file's full index and read under the exclusive lock, so
 	 * the commit thread cannot unload it in between. */
-	bz_rwlock_wrlock(&s->lock);
+	bz_cap_wrlock(&s->lock, &store_cap);
 	struct sfile *f = ftab_get(&s->files, ino);
 	r = f ? sfile_load(s, f) : 0;
 	if (r == 0)
 		r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
 	if (r == 0 && NEVER(need_load))
 		r = -EIO;
-	bz_rwlock_wrunlock(&s->lock);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 out:
 	if (x) {
 		dctx_put(s, x->dctx);
@@ -1916,9 +1912,9 @@ out:
 
 int store_ns_clone(struct store *s, struct ns **ret_ns)
 {
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	int r = ns_clone(s->ns, ret_ns);
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	return r;
 }
 
@@ -1926,9 +1922,9 @@ int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size)
 {
 	struct ns_attr a;
 
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	int r = ns_getattr(s->ns, ino, &a);
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r < 0)
 		return r;
 	*ret_size = a.size;
@@ -1941,7 +1937,7 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 	struct ns_attr a;
 	int r;
 
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	r = ns_getattr(s->ns, ino, &a);
 	if (r == 0) {
 		const struct sfile *f = ftab_get(&s->files, ino);
@@ -1951,7 +1947,7 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 			fi.stored_bytes = f->stored_bytes;
 		}
 	}
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r == 0)
 		*ret_info = fi;
 	return r;
@@ -1964,10 +1960,10 @@ void store_stats(struct store *s, struct store_stats *ret)
 	memset(ret, 0, sizeof(*ret));
 	ret->page_size = PAGER_PAGE_SIZE;
 	pager_stats(s->pager, &ps);
-	bz_rwlock_rdlock(&s->lock);
+	bz_cap_rdlock(&s->lock, &store_cap);
 	ret->stored_bytes = s->stored_bytes;
 	ret->logical_bytes = s->logical_bytes;
-	bz_rwlock_rdunlock(&s->lock);
+	bz_cap_rdunlock(&s->lock, &store_cap);
 	ret->pages_total = __atomic_load_n(&s->hwm, __ATOMIC_RELAXED);
 	ret->pages_free = get_u64(&s->n_free);
 	ret->data_pages = get_u64(&s->data_pages);

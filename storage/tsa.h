@@ -51,12 +51,12 @@
 #define TRY_ACQUIRE(...) BZ_TSA(try_acquire_capability(__VA_ARGS__))
 #define NO_TSA BZ_TSA(no_thread_safety_analysis)
 
-/* A capability token (see above). Declared, never defined: it only exists
- * for the analysis. */
+/* A capability token (see above): a per-file static that only exists for
+ * the analysis (nothing reads or writes it). */
 struct CAPABILITY("mutex") bz_cap {
 	int unused;
 };
-#define BZ_CAP_DECLARE(name) extern struct bz_cap name
+#define BZ_CAP_DECLARE(name) static struct bz_cap name __attribute__((unused))
 
 typedef struct CAPABILITY("mutex") bz_mutex {
 	pthread_mutex_t m;
@@ -77,6 +77,45 @@ static inline void bz_rwlock_rdlock(bz_rwlock *l) ACQUIRE_SHARED(l) NO_TSA { pth
 static inline void bz_rwlock_rdunlock(bz_rwlock *l) RELEASE_SHARED(l) NO_TSA { pthread_rwlock_unlock(&l->l); }
 static inline void bz_rwlock_wrlock(bz_rwlock *l) ACQUIRE(l) NO_TSA { pthread_rwlock_wrlock(&l->l); }
 static inline void bz_rwlock_wrunlock(bz_rwlock *l) RELEASE(l) NO_TSA { pthread_rwlock_unlock(&l->l); }
+
+/* Lock through a token: the real lock is taken, the analysis sees *cap. */
+static inline void bz_cap_lock(bz_mutex *mu, struct bz_cap *cap) ACQUIRE(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_mutex_lock(&mu->m);
+}
+static inline void bz_cap_unlock(bz_mutex *mu, struct bz_cap *cap) RELEASE(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_mutex_unlock(&mu->m);
+}
+static inline void bz_cap_rdlock(bz_rwlock *l, struct bz_cap *cap) ACQUIRE_SHARED(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_rwlock_rdlock(&l->l);
+}
+static inline void bz_cap_rdunlock(bz_rwlock *l, struct bz_cap *cap) RELEASE_SHARED(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_rwlock_unlock(&l->l);
+}
+static inline void bz_cap_wrlock(bz_rwlock *l, struct bz_cap *cap) ACQUIRE(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_rwlock_wrlock(&l->l);
+}
+static inline void bz_cap_wrunlock(bz_rwlock *l, struct bz_cap *cap) RELEASE(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_rwlock_unlock(&l->l);
+}
+static inline void bz_cap_cond_wait(pthread_cond_t *c, bz_mutex *mu, struct bz_cap *cap) REQUIRES(*cap) NO_TSA
+{
+	(void)cap;
+	pthread_cond_wait(c, &mu->m);
+}
+int bz_cap_cond_timedwait(pthread_cond_t *c, bz_mutex *mu, struct bz_cap *cap, uint64_t abs_mono_ns)
+	REQUIRES(*cap);
 
 /* Condition variables: the caller must hold mu (checked by the analysis). */
 static inline void bz_cond_wait(pthread_cond_t *c, bz_mutex *mu) REQUIRES(mu) NO_TSA

@@ -26,6 +26,12 @@ int bz_cond_timedwait(pthread_cond_t *c, bz_mutex *mu, uint64_t abs_mono_ns) NO_
 	return pthread_cond_timedwait(c, &mu->m, &ts);
 }
 
+int bz_cap_cond_timedwait(pthread_cond_t *c, bz_mutex *mu, struct bz_cap *cap, uint64_t abs_mono_ns) NO_TSA
+{
+	(void)cap;
+	return bz_cond_timedwait(c, mu, abs_mono_ns);
+}
+
 static int log_level = BZ_LOG_INFO; /* __atomic access */
 static int log_syslog;              /* __atomic access */
 
