@@ -92,4 +92,98 @@ struct store_stats {
 };
 void store_stats(struct store *s, struct store_stats *ret_stats);
 
+/* ---- offline inspection and checking (blazectl fsck/dump) ----
+ * Single-threaded tools only: nothing else may use the store meanwhile.
+ * Format of what is checked: docs/format/blazectl.md. */
+
+/* One superblock as found on disk (no store needs to be open: works on a
+ * store whose superblocks are both bad, and takes no lock). */
+struct store_sb_info {
+	bool present;        /* the page exists in store.db */
+	bool valid;          /* header, checksum and fields check out */
+	const char *why;     /* when !valid: the failed check (static string) */
+	uint64_t generation, checkpoint_lsn;
+	uint32_t wal_segment, wal_segments;
+	uint64_t wal_life, wal_offset, wal_segment_bytes;
+	uint64_t next_ino, hwm;
+	uint64_t ns_first, ns_pages, ns_bytes;
+	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
+};
+/* Reads pages 0 and 1 of store.db in the store directory v.
+ * -ENOENT: no store.db. */
+int store_read_superblocks(struct vfs *v, struct store_sb_info ret_sb[2]);
+
+/* One page of store.db as found on disk (header fields as stored). */
+struct store_page_info {
+	uint64_t pgno;
+	bool magic_ok, ok;   /* ok: magic, checksum, pgno and used all check out */
+	uint8_t type;        /* 1 SUPER, 2 DATA, 3 INDEX, 4 NSMETA (as stored) */
+	uint64_t stored_pgno, lsn, next;
+	uint32_t used;
+	bool zero;           /* the page is all zero bytes */
+};
+typedef int (*store_page_fn)(void *arg, const struct store_page_info *pi);
+/* Calls fn for every page of store.db (raw scan, no store needs to be
+ * open); a non-zero return stops the scan and is returned. */
+int store_scan_pages(struct vfs *v, store_page_fn fn, void *arg);
+const char *store_page_type_name(uint8_t type);
+
+/* One data record of a file, in index order. */
+struct store_record_info {
+	uint64_t off;        /* logical offset */
+	uint32_t raw_len, frame_len;
+	uint64_t page;       /* data page holding the frame's first byte */
+	uint32_t pg_off;     /* payload offset of the frame in that page */
+	uint32_t stored_len; /* from the frame header (0 if unreadable) */
+	uint8_t codec;       /* enum rec_codec (from the frame header) */
+	int status;          /* 0, or why the frame fails (-EIO page, -EBADMSG record) */
+};
+typedef int (*store_record_fn)(void *arg, const struct store_record_info *ri);
+/* Calls fn for each record of file ino in ascending offset order, verifying
+ * each frame fully (header and payload hash). -ENOENT: no such inode. */
+int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *arg);
+
+/* Full consistency check of an open store (read-only open for fsck; the
+ * state checked is the one a mount would see: the newest checkpoint plus
+ * the replayed WAL). See docs/format/blazectl.md for every check. */
+enum store_check_sev { STORE_CHECK_INFO = 0, STORE_CHECK_WARN = 1, STORE_CHECK_ERROR = 2 };
+struct store_check_ops {
+	/* A finding (one line, no newline). May be NULL. */
+	void (*problem)(void *arg, enum store_check_sev sev, const char *msg);
+	/* Progress in bytes verified; called often. May be NULL. */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+};
+/* Flags for store_check. */
+#define STORE_CHECK_FREE_UNREACHABLE 1u /* repair: put leaked pages on the free
+					 * list (needs a read-write store; the
+					 * caller checkpoints afterwards) */
+struct store_check_report {
+	uint64_t errors, warnings;
+	/* pages */
+	uint64_t pages_file;     /* store.db size in pages */
+	uint64_t pages_hwm;      /* pages allocated (high-water mark) */
+	uint64_t sb_pages, data_pages, index_pages, ns_pages;
+	uint64_t free_pages, pending_pages;
+	uint64_t bad_pages;      /* reachable pages failing their checks */
+	uint64_t unreachable;    /* below the high-water mark, neither used nor free (leaked) */
+	uint64_t beyond;         /* pages of the file at or past the high-water mark */
+	uint64_t freed;          /* STORE_CHECK_FREE_UNREACHABLE: leaked pages freed */
+	/* records and files */
+	uint64_t inodes, dirs, files, symlinks, orphans;
+	uint64_t records, bad_records, raw_bytes, stored_bytes;
+	/* WAL */
+	uint64_t wal_batches;    /* valid committed batches after the checkpoint */
+	uint64_t wal_first_lsn, wal_last_lsn;
+	uint64_t wal_tail_entries; /* entries of the live log beyond its valid end */
+	bool wal_torn;           /* wal_tail_entries > 0: a torn or corrupt tail */
+};
+/* For a store that store_open refuses (-EUCLEAN, -EIO): reports through
+ * ops->problem what is wrong with its superblocks and with the newest
+ * checkpoint's namespace chain, without opening it (no lock taken).
+ * *ret_errors = number of errors found (0: the cause is elsewhere, e.g. an
+ * I/O error or a WAL that does not replay). */
+int store_diagnose(struct vfs *v, const struct store_check_ops *ops, void *arg, uint64_t *ret_errors);
+int store_check(struct store *s, unsigned flags, const struct store_check_ops *ops, void *arg,
+		struct store_check_report *ret_report);
+
 #endif

@@ -8,4 +8,12 @@ int blazectl_stats(int argc, char **argv);
 int blazectl_fsck(int argc, char **argv);
 int blazectl_dump(int argc, char **argv);
 
+/* fsck.c: opens an existing store directory (never creates one);
+ * read_only as store_opts.read_only. -EBUSY if a daemon holds it. */
+#include <stdbool.h>
+struct vfs;
+struct store;
+int blazectl_open_store(const char *dir, bool read_only, struct vfs **ret_vfs, struct store **ret_store);
+void blazectl_close_store(struct vfs *v, struct store *s); /* NULLs ok */
+
 #endif

@@ -1,6 +1,6 @@
 /* blazectl — look inside, check and repair blazefs stores.
  *   blazectl stats [--json] [--watch N] MOUNTPOINT
- *   blazectl fsck [--repair] STORE
+ *   blazectl fsck [--repair] [-v] STORE
  *   blazectl dump STORE [superblocks|wal|pages|files|file PATH]
  * See blazectl(8). */
 #include <stdio.h>
