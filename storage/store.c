@@ -1070,10 +1070,22 @@ static int ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA
 	uint8_t *buf = NULL;
 	uint64_t pg = sb->ns_first;
 	size_t len = 0;
+	uint64_t db_size = 0;
 	int r = 0;
 
 	if (!sb->ns_pages)
 		goto out; /* a new store: the fresh namespace */
+	/* The superblock passed its checksum, but never trust a length: the
+	 * chain cannot be longer than store.db (found by fuzz_page). */
+	r = vfs_size(s->db_f, &db_size);
+	if (r < 0)
+		goto out;
+	if (sb->ns_pages > db_size / PAGER_PAGE_SIZE) {
+		bz_err("store.db: superblock names a namespace chain of %llu pages in a file of %llu pages",
+		       (unsigned long long)sb->ns_pages, (unsigned long long)(db_size / PAGER_PAGE_SIZE));
+		r = -EUCLEAN;
+		goto out;
+	}
 	buf = malloc(sb->ns_pages * PAGER_PAYLOAD);
 	r = -ENOMEM;
 	if (!buf)

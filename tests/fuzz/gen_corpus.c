@@ -1,0 +1,145 @@
+/* gen_corpus.c — writes the seed corpora of fuzz_page and fuzz_recover from
+ * small valid stores built with the real engine on a memory vfs:
+ *   page/<name>.db          store.db after a checkpoint
+ *   recover/<name>.bin      u32 le len(store.db) | u8 segment | store.db |
+ *                           that WAL segment (trailing zeros cut), taken with
+ *                           batches still in the WAL
+ * Usage: fuzz_gen_corpus CORPUS_DIR (e.g. tests/fuzz/corpus).
+ * (The record/nsop seeds come from gen_corpus_codec.c.) */
+#include <stdio.h>
+
+#include "fuzz_common.h"
+#include "storage/nsop.h"
+#include "storage/record.h"
+
+static int frame(uint8_t *buf, size_t cap, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len)
+{
+	struct rec_hdr h = { .type = type, .codec = REC_RAW, .ino = ino, .off = off, .raw_len = (uint32_t)len,
+			     .stored_len = (uint32_t)len, .hash = rec_hash(raw, len) };
+	int hl = rec_hdr_encode(&h, buf, cap);
+	if (hl < 0 || (size_t)hl + len > cap)
+		return -ENOSPC;
+	memcpy(buf + hl, raw, len);
+	return hl + (int)len;
+}
+
+static int batch(struct store *s, const uint8_t *buf, size_t len, bool apply)
+{
+	uint64_t lsn;
+	int rc = store_wal_append(s, 1700000000000000000ll, buf, len, &lsn);
+	if (rc == 0)
+		rc = store_wal_sync(s);
+	if (rc == 0 && apply)
+		rc = store_apply(s, lsn, 1700000000000000000ll, buf, len);
+	return rc;
+}
+
+/* A batch creating file ino in the root with nbytes of text. */
+static size_t mk_file(uint8_t *buf, size_t cap, uint64_t ino, const char *name, size_t nbytes)
+{
+	uint8_t op[NSOP_MAX_LEN], data[4096];
+	struct ns_op o = { .kind = NS_CREATE, .ino = ino, .parent = NS_ROOT_INO, .name = name,
+			   .name_len = (uint32_t)strlen(name), .mode = S_IFREG | 0644 };
+	int n = nsop_encode(&o, op, sizeof(op)), len;
+	if (n < 0)
+		abort();
+	len = frame(buf, cap, REC_NS, 0, 0, op, (size_t)n);
+	for (size_t i = 0; i < nbytes && i < sizeof(data); i++)
+		data[i] = (uint8_t)("fuzz seed line\n"[i % 15]);
+	if (nbytes) {
+		int k = frame(buf + len, cap - (size_t)len, REC_DATA, ino, 0, data, nbytes);
+		if (k < 0)
+			abort();
+		len += k;
+	}
+	return (size_t)len;
+}
+
+static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal)
+{
+	char path[512];
+	uint8_t *db = malloc(4 << 20), *wal = malloc(FZ_SEG_BYTES), *tmp = malloc(FZ_SEG_BYTES);
+	size_t ndb = 0, nwal = 0;
+	uint8_t seg = 0;
+	struct vfs_file *f = NULL;
+	if (!db || !wal || !tmp)
+		abort();
+	if (vfs_open(v, "store.db", VFS_O_RDONLY, &f) == 0) {
+		vfs_pread(f, db, 4 << 20, 0, &ndb);
+		vfs_close(f);
+	}
+	for (unsigned i = 0; with_wal && i < FZ_SEGMENTS; i++) { /* the segment holding the most */
+		char nm[16];
+		size_t n = 0;
+		snprintf(nm, sizeof(nm), "wal.%03u", i);
+		if (vfs_open(v, nm, VFS_O_RDONLY, &f) != 0)
+			continue;
+		vfs_pread(f, tmp, FZ_SEG_BYTES, 0, &n);
+		vfs_close(f);
+		while (n && !tmp[n - 1])
+			n--;
+		if (n > nwal) {
+			memcpy(wal, tmp, n);
+			nwal = n;
+			seg = (uint8_t)i;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+	FILE *o = fopen(path, "wb");
+	if (!o) {
+		perror(path);
+		exit(1);
+	}
+	if (with_wal) {
+		uint8_t hdr[5] = { (uint8_t)ndb, (uint8_t)(ndb >> 8), (uint8_t)(ndb >> 16), (uint8_t)(ndb >> 24), seg };
+		fwrite(hdr, 1, 5, o);
+	}
+	fwrite(db, 1, ndb, o);
+	fwrite(wal, 1, nwal, o);
+	fclose(o);
+	printf("%s: %zu + %zu bytes (segment %u)\n", path, ndb, nwal, seg);
+	free(tmp);
+	free(db);
+	free(wal);
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t buf[16384];
+	struct vfs *v = NULL, *snap = NULL;
+	struct store *s = NULL;
+	struct store_opts o;
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+		return 2;
+	}
+	/* 1: empty store */
+	bz_log_set_level(BZ_LOG_ERR);
+	if (vfs_mem_new(&v) < 0)
+		return 1;
+	fz_opts(&o, v);
+	if (store_open(&o, &s) < 0 || store_close(s) < 0)
+		return 1;
+	dump(argv[1], "page", "empty.db", v, false);
+	dump(argv[1], "recover", "empty.bin", v, true);
+	/* 2: files, applied and checkpointed; 3: more batches left in the WAL */
+	if (store_open(&o, &s) < 0)
+		return 1;
+	if (batch(s, buf, mk_file(buf, sizeof(buf), 2, "a.log", 700), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 3, "b.log", 3000), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 4, "empty", 0), true) < 0 || store_checkpoint(s) < 0)
+		return 1;
+	dump(argv[1], "page", "files.db", v, false);
+	if (batch(s, buf, mk_file(buf, sizeof(buf), 5, "c.log", 1200), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 6, "d.log", 90), true) < 0)
+		return 1;
+	if (vfs_mem_clone(v, &snap) < 0)
+		return 1;
+	dump(argv[1], "recover", "wal_batches.bin", snap, true);
+	vfs_destroy(snap);
+	if (store_close(s) < 0)
+		return 1;
+	dump(argv[1], "page", "files2.db", v, false);
+	vfs_destroy(v);
+	return 0;
+}
