@@ -34,7 +34,8 @@ void pipe_opts_default(struct pipe_opts *o);
 int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret_pipe);
 /* Drains every submitted byte to the WAL, syncs, applies, checkpoints, joins
  * every thread and frees. Returns the first error the pipeline met (the
- * store is then left as the failure left it). NULL ok. */
+ * store is then left as the failure left it). NULL ok. No other call on p
+ * may run concurrently with pipe_stop or after it. */
 int pipe_stop(struct pipeline *p);
 
 /* Appends len bytes at logical offset off of file ino (the caller, fs/,
@@ -101,5 +102,20 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
 /* The stats as one JSON object (documented in docs/ARCHITECTURE.md). Returns
  * the length written (excluding NUL) or -ENOSPC. */
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap);
+
+/* Test hooks (tests only). pipe_start copies the current hooks; set them
+ * before it, with no pipeline running. NULL clears. */
+struct pipe_test_hooks {
+	void *arg;
+	/* In the encoding thread (a worker, or the commit thread with
+	 * workers=0) before enc_batch of batch seq: e.g. a random delay so
+	 * workers finish out of order. */
+	void (*before_encode)(void *arg, uint64_t seq);
+	/* In the encoding thread right after enc_batch of batch seq. */
+	void (*after_encode)(void *arg, uint64_t seq);
+	/* On the commit thread right after batch seq was appended at lsn. */
+	void (*wal_appended)(void *arg, uint64_t seq, uint64_t lsn);
+};
+void pipe_set_test_hooks(const struct pipe_test_hooks *h);
 
 #endif
