@@ -1,1 +1,489 @@
-int main(void) { return 1; }
+/* main.c — the blazefs daemon: options, startup, the session loop, shutdown.
+ *
+ *   blazefs [FUSE options] [-o blazefs options] STORE_DIR MOUNTPOINT
+ *
+ * Startup order (every failure before the mount exits 1 with a message on
+ * stderr and leaves nothing mounted):
+ *   1. parse our -o options (fuse_opt_parse, strictly validated), then FUSE's
+ *      command line (-f -d -s, mountpoint); create the session, which rejects
+ *      unknown -o options;
+ *   2. unless -f: fork; the parent waits for the child to report startup
+ *      success or failure through a pipe and exits with that status, so
+ *      `mount -t fuse.blazefs` and scripts see real errors;
+ *   3. create STORE_DIR if absent, vfs_posix_new, store_open (a store held by
+ *      another daemon: -EBUSY -> "already mounted", exit 1), store_ns_clone
+ *      (the live namespace), pipe_start, fuse_session_mount;
+ *   4. report success, detach stdio, log to syslog; run the session loop
+ *      (multithreaded unless -s).
+ * Shutdown (SIGTERM/SIGINT/SIGHUP or fusermount3 -u ends the loop):
+ * pipe_stop (drains, syncs, checkpoints; pending flush/fsync replies go out),
+ * unmount, store_close, exit 0 (1 if the pipeline or store reported a failure).
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+
+#define BLAZEFS_VERSION "0.1.0"
+
+struct cli {
+	char *workers, *zstd_level, *batch_bytes, *batch_records, *linger_us, *sync_interval_ms, *cache_mb,
+		*max_inflight_mb, *record_bytes;
+	int worm, writeback_cache, sync_close;
+	char *store_dir;
+	int nonopt;
+	int show_help;
+};
+
+#define CLI_OPT(t, f, v) {t, offsetof(struct cli, f), v}
+enum { KEY_HELP = 1 };
+static const struct fuse_opt cli_opts[] = {
+	CLI_OPT("workers=%s", workers, 0),
+	CLI_OPT("zstd_level=%s", zstd_level, 0),
+	CLI_OPT("batch_bytes=%s", batch_bytes, 0),
+	CLI_OPT("batch_records=%s", batch_records, 0),
+	CLI_OPT("linger_us=%s", linger_us, 0),
+	CLI_OPT("sync_interval_ms=%s", sync_interval_ms, 0),
+	CLI_OPT("cache_mb=%s", cache_mb, 0),
+	CLI_OPT("max_inflight_mb=%s", max_inflight_mb, 0),
+	CLI_OPT("record_bytes=%s", record_bytes, 0),
+	CLI_OPT("worm", worm, 1),
+	CLI_OPT("writeback_cache", writeback_cache, 1),
+	CLI_OPT("sync_close", sync_close, 1),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_END,
+};
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cli *c = data;
+
+	(void)outargs;
+	if (key == KEY_HELP) {
+		c->show_help = 1;
+		return 1; /* FUSE prints its part too */
+	}
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		c->nonopt++;
+		if (c->nonopt == 1) { /* STORE_DIR: ours */
+			c->store_dir = strdup(arg);
+			return 0;
+		}
+		return 1; /* MOUNTPOINT (and anything extra): fuse_parse_cmdline */
+	}
+	return 1;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [FUSE options] [-o blazefs options] STORE_DIR MOUNTPOINT\n\n"
+	       "blazefs options:\n"
+	       "    -o workers=N           encoder threads, 0..64 (0 = serial; default min(CPUs,4))\n"
+	       "    -o zstd_level=N        zstd level, -7..22 (default 1; 0 = zstd's default 3)\n"
+	       "    -o batch_bytes=N       seal a batch at N bytes, 4K..64M (K/M/G suffix ok; default 1M)\n"
+	       "    -o batch_records=N     seal a batch at N records, 1..65536 (default 64)\n"
+	       "    -o record_bytes=N      max bytes of one record, 4K..1M (default 64K)\n"
+	       "    -o linger_us=N         seal a batch N us after its first record, 0..1000000 (default 2000)\n"
+	       "    -o sync_interval_ms=N  fdatasync the WAL at least every N ms, 1..3600000 (default 1000)\n"
+	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
+	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 64)\n"
+	       "    -o worm                refuse unlink/rename of non-empty files\n"
+	       "    -o writeback_cache     kernel writeback cache (refusals surface at fsync/close)\n"
+	       "    -o sync_close          close() waits for fdatasync, not just the WAL write\n\n",
+	       prog);
+}
+
+/* Parses a decimal number with an optional K/M/G suffix (when sfx). */
+static int parse_num(const char *name, const char *s, long long lo, long long hi, bool sfx, long long *ret)
+{
+	char *end = NULL;
+	long long v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || errno)
+		goto bad;
+	if (sfx && *end) {
+		long long mul = 0;
+		switch (*end) {
+		case 'k': case 'K': mul = 1ll << 10; break;
+		case 'm': case 'M': mul = 1ll << 20; break;
+		case 'g': case 'G': mul = 1ll << 30; break;
+		default: goto bad;
+		}
+		if (v > LLONG_MAX / mul || v < 0)
+			goto bad;
+		v *= mul;
+		end++;
+	}
+	if (*end || v < lo || v > hi)
+		goto bad;
+	*ret = v;
+	return 1;
+bad:
+	fprintf(stderr, "blazefs: invalid value for %s: '%s' (expected %lld..%lld%s)\n", name, s, lo, hi,
+		sfx ? ", K/M/G suffix allowed" : "");
+	return -EINVAL;
+}
+
+static int cli_to_opts(const struct cli *c, struct fs_opts *o)
+{
+	long long v = 0;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	pipe_opts_default(&o->pipe);
+	o->pipe.workers = (unsigned)BZ_MIN(BZ_MAX(cores, 1l), 4l);
+#define NUM(field, lo, hi, sfx, assign)                                          \
+	do {                                                                      \
+		r = parse_num(#field, c->field, lo, hi, sfx, &v);                \
+		if (r < 0)                                                        \
+			return r;                                                 \
+		if (r > 0)                                                        \
+			assign;                                                   \
+	} while (0)
+	NUM(workers, 0, 64, false, o->pipe.workers = (unsigned)v);
+	NUM(zstd_level, -7, 22, false, o->pipe.zstd_level = (int)v);
+	NUM(batch_bytes, 4096, 64ll << 20, true, o->pipe.batch_bytes = (size_t)v);
+	NUM(batch_records, 1, 65536, false, o->pipe.batch_records = (unsigned)v);
+	NUM(record_bytes, 4096, 1ll << 20, true, o->pipe.record_bytes = (size_t)v);
+	NUM(linger_us, 0, 1000000, false, o->pipe.linger_us = (unsigned)v);
+	NUM(sync_interval_ms, 1, 3600000, false, o->pipe.sync_interval_ms = (unsigned)v);
+	NUM(cache_mb, 1, 65536, false, o->cache_bytes = (uint64_t)v << 20);
+	NUM(max_inflight_mb, 2, 65536, false, o->pipe.max_inflight_bytes = (size_t)v << 20);
+#undef NUM
+	o->worm = c->worm;
+	o->writeback_cache = c->writeback_cache;
+	o->sync_close = c->sync_close;
+	return 0;
+}
+
+static void cli_free(struct cli *c)
+{
+	free(c->workers);
+	free(c->zstd_level);
+	free(c->batch_bytes);
+	free(c->batch_records);
+	free(c->linger_us);
+	free(c->sync_interval_ms);
+	free(c->cache_mb);
+	free(c->max_inflight_mb);
+	free(c->record_bytes);
+	free(c->store_dir);
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+	char *p = strdup(path);
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1;; s++) {
+		if (*s == '/' || *s == '\0') {
+			char save = *s;
+			*s = '\0';
+			if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			*s = save;
+			if (save == '\0')
+				break;
+		}
+	}
+	free(p);
+	return r;
+}
+
+/* fsname=... with ',' and '\' escaped for the option parser. */
+static char *fsname_opt(const char *dir)
+{
+	size_t n = strlen(dir);
+	char *s = malloc(2 * n + 16), *q;
+
+	if (!s)
+		return NULL;
+	q = s + sprintf(s, "-ofsname=");
+	for (; *dir; dir++) {
+		if (*dir == ',' || *dir == '\\')
+			*q++ = '\\';
+		*q++ = *dir;
+	}
+	*q = '\0';
+	return s;
+}
+
+/* Startup report to the waiting parent (daemon mode). */
+static int report_fd = -1;
+
+static void report(int status)
+{
+	unsigned char c = (unsigned char)status;
+
+	if (report_fd < 0)
+		return;
+	if (write(report_fd, &c, 1) < 0) {
+		/* the parent is gone: nothing to tell */
+	}
+	close(report_fd);
+	report_fd = -1;
+}
+
+static int fork_daemon(void)
+{
+	int p[2];
+	pid_t pid;
+	unsigned char c = 1;
+
+	if (pipe(p) < 0) {
+		perror("blazefs: pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("blazefs: fork");
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			c = 1; /* the child died before reporting */
+		_exit(c);
+	}
+	close(p[0]);
+	report_fd = p[1];
+	if (setsid() < 0)
+		perror("blazefs: setsid");
+	return 0;
+}
+
+static void detach_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd < 0)
+		return;
+	(void)dup2(fd, 0);
+	(void)dup2(fd, 1);
+	(void)dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts copts = {0};
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *lcfg = NULL;
+	struct store_opts so;
+	struct cli cli = {0};
+	struct fs *fs = NULL;
+	char *fsname = NULL;
+	bool mounted = false, signals = false;
+	int ret = 1, r;
+
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) < 0) {
+		fprintf(stderr, "blazefs: invalid arguments (see blazefs -h)\n");
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &copts) != 0) {
+		fprintf(stderr, "blazefs: invalid arguments (see blazefs -h)\n");
+		goto out;
+	}
+	if (cli.show_help || copts.show_help) {
+		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out;
+	}
+	if (copts.show_version) {
+		printf("blazefs %s\n", BLAZEFS_VERSION);
+		fflush(stdout);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (!cli.store_dir || !copts.mountpoint) {
+		fprintf(stderr, "blazefs: missing %s\nusage: %s [FUSE options] [-o options] STORE_DIR MOUNTPOINT\n",
+			cli.store_dir ? "MOUNTPOINT" : "STORE_DIR and MOUNTPOINT", argv[0]);
+		goto out;
+	}
+	if (cli.nonopt > 2) {
+		fprintf(stderr, "blazefs: too many arguments\n");
+		goto out;
+	}
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		goto out;
+	if (cli_to_opts(&cli, &fs->opts) < 0)
+		goto out;
+	if (copts.debug)
+		bz_log_set_level(BZ_LOG_DEBUG);
+
+	r = make_dirs(cli.store_dir);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot create %s: %s\n", cli.store_dir, strerror(-r));
+		goto out;
+	}
+	fs->store_dir = realpath(cli.store_dir, NULL);
+	if (!fs->store_dir) {
+		fprintf(stderr, "blazefs: %s: %s\n", cli.store_dir, strerror(errno));
+		goto out;
+	}
+	fsname = fsname_opt(fs->store_dir);
+	if (!fsname || fuse_opt_add_arg(&args, "-odefault_permissions") < 0 || fuse_opt_add_arg(&args, fsname) < 0 ||
+	    fuse_opt_add_arg(&args, "-osubtype=blazefs") < 0)
+		goto out;
+
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!se) {
+		fprintf(stderr, "blazefs: invalid options (see blazefs -h); nothing mounted\n");
+		goto out;
+	}
+	if (!copts.foreground && fork_daemon() < 0)
+		goto out;
+
+	r = vfs_posix_new(fs->store_dir, &fs->vfs);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot open store directory %s: %s\n", fs->store_dir, strerror(-r));
+		goto out;
+	}
+	store_opts_default(&so);
+	so.vfs = fs->vfs;
+	if (fs->opts.cache_bytes)
+		so.cache_bytes = fs->opts.cache_bytes;
+	r = store_open(&so, &fs->store);
+	if (r == -EBUSY || r == -EWOULDBLOCK) {
+		fprintf(stderr, "blazefs: %s is already mounted by another blazefs process (lock held)\n",
+			fs->store_dir);
+		goto out;
+	}
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot open store %s: %s\n", fs->store_dir, strerror(-r));
+		goto out;
+	}
+	bz_mutex_lock(&fs_ns_lock);
+	r = store_ns_clone(fs->store, &fs->ns);
+	bz_mutex_unlock(&fs_ns_lock);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot load the namespace of %s: %s\n", fs->store_dir, strerror(-r));
+		goto out;
+	}
+	r = pipe_start(fs->store, &fs->opts.pipe, &fs->pipe);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot start the pipeline: %s\n", strerror(-r));
+		goto out;
+	}
+	bz_mutex_lock(&fs_ns_lock);
+	r = fs_orphans_cleanup(fs);
+	bz_mutex_unlock(&fs_ns_lock);
+	if (r < 0)
+		bz_warn("orphan cleanup: %s", strerror(-r));
+	fs->mount_time_ns = bz_wall_ns();
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "blazefs: cannot install signal handlers\n");
+		goto out;
+	}
+	signals = true;
+	if (fuse_session_mount(se, copts.mountpoint) != 0) {
+		fprintf(stderr, "blazefs: cannot mount on %s; nothing mounted\n", copts.mountpoint);
+		goto out;
+	}
+	mounted = true;
+
+	if (!copts.foreground) {
+		bz_log_use_syslog(true);
+		report(0);
+		detach_stdio();
+		if (chdir("/") < 0) {
+			/* harmless */
+		}
+	}
+	bz_info("%s mounted on %s", fs->store_dir, copts.mountpoint);
+
+	if (copts.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		lcfg = fuse_loop_cfg_create();
+		if (!lcfg) {
+			bz_err("cannot allocate the loop configuration");
+			goto out;
+		}
+		fuse_loop_cfg_set_clone_fd(lcfg, (unsigned)copts.clone_fd);
+		if (copts.max_idle_threads <= 1024) /* default UINT_MAX: libfuse's own default */
+			fuse_loop_cfg_set_idle_threads(lcfg, copts.max_idle_threads);
+		if (copts.max_threads > 0 && copts.max_threads <= 1024)
+			fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
+		r = fuse_session_loop_mt(se, lcfg);
+	}
+	/* 0, the number of the signal that ended it (clean), or -errno */
+	ret = r < 0 ? 1 : 0;
+	if (r < 0)
+		bz_err("session loop failed: %s", strerror(-r));
+	else if (r > 0)
+		bz_info("signal %d: unmounting", r);
+
+out:
+	/* Drain first, while still mounted: the barrier callbacks of flushes
+	 * and fsyncs still in flight (SIGTERM during I/O) can reply. */
+	if (fs && fs->pipe) {
+		r = pipe_stop(fs->pipe);
+		if (r < 0) {
+			bz_err("pipeline stopped with %s", strerror(-r));
+			ret = 1;
+		}
+		fs->pipe = NULL;
+	}
+	if (mounted)
+		fuse_session_unmount(se);
+	if (signals)
+		fuse_remove_signal_handlers(se);
+	if (fs) {
+		bz_mutex_lock(&fs_ns_lock);
+		fs_inode_table_free(fs);
+		ns_free(fs->ns);
+		fs->ns = NULL;
+		bz_mutex_unlock(&fs_ns_lock);
+		if (fs->store) {
+			r = store_close(fs->store);
+			if (r < 0) {
+				bz_err("store close: %s", strerror(-r));
+				ret = 1;
+			}
+		}
+		vfs_destroy(fs->vfs);
+		if (mounted)
+			bz_info("%s unmounted", fs->store_dir);
+		free(fs->store_dir);
+		free(fs);
+	}
+	if (lcfg)
+		fuse_loop_cfg_destroy(lcfg);
+	if (se)
+		fuse_session_destroy(se);
+	report(ret);
+	free(fsname);
+	free(copts.mountpoint);
+	fuse_opt_free_args(&args);
+	cli_free(&cli);
+	return ret;
+}

@@ -1,0 +1,185 @@
+/* fs.h — private to the blazefs daemon (fs/): the filesystem state shared by
+ * main.c (options, startup, shutdown), ops.c (the FUSE low-level operations),
+ * inode.c (per-inode runtime state, the append-only write path) and stats.c
+ * (the .blazefs/stats control file).
+ *
+ * One filesystem per process. The live namespace and the inode table are
+ * guarded by the one global mutex fs_ns_lock; the data path of a file is
+ * serialized by its fs_inode.lock. Lock order (also at the top of ops.c):
+ *
+ *     fs_inode.lock  ->  fs_ns_lock  ->  (pipeline internal locks)
+ *
+ * Never take an fs_inode.lock while holding fs_ns_lock.
+ */
+#ifndef BZ_FS_H
+#define BZ_FS_H
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "storage/log.h"
+#include "storage/ns.h"
+#include "storage/pipeline.h"
+#include "storage/store.h"
+#include "storage/tsa.h"
+#include "storage/vfs.h"
+
+/* The control directory: reserved inode numbers ns_alloc_ino never reaches. */
+#define FS_CTL_DIR_INO 0xFFFFFFFFFFFFFF00ull
+#define FS_CTL_STATS_INO 0xFFFFFFFFFFFFFF01ull
+#define FS_CTL_DIR_NAME ".blazefs"
+#define FS_CTL_STATS_NAME "stats"
+
+#define FS_MAX_WRITE (1u << 20)
+#define FS_BLKSIZE (128u << 10)
+
+struct fs_opts {
+	struct pipe_opts pipe;
+	uint64_t cache_bytes; /* 0: store default */
+	bool worm;
+	bool writeback_cache;
+	bool sync_close;
+};
+
+/* Why a request was refused (stats keys: fs_refusal_name). */
+enum fs_refusal {
+	FS_REF_OVERWRITE = 0, /* write below the end with different bytes */
+	FS_REF_PAST_EOF,      /* write starting past the end */
+	FS_REF_SHRINK,        /* truncate to a smaller size */
+	FS_REF_O_TRUNC,       /* O_TRUNC on a non-empty file */
+	FS_REF_WORM,          /* -o worm: unlink/rename/rmdir of a non-empty file */
+	FS_REF_FALLOCATE,     /* fallocate */
+	FS_REF_CONTROL,       /* modification of .blazefs */
+	FS_REF_COUNT
+};
+const char *fs_refusal_name(enum fs_refusal r);
+
+/* Counters: relaxed atomics (__atomic builtins), any thread. */
+struct fs_counters {
+	uint64_t refusals[FS_REF_COUNT];
+	uint64_t holes_filled;   /* writes past the end on a fresh descriptor, gap zero-filled */
+	uint64_t hole_bytes;     /* zero bytes appended for those */
+	uint64_t open_files;     /* now */
+	uint64_t errors;         /* EIO / EROFS / ENOSPC replies */
+	uint64_t writes, write_bytes;   /* accepted write requests, bytes appended by them */
+	uint64_t overlap_bytes;  /* bytes of writes below the end accepted as identical */
+	uint64_t zero_extend_bytes; /* bytes appended by growing truncates */
+	uint64_t nsops;          /* namespace operations submitted */
+	uint64_t flushes, fsyncs;
+};
+#define FS_COUNT(fs, field, n) __atomic_add_fetch(&(fs)->ctr.field, (n), __ATOMIC_RELAXED)
+#define FS_READ(fs, field) __atomic_load_n(&(fs)->ctr.field, __ATOMIC_RELAXED)
+
+extern bz_mutex fs_ns_lock;
+
+/* Clang 14 cannot name a sibling field inside GUARDED_BY in C: such fields
+ * say FS_FIELD_GUARDED_BY(lock) (documentation), and the functions using them
+ * are annotated REQUIRES(ip->lock) or take the lock themselves. */
+#define FS_FIELD_GUARDED_BY(x)
+
+/* Runtime state of an inode the kernel knows (nlookup > 0) or that some
+ * thread holds a reference to (refs > 0). While it exists the inode is
+ * pinned in the live namespace, so an unlinked but open file stays usable. */
+struct fs_inode {
+	uint64_t ino;                                /* immutable */
+	struct fs_inode *next GUARDED_BY(fs_ns_lock); /* hash chain */
+	uint64_t nlookup GUARDED_BY(fs_ns_lock);      /* kernel references */
+	uint64_t refs GUARDED_BY(fs_ns_lock);         /* open handles + transient users */
+	bool orphan GUARDED_BY(fs_ns_lock);           /* unlinked while open: parked in the orphan dir */
+	bz_mutex lock;                                /* the data path: size changes */
+	pthread_cond_t grown;                         /* broadcast (under lock) when the size grows */
+	uint64_t zext FS_FIELD_GUARDED_BY(lock);              /* writeback cache: size a growing truncate asked
+						       * for, zeros not yet appended (0 = none) */
+	unsigned warned;                              /* refusal reasons logged (bit per enum fs_refusal), __atomic */
+};
+
+/* One open file (fuse_file_info.fh). Immutable after open, except the
+ * list links (fs_ns_lock). */
+struct fs_open {
+	struct fs_open *prev GUARDED_BY(fs_ns_lock), *next GUARDED_BY(fs_ns_lock); /* fs.opens */
+	struct fs_inode *inode; /* NULL for the control file */
+	int flags;              /* open(2) flags as the kernel sent them */
+	bool fresh;             /* this open created the file or truncated it to 0 */
+	char *ctl;              /* control file: content generated at open */
+	size_t ctl_len;
+};
+
+struct fs {
+	/* Set before the session starts, immutable while mounted. */
+	struct fs_opts opts;
+	char *store_dir;
+	struct vfs *vfs;
+	struct store *store;
+	struct pipeline *pipe;
+	int64_t mount_time_ns;
+	/* The live namespace: applied ops plus those still in the pipeline. */
+	struct ns *ns GUARDED_BY(fs_ns_lock);
+	/* Inode table (inode.c). */
+	struct fs_inode **itab GUARDED_BY(fs_ns_lock);
+	size_t itab_size GUARDED_BY(fs_ns_lock);
+	size_t itab_count GUARDED_BY(fs_ns_lock);
+	/* The orphan directory: a real directory named ".blazefs" in the root
+	 * (hidden behind the control directory of that name) where files
+	 * unlinked while open are parked until their last close, so the store
+	 * keeps their data. 0 until first needed. */
+	uint64_t orphan_dir GUARDED_BY(fs_ns_lock);
+	/* Every open handle: the ones the kernel never released (unmount by
+	 * signal) are freed at shutdown. */
+	struct fs_open *opens GUARDED_BY(fs_ns_lock);
+	struct fs_counters ctr;
+	int failed; /* __atomic: the pipeline refused an op (EROFS/EIO): no more namespace changes */
+};
+
+/* ---- ops.c ---- */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* ---- inode.c ---- */
+/* The table entry of ino or NULL. */
+struct fs_inode *fs_inode_find(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
+/* A kernel lookup reference (nlookup += 1); creates and pins the entry. */
+int fs_inode_lookup(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
+/* The kernel drops n lookup references. */
+void fs_inode_forget(struct fs *fs, uint64_t ino, uint64_t n) REQUIRES(fs_ns_lock);
+/* A counted reference (open handle or a transient user). */
+int fs_inode_get(struct fs *fs, uint64_t ino, struct fs_inode **ret_ip) REQUIRES(fs_ns_lock);
+void fs_inode_put(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
+/* Validates op on the live namespace (ns_apply) and submits it to the
+ * pipeline (pipe_nsop), in that order under fs_ns_lock. */
+int fs_submit(struct fs *fs, struct ns_op *op) REQUIRES(fs_ns_lock);
+/* Unlinks parent/name, or, when that would drop the last link of an open
+ * regular file, parks it in the orphan directory instead. */
+int fs_unlink_or_orphan(struct fs *fs, uint64_t parent, const char *name) REQUIRES(fs_ns_lock);
+/* Before the target of a rename is replaced: parks it if it is open. */
+int fs_orphan_if_open(struct fs *fs, uint64_t parent, const char *name) REQUIRES(fs_ns_lock);
+/* At mount: removes what a previous run left in the orphan directory. */
+int fs_orphans_cleanup(struct fs *fs) REQUIRES(fs_ns_lock);
+/* Open handles: link into / unlink from fs.opens. */
+void fs_open_link(struct fs *fs, struct fs_open *of) REQUIRES(fs_ns_lock);
+void fs_open_unlink(struct fs *fs, struct fs_open *of) REQUIRES(fs_ns_lock);
+/* Frees the open handles and the whole table (shutdown; unpins nothing). */
+void fs_inode_table_free(struct fs *fs) REQUIRES(fs_ns_lock);
+
+/* Live size of a regular file (-ENOENT, -EISDIR, -EINVAL for others). */
+int fs_live_size(struct fs *fs, uint64_t ino, uint64_t *ret_size) EXCLUDES(fs_ns_lock);
+/* The append-only write: returns the bytes accepted (len) or a negative
+ * errno (-EPERM refusal, -EROFS after a pipeline failure, ...). */
+ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off)
+	EXCLUDES(fs_ns_lock);
+/* truncate/ftruncate to size: no-op, zero-append, or -EPERM. With defer
+ * (writeback cache, the kernel may still hold dirty pages below size) the
+ * zeros are appended later: by a write past the end, or fs_file_settle. */
+int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool defer) EXCLUDES(fs_ns_lock);
+/* Appends the zeros a deferred growing truncate still owes (flush, fsync,
+ * release). */
+int fs_file_settle(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock);
+/* Counts a refusal and logs it once per inode and reason. ip may be NULL. */
+void fs_refuse(struct fs *fs, struct fs_inode *ip, uint64_t ino, enum fs_refusal why, const char *what);
+/* Counts an I/O error reply. */
+void fs_note_error(struct fs *fs, int err);
+
+/* ---- stats.c ---- */
+/* The control file's content: the pipeline's JSON merged with the fs
+ * counters. Allocates *ret_buf (caller frees). */
+int fs_stats_json(struct fs *fs, char **ret_buf, size_t *ret_len) EXCLUDES(fs_ns_lock);
+
+#endif
