@@ -72,10 +72,10 @@ struct fs_counters {
 
 extern bz_mutex fs_ns_lock;
 
-/* Clang 14 cannot name a sibling field inside GUARDED_BY in C: such fields
- * say FS_FIELD_GUARDED_BY(lock) (documentation), and the functions using them
- * are annotated REQUIRES(ip->lock) or take the lock themselves. */
-#define FS_FIELD_GUARDED_BY(x)
+/* An inode's data-path lock, as a capability token (storage/tsa.h: clang
+ * cannot name a sibling struct member in C). Only one inode lock is ever
+ * held at a time, so the per-type token is exact. */
+BZ_CAP_DECLARE(fs_inode_cap);
 
 /* Runtime state of an inode the kernel knows (nlookup > 0) or that some
  * thread holds a reference to (refs > 0). While it exists the inode is
@@ -88,7 +88,7 @@ struct fs_inode {
 	bool orphan GUARDED_BY(fs_ns_lock);           /* unlinked while open: parked in the orphan dir */
 	bz_mutex lock;                                /* the data path: size changes */
 	pthread_cond_t grown;                         /* broadcast (under lock) when the size grows */
-	uint64_t zext FS_FIELD_GUARDED_BY(lock);              /* writeback cache: size a growing truncate asked
+	uint64_t zext GUARDED_BY(fs_inode_cap);             /* writeback cache: size a growing truncate asked
 						       * for, zeros not yet appended (0 = none) */
 	unsigned warned;                              /* refusal reasons logged (bit per enum fs_refusal), __atomic */
 };
@@ -128,6 +128,12 @@ struct fs {
 	struct fs_open *opens GUARDED_BY(fs_ns_lock);
 	struct fs_counters ctr;
 	int failed; /* __atomic: the pipeline refused an op (EROFS/EIO): no more namespace changes */
+	/* Out-of-space reserve (inode.c fs_space_check): appends are refused
+	 * with ENOSPC while the store's disk has less than space_reserve free.
+	 * space_free/space_at_ns/space_since are __atomic samples. */
+	uint64_t space_reserve; /* immutable while mounted */
+	uint64_t space_free, space_at_ns, space_since;
+	int space_warned;       /* __atomic: logged once per shortage */
 };
 
 /* ---- ops.c ---- */
@@ -172,6 +178,10 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool def
 /* Appends the zeros a deferred growing truncate still owes (flush, fsync,
  * release). */
 int fs_file_settle(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock);
+/* 0, or -ENOSPC when appending len more bytes would eat into the reserve
+ * that keeps acknowledged data storable (DESIGN §2: out of space is ENOSPC
+ * at write(), never a lost acknowledged byte). */
+int fs_space_check(struct fs *fs, uint64_t len);
 /* Counts a refusal and logs it once per inode and reason. ip may be NULL. */
 void fs_refuse(struct fs *fs, struct fs_inode *ip, uint64_t ino, enum fs_refusal why, const char *what);
 /* Counts an I/O error reply. */

@@ -580,6 +580,41 @@ out:
 	return r;
 }
 
+/* The free space of the store's disk is sampled with statvfs at most every
+ * 20 ms and after every 4 MiB appended, so the check costs two atomic
+ * loads on the hot path. The reserve (main.c) covers everything that can be
+ * in flight plus a namespace checkpoint, so the store never runs out while
+ * applying data a writer was told is stored. */
+#define SPACE_SAMPLE_NS (20ull * 1000 * 1000)
+#define SPACE_SAMPLE_BYTES (4ull << 20)
+
+int fs_space_check(struct fs *fs, uint64_t len)
+{
+	uint64_t now = bz_now_ns(), free_b, total_b;
+	uint64_t since = __atomic_add_fetch(&fs->space_since, len, __ATOMIC_RELAXED);
+	uint64_t at = __atomic_load_n(&fs->space_at_ns, __ATOMIC_RELAXED);
+
+	if (now - at >= SPACE_SAMPLE_NS || since >= SPACE_SAMPLE_BYTES) {
+		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+			__atomic_store_n(&fs->space_free, free_b, __ATOMIC_RELAXED);
+			__atomic_store_n(&fs->space_since, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&fs->space_at_ns, now, __ATOMIC_RELAXED);
+			since = 0;
+		}
+	}
+	free_b = __atomic_load_n(&fs->space_free, __ATOMIC_RELAXED);
+	if (free_b >= fs->space_reserve + since + len) {
+		__atomic_store_n(&fs->space_warned, 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED))
+		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
+			"storable: appends get ENOSPC",
+			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
+			(unsigned long long)(fs->space_reserve >> 20));
+	return -ENOSPC;
+}
+
 ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off)
 {
 	struct fs_inode *ip = of->inode;
@@ -590,7 +625,12 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 
 	if (off > (uint64_t)INT64_MAX - len)
 		return -EFBIG;
-	bz_mutex_lock(&ip->lock);
+	r = fs_space_check(fs, len);
+	if (r < 0) {
+		fs_note_error(fs, r);
+		return r;
+	}
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
@@ -600,7 +640,7 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 		 * session threads: give the earlier ones a moment to land. */
 		uint64_t deadline = bz_now_ns() + FS_REORDER_WAIT_NS;
 		while (off > size && bz_now_ns() < deadline) {
-			(void)bz_cond_timedwait(&ip->grown, &ip->lock, deadline);
+			(void)bz_cap_cond_timedwait(&ip->grown, &ip->lock, &fs_inode_cap, deadline);
 			r = fs_live_size(fs, ip->ino, &size);
 			if (r < 0)
 				goto out;
@@ -648,7 +688,7 @@ out:
 			r = r2;
 		pthread_cond_broadcast(&ip->grown);
 	}
-	bz_mutex_unlock(&ip->lock);
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r < 0) {
 		fs_note_error(fs, r);
 		ret = r == -ESHUTDOWN ? -EROFS : r;
@@ -660,7 +700,7 @@ out:
 	return ret;
 }
 
-static int extend_locked(struct fs *fs, struct fs_inode *ip, uint64_t cur, uint64_t size) REQUIRES(ip->lock)
+static int extend_locked(struct fs *fs, struct fs_inode *ip, uint64_t cur, uint64_t size) REQUIRES(fs_inode_cap)
 {
 	uint64_t start = cur;
 	int r = append_zeros(fs, ip->ino, &cur, size - cur);
@@ -684,7 +724,7 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool def
 
 	if (size > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	bz_mutex_lock(&ip->lock);
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
 	r = fs_live_size(fs, ip->ino, &cur);
 	if (r < 0)
 		goto out;
@@ -701,7 +741,7 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool def
 	else
 		r = extend_locked(fs, ip, cur, size);
 out:
-	bz_mutex_unlock(&ip->lock);
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r < 0)
 		fs_note_error(fs, r);
 	return r == -ESHUTDOWN ? -EROFS : r;
@@ -712,7 +752,7 @@ int fs_file_settle(struct fs *fs, struct fs_inode *ip)
 	uint64_t cur = 0;
 	int r = 0;
 
-	bz_mutex_lock(&ip->lock);
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
 	if (ip->zext == 0)
 		goto out;
 	r = fs_live_size(fs, ip->ino, &cur);
@@ -723,7 +763,7 @@ int fs_file_settle(struct fs *fs, struct fs_inode *ip)
 	else
 		r = extend_locked(fs, ip, cur, ip->zext);
 out:
-	bz_mutex_unlock(&ip->lock);
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r < 0)
 		fs_note_error(fs, r);
 	return r == -ESHUTDOWN ? -EROFS : r;
