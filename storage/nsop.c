@@ -1,7 +1,7 @@
 /* nsop.c — the namespace-operation payload codec (pure: no I/O, no state).
  *
  * A namespace change is the raw payload of a REC_NS record. Encoding
- * (normative copy in docs/format/record.md, "Namespace op payload"):
+ * (normative copy in docs/FORMAT.md ("Record frames"), "Namespace op payload"):
  *
  *   kind (1 byte, enum ns_kind), then the kind's fields in this order:
  *

@@ -20,7 +20,7 @@
  *
  * followed by 4048 payload bytes (unused payload bytes are zero). What the
  * payload means depends on the type: see store.c and
- * docs/format/pagestore.md.
+ * docs/FORMAT.md ("The PageStore and recovery").
  *
  * A page is valid iff magic, checksum, type and pgno all match. Reading an
  * invalid page is an I/O error (-EIO) and is logged with its page number:

@@ -95,6 +95,9 @@ BZ_CAP_DECLARE(pipe_bw_cap); /* a blocking barrier's bw.mu */
 
 
 #define PIPE_POOL_QUEUE 256
+/* Batches of at most this many raw bytes are encoded by the commit thread
+ * itself instead of a worker (see seal_locked). */
+#define PIPE_INLINE_MAX (32u << 10)
 #define PREC_MIN_CAP 512
 
 /* A record not yet applied. Data records sit on their file's pending list
@@ -179,7 +182,7 @@ struct pipeline {
 	uint32_t c_unsynced;        /* batches appended since the last sync */
 	uint64_t unsynced_since_ns;
 	bool c_failed;
-	struct enc_ctx *ienc;       /* workers=0 */
+	struct enc_ctx *ienc;       /* commit thread's encoder: workers=0, and small batches */
 
 	/* stats (relaxed atomics) */
 	struct bz_hist hist[PIPE_ST_COUNT];
@@ -398,9 +401,12 @@ static void seal_locked(struct pipeline *p, struct batch **disp) REQUIRES(pipe_c
 	pb->b.time_ns = bz_wall_ns();
 	pb->b.sealed_ns = bz_now_ns();
 	bz_hist_add(&p->hist[PIPE_ST_BATCH_WAIT], ns_since(pb->b.first_ns, pb->b.sealed_ns));
-	if (p->pool) {
+	if (p->pool && pb->b.raw_bytes > PIPE_INLINE_MAX) {
 		list_append(disp, &pb->b);
 	} else {
+		/* workers=0, or a small batch (typically sealed by an fsync or by
+		 * linger): the commit thread encodes it itself — the same code —
+		 * because two thread hops cost more than compressing it. */
 		pb->b.next = p->done;
 		p->done = &pb->b;
 		p->ndone++;
@@ -727,7 +733,7 @@ static int commit_append_ready(struct pipeline *p, const char **what)
 		b->next = NULL;
 		__atomic_fetch_sub(&p->reorder_depth, 1, __ATOMIC_RELAXED);
 		if (!pb->encoded)
-			encode_one(p, pb, p->ienc); /* workers=0: the same code, inline */
+			encode_one(p, pb, p->ienc); /* workers=0 or a small batch: the same code, inline */
 		pb->take_ns = bz_now_ns();
 		bz_hist_add(&p->hist[PIPE_ST_REORDER], ns_since(pb->done_ns, pb->take_ns));
 		if (b->out.err) {
@@ -961,8 +967,6 @@ int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret
 			.ctx_free = pipe_enc_free,
 			.ctx_arg = p,
 		};
-		enc_ctx_free(p->ienc);
-		p->ienc = NULL;
 		r = pool_create(&po, &p->pool);
 	}
 	if (r < 0)

@@ -2,7 +2,7 @@
  *
  * Every appended run of bytes and every namespace change becomes one record
  * frame. The frame is self-describing and self-checking; the byte layout
- * (normative copy in docs/format/record.md) is:
+ * (normative copy in docs/FORMAT.md ("Record frames")) is:
  *
  *   offset  size  field
  *   0       1     magic       0xB7

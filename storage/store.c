@@ -1,6 +1,6 @@
 /* store.c — the PageStore: data pages, per-file indexes, namespace
  * checkpoints, superblocks, recovery. The full specification (precise enough
- * for a second implementation) is docs/format/pagestore.md; this comment is
+ * for a second implementation) is docs/FORMAT.md ("The PageStore and recovery"); this comment is
  * the summary a reader of the code needs.
  *
  * FILES. "lock" (vfs_lock'ed while the store is open), "store.db" (pages,
@@ -1998,7 +1998,7 @@ void store_stats(struct store *s, struct store_stats *ret)
  * These run in single-threaded tools (blazectl) on a store nobody else
  * uses. store_check takes s->lock exclusive for the whole walk. What each
  * check verifies, and which findings are errors or warnings, is specified
- * in docs/format/blazectl.md.
+ * in docs/BLAZECTL.md.
  */
 
 /* Superblock fields as stored, without any validation (for dump). */

@@ -94,7 +94,7 @@ void store_stats(struct store *s, struct store_stats *ret_stats);
 
 /* ---- offline inspection and checking (blazectl fsck/dump) ----
  * Single-threaded tools only: nothing else may use the store meanwhile.
- * Format of what is checked: docs/format/blazectl.md. */
+ * Format of what is checked: docs/BLAZECTL.md. */
 
 /* One superblock as found on disk (no store needs to be open: works on a
  * store whose superblocks are both bad, and takes no lock). */
@@ -145,7 +145,7 @@ int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *
 
 /* Full consistency check of an open store (read-only open for fsck; the
  * state checked is the one a mount would see: the newest checkpoint plus
- * the replayed WAL). See docs/format/blazectl.md for every check. */
+ * the replayed WAL). See docs/BLAZECTL.md for every check. */
 enum store_check_sev { STORE_CHECK_INFO = 0, STORE_CHECK_WARN = 1, STORE_CHECK_ERROR = 2 };
 struct store_check_ops {
 	/* A finding (one line, no newline). May be NULL. */

@@ -94,7 +94,7 @@ int vfs_mem_new(struct vfs **ret_vfs);
  * exist in any crash state that drops its CREATE, even if it was fsynced.
  * Ops follow the file, not the name (a write after a rename lands in the file
  * under whichever name it has in the crash state); an op on a file absent
- * from the crash state is skipped. Full model: docs/format/vfs.md. */
+ * from the crash state is skipped. Full model: docs/TESTING.md ("The crash model"). */
 int vfs_rec_new(struct vfs **ret_vfs);
 
 enum vfs_rec_kind { VFS_REC_WRITE, VFS_REC_TRUNCATE, VFS_REC_CREATE, VFS_REC_RENAME, VFS_REC_UNLINK };

@@ -10,7 +10,7 @@
  *     node's contents;
  *   - a durable namespace (dents_dur): the names a power cut leaves;
  *   - a global ordered list of pending (not yet durable) operations.
- * Durability rules (the crash model, see docs/format/vfs.md):
+ * Durability rules (the crash model, see docs/TESTING.md ("The crash model")):
  *   - pwrite / ftruncate / fallocate of a node append a WRITE / TRUNCATE op;
  *     fdatasync or fsync of the node applies all of that node's pending data
  *     ops to its durable image, in order, and drops them from the list;
@@ -955,7 +955,7 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-/* Applies WRITE op torn after torn_at bytes (see vfs.h / docs/format/vfs.md). */
+/* Applies WRITE op torn after torn_at bytes (see vfs.h / docs/TESTING.md ("The crash model")). */
 static int apply_torn(const struct rec_op *op, struct mem_buf *b, const struct vfs_crash *c)
 {
 	uint64_t p = op->off + c->torn_at;

@@ -7,7 +7,7 @@
  * unwritten-extent conversion), fsyncs each and then the directory. Segments
  * are never created, grown or deleted afterwards: they are recycled.
  *
- * All integers are little-endian. docs/format/wal.md has the same layout in
+ * All integers are little-endian. docs/FORMAT.md ("The write-ahead log") has the same layout in
  * tables, precise enough for a second implementation.
  *
  * SEGMENT HEADER. The first 4096 bytes of a segment are its header block:

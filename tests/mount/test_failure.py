@@ -37,7 +37,10 @@ def test_out_of_space_is_enospc_at_write(make_mount):
         assert first is not None, "512 MiB tmpfs never filled"
         if WRITEBACK:
             # The kernel accepted the writes; the refusal surfaces at fsync.
-            assert first.errno in (errno.ENOSPC, errno.EIO), first
+            # Once one page was refused with ENOSPC, the kernel's later pages
+            # start past the daemon's end of file and are refused with EPERM:
+            # fsync may report either (the writeback caveat, DESIGN §2).
+            assert first.errno in (errno.ENOSPC, errno.EIO, errno.EPERM), first
             os.close(fd)
             rc = m.stop()
             assert rc == 0, m.logtext()

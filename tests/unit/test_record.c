@@ -1,7 +1,7 @@
 /* test_record.c — the record frame codec: round trips over many sizes with
  * raw and zstd payloads, every single-bit flip and every truncation of small
  * frames, varint edge cases, and frames built by an independent encoder
- * written from docs/format/record.md. */
+ * written from docs/FORMAT.md ("Record frames"). */
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -224,7 +224,7 @@ static void test_varints(void)
 	}
 }
 
-/* A second, independent encoder straight from docs/format/record.md:
+/* A second, independent encoder straight from docs/FORMAT.md ("Record frames"):
  * lets the test craft headers with any field values and a correct checksum. */
 static size_t doc_put_varint(uint8_t *p, uint64_t v)
 {

@@ -3,7 +3,7 @@
  * The store is opened read-only (which takes its lock: a mounted store is
  * refused with exit 8, and recovery replays the WAL into memory only), then
  * store_check walks everything reachable from the newest superblock: see
- * docs/format/blazectl.md for each check and docs/man/blazectl.8.
+ * docs/BLAZECTL.md for each check and docs/man/blazectl.8.
  *
  * --repair fixes only what needs no guessing: a torn WAL tail and a torn
  * superblock (a read-write open replays the valid log and checkpoints,
