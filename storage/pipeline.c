@@ -98,6 +98,9 @@ BZ_CAP_DECLARE(pipe_bw_cap); /* a blocking barrier's bw.mu */
 /* Batches of at most this many raw bytes are encoded by the commit thread
  * itself instead of a worker (see seal_locked). */
 #define PIPE_INLINE_MAX (32u << 10)
+/* In-flight bytes charged per appended byte until it is encoded: the raw
+ * copy plus a reserve for the encoded one (see charge_encoded). */
+#define INFLIGHT_PER_BYTE 2u
 #define PREC_MIN_CAP 512
 
 /* A record not yet applied. Data records sit on their file's pending list
@@ -125,6 +128,7 @@ struct pbatch {
 	uint32_t nprec, cap;
 	uint32_t ndata;       /* data records among them */
 	bool encoded;         /* set by the worker before the completion push */
+	uint64_t charged;     /* encoded bytes counted in p->inflight (pipe_cap) */
 	uint64_t start_ns, done_ns; /* encode started / finished */
 	uint64_t take_ns, wal_ns, apply_ns;
 	uint64_t lsn;
@@ -440,6 +444,21 @@ static void encode_one(struct pipeline *p, struct pbatch *pb, struct enc_ctx *ct
 	pb->done_ns = bz_now_ns();
 }
 
+/* The encoded copy of a batch lives until the batch is applied: it counts
+ * in the in-flight bytes too, so max_inflight_bytes bounds the pipeline's
+ * memory (raw + encoded), not only the raw half. A writer is admitted for
+ * INFLIGHT_PER_BYTE x its bytes (raw + a worst-case reserve for the encoded
+ * copy); encoding replaces the reserve with the real size. */
+static void charge_encoded(struct pipeline *p, struct pbatch *pb) REQUIRES(pipe_cap)
+{
+	/* Writers reserved raw_bytes for the encoded copy when they were
+	 * admitted (INFLIGHT_PER_BYTE); now the real size replaces it. */
+	pb->charged = pb->b.out.err ? 0 : pb->b.out.len;
+	p->inflight += pb->charged;
+	p->inflight -= BZ_MIN(p->inflight, pb->b.raw_bytes);
+	p->inflight_max = BZ_MAX(p->inflight_max, p->inflight);
+}
+
 static void pipe_job(void *arg, void *ctx)
 {
 	struct pbatch *pb = arg;
@@ -447,6 +466,7 @@ static void pipe_job(void *arg, void *ctx)
 
 	encode_one(p, pb, ctx);
 	bz_cap_lock(&p->mu, &pipe_cap);
+	charge_encoded(p, pb);
 	pb->b.next = p->done;
 	p->done = &pb->b;
 	p->ndone++;
@@ -655,7 +675,7 @@ static void batch_retire(struct pipeline *p, struct pbatch *pb)
 		prec_free(r);
 	}
 	__atomic_fetch_sub(&p->pending_recs, pb->ndata, __ATOMIC_RELEASE);
-	p->inflight -= BZ_MIN(p->inflight, pb->b.raw_bytes);
+	p->inflight -= BZ_MIN(p->inflight, pb->b.raw_bytes + pb->charged);
 	pthread_cond_broadcast(&p->room_cv);
 	bz_cap_unlock(&p->mu, &pipe_cap);
 }
@@ -732,8 +752,12 @@ static int commit_append_ready(struct pipeline *p, const char **what)
 		p->reorder = b->next;
 		b->next = NULL;
 		__atomic_fetch_sub(&p->reorder_depth, 1, __ATOMIC_RELAXED);
-		if (!pb->encoded)
+		if (!pb->encoded) {
 			encode_one(p, pb, p->ienc); /* workers=0 or a small batch: the same code, inline */
+			bz_cap_lock(&p->mu, &pipe_cap);
+			charge_encoded(p, pb);
+			bz_cap_unlock(&p->mu, &pipe_cap);
+		}
 		pb->take_ns = bz_now_ns();
 		bz_hist_add(&p->hist[PIPE_ST_REORDER], ns_since(pb->done_ns, pb->take_ns));
 		if (b->out.err) {
@@ -1021,7 +1045,7 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 			return -EROFS;
 		if (p->stopping)
 			return -ESHUTDOWN;
-		if (p->inflight == 0 || p->inflight + len <= p->o.max_inflight_bytes)
+		if (p->inflight == 0 || p->inflight + INFLIGHT_PER_BYTE * len <= p->o.max_inflight_bytes)
 			return 0;
 		if (!blocked) {
 			blocked = true;
@@ -1119,7 +1143,7 @@ int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf,
 			if (r < 0)
 				break;
 			done += n;
-			p->inflight += n;
+			p->inflight += INFLIGHT_PER_BYTE * n;
 			if (ob_full(p))
 				seal_locked(p, &disp);
 		}
@@ -1164,7 +1188,7 @@ int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 	}
 	p->open_gen++; /* data never coalesces across a namespace change */
 	ob_add(p, rec);
-	p->inflight += rec->len;
+	p->inflight += INFLIGHT_PER_BYTE * rec->len;
 	p->inflight_max = BZ_MAX(p->inflight_max, p->inflight);
 	if (ob_full(p))
 		seal_locked(p, &disp);
