@@ -39,6 +39,7 @@ struct fs_opts {
 	bool worm;
 	bool writeback_cache;
 	bool sync_close;
+	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see ops.c) */
 };
 
 /* Why a request was refused (stats keys: fs_refusal_name). */
@@ -186,6 +187,12 @@ int fs_space_check(struct fs *fs, uint64_t len);
 void fs_refuse(struct fs *fs, struct fs_inode *ip, uint64_t ino, enum fs_refusal why, const char *what);
 /* Counts an I/O error reply. */
 void fs_note_error(struct fs *fs, int err);
+
+/* ---- killpriv.c ---- */
+struct fuse_session;
+/* After fuse_session_mount: wraps the session's I/O so the INIT reply
+ * negotiates FUSE_HANDLE_KILLPRIV_V2 when the kernel offers it. */
+int fs_killpriv_v2_setup(struct fuse_session *se);
 
 /* ---- stats.c ---- */
 /* The control file's content: the pipeline's JSON merged with the fs

@@ -39,7 +39,7 @@
 struct cli {
 	char *workers, *zstd_level, *batch_bytes, *batch_records, *linger_us, *sync_interval_ms, *cache_mb,
 		*max_inflight_mb, *record_bytes;
-	int worm, writeback_cache, sync_close;
+	int worm, writeback_cache, sync_close, noxattr;
 	char *store_dir;
 	int nonopt;
 	int show_help;
@@ -60,6 +60,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("worm", worm, 1),
 	CLI_OPT("writeback_cache", writeback_cache, 1),
 	CLI_OPT("sync_close", sync_close, 1),
+	CLI_OPT("noxattr", noxattr, 1),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_END,
@@ -100,7 +101,9 @@ static void usage(const char *prog)
 	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 64)\n"
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
 	       "    -o writeback_cache     kernel writeback cache (refusals surface at fsync/close)\n"
-	       "    -o sync_close          close() waits for fdatasync, not just the WAL write\n\n",
+	       "    -o sync_close          close() waits for fdatasync, not just the WAL write\n"
+	       "    -o noxattr             no user.blazefs.* xattrs: spares the kernel's xattr query\n"
+	       "                           before every write (one FUSE round trip each)\n\n",
 	       prog);
 }
 
@@ -169,6 +172,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	o->worm = c->worm;
 	o->writeback_cache = c->writeback_cache;
 	o->sync_close = c->sync_close;
+	o->noxattr = c->noxattr;
 	return 0;
 }
 
@@ -413,6 +417,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mounted = true;
+	r = fs_killpriv_v2_setup(se);
+	if (r < 0)
+		bz_warn("fuse: cannot wrap the session I/O (%s): every write costs an extra xattr query",
+			strerror(-r));
 
 	if (!copts.foreground) {
 		bz_log_use_syslog(true);

@@ -1167,6 +1167,12 @@ static const char *const xattr_names[] = {"user.blazefs.records", "user.blazefs.
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
 			int flags)
 {
+	if (fs_of(req)->opts.noxattr) {
+		/* ENOSYS: the kernel stops sending xattr requests for good, including
+		 * the security.capability query it makes before every write. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	(void)ino;
 	(void)name;
 	(void)value;
@@ -1177,6 +1183,12 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	if (fs_of(req)->opts.noxattr) {
+		/* ENOSYS: the kernel stops sending xattr requests for good, including
+		 * the security.capability query it makes before every write. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	(void)ino;
 	(void)name;
 	reply_err(req, ENOTSUP);
@@ -1201,6 +1213,12 @@ static void reply_xattr_value(fuse_req_t req, const char *v, size_t len, size_t 
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (fs_of(req)->opts.noxattr) {
+		/* ENOSYS: the kernel stops sending xattr requests for good, including
+		 * the security.capability query it makes before every write. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct fs *fs = fs_of(req);
 	struct store_file_info info = {0};
 	char v[64];
@@ -1234,6 +1252,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	if (fs_of(req)->opts.noxattr) {
+		/* ENOSYS: the kernel stops sending xattr requests for good, including
+		 * the security.capability query it makes before every write. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	struct fs *fs = fs_of(req);
 	char list[160];
 	size_t len = 0;
