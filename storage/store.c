@@ -1730,6 +1730,39 @@ static int grow(uint8_t **p, size_t *cap, size_t need)
 	return 0;
 }
 
+/* Where the bytes of data page pg are: the open page, the run of full pages
+ * not yet written, or the reader's held copy x->page (read and verified
+ * once; written data pages never change, so the copy stays valid). */
+static int data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t **ret_src,
+			 struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap)
+{
+	int r;
+
+	if (pg == s->open_pgno) {
+		*ret_src = s->open_page;
+		ret_h->used = s->open_used;
+		ret_h->next = 0;
+		return 0;
+	}
+	if (s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
+		const uint8_t *src = s->run + (size_t)(pg - s->run_first) * PAGER_PAGE_SIZE;
+		*ret_src = src;
+		ret_h->used = bz_get_le32(src + 32);
+		ret_h->next = bz_get_le64(src + 24);
+		return 0;
+	}
+	if (x->pgno != pg) {
+		x->pgno = 0;
+		r = pager_read(s->pager, pg, PAGER_DATA, x->page, &x->h);
+		if (r < 0)
+			return r;
+		x->pgno = pg;
+	}
+	*ret_src = x->page;
+	*ret_h = x->h;
+	return 0;
+}
+
 /* Reads the frame of e into x->frame[e->frame_len]. */
 static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
@@ -1746,26 +1779,9 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 			r = -EIO;
 			break;
 		}
-		if (pg == s->open_pgno) {
-			src = s->open_page;
-			h.used = s->open_used;
-			h.next = 0;
-		} else if (s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
-			src = s->run + (size_t)(pg - s->run_first) * PAGER_PAGE_SIZE;
-			h.used = bz_get_le32(src + 32);
-			h.next = bz_get_le64(src + 24);
-		} else {
-			/* written data pages never change: the held copy stays valid */
-			if (x->pgno != pg) {
-				x->pgno = 0;
-				r = pager_read(s->pager, pg, PAGER_DATA, x->page, &x->h);
-				if (r < 0)
-					break;
-				x->pgno = pg;
-			}
-			src = x->page;
-			h = x->h;
-		}
+		r = data_page_src(s, pg, x, &src, &h);
+		if (r < 0)
+			break;
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
 		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
@@ -2292,30 +2308,14 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 			c->pg[pg] |= PG_DATA;
 			c->rep.data_pages++;
 		}
-		if (pg == s->open_pgno) {
-			src = s->open_page;
-			h.used = s->open_used;
-			h.next = 0;
-		} else if (s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
-			src = s->run + (size_t)(pg - s->run_first) * PAGER_PAGE_SIZE;
-			h.used = bz_get_le32(src + 32);
-			h.next = bz_get_le64(src + 24);
-		} else {
-			if (x->pgno != pg) {
-				x->pgno = 0;
-				if (pager_read(s->pager, pg, PAGER_DATA, x->page, &x->h) < 0) {
-					c->pg[pg] |= PG_BAD;
-					c->rep.bad_pages++;
-					chk_say(c, STORE_CHECK_ERROR,
-						"data page %llu fails its checksum or header (first seen by a record of "
-						"inode %llu at offset %llu)", ull(pg), ull(ino), ull(e->off));
-					r = -EIO;
-					break;
-				}
-				x->pgno = pg;
-			}
-			src = x->page;
-			h = x->h;
+		if (data_page_src(s, pg, x, &src, &h) < 0) {
+			c->pg[pg] |= PG_BAD;
+			c->rep.bad_pages++;
+			chk_say(c, STORE_CHECK_ERROR,
+				"data page %llu fails its checksum or header (first seen by a record of "
+				"inode %llu at offset %llu)", ull(pg), ull(ino), ull(e->off));
+			r = -EIO;
+			break;
 		}
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
 		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
