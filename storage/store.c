@@ -1292,9 +1292,9 @@ done:
 	set_u64(&s->checkpoints, get_u64(&s->checkpoints) + 1);
 	set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
 	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
-	bz_debug("store: checkpoint %llu at lsn %llu: %zu namespace pages, %llu pages, %llu us",
-		 (unsigned long long)sb.gen, (unsigned long long)sb.checkpoint_lsn, (size_t)sb.ns_pages,
-		 (unsigned long long)sb.hwm, (unsigned long long)((bz_now_ns() - t0) / 1000));
+	bz_info("store: checkpoint %llu at lsn %llu: %zu namespace pages, %llu pages, %llu us",
+		(unsigned long long)sb.gen, (unsigned long long)sb.checkpoint_lsn, (size_t)sb.ns_pages,
+		(unsigned long long)sb.hwm, (unsigned long long)((bz_now_ns() - t0) / 1000));
 	r = 0;
 	goto out;
 fail:
