@@ -1073,13 +1073,21 @@ static int ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA
 	uint64_t db_size = 0;
 	int r = 0;
 
-	if (!sb->ns_pages)
-		goto out; /* a new store: the fresh namespace */
-	/* The superblock passed its checksum, but never trust a length: the
-	 * chain cannot be longer than store.db (found by fuzz_page). */
+	/* The superblock passed its checksum, but never trust a length: every
+	 * page below the high-water mark was written before the checkpoint that
+	 * named it, so store.db holds at least that many pages, and the chain
+	 * cannot be longer than store.db (both found by the fuzzers). */
 	r = vfs_size(s->db_f, &db_size);
 	if (r < 0)
 		goto out;
+	if (sb->hwm > db_size / PAGER_PAGE_SIZE) {
+		bz_err("store.db: superblock names %llu pages in a file of %llu pages",
+		       (unsigned long long)sb->hwm, (unsigned long long)(db_size / PAGER_PAGE_SIZE));
+		r = -EUCLEAN;
+		goto out;
+	}
+	if (!sb->ns_pages)
+		goto out; /* a new store: the fresh namespace */
 	if (sb->ns_pages > db_size / PAGER_PAGE_SIZE) {
 		bz_err("store.db: superblock names a namespace chain of %llu pages in a file of %llu pages",
 		       (unsigned long long)sb->ns_pages, (unsigned long long)(db_size / PAGER_PAGE_SIZE));
@@ -1769,7 +1777,15 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
 	size_t done = 0;
-	int r = grow(&x->frame, &x->frame_cap, e->frame_len);
+	int r;
+
+	/* Never trust a length from the index (found by fuzz_page). */
+	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW) {
+		bz_err("store: index entry at offset %llu names a %u-byte frame: corrupt index",
+		       (unsigned long long)e->off, e->frame_len);
+		return -EIO;
+	}
+	r = grow(&x->frame, &x->frame_cap, e->frame_len);
 
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
@@ -2291,7 +2307,14 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 	uint32_t at = e->pg_off;
 	uint64_t guard = 0;
 	size_t done = 0;
-	int r = grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
+	int r;
+
+	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW) {
+		chk_say(c, STORE_CHECK_ERROR, "inode %llu: index entry at offset %llu names a %u-byte frame",
+			ull(ino), ull(e->off), e->frame_len);
+		return -EIO;
+	}
+	r = grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
 
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
