@@ -561,6 +561,28 @@ static void fix_parents(struct ns *ns)
 	ns->parents_dirty = false;
 }
 
+
+/* A name about to be created in directory dir: the directory exists, the
+ * name is valid and not taken. Returns the directory and the name's hash. */
+static int free_name(struct ns *ns, uint64_t dir, const char *name, size_t len, struct inode **ret_dir,
+		     uint64_t *ret_hash)
+{
+	struct inode *p;
+	uint64_t h;
+	int r = get_dir(ns, dir, &p);
+
+	if (r < 0)
+		return r;
+	r = name_check(name, len);
+	if (r < 0)
+		return r;
+	h = name_hash(name, len);
+	if (dir_find(p->dir, name, len, h))
+		return -EEXIST;
+	*ret_dir = p;
+	*ret_hash = h;
+	return 0;
+}
 static int apply_new(struct ns *ns, const struct ns_op *op)
 {
 	struct inode *p, *in = NULL;
@@ -568,17 +590,9 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 	uint64_t h;
 	int r;
 
-	r = get_dir(ns, op->parent, &p);
+	r = free_name(ns, op->parent, op->name, op->name_len, &p, &h);
 	if (r < 0)
 		goto out;
-	r = name_check(op->name, op->name_len);
-	if (r < 0)
-		goto out;
-	h = name_hash(op->name, op->name_len);
-	if (dir_find(p->dir, op->name, op->name_len, h)) {
-		r = -EEXIST;
-		goto out;
-	}
 	if (op->ino == 0 || ino_get(ns, op->ino)) {
 		r = -EINVAL;
 		goto out;
@@ -657,17 +671,9 @@ static int apply_link(struct ns *ns, const struct ns_op *op)
 		r = -EPERM;
 		goto out;
 	}
-	r = get_dir(ns, op->parent2, &p);
+	r = free_name(ns, op->parent2, op->name2, op->name2_len, &p, &h);
 	if (r < 0)
 		goto out;
-	r = name_check(op->name2, op->name2_len);
-	if (r < 0)
-		goto out;
-	h = name_hash(op->name2, op->name2_len);
-	if (dir_find(p->dir, op->name2, op->name2_len, h)) {
-		r = -EEXIST;
-		goto out;
-	}
 	if (in->nlink == UINT32_MAX) {
 		r = -EMLINK;
 		goto out;
