@@ -1117,18 +1117,20 @@ static int copy_current(struct mem_vfs *src, struct mem_vfs *dst, bool dur) NO_T
 	return r;
 }
 
-int vfs_mem_clone(struct vfs *v, struct vfs **ret_mem)
+/* A new memory (rec false) or recording (rec true: the copy is also its
+ * durable image) backend holding src's current files. */
+static int clone_as(struct vfs *v, bool rec, struct vfs **ret_vfs)
 {
 	struct mem_vfs *src = as_mem(v), *dst = NULL;
 	int r;
 
 	if (!src)
 		return -EINVAL;
-	r = mem_create(false, &dst);
+	r = mem_create(rec, &dst);
 	if (r == 0)
-		r = copy_current(src, dst, false);
+		r = copy_current(src, dst, rec);
 	if (r == 0) {
-		*ret_mem = &dst->base;
+		*ret_vfs = &dst->base;
 		dst = NULL;
 	}
 	if (dst)
@@ -1136,21 +1138,6 @@ int vfs_mem_clone(struct vfs *v, struct vfs **ret_mem)
 	return r;
 }
 
-int vfs_rec_from(struct vfs *src_vfs, struct vfs **ret_rec)
-{
-	struct mem_vfs *src = as_mem(src_vfs), *dst = NULL;
-	int r;
+int vfs_mem_clone(struct vfs *v, struct vfs **ret_mem) { return clone_as(v, false, ret_mem); }
 
-	if (!src)
-		return -EINVAL;
-	r = mem_create(true, &dst);
-	if (r == 0)
-		r = copy_current(src, dst, true);
-	if (r == 0) {
-		*ret_rec = &dst->base;
-		dst = NULL;
-	}
-	if (dst)
-		mem_destroy(&dst->base);
-	return r;
-}
+int vfs_rec_from(struct vfs *src_vfs, struct vfs **ret_rec) { return clone_as(src_vfs, true, ret_rec); }

@@ -95,4 +95,24 @@ static inline void fz_read_all(struct store *s)
 	ns_free(ns);
 }
 
+/* A valid empty store, made once per process: its WAL segments (and for
+ * fuzz_recover its store.db) are the background each input is laid on.
+ * Logging is silenced: every input is an error case. */
+static struct vfs *fz_base __attribute__((unused));
+
+static inline void fz_base_init(void)
+{
+	struct store_opts o;
+	struct store *s = NULL;
+
+	if (fz_base)
+		return;
+	bz_log_set_level((enum bz_log_level)-1);
+	if (vfs_mem_new(&fz_base) < 0)
+		abort();
+	fz_opts(&o, fz_base);
+	if (store_open(&o, &s) < 0 || store_close(s) < 0)
+		abort();
+}
+
 #endif

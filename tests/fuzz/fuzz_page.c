@@ -5,21 +5,6 @@
  * Must never crash, hang, leak or read outside its buffers. */
 #include "fuzz_common.h"
 
-static struct vfs *g_base; /* a valid empty store (WAL segments reused) */
-
-static void fz_init(void)
-{
-	struct store_opts o;
-	struct store *s = NULL;
-	if (g_base)
-		return;
-	bz_log_set_level((enum bz_log_level)-1); /* silent: every input is an error case */
-	if (vfs_mem_new(&g_base) < 0)
-		abort();
-	fz_opts(&o, g_base);
-	if (store_open(&o, &s) < 0 || store_close(s) < 0)
-		abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -28,8 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct store *s = NULL;
 	struct store_opts o;
 
-	fz_init();
-	if (vfs_mem_clone(g_base, &v) < 0)
+	fz_base_init();
+	if (vfs_mem_clone(fz_base, &v) < 0)
 		return 0;
 	if (fz_put(v, "store.db", data, size, 0) < 0)
 		goto out;

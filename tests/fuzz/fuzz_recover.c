@@ -7,21 +7,6 @@
  * and opened once more. Must never crash, hang, leak or read out of bounds. */
 #include "fuzz_common.h"
 
-static struct vfs *g_base;
-
-static void fz_init(void)
-{
-	struct store_opts o;
-	struct store *s = NULL;
-	if (g_base)
-		return;
-	bz_log_set_level((enum bz_log_level)-1); /* silent: every input is an error case */
-	if (vfs_mem_new(&g_base) < 0)
-		abort();
-	fz_opts(&o, g_base);
-	if (store_open(&o, &s) < 0 || store_close(s) < 0)
-		abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -34,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 5)
 		return 0;
-	fz_init();
+	fz_base_init();
 	ndb = (size_t)(((uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
 			(uint32_t)data[3] << 24) % (uint32_t)(size - 5 + 1));
 	snprintf(seg, sizeof(seg), "wal.%03u", (unsigned)(data[4] % FZ_SEGMENTS));
@@ -42,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= 5;
 	if (size - ndb > FZ_SEG_BYTES)
 		size = ndb + FZ_SEG_BYTES;
-	if (vfs_mem_clone(g_base, &v) < 0)
+	if (vfs_mem_clone(fz_base, &v) < 0)
 		return 0;
 	if (ndb && fz_put(v, "store.db", data, ndb, 0) < 0)
 		goto out;
