@@ -269,7 +269,7 @@ def main():
         return 77
     seed = args.seed if args.seed is not None else int(time.time())
     rnd = random.Random(seed)
-    tmp = tempfile.mkdtemp(prefix='blazefs-kill9-')
+    tmp = tempfile.mkdtemp(prefix='blazefs-kill9-', dir=os.environ.get('BZ_RUN_DIR') or None)
     store = os.path.join(tmp, 'store')
     mnt = os.path.join(tmp, 'mnt')
     os.mkdir(store)
