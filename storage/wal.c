@@ -141,6 +141,8 @@ struct wal {
 	uint64_t last_lsn;
 	uint64_t used; /* bytes written since the last recycle */
 
+	uint64_t salt_seed; /* wal_opts.salt_seed: 0 = getrandom */
+
 	uint8_t *buf; /* append buffer */
 	size_t buf_cap;
 };
@@ -188,10 +190,16 @@ uint64_t wal_max_payload(const struct wal_opts *o)
 
 static void seg_name(uint32_t i, char name[16]) { snprintf(name, 16, "wal.%03u", (unsigned)i); }
 
-static uint64_t new_salt(void)
+static uint64_t new_salt(struct wal *w)
 {
 	uint64_t s = 0;
-	if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
+	if (w->salt_seed) {
+		/* splitmix64: a reproducible sequence for tests */
+		uint64_t z = (w->salt_seed += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		s = z ^ (z >> 31);
+	} else if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {
 		static uint64_t ctr;
 		s = bz_now_ns() ^ ((uint64_t)bz_wall_ns() << 17) ^ (++ctr * 0x9e3779b97f4a7c15ull);
 	}
@@ -497,6 +505,11 @@ int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
 	}
 	w->v = v;
 	w->seg_bytes = o->segment_bytes;
+	if (o->salt_seed) {
+		/* each open of a seeded log continues with other salts */
+		static uint64_t opens;
+		w->salt_seed = o->salt_seed + __atomic_add_fetch(&opens, 1, __ATOMIC_RELAXED) * 0x100000001b3ull;
+	}
 	w->n = o->segments;
 	w->state = WAL_OPEN;
 	r = open_segs(v, o, VFS_O_RDWR, &w->segs);
@@ -635,7 +648,7 @@ position:
 	}
 	w->cur_blocked = w->segs[w->cur].busy;
 	w->cur_life = w->max_life = top_life + 1;
-	w->cur_salt = new_salt();
+	w->cur_salt = new_salt(w);
 	w->off = WAL_HDR_BLOCK;
 	w->hdr_pending = true;
 	w->last_lsn = last;
@@ -653,7 +666,7 @@ bool wal_has_room(const struct wal *w, size_t payload_len)
 {
 	uint64_t need = wal_entry_bytes(payload_len);
 
-	if (!w || w->state == WAL_OPEN || payload_len > wal_max_payload(&(struct wal_opts){w->seg_bytes, w->n}))
+	if (!w || w->state == WAL_OPEN || payload_len > wal_max_payload(&(struct wal_opts){.segment_bytes = w->seg_bytes, .segments = w->n}))
 		return false;
 	if (w->cur_blocked)
 		return false;
@@ -690,7 +703,7 @@ static int fail(struct wal *w, int r, const char *what)
 static int rotate(struct wal *w, uint32_t j)
 {
 	uint8_t end[WAL_END_BYTES], pay[16];
-	uint64_t salt = new_salt();
+	uint64_t salt = new_salt(w);
 	int r;
 
 	bz_put_le32(pay, j);
@@ -740,7 +753,7 @@ int wal_append(struct wal *w, uint64_t lsn, int64_t time_ns, const void *payload
 		r = -EINVAL;
 		goto out;
 	}
-	if (len > wal_max_payload(&(struct wal_opts){w->seg_bytes, w->n})) {
+	if (len > wal_max_payload(&(struct wal_opts){.segment_bytes = w->seg_bytes, .segments = w->n})) {
 		r = -EFBIG;
 		goto out;
 	}

@@ -26,6 +26,10 @@ struct wal_pos {
 struct wal_opts {
 	uint64_t segment_bytes; /* size of each segment file (>= 64 KiB) */
 	uint32_t segments;      /* number of segment files (>= 3) */
+	/* 0: salts come from getrandom (always, in the daemon). Tests set a
+	 * seed so that every salt, and so every checksum, is reproducible. Not
+	 * stored on disk. */
+	uint64_t salt_seed;
 };
 
 /* Creates and zero-fills (by writing) every segment of a new store, fsyncs
