@@ -768,10 +768,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		return;
 	}
 	if (of && !of->inode) { /* control file */
-		if ((uint64_t)off >= of->ctl_len)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, of->ctl + off, BZ_MIN(size, of->ctl_len - (size_t)off));
+		/* Reply from a copy: once the kernel has the reply, the reader may
+		 * close the file, and the release (on another session thread) frees
+		 * of->ctl while fuse_reply_buf may still be returning from writev --
+		 * so the reply must not point into of. Until the reply is sent, of
+		 * is valid: the kernel releases a handle only after every request
+		 * on it has been answered. */
+		n = (uint64_t)off >= of->ctl_len ? 0 : BZ_MIN(size, of->ctl_len - (size_t)off);
+		buf = malloc(n ? n : 1);
+		if (!buf) {
+			reply_err(req, ENOMEM);
+			return;
+		}
+		if (n)
+			memcpy(buf, of->ctl + off, n);
+		fuse_reply_buf(req, buf, n);
+		free(buf);
 		return;
 	}
 	buf = malloc(size ? size : 1);

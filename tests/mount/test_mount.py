@@ -203,3 +203,35 @@ def test_xattrs(bz):
     with pytest.raises(OSError) as ei:
         os.getxattr(p, "user.other")
     assert ei.value.errno == errno.ENODATA
+
+
+def test_stats_read_races_release(bz):
+    """A reply to a read of the control file must not use memory that a
+    release on another session thread frees as soon as the kernel has the
+    reply (issue 10.2: ASan saw fuse_reply_buf read the freed buffer). Many
+    threads open, read in small pieces and close at once; under ASan a use of
+    freed memory aborts the daemon, which the fixture then reports."""
+    import threading
+
+    path = bz.path(".blazefs", "stats")
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(150):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    while os.read(fd, 512):
+                        pass
+                finally:
+                    os.close(fd)
+        except OSError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert json.loads(read(path))["fs"]["store"] == bz.store
