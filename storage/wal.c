@@ -141,7 +141,7 @@ struct wal {
 	uint64_t last_lsn;
 	uint64_t used; /* bytes written since the last recycle */
 
-	uint64_t salt_seed; /* wal_opts.salt_seed: 0 = getrandom */
+	uint64_t salt_seed; /* 0 = getrandom; else wal_seed_salts (tests) */
 
 	uint8_t *buf; /* append buffer */
 	size_t buf_cap;
@@ -204,6 +204,12 @@ static uint64_t new_salt(struct wal *w)
 		s = bz_now_ns() ^ ((uint64_t)bz_wall_ns() << 17) ^ (++ctr * 0x9e3779b97f4a7c15ull);
 	}
 	return s ? s : 1;
+}
+
+void wal_seed_salts(struct wal *w, uint64_t seed)
+{
+	if (w)
+		w->salt_seed = seed;
 }
 
 /* ---- segment header ---- */
@@ -505,11 +511,6 @@ int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
 	}
 	w->v = v;
 	w->seg_bytes = o->segment_bytes;
-	if (o->salt_seed) {
-		/* each open of a seeded log continues with other salts */
-		static uint64_t opens;
-		w->salt_seed = o->salt_seed + __atomic_add_fetch(&opens, 1, __ATOMIC_RELAXED) * 0x100000001b3ull;
-	}
 	w->n = o->segments;
 	w->state = WAL_OPEN;
 	r = open_segs(v, o, VFS_O_RDWR, &w->segs);

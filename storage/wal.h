@@ -26,10 +26,6 @@ struct wal_pos {
 struct wal_opts {
 	uint64_t segment_bytes; /* size of each segment file (>= 64 KiB) */
 	uint32_t segments;      /* number of segment files (>= 3) */
-	/* 0: salts come from getrandom (always, in the daemon). Tests set a
-	 * seed so that every salt, and so every checksum, is reproducible. Not
-	 * stored on disk. */
-	uint64_t salt_seed;
 };
 
 /* Creates and zero-fills (by writing) every segment of a new store, fsyncs
@@ -39,6 +35,10 @@ int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_star
 /* Opens the segments of an existing store (reads their headers only). */
 int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal);
 void wal_close(struct wal *w); /* NULL ok */
+/* Tests only (the daemon never calls it; its salts come from getrandom):
+ * every salt w draws from now on comes from a reproducible sequence seeded
+ * by seed (non-zero), so a test checks the same checksums on every run. */
+void wal_seed_salts(struct wal *w, uint64_t seed);
 
 /* Called once for each committed batch, in LSN order. A non-zero return
  * stops the replay and is returned by wal_replay. */

@@ -13,8 +13,9 @@
 #include "tests/unit/t.h"
 
 #define MAXLSN 8192
-/* Every test seeds the WAL salts, so each run checks the same checksums. */
-#define SALT_SEED 7
+/* Every test seeds the WAL salts (wal_seed_salts), so each run checks the
+ * same checksums; each open continues with other salts. */
+static uint64_t g_salt_seed = 7, g_opens;
 
 static size_t g_size[MAXLSN];
 static uint32_t g_tag[MAXLSN];
@@ -83,6 +84,7 @@ static struct wal *recover(struct vfs *v, const struct wal_opts *o, const struct
 		fprintf(stderr, "wal_open: %s\n", strerror(-r));
 		return NULL;
 	}
+	wal_seed_salts(w, g_salt_seed + ++g_opens * 0x100000001b3ull);
 	r = wal_replay(w, start, after, collect, c, last);
 	if (r < 0) {
 		fprintf(stderr, "wal_replay: %s\n", strerror(-r));
@@ -131,7 +133,7 @@ static struct wal *fresh(struct vfs *v, const struct wal_opts *o, struct wal_pos
 
 static void test_roundtrip(void)
 {
-	struct wal_opts o = {.segment_bytes = 2u << 20, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 2u << 20, .segments = 3};
 	static const size_t sizes[] = {0,   1,    7,    8,    9,     63,    100,    511,
 				       512, 4095, 4096, 4097, 65536, 65537, 262144, 1u << 20};
 	uint64_t max = wal_max_payload(&o), lsn = 0;
@@ -169,7 +171,7 @@ static void test_roundtrip(void)
  * recycling and wrap-around; crash copies recover exactly. */
 static void test_rotation(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4};
 	struct wal_pos ckpt, pos;
 	uint64_t ckpt_lsn = 0, seed = 42, used = 0;
 	unsigned moves = 0, recycles = 0;
@@ -349,7 +351,11 @@ static void torn_every_byte(struct vfs *rec, const struct wal_opts *o, const str
 
 static void test_torn_tail(uint64_t seed)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = seed};
+	uint64_t saved_seed = g_salt_seed, saved_opens = g_opens;
+
+	g_salt_seed = seed; /* every run of one seed draws the same salts */
+	g_opens = 0;
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct wal_pos ckpt;
 	struct vfs *rec = NULL;
 	struct wal *w;
@@ -394,6 +400,8 @@ static void test_torn_tail(uint64_t seed)
 	torn_every_byte(rec, &o, &ckpt, ckpt_lsn, lsn - 1);
 	wal_close(w);
 	vfs_destroy(rec);
+	g_salt_seed = saved_seed;
+	g_opens = saved_opens;
 }
 
 struct icount {
@@ -414,7 +422,7 @@ static int count_entry(void *arg, const struct wal_entry_info *e)
  * behind the cut never come back; stale lives are never replayed. */
 static void test_cut_and_stale(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4};
 	struct wal_pos ckpt0, ckpt1, p;
 	struct vfs *v = NULL, *m1 = NULL, *m2 = NULL;
 	struct vfs_file *f = NULL;
@@ -528,7 +536,7 @@ static int max_lives(void *arg, const struct wal_entry_info *e)
  * batch; recovery is idempotent and the log continues correctly. */
 static void test_rotation_crash(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	unsigned states = 0;
 
 	for (int pre = 9; pre <= 12; pre++) {
@@ -642,7 +650,7 @@ static void test_rotation_crash(void)
  * segment leaves the writer waiting for wal_recycle. */
 static void test_full(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct wal_pos ckpt, p;
 	struct vfs *v = NULL, *m = NULL;
 	struct col c;
@@ -700,7 +708,7 @@ static void scribble(struct vfs *v, uint32_t seg, uint64_t off, uint64_t len, ui
 /* Garbage in free segments, behind the tail, and in the start's header. */
 static void test_garbage(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 4};
 	struct wal_pos ckpt, p;
 	struct vfs *v = NULL;
 	struct wal *w;
@@ -727,7 +735,7 @@ static void test_garbage(void)
 
 static void test_sticky(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct vfs *mem = NULL, *fv = NULL;
 	struct wal_pos ckpt;
 	struct wal *w;
@@ -763,7 +771,7 @@ static void test_sticky(void)
 
 static void test_sync_counts(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct wal_pos ckpt, p;
 	struct vfs *v = NULL;
 	struct wal *w;
@@ -807,7 +815,7 @@ static void test_sync_counts(void)
 
 static void test_inspect(void)
 {
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct wal_pos ckpt, p;
 	struct vfs *v = NULL;
 	struct icount ic = {0};
@@ -836,7 +844,7 @@ static void test_inspect(void)
 static void test_posix(void)
 {
 	char dir[] = "/tmp/test_wal.XXXXXX";
-	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3, .salt_seed = SALT_SEED};
+	struct wal_opts o = {.segment_bytes = 64u << 10, .segments = 3};
 	struct wal_pos ckpt;
 	struct vfs *v = NULL;
 	struct wal *w;
@@ -872,9 +880,9 @@ int main(void)
 	{
 		/* Salts decide every checksum: each run uses the same seeds (or
 		 * BZ_TEST_SEED=N, then BZ_TEST_SEEDS=count seeds from N). */
-		/* 44 and 117 give salts whose COMMIT ends in a byte equal to the
+		/* 1, 6 and 137 give salts whose COMMIT ends in a byte equal to the
 		 * torn fill (cases (b) and (a)): the state is the whole write. */
-		static const uint64_t seeds[] = {44, 117, 1};
+		static const uint64_t seeds[] = {1, 6, 137};
 		const char *e = getenv("BZ_TEST_SEED"), *n = getenv("BZ_TEST_SEEDS");
 		uint64_t first = e ? strtoull(e, NULL, 0) : 0, count = e ? (n ? strtoull(n, NULL, 0) : 1) : 3;
 		for (uint64_t i = 0; i < count; i++) {
