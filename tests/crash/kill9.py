@@ -103,9 +103,13 @@ def file_key(name):
         return None
 
 
-def writer(wid, mnt, wfd, seed, cap):
+def writer(wid, mnt, wfd, seed, cap, dev):
     """Child process: append + fsync until the filesystem goes away. Writes
-    w<wid>_<gen>.dat for the first gen whose file is below cap bytes."""
+    w<wid>_<gen>.dat for the first gen whose file is below cap bytes.
+    dev is the mount's st_dev: on a busy machine a writer may get to its
+    open() only after the daemon was killed and the mount detached, and the
+    open then creates the file in the directory underneath; such a writer
+    must acknowledge nothing."""
     rnd = random.Random(seed)
     try:
         gen = 0
@@ -117,7 +121,10 @@ def writer(wid, mnt, wfd, seed, cap):
         pat = pattern(wid * 1000 + gen)
         name = file_name(wid, gen).encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        off = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if st.st_dev != dev:
+            os._exit(0)  # not on the blazefs mount (it is gone)
+        off = st.st_size
         # fsync makes the file's bytes and its directory entry durable
         os.fsync(fd)
         os.write(wfd, b'%s %d\n' % (name, off))
@@ -144,6 +151,7 @@ def writer(wid, mnt, wfd, seed, cap):
 
 def run_cycle(args, cyc, rnd, binp, store, mnt, logf, acked, stats):
     daemon = mount(binp, store, mnt, logf)
+    dev = os.stat(mnt).st_dev
     kids = []
     rfds = []
     try:
@@ -154,7 +162,7 @@ def run_cycle(args, cyc, rnd, binp, store, mnt, logf, acked, stats):
                 os.close(r)
                 try:
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    writer(wid, mnt, w, rnd.getrandbits(64), args.file_cap)
+                    writer(wid, mnt, w, rnd.getrandbits(64), args.file_cap, dev)
                 finally:
                     os._exit(0)
             os.close(w)
@@ -197,6 +205,13 @@ def run_cycle(args, cyc, rnd, binp, store, mnt, logf, acked, stats):
                 acked[name] = max(acked.get(name, 0), int(n))
                 stats['acks'] += 1
     unmount(mnt)
+    # files a late writer created underneath the detached mount (it
+    # acknowledged nothing): remove them so they cannot confuse anyone
+    if not is_mounted(mnt):
+        for n in os.listdir(mnt):
+            if file_key(n):
+                os.unlink(os.path.join(mnt, n))
+                stats['strays'] = stats.get('strays', 0) + 1
 
 
 def verify(args, rnd_del, binp, store, mnt, logf, acked, stats):
