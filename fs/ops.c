@@ -13,8 +13,8 @@
  * from the commit thread.
  *
  * The read-only control directory MOUNTPOINT/.blazefs (reserved inode
- * numbers FS_CTL_*) holds "stats", a JSON snapshot generated at open and
- * served with direct_io.
+ * numbers FS_CTL_*) holds "stats" (JSON) and "metrics" (Prometheus text),
+ * snapshots generated at open (stats.c) and served with direct_io.
  *
  * Lock order (never take a lock to the left while holding one to its right):
  *
@@ -45,7 +45,7 @@
 
 static struct fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-static bool is_ctl(fuse_ino_t ino) { return ino == FS_CTL_DIR_INO || ino == FS_CTL_STATS_INO; }
+static bool is_ctl(fuse_ino_t ino) { return ino >= FS_CTL_DIR_INO; }
 
 static bool is_ctl_name(fuse_ino_t parent, const char *name)
 {
@@ -159,18 +159,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint64_t ino;
 	int r;
 
-	if (is_ctl_name(parent, name) || (parent == FS_CTL_DIR_INO && strcmp(name, FS_CTL_STATS_NAME) == 0)) {
+	if (is_ctl_name(parent, name) || parent == FS_CTL_DIR_INO) {
 		entry_init(&e);
-		e.ino = parent == NS_ROOT_INO ? FS_CTL_DIR_INO : FS_CTL_STATS_INO;
+		e.ino = parent == NS_ROOT_INO ? FS_CTL_DIR_INO : fs_ctl_lookup(name);
+		if (!e.ino) {
+			reply_err(req, ENOENT);
+			return;
+		}
 		ctl_stat(fs, e.ino, &e.attr);
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	if (parent == FS_CTL_DIR_INO) {
-		reply_err(req, ENOENT);
-		return;
-	}
-	if (parent == FS_CTL_STATS_INO) {
+	if (is_ctl(parent)) {
 		reply_err(req, ENOTDIR);
 		return;
 	}
@@ -629,19 +629,19 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 /* ---- files ---- */
 
-static int open_ctl(struct fs *fs, struct fuse_file_info *fi)
+static int open_ctl(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_open *of;
 	int r;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fs_refuse(fs, NULL, FS_CTL_STATS_INO, FS_REF_CONTROL, "write open of the stats file");
+		fs_refuse(fs, NULL, ino, FS_REF_CONTROL, "write open of a control file");
 		return -EACCES;
 	}
 	of = calloc(1, sizeof(*of));
 	if (!of)
 		return -ENOMEM;
-	r = fs_stats_json(fs, &of->ctl, &of->ctl_len);
+	r = fs_ctl_content(fs, ino, &of->ctl, &of->ctl_len);
 	if (r < 0) {
 		free(of);
 		return r;
@@ -715,8 +715,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (ino == FS_CTL_DIR_INO)
 		r = -EISDIR;
-	else if (ino == FS_CTL_STATS_INO)
-		r = open_ctl(fs, fi);
+	else if (is_ctl(ino))
+		r = open_ctl(fs, ino, fi);
 	else
 		r = open_file(fs, ino, fi, false, NULL);
 	if (r < 0) {
@@ -1013,8 +1013,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			r = dcollect_add(&c, ".", 1, FS_CTL_DIR_INO, S_IFDIR, 1);
 		if (r == 0 && off < 2)
 			r = dcollect_add(&c, "..", 2, NS_ROOT_INO, S_IFDIR, 2);
-		if (r == 0 && off < 3)
-			r = dcollect_add(&c, FS_CTL_STATS_NAME, strlen(FS_CTL_STATS_NAME), FS_CTL_STATS_INO, S_IFREG, 3);
+		for (size_t i = 0; r == 0; i++) {
+			uint64_t cino;
+			const char *cname = fs_ctl_entry(i, &cino);
+			if (!cname)
+				break;
+			if (off < (off_t)(i + 3))
+				r = dcollect_add(&c, cname, strlen(cname), cino, S_IFREG, (off_t)(i + 3));
+		}
+		if (r > 0)
+			r = 0; /* the reply buffer is full */
 	} else {
 		struct ns_attr a;
 		r = ns_getattr(fs->ns, ino, &a);
