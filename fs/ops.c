@@ -64,7 +64,27 @@ static void ts_of(int64_t ns, struct timespec *ts)
 
 static int64_t ns_of(const struct timespec *ts) { return (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec; }
 
-static void stat_of(const struct ns_attr *a, struct stat *st)
+/* st_blocks of a regular file: the bytes it really occupies in the store,
+ * as ZFS reports compressed sizes, so du shows what is stored and
+ * du --apparent-size the logical size. Applied data counts its record
+ * frames as stored (store_file_info: compressed payloads plus headers);
+ * bytes still in the pipeline count raw until applied, so a file with
+ * data never shows 0 blocks. Takes the store's lock shared (the order
+ * fs_ns_lock -> store lock is allowed). */
+static blkcnt_t stored_blocks(struct fs *fs, const struct ns_attr *a)
+{
+	struct store_file_info info = {0};
+	uint64_t bytes;
+
+	if (!S_ISREG(a->mode) || a->size == 0)
+		return 0;
+	if (store_file_info(fs->store, a->ino, &info) < 0)
+		memset(&info, 0, sizeof(info)); /* not applied yet: all of it is pending */
+	bytes = info.stored_bytes + (a->size > info.raw_bytes ? a->size - info.raw_bytes : 0);
+	return (blkcnt_t)((bytes + 511) / 512);
+}
+
+static void stat_of(struct fs *fs, const struct ns_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
@@ -74,8 +94,7 @@ static void stat_of(const struct ns_attr *a, struct stat *st)
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
 	st->st_blksize = FS_BLKSIZE;
-	/* Logical allocation: files have no holes (SEEK_HOLE says so too). */
-	st->st_blocks = S_ISREG(a->mode) ? (blkcnt_t)((a->size + 511) / 512) : 0;
+	st->st_blocks = stored_blocks(fs, a);
 	ts_of(a->atime_ns, &st->st_atim);
 	ts_of(a->mtime_ns, &st->st_mtim);
 	ts_of(a->ctime_ns, &st->st_ctim);
@@ -117,7 +136,7 @@ static int make_entry(struct fs *fs, uint64_t ino, struct fuse_entry_param *e) R
 		return r;
 	entry_init(e);
 	e->ino = ino;
-	stat_of(&a, &e->attr);
+	stat_of(fs, &a, &e->attr);
 	return 0;
 }
 
@@ -227,7 +246,7 @@ static int get_stat(struct fs *fs, fuse_ino_t ino, struct stat *st) EXCLUDES(fs_
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	if (r == 0)
-		stat_of(&a, st);
+		stat_of(fs, &a, st);
 	return r;
 }
 
@@ -1060,7 +1079,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 				ctl_stat(fs, d->ino, &e.attr);
 			} else if (ns_getattr(fs->ns, d->ino, &a) == 0) {
 				e.ino = d->ino;
-				stat_of(&a, &e.attr);
+				stat_of(fs, &a, &e.attr);
 			} else {
 				continue;
 			}
