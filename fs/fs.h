@@ -24,11 +24,14 @@
 #include "storage/tsa.h"
 #include "storage/vfs.h"
 
-/* The control directory: reserved inode numbers ns_alloc_ino never reaches. */
+/* The control directory: reserved inode numbers ns_alloc_ino never reaches
+ * (every inode number >= FS_CTL_DIR_INO belongs to it). */
 #define FS_CTL_DIR_INO 0xFFFFFFFFFFFFFF00ull
 #define FS_CTL_STATS_INO 0xFFFFFFFFFFFFFF01ull
+#define FS_CTL_METRICS_INO 0xFFFFFFFFFFFFFF02ull
 #define FS_CTL_DIR_NAME ".blazefs"
 #define FS_CTL_STATS_NAME "stats"
+#define FS_CTL_METRICS_NAME "metrics"
 
 #define FS_MAX_WRITE (1u << 20)
 #define FS_BLKSIZE (128u << 10)
@@ -195,8 +198,16 @@ struct fuse_session;
 int fs_killpriv_v2_setup(struct fuse_session *se);
 
 /* ---- stats.c ---- */
-/* The control file's content: the pipeline's JSON merged with the fs
- * counters. Allocates *ret_buf (caller frees). */
+/* .blazefs/stats: the pipeline's JSON merged with the fs counters.
+ * Allocates *ret_buf (caller frees). */
 int fs_stats_json(struct fs *fs, char **ret_buf, size_t *ret_len) EXCLUDES(fs_ns_lock);
+/* .blazefs/metrics: the same counters in the Prometheus text format 0.0.4. */
+int fs_stats_prometheus(struct fs *fs, char **ret_buf, size_t *ret_len) EXCLUDES(fs_ns_lock);
+/* The files of the control directory: the inode of name (0: none), the
+ * i-th file's name and inode (NULL past the last), and the content of a
+ * file generated now (-ENOENT: not a control file). */
+uint64_t fs_ctl_lookup(const char *name);
+const char *fs_ctl_entry(size_t i, uint64_t *ret_ino);
+int fs_ctl_content(struct fs *fs, uint64_t ino, char **ret_buf, size_t *ret_len) EXCLUDES(fs_ns_lock);
 
 #endif

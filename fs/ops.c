@@ -13,8 +13,8 @@
  * from the commit thread.
  *
  * The read-only control directory MOUNTPOINT/.blazefs (reserved inode
- * numbers FS_CTL_*) holds "stats", a JSON snapshot generated at open and
- * served with direct_io.
+ * numbers FS_CTL_*) holds "stats" (JSON) and "metrics" (Prometheus text),
+ * snapshots generated at open (stats.c) and served with direct_io.
  *
  * Lock order (never take a lock to the left while holding one to its right):
  *
@@ -45,7 +45,7 @@
 
 static struct fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-static bool is_ctl(fuse_ino_t ino) { return ino == FS_CTL_DIR_INO || ino == FS_CTL_STATS_INO; }
+static bool is_ctl(fuse_ino_t ino) { return ino >= FS_CTL_DIR_INO; }
 
 static bool is_ctl_name(fuse_ino_t parent, const char *name)
 {
@@ -64,7 +64,27 @@ static void ts_of(int64_t ns, struct timespec *ts)
 
 static int64_t ns_of(const struct timespec *ts) { return (int64_t)ts->tv_sec * 1000000000ll + ts->tv_nsec; }
 
-static void stat_of(const struct ns_attr *a, struct stat *st)
+/* st_blocks of a regular file: the bytes it really occupies in the store,
+ * as ZFS reports compressed sizes, so du shows what is stored and
+ * du --apparent-size the logical size. Applied data counts its record
+ * frames as stored (store_file_info: compressed payloads plus headers);
+ * bytes still in the pipeline count raw until applied, so a file with
+ * data never shows 0 blocks. Takes the store's lock shared (the order
+ * fs_ns_lock -> store lock is allowed). */
+static blkcnt_t stored_blocks(struct fs *fs, const struct ns_attr *a)
+{
+	struct store_file_info info = {0};
+	uint64_t bytes;
+
+	if (!S_ISREG(a->mode) || a->size == 0)
+		return 0;
+	if (store_file_info(fs->store, a->ino, &info) < 0)
+		memset(&info, 0, sizeof(info)); /* not applied yet: all of it is pending */
+	bytes = info.stored_bytes + (a->size > info.raw_bytes ? a->size - info.raw_bytes : 0);
+	return (blkcnt_t)((bytes + 511) / 512);
+}
+
+static void stat_of(struct fs *fs, const struct ns_attr *a, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
@@ -74,8 +94,7 @@ static void stat_of(const struct ns_attr *a, struct stat *st)
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
 	st->st_blksize = FS_BLKSIZE;
-	/* Logical allocation: files have no holes (SEEK_HOLE says so too). */
-	st->st_blocks = S_ISREG(a->mode) ? (blkcnt_t)((a->size + 511) / 512) : 0;
+	st->st_blocks = stored_blocks(fs, a);
 	ts_of(a->atime_ns, &st->st_atim);
 	ts_of(a->mtime_ns, &st->st_mtim);
 	ts_of(a->ctime_ns, &st->st_ctim);
@@ -117,7 +136,7 @@ static int make_entry(struct fs *fs, uint64_t ino, struct fuse_entry_param *e) R
 		return r;
 	entry_init(e);
 	e->ino = ino;
-	stat_of(&a, &e->attr);
+	stat_of(fs, &a, &e->attr);
 	return 0;
 }
 
@@ -159,18 +178,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint64_t ino;
 	int r;
 
-	if (is_ctl_name(parent, name) || (parent == FS_CTL_DIR_INO && strcmp(name, FS_CTL_STATS_NAME) == 0)) {
+	if (is_ctl_name(parent, name) || parent == FS_CTL_DIR_INO) {
 		entry_init(&e);
-		e.ino = parent == NS_ROOT_INO ? FS_CTL_DIR_INO : FS_CTL_STATS_INO;
+		e.ino = parent == NS_ROOT_INO ? FS_CTL_DIR_INO : fs_ctl_lookup(name);
+		if (!e.ino) {
+			reply_err(req, ENOENT);
+			return;
+		}
 		ctl_stat(fs, e.ino, &e.attr);
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	if (parent == FS_CTL_DIR_INO) {
-		reply_err(req, ENOENT);
-		return;
-	}
-	if (parent == FS_CTL_STATS_INO) {
+	if (is_ctl(parent)) {
 		reply_err(req, ENOTDIR);
 		return;
 	}
@@ -227,7 +246,7 @@ static int get_stat(struct fs *fs, fuse_ino_t ino, struct stat *st) EXCLUDES(fs_
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	if (r == 0)
-		stat_of(&a, st);
+		stat_of(fs, &a, st);
 	return r;
 }
 
@@ -629,19 +648,19 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 /* ---- files ---- */
 
-static int open_ctl(struct fs *fs, struct fuse_file_info *fi)
+static int open_ctl(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_open *of;
 	int r;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fs_refuse(fs, NULL, FS_CTL_STATS_INO, FS_REF_CONTROL, "write open of the stats file");
+		fs_refuse(fs, NULL, ino, FS_REF_CONTROL, "write open of a control file");
 		return -EACCES;
 	}
 	of = calloc(1, sizeof(*of));
 	if (!of)
 		return -ENOMEM;
-	r = fs_stats_json(fs, &of->ctl, &of->ctl_len);
+	r = fs_ctl_content(fs, ino, &of->ctl, &of->ctl_len);
 	if (r < 0) {
 		free(of);
 		return r;
@@ -715,8 +734,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (ino == FS_CTL_DIR_INO)
 		r = -EISDIR;
-	else if (ino == FS_CTL_STATS_INO)
-		r = open_ctl(fs, fi);
+	else if (is_ctl(ino))
+		r = open_ctl(fs, ino, fi);
 	else
 		r = open_file(fs, ino, fi, false, NULL);
 	if (r < 0) {
@@ -1025,8 +1044,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			r = dcollect_add(&c, ".", 1, FS_CTL_DIR_INO, S_IFDIR, 1);
 		if (r == 0 && off < 2)
 			r = dcollect_add(&c, "..", 2, NS_ROOT_INO, S_IFDIR, 2);
-		if (r == 0 && off < 3)
-			r = dcollect_add(&c, FS_CTL_STATS_NAME, strlen(FS_CTL_STATS_NAME), FS_CTL_STATS_INO, S_IFREG, 3);
+		for (size_t i = 0; r == 0; i++) {
+			uint64_t cino;
+			const char *cname = fs_ctl_entry(i, &cino);
+			if (!cname)
+				break;
+			if (off < (off_t)(i + 3))
+				r = dcollect_add(&c, cname, strlen(cname), cino, S_IFREG, (off_t)(i + 3));
+		}
+		if (r > 0)
+			r = 0; /* the reply buffer is full */
 	} else {
 		struct ns_attr a;
 		r = ns_getattr(fs->ns, ino, &a);
@@ -1064,7 +1091,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 				ctl_stat(fs, d->ino, &e.attr);
 			} else if (ns_getattr(fs->ns, d->ino, &a) == 0) {
 				e.ino = d->ino;
-				stat_of(&a, &e.attr);
+				stat_of(fs, &a, &e.attr);
 			} else {
 				continue;
 			}

@@ -1,5 +1,5 @@
 /* blazectl — look inside, check and repair blazefs stores.
- *   blazectl stats [--json] [--watch N] MOUNTPOINT
+ *   blazectl stats [--json | --prometheus] [--output FILE] [--watch N] MOUNTPOINT
  *   blazectl fsck [--repair] [-v] STORE
  *   blazectl dump STORE [superblocks|wal|pages|files|file PATH]
  * See blazectl(8). */
@@ -10,7 +10,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: blazectl stats [--json] [--watch N] MOUNTPOINT\n"
+	fprintf(f, "usage: blazectl stats [--json | --prometheus] [--output FILE] [--watch N] MOUNTPOINT\n"
 		   "       blazectl fsck [--repair] [-v] STORE\n"
 		   "       blazectl dump STORE [superblocks|wal|pages|files|file PATH]\n");
 }
