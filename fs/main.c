@@ -417,6 +417,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mounted = true;
+	fs->se = se;
+	fs->held_cap = fs->opts.pipe.max_inflight_bytes;
+	r = fs_wb_start(fs);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot start the writeback-cache notifier: %s\n", strerror(-r));
+		goto out;
+	}
 	r = fs_killpriv_v2_setup(se);
 	if (r < 0)
 		bz_warn("fuse: cannot wrap the session I/O (%s): every write costs an extra xattr query",
@@ -467,6 +474,10 @@ out:
 	}
 	if (mounted)
 		fuse_session_unmount(se);
+	/* After the unmount (which ends any writeback an invalidation could
+	 * wait for), before the inode table goes. */
+	if (fs)
+		fs_wb_stop(fs);
 	if (signals)
 		fuse_remove_signal_handlers(se);
 	if (fs) {

@@ -292,21 +292,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			r = -EINVAL;
 			goto out;
 		}
-		/* With the writeback cache the kernel may still hold dirty pages
-		 * below the new size (it does not flush before a truncate): the
-		 * zeros are then owed, not appended, until those pages arrive. */
-		bool wb = fs->opts.writeback_cache;
 		if (of && of->inode) {
-			r = fs_file_truncate(fs, of->inode, (uint64_t)attr->st_size, wb);
+			r = fs_file_truncate(fs, of->inode, (uint64_t)attr->st_size);
 		} else {
-			bool open_elsewhere = false;
 			bz_mutex_lock(&fs_ns_lock);
 			r = fs_inode_get(fs, ino, &ip);
-			if (r == 0)
-				open_elsewhere = ip->refs > 1;
 			bz_mutex_unlock(&fs_ns_lock);
 			if (r == 0) {
-				r = fs_file_truncate(fs, ip, (uint64_t)attr->st_size, wb && open_elsewhere);
+				r = fs_file_truncate(fs, ip, (uint64_t)attr->st_size);
 				bz_mutex_lock(&fs_ns_lock);
 				fs_inode_put(fs, ip);
 				bz_mutex_unlock(&fs_ns_lock);
@@ -369,7 +362,7 @@ out:
 	if (r == 0)
 		r = get_stat(fs, ino, &st);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && S_ISREG(st.st_mode))
-		st.st_size = attr->st_size; /* also when zeros are still owed */
+		st.st_size = attr->st_size; /* the kernel takes it as its size; zeros may still be owed */
 	if (r < 0)
 		reply_err(req, r);
 	else
@@ -660,6 +653,7 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 {
 	struct fs_open *of = calloc(1, sizeof(*of));
 	struct ns_attr a;
+	bool refused = false;
 	int r = 0;
 
 	if (!of)
@@ -675,6 +669,15 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 		}
 		if (r == 0)
 			r = fs_inode_get(fs, ino, &ip);
+		if (r == 0 && fs->opts.writeback_cache && (ip->inval_queued || ip->inval_busy)) {
+			/* The kernel still caches a page the store refused: a new
+			 * writer must not start from it. (Not with O_TRUNC: the
+			 * kernel then holds back the inode's writeback, which
+			 * the invalidation may wait for.) */
+			refused = true;
+			if (!(fi->flags & O_TRUNC))
+				fs_wb_inval_wait(fs, ip);
+		}
 		bz_mutex_unlock(&fs_ns_lock);
 		if (r < 0) {
 			free(of);
@@ -688,7 +691,9 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	fs_open_link(fs, of);
 	bz_mutex_unlock(&fs_ns_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
-	fi->keep_cache = 1; /* data never changes once written */
+	/* Data never changes once written, so the kernel keeps its cache --
+	 * unless it may hold a page the store refused (writeback cache). */
+	fi->keep_cache = !refused;
 	FS_COUNT(fs, open_files, 1);
 	return 0;
 }
@@ -780,6 +785,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		return;
 	}
 	r = pipe_read(fs->pipe, ino, (uint64_t)off, buf, size, &n);
+	if (r == 0 && n < size && fs->opts.writeback_cache)
+		fs_file_read_held(fs, ino, (uint64_t)off, buf, size, &n); /* pages held past the end */
 	if (r < 0) {
 		fs_note_error(fs, r);
 		reply_err(req, r);
@@ -800,7 +807,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		reply_err(req, of && !of->inode ? EBADF : EINVAL);
 		return;
 	}
-	n = fs_file_write(fs, of, buf, size, (uint64_t)off);
+	n = fs_file_write(fs, of, buf, size, (uint64_t)off, fi->writepage != 0);
 	if (n >= 0 && fuse_req_ctx(req)->uid != 0)
 		(void)kill_priv(fs, ino);
 	if (n < 0)
@@ -848,8 +855,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	FS_COUNT(fs, flushes, 1);
 	if (fs->opts.writeback_cache) {
-		/* the kernel has written back the dirty pages: pay owed zeros */
-		int r = fs_file_settle(fs, of->inode);
+		/* the kernel has written back the dirty pages: judge what is held */
+		int r = fs_file_settle(fs, of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -864,8 +871,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_open *of = (struct fs_open *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (of && of->inode && fs->opts.writeback_cache)
-		(void)fs_file_settle(fs, of->inode);
+	if (of && of->inode && fs->opts.writeback_cache && (of->flags & O_ACCMODE) != O_RDONLY)
+		(void)fs_file_settle(fs, of); /* refusals are logged; nobody is left to tell */
 	close_file(fs, of);
 	reply_err(req, 0);
 }
@@ -881,7 +888,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		return;
 	}
 	if (of && of->inode && fs->opts.writeback_cache) {
-		int r = fs_file_settle(fs, of->inode);
+		int r = fs_file_settle(fs, of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -1306,4 +1313,5 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = op_removexattr,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
+	.retrieve_reply = fs_wb_retrieve_reply,
 };
