@@ -32,6 +32,11 @@
 
 #define FS_MAX_WRITE (1u << 20)
 #define FS_BLKSIZE (128u << 10)
+/* Writeback cache: page writes the kernel may have in the daemon at once
+ * (FUSE max_background), and the session threads kept so that a retrieve
+ * reply always finds one (wb.c). */
+#define FS_WB_MAX_BACKGROUND 12
+#define FS_WB_MIN_THREADS (FS_WB_MAX_BACKGROUND + 12)
 
 struct fs_opts {
 	struct pipe_opts pipe;
@@ -107,6 +112,7 @@ struct fs_inode {
 	 * once the dirty pages below can no longer come (fs_file_settle, or
 	 * the next truncate). 0 = none. */
 	uint64_t zext GUARDED_BY(fs_inode_cap);
+	bool fetching GUARDED_BY(fs_inode_cap);       /* a fetch_gap is waiting for the kernel (lock released) */
 	int wb_err GUARDED_BY(fs_inode_cap);          /* a held page refused outside a write reply: the
 						       * next flush/fsync reports it (0 = none) */
 	/* Notifier queue (wb.c), guarded by fs_ns_lock: a kernel cache range

@@ -718,6 +718,60 @@ static int publish_grown(struct fs *fs, struct fs_inode *ip, uint64_t start, uin
 	return r;
 }
 
+/* Writeback cache, when a page past the end cannot be held: appends the
+ * bytes the kernel caches for [*size, off) (dirty pages not written back
+ * yet), fetched with FUSE_NOTIFY_RETRIEVE. The inode lock is released while
+ * the kernel answers (the reply needs another session thread, and the
+ * writes of this inode must not all wait for this one); one fetch per inode
+ * at a time. Stops early at a page the kernel does not cache (a hole).
+ * *size is the live end on return. */
+static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t off) REQUIRES(fs_inode_cap)
+{
+	char *buf = malloc(FS_MAX_WRITE);
+	int r = buf ? 0 : -ENOMEM, dummy = 0;
+
+	while (r == 0 && *size < off) {
+		uint64_t at = *size, cur = 0, start;
+		size_t got = 0, skip;
+
+		if (ip->fetching) {
+			bz_cap_cond_wait(&ip->grown, &ip->lock, &fs_inode_cap);
+			r = fs_live_size(fs, ip->ino, size);
+			continue;
+		}
+		ip->fetching = true;
+		bz_cap_unlock(&ip->lock, &fs_inode_cap);
+		r = fs_wb_retrieve(fs, ip->ino, at, buf, (size_t)BZ_MIN(off - at, (uint64_t)FS_MAX_WRITE), &got);
+		bz_cap_lock(&ip->lock, &fs_inode_cap);
+		ip->fetching = false;
+		pthread_cond_broadcast(&ip->grown);
+		if (r == 0)
+			r = fs_live_size(fs, ip->ino, &cur);
+		if (r < 0 || got == 0) {
+			if (r == 0)
+				*size = cur;
+			break;
+		}
+		start = cur;
+		if (at + got > cur) {
+			FS_COUNT(fs, retrieved_bytes, at + got - cur);
+			r = place_at(fs, ip->ino, &cur, at, buf, got, &skip);
+			if (r > 0) /* the kernel's page changed meanwhile: judge the write as it is */
+				r = 0;
+		}
+		if (r == 0 && ip->held)
+			r = drain_held(fs, ip, &cur, &dummy);
+		r = publish_grown(fs, ip, start, cur, r);
+		*size = cur;
+		if (dummy < 0)
+			ip->wb_err = dummy;
+	}
+	free(buf);
+	if (r == -EOPNOTSUPP)
+		r = 0;
+	return r;
+}
+
 ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off,
 		      bool writepage)
 {
@@ -758,10 +812,11 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 			skip = len; /* nothing appended yet */
 			goto out;
 		}
-		if (!(__atomic_fetch_or(&ip->warned, 1u << FS_REF_COUNT, __ATOMIC_RELAXED) & (1u << FS_REF_COUNT)))
-			bz_warn("inode %llu: %llu MiB of page writes held out of order (the limit): a page past "
-				"the end is judged at once",
-				(unsigned long long)ip->ino, (unsigned long long)(fs->held_cap >> 20));
+		/* No room to hold it: fetch the bytes below it from the kernel
+		 * cache instead (what is not there is a hole: judged below). */
+		r = fetch_gap(fs, ip, &size, off);
+		if (r < 0)
+			goto out;
 	}
 	if (off > size) {
 		/* zeros the kernel shows after a refusal, or a growing truncate owes */

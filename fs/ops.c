@@ -138,8 +138,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
 		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 	if (fs->opts.writeback_cache) {
-		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
 			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+			conn->max_background = FS_WB_MAX_BACKGROUND; /* see FS_WB_MIN_THREADS */
+		}
 		else
 			bz_warn("the kernel does not support the writeback cache; running without it");
 	} else {
