@@ -245,6 +245,19 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
+/* Submits an attribute change of an inode whose attributes a are current.
+ * An inode with no link left is one the store has already dropped (files
+ * unlinked while open are parked, and keep their link): the kernel still
+ * caches it and, with the writeback cache, sends its time updates later.
+ * Those change only the live view; logging them would make the store skip
+ * them and say so, for nothing. */
+static int submit_attr(struct fs *fs, struct ns_op *op, const struct ns_attr *a) REQUIRES(fs_ns_lock)
+{
+	if (a->nlink == 0 && !S_ISDIR(a->mode))
+		return ns_apply(fs->ns, op);
+	return fs_submit(fs, op);
+}
+
 /* FUSE_CAP_HANDLE_KILLPRIV: a write or truncate by a non-root user clears
  * S_ISUID, and S_ISGID when group-executable (as the kernel would). */
 static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
@@ -267,7 +280,7 @@ static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
 	op.atime_ns = a.atime_ns;
 	op.mtime_ns = a.mtime_ns;
 	op.ctime_ns = bz_wall_ns();
-	r = fs_submit(fs, &op);
+	r = submit_attr(fs, &op, &a);
 out:
 	bz_mutex_unlock(&fs_ns_lock);
 	return r;
@@ -356,7 +369,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				op.atime_ns = a.atime_ns;
 			if (!(op.flags & NS_SET_MTIME))
 				op.mtime_ns = a.mtime_ns;
-			r = fs_submit(fs, &op);
+			r = submit_attr(fs, &op, &a);
 		}
 		bz_mutex_unlock(&fs_ns_lock);
 	}

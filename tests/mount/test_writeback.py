@@ -260,3 +260,20 @@ def test_mixed_appends_truncates_renames_unlinks_mmap(bz):
         shown[name] = data
     remount(bz)
     assert {n: read(os.path.join(d, n)) for n in sorted(os.listdir(d))} == shown
+
+
+def test_no_log_noise_for_deleted_files(bz):
+    """Issue 12.8: the kernel's time updates for files deleted while still
+    cached (writeback cache) are not logged as skipped namespace ops: a
+    user-visible log line must mean something."""
+    d = bz.path("churn")
+    os.mkdir(d)
+    for i in range(60):
+        p = os.path.join(d, "f%d" % i)
+        with open(p, "ab") as f:
+            f.write(b"x" * 100)
+        os.unlink(p)
+    assert bz.stop() == 0
+    log = bz.logtext()
+    assert "skipped" not in log, log
+    bz.start()
