@@ -1021,6 +1021,16 @@ out:
 	return r == -ESHUTDOWN ? -EROFS : r;
 }
 
+bool fs_file_has_pending(struct fs_inode *ip)
+{
+	bool r;
+
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	r = ip->held || ip->zext;
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	return r;
+}
+
 int fs_file_settle(struct fs *fs, const struct fs_open *of)
 {
 	struct fs_inode *ip = of->inode;

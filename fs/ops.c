@@ -663,6 +663,20 @@ static int open_ctl(struct fs *fs, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* Writeback cache, O_TRUNC of a file the daemon holds no byte of: the
+ * kernel may still hold dirty bytes of it (a file written and closed a
+ * moment ago), which the truncate would drop. The kernel holds the inode's
+ * writeback back during this open, so asking it is safe and stable. */
+static bool trunc_ok_wb(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock)
+{
+	char byte;
+	size_t got = 0;
+
+	if (fs_file_has_pending(ip))
+		return false;
+	return fs_wb_retrieve(fs, ip->ino, 0, &byte, 1, &got) < 0 || got == 0;
+}
+
 /* Opens ino: a counted inode reference in a struct fs_open. */
 static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool created, struct fs_inode *ip)
 {
@@ -694,6 +708,13 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 				fs_wb_inval_wait(fs, ip);
 		}
 		bz_mutex_unlock(&fs_ns_lock);
+		if (r == 0 && fs->opts.writeback_cache && (fi->flags & O_TRUNC) && !trunc_ok_wb(fs, ip)) {
+			fs_refuse(fs, ip, ino, FS_REF_O_TRUNC, "O_TRUNC of a non-empty file");
+			r = -EPERM;
+			bz_mutex_lock(&fs_ns_lock);
+			fs_inode_put(fs, ip);
+			bz_mutex_unlock(&fs_ns_lock);
+		}
 		if (r < 0) {
 			free(of);
 			return r;

@@ -277,3 +277,23 @@ def test_no_log_noise_for_deleted_files(bz):
     log = bz.logtext()
     assert "skipped" not in log, log
     bz.start()
+
+
+def test_o_trunc_of_freshly_written_file_refused(bz):
+    """A file written through a descriptor still open, then opened with
+    O_TRUNC: refused, although with the writeback cache the daemon may not
+    have the bytes yet (the kernel still holds them dirty)."""
+    p = bz.path("tr")
+    for i in range(30):
+        q = p + str(i)
+        fd = os.open(q, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"first\n")
+            try:
+                os.close(os.open(q, os.O_WRONLY | os.O_TRUNC))
+                raise AssertionError("O_TRUNC of a non-empty file was accepted")
+            except PermissionError:
+                pass
+        finally:
+            os.close(fd)
+        assert read(q) == b"first\n"
