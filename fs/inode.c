@@ -739,6 +739,12 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 			r = fs_live_size(fs, ip->ino, size);
 			continue;
 		}
+		if (at < ip->ghost_end) { /* refused bytes: never fetched, zeros (see catch_up_kernel) */
+			start = at;
+			r = append_zeros(fs, ip->ino, size, BZ_MIN(ip->ghost_end, off) - at);
+			r = publish_grown(fs, ip, start, *size, r);
+			continue;
+		}
 		ip->fetching = true;
 		bz_cap_unlock(&ip->lock, &fs_inode_cap);
 		r = fs_wb_retrieve(fs, ip->ino, at, buf, (size_t)BZ_MIN(off - at, (uint64_t)FS_MAX_WRITE), &got);
@@ -894,6 +900,14 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 			r = drain_held(fs, ip, cur, ret_refused);
 			if (r < 0)
 				break;
+		}
+		if (*cur < ip->ghost_end) {
+			/* refused bytes the kernel may still cache: never fetch
+			 * them; it shows zeros there once invalidated */
+			r = append_zeros(fs, ip->ino, cur, BZ_MIN(ip->ghost_end, size) - *cur);
+			if (r < 0 || *cur >= size)
+				break;
+			continue;
 		}
 		r = fs_wb_retrieve(fs, ip->ino, *cur, buf, FS_MAX_WRITE, &got);
 		if (r == -EOPNOTSUPP)
