@@ -34,11 +34,14 @@
  *
  * With the writeback cache (-o writeback_cache, see wb.c) the kernel sends
  * dirty pages back in any order, so a page write past the end is held
- * until the bytes below it arrive, and judged by the rules above only at
- * flush/fsync/release, when every dirty page has been written back. A
- * growing truncate first fetches what the kernel still holds dirty
- * (retrieve) so that a truncate below the kernel's own size is refused as
- * a shrink. After a refusal the kernel's cached page is invalidated, and
+ * (or, without room, the bytes below it are fetched from the kernel cache:
+ * fetch_gap) until the bytes below it arrive, and judged by the rules above
+ * only at flush/fsync/release, when every dirty page has been written back.
+ * A truncate first fetches what the kernel still holds dirty (retrieve:
+ * catch_up_kernel) so that a truncate below the kernel's own size is refused
+ * as a shrink; a growing truncate's zeros (zext) are stored once the pages
+ * below can no longer come: at settle or at the next truncate, where the
+ * kernel caches nothing below zext. After a refusal the kernel's cached page is invalidated, and
  * the range between the live end and the end of the refused write (which
  * the kernel keeps as part of its size: ghost_end) is stored as zeros when
  * a later page needs it -- that is what readers of the kernel cache see.
