@@ -107,7 +107,9 @@ struct fs_inode {
 	 * reads as zeros through the kernel and is stored as zeros when a
 	 * later page write needs it. 0 = none. */
 	uint64_t ghost_end GUARDED_BY(fs_inode_cap);
-	bool fresh GUARDED_BY(fs_inode_cap);          /* a descriptor created the file or emptied it */
+	unsigned fresh_opens;                         /* __atomic: open descriptors that created the
+						       * file or emptied it (the kernel writes pages
+						       * back through any descriptor of the inode) */
 	/* The size a growing truncate set in the kernel; its zeros are stored
 	 * once the dirty pages below can no longer come (fs_file_settle, or
 	 * the next truncate). 0 = none. */

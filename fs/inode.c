@@ -799,8 +799,6 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 		return r;
 	}
 	bz_cap_lock(&ip->lock, &fs_inode_cap);
-	if (of->fresh)
-		ip->fresh = true;
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
@@ -830,7 +828,9 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	if (off > size) {
 		/* zeros the kernel shows after a refusal, or a growing truncate owes */
 		bool ghost = off <= ip->ghost_end || off <= ip->zext;
-		if (!ghost && !of->fresh) {
+		/* (a page write may come through any descriptor of the inode) */
+		bool fresh = of->fresh || (writepage && __atomic_load_n(&ip->fresh_opens, __ATOMIC_RELAXED) > 0);
+		if (!ghost && !fresh) {
 			fs_refuse(fs, ip, ip->ino, FS_REF_PAST_EOF, "write past the end");
 			refused_page(fs, ip, size, off, off + len);
 			r = -EPERM;
@@ -1064,7 +1064,7 @@ int fs_file_settle(struct fs *fs, const struct fs_open *of)
 	if (r < 0)
 		goto out;
 	start = cur;
-	r = settle_held(fs, ip, &cur, of->fresh || ip->fresh, &held_err);
+	r = settle_held(fs, ip, &cur, of->fresh || __atomic_load_n(&ip->fresh_opens, __ATOMIC_RELAXED) > 0, &held_err);
 	r = publish_grown(fs, ip, start, cur, r);
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);

@@ -723,6 +723,8 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	of->inode = ip;
 	of->flags = fi->flags;
 	of->fresh = created || ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY);
+	if (of->fresh)
+		__atomic_add_fetch(&ip->fresh_opens, 1, __ATOMIC_RELAXED);
 	bz_mutex_lock(&fs_ns_lock);
 	fs_open_link(fs, of);
 	bz_mutex_unlock(&fs_ns_lock);
@@ -738,6 +740,8 @@ static void close_file(struct fs *fs, struct fs_open *of)
 {
 	if (!of)
 		return;
+	if (of->inode && of->fresh)
+		__atomic_sub_fetch(&of->inode->fresh_opens, 1, __ATOMIC_RELAXED);
 	bz_mutex_lock(&fs_ns_lock);
 	fs_open_unlink(fs, of);
 	if (of->inode)
