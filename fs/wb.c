@@ -379,6 +379,12 @@ int fs_wb_retrieve(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t 
 	if (r == -ENOENT) { /* the kernel does not cache the inode: nothing dirty */
 		w.got = 0;
 		r = 0;
+	} else if (r < 0 && r != -ENOTCONN) {
+		static int warned; /* __atomic */
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			bz_warn("the kernel refused a cache retrieve (%s): truncates are judged by the "
+				"daemon's size only", strerror(-r));
+		r = -EOPNOTSUPP; /* callers go on without it */
 	}
 	if (r == 0)
 		*ret_n = w.got;
