@@ -1008,7 +1008,7 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size)
 	if (fs->opts.writeback_cache) {
 		/* The kernel does not write dirty pages back before a truncate:
 		 * fetch them, and judge against the kernel's size. */
-		if (size > cur) {
+		if (size >= cur) { /* also to the live size: the kernel may be past it */
 			r = catch_up_kernel(fs, ip, &cur, size, &held_err);
 			if (r < 0)
 				goto out;

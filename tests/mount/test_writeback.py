@@ -297,3 +297,24 @@ def test_o_trunc_of_freshly_written_file_refused(bz):
         finally:
             os.close(fd)
         assert read(q) == b"first\n"
+
+
+def test_truncate_to_stored_size_below_dirty_bytes_refused(bz):
+    """ftruncate to the size the daemon has while the kernel still holds
+    more dirty bytes (writeback cache) is a shrink: refused, bytes kept."""
+    p = bz.path("ts")
+    with open(p, "wb") as f:
+        f.write(b"a" * 100)
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"b" * 100)
+        try:
+            os.ftruncate(fd, 100)
+            raise AssertionError("shrinking truncate accepted")
+        except PermissionError:
+            pass
+    finally:
+        os.close(fd)
+    assert read(p) == b"a" * 100 + b"b" * 100
+    remount(bz)
+    assert read(p) == b"a" * 100 + b"b" * 100
