@@ -35,6 +35,11 @@
 
 #define FS_MAX_WRITE (1u << 20)
 #define FS_BLKSIZE (128u << 10)
+/* Writeback cache: page writes the kernel may have in the daemon at once
+ * (FUSE max_background), and the session threads kept so that a retrieve
+ * reply always finds one (wb.c). */
+#define FS_WB_MAX_BACKGROUND 12
+#define FS_WB_MIN_THREADS (FS_WB_MAX_BACKGROUND + 12)
 
 struct fs_opts {
 	struct pipe_opts pipe;
@@ -68,6 +73,9 @@ struct fs_counters {
 	uint64_t writes, write_bytes;   /* accepted write requests, bytes appended by them */
 	uint64_t overlap_bytes;  /* bytes of writes below the end accepted as identical */
 	uint64_t zero_extend_bytes; /* bytes appended by growing truncates */
+	uint64_t held_writes, held_bytes_max; /* writeback cache: page writes past the end held (wb.c), peak bytes held */
+	uint64_t retrieved_bytes;   /* writeback cache: dirty bytes fetched from the kernel cache at a truncate */
+	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
 	uint64_t nsops;          /* namespace operations submitted */
 	uint64_t flushes, fsyncs;
 };
@@ -92,8 +100,32 @@ struct fs_inode {
 	bool orphan GUARDED_BY(fs_ns_lock);           /* unlinked while open: parked in the orphan dir */
 	bz_mutex lock;                                /* the data path: size changes */
 	pthread_cond_t grown;                         /* broadcast (under lock) when the size grows */
-	uint64_t zext GUARDED_BY(fs_inode_cap);             /* writeback cache: size a growing truncate asked
-						       * for, zeros not yet appended (0 = none) */
+	/* Writeback cache (wb.c). held: page writes that arrived past the live
+	 * end, sorted by offset, not overlapping, waiting for the bytes below
+	 * them (the kernel writes dirty pages back in any order). */
+	struct fs_held *held GUARDED_BY(fs_inode_cap);
+	uint64_t held_bytes;                          /* __atomic (written under lock): bytes in held */
+	/* The kernel's i_size may include refused bytes it will never send
+	 * again (it keeps its own size in this mode): [live end, ghost_end)
+	 * reads as zeros through the kernel and is stored as zeros when a
+	 * later page write needs it. 0 = none. */
+	uint64_t ghost_end GUARDED_BY(fs_inode_cap);
+	unsigned fresh_opens;                         /* __atomic: open descriptors that created the
+						       * file or emptied it (the kernel writes pages
+						       * back through any descriptor of the inode) */
+	/* The size a growing truncate set in the kernel; its zeros are stored
+	 * once the dirty pages below can no longer come (fs_file_settle, or
+	 * the next truncate). 0 = none. */
+	uint64_t zext GUARDED_BY(fs_inode_cap);
+	bool fetching GUARDED_BY(fs_inode_cap);       /* a fetch_gap is waiting for the kernel (lock released) */
+	int wb_err GUARDED_BY(fs_inode_cap);          /* a held page refused outside a write reply: the
+						       * next flush/fsync reports it (0 = none) */
+	/* Notifier queue (wb.c), guarded by fs_ns_lock: a kernel cache range
+	 * to invalidate once no request for it is being answered. */
+	bool inval_queued GUARDED_BY(fs_ns_lock);
+	bool inval_busy GUARDED_BY(fs_ns_lock);        /* the notifier is telling the kernel now */
+	struct fs_inode *inval_next GUARDED_BY(fs_ns_lock);
+	uint64_t inval_off GUARDED_BY(fs_ns_lock), inval_end GUARDED_BY(fs_ns_lock);
 	unsigned warned;                              /* refusal reasons logged (bit per enum fs_refusal), __atomic */
 };
 
@@ -138,6 +170,14 @@ struct fs {
 	uint64_t space_reserve; /* immutable while mounted */
 	uint64_t space_free, space_at_ns, space_since;
 	int space_warned;       /* __atomic: logged once per shortage */
+	/* Writeback cache (wb.c): the session (kernel notifications), the
+	 * bytes held out of order by all files (__atomic, bounded by
+	 * held_cap) and the notifier thread with its queue of inodes whose
+	 * kernel cache must be invalidated (guarded by fs_ns_lock). */
+	struct fuse_session *se; /* set before the session loop starts */
+	uint64_t held_total, held_cap;
+	struct fs_wb *wb;
+	struct fs_inode *inval_head GUARDED_BY(fs_ns_lock), *inval_tail GUARDED_BY(fs_ns_lock);
 };
 
 /* ---- ops.c ---- */
@@ -173,15 +213,54 @@ void fs_inode_table_free(struct fs *fs) REQUIRES(fs_ns_lock);
 int fs_live_size(struct fs *fs, uint64_t ino, uint64_t *ret_size) EXCLUDES(fs_ns_lock);
 /* The append-only write: returns the bytes accepted (len) or a negative
  * errno (-EPERM refusal, -EROFS after a pipeline failure, ...). */
-ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off)
+ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off,
+		      bool writepage) EXCLUDES(fs_ns_lock);
+/* truncate/ftruncate to size: no-op, zero-append, or -EPERM. With the
+ * writeback cache the kernel may still hold dirty pages below its own size:
+ * they are fetched from it first (wb.c), so a shrink of bytes only the
+ * kernel has is refused too. */
+int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size) EXCLUDES(fs_ns_lock);
+/* Writeback cache, at flush/fsync/release of of (the kernel has written back
+ * every dirty page): stores what is held past the end, or refuses it when
+ * it lies beyond a hole (-EPERM; zeros for the hole on a fresh file). */
+int fs_file_settle(struct fs *fs, const struct fs_open *of) EXCLUDES(fs_ns_lock);
+/* Writeback cache: the daemon holds page writes of ip not stored yet, or
+ * owes a growing truncate's zeros (the kernel's size is above 0 then). */
+bool fs_file_has_pending(struct fs_inode *ip) EXCLUDES(fs_ns_lock);
+/* Writeback cache: copies held bytes overlapping [off, off+len) into buf
+ * (a read past the stored end); *ret_n grows to cover them (gaps zero). */
+void fs_file_read_held(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n)
 	EXCLUDES(fs_ns_lock);
-/* truncate/ftruncate to size: no-op, zero-append, or -EPERM. With defer
- * (writeback cache, the kernel may still hold dirty pages below size) the
- * zeros are appended later: by a write past the end, or fs_file_settle. */
-int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool defer) EXCLUDES(fs_ns_lock);
-/* Appends the zeros a deferred growing truncate still owes (flush, fsync,
- * release). */
-int fs_file_settle(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock);
+
+/* ---- wb.c (writeback cache) ---- */
+struct fs_held;
+/* Starts / joins the notifier thread (no-op without the writeback cache). */
+int fs_wb_start(struct fs *fs);
+void fs_wb_stop(struct fs *fs);
+/* Queues the invalidation of [off, end) of ip's kernel cache (pages and
+ * attributes); done by the notifier thread, never inside a request. */
+void fs_wb_inval(struct fs *fs, struct fs_inode *ip, uint64_t off, uint64_t end) REQUIRES(fs_ns_lock);
+/* Waits until no invalidation of ip is queued or under way (open, so a
+ * new writer never starts from a page the store refused). */
+void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
+/* Drops ip from the notifier queue (the entry is being freed). */
+void fs_wb_forget(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
+/* Copies up to len bytes the kernel caches for ino at off (dirty or not,
+ * never past its i_size) into buf: *ret_n bytes, 0 when it has none there. */
+int fs_wb_retrieve(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n);
+#ifdef FUSE_USE_VERSION
+/* The retrieve reply (ops.c registers it). */
+void fs_wb_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino, off_t offset, struct fuse_bufvec *bufv);
+#endif
+/* Held extents: insert (merging identical overlaps; 1 = different bytes),
+ * first extent, drop first, free all. */
+int fs_held_insert(struct fs *fs, struct fs_inode *ip, uint64_t off, const char *buf, size_t len)
+	REQUIRES(fs_inode_cap);
+struct fs_held *fs_held_first(struct fs_inode *ip, uint64_t *ret_off, const char **ret_data, size_t *ret_len)
+	REQUIRES(fs_inode_cap);
+void fs_held_pop(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_inode_cap);
+uint64_t fs_held_last_end(struct fs_inode *ip) REQUIRES(fs_inode_cap);
+void fs_held_free_all(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_inode_cap);
 /* 0, or -ENOSPC when appending len more bytes would eat into the reserve
  * that keeps acknowledged data storable (DESIGN §2: out of space is ENOSPC
  * at write(), never a lost acknowledged byte). */

@@ -29,14 +29,22 @@
  *     appended as zero bytes first. This is what makes GNU cp of a sparse
  *     file work (cp seeks the destination over holes, then writes); it
  *     deviates from DESIGN §2 only for descriptors that are producing a new
- *     file. With the writeback cache the kernel may send page writes out of
- *     order on different session threads, so a write past the end first
- *     waits (bounded) for the gap to be filled by an earlier write.
+ *     file.
+ *   - Growing truncate: zeros appended.
  *
- *   - Growing truncate: zeros appended. With the writeback cache the kernel
- *     does not flush dirty pages before a truncate, so the zeros are owed
- *     (fs_inode.zext) instead: writes below the owed size may fill the gap
- *     with zeros first, and flush/fsync/release append what is still owed.
+ * With the writeback cache (-o writeback_cache, see wb.c) the kernel sends
+ * dirty pages back in any order, so a page write past the end is held
+ * (or, without room, the bytes below it are fetched from the kernel cache:
+ * fetch_gap) until the bytes below it arrive, and judged by the rules above
+ * only at flush/fsync/release, when every dirty page has been written back.
+ * A truncate first fetches what the kernel still holds dirty (retrieve:
+ * catch_up_kernel) so that a truncate below the kernel's own size is refused
+ * as a shrink; a growing truncate's zeros (zext) are stored once the pages
+ * below can no longer come: at settle or at the next truncate, where the
+ * kernel caches nothing below zext. After a refusal the kernel's cached page is invalidated, and
+ * the range between the live end and the end of the refused write (which
+ * the kernel keeps as part of its size: ghost_end) is stored as zeros when
+ * a later page needs it -- that is what readers of the kernel cache see.
  *
  * Every refusal is counted by reason and logged once per inode and reason.
  *
@@ -52,7 +60,6 @@
 
 bz_mutex fs_ns_lock = {PTHREAD_MUTEX_INITIALIZER};
 
-#define FS_REORDER_WAIT_NS (200ull * 1000 * 1000)
 #define FS_CHUNK (64u << 10)
 
 static const char zeros[FS_CHUNK];
@@ -154,6 +161,12 @@ out:
 
 static void orphan_reap(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
 
+/* Frees what an entry nobody else can reach still holds. */
+static void held_free_unlocked(struct fs *fs, struct fs_inode *ip) NO_TSA
+{
+	fs_held_free_all(fs, ip);
+}
+
 static void itab_release(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock)
 {
 	struct fs_inode **pp;
@@ -167,6 +180,13 @@ static void itab_release(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock
 		}
 	}
 	fs->itab_count--;
+	fs_wb_forget(fs, ip);
+	if (__atomic_load_n(&ip->held_bytes, __ATOMIC_RELAXED)) {
+		/* the kernel forgot the inode: nothing below these will come */
+		bz_warn("inode %llu: %llu bytes of page writes past a hole dropped", (unsigned long long)ip->ino,
+			(unsigned long long)ip->held_bytes);
+		held_free_unlocked(fs, ip);
+	}
 	(void)ns_unpin(fs->ns, ip->ino);
 	pthread_cond_destroy(&ip->grown);
 	bz_mutex_destroy(&ip->lock);
@@ -456,6 +476,7 @@ void fs_inode_table_free(struct fs *fs)
 		struct fs_inode *ip = fs->itab[i], *next;
 		for (; ip; ip = next) {
 			next = ip->next;
+			held_free_unlocked(fs, ip);
 			pthread_cond_destroy(&ip->grown);
 			bz_mutex_destroy(&ip->lock);
 			free(ip);
@@ -615,11 +636,158 @@ int fs_space_check(struct fs *fs, uint64_t len)
 	return -ENOSPC;
 }
 
-ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off)
+/* Places [off, off+len) with off <= *size: the overlap must equal the stored
+ * bytes (1 if not: nothing changes), the rest is appended. */
+static int place_at(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t off, const char *buf, size_t len,
+		    size_t *ret_skip)
+{
+	size_t skip = 0;
+	int r = 0;
+
+	if (off < *size) {
+		skip = (size_t)BZ_MIN((uint64_t)len, *size - off);
+		r = compare_stored(fs, ino, off, buf, skip);
+		if (r != 0)
+			return r;
+		FS_COUNT(fs, overlap_bytes, skip);
+	}
+	*ret_skip = skip;
+	return append_bytes(fs, ino, size, buf + skip, len - skip);
+}
+
+/* Writeback cache: after a refusal the kernel keeps the refused page and,
+ * if the write grew the file, its own larger size; have the page dropped
+ * (notifier thread) and remember up to where the kernel's size may reach. */
+static void refused_page(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end)
+	REQUIRES(fs_inode_cap)
+{
+	if (!fs->opts.writeback_cache)
+		return;
+	if (end > size)
+		ip->ghost_end = BZ_MAX(ip->ghost_end, end);
+	bz_mutex_lock(&fs_ns_lock);
+	fs_wb_inval(fs, ip, off, end);
+	bz_mutex_unlock(&fs_ns_lock);
+}
+
+/* Appends the held extents the live end has reached, in order. A held
+ * extent whose stored overlap differs is dropped and refused (its error
+ * reaches the writer at the next fsync/close through *ret_refused). */
+static int drain_held(struct fs *fs, struct fs_inode *ip, uint64_t *size, int *ret_refused) REQUIRES(fs_inode_cap)
+{
+	uint64_t hoff;
+	const char *data;
+	size_t hlen, skip;
+	int r = 0;
+
+	while (fs_held_first(ip, &hoff, &data, &hlen)) {
+		if (hoff > *size) {
+			if (hoff > ip->ghost_end)
+				break; /* the bytes below it have not arrived yet */
+			/* below the end the kernel kept after a refusal: zeros */
+			r = append_zeros(fs, ip->ino, size, hoff - *size);
+			if (r < 0)
+				break;
+		}
+		r = place_at(fs, ip->ino, size, hoff, data, hlen, &skip);
+		if (r > 0) {
+			fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
+			refused_page(fs, ip, *size, hoff, hoff + hlen);
+			*ret_refused = -EPERM;
+			r = 0;
+		}
+		fs_held_pop(fs, ip);
+		if (r < 0)
+			break;
+	}
+	return r;
+}
+
+/* Ends a size-changing section: publishes the new live size. */
+static int publish_grown(struct fs *fs, struct fs_inode *ip, uint64_t start, uint64_t size, int r)
+	REQUIRES(fs_inode_cap)
+{
+	if (size != start) {
+		/* Publish whatever reached the pipeline, even on a later failure. */
+		int r2 = publish_size(fs, ip->ino, size);
+		if (r2 < 0 && r == 0)
+			r = r2;
+		pthread_cond_broadcast(&ip->grown);
+	}
+	if (ip->ghost_end && size >= ip->ghost_end)
+		ip->ghost_end = 0;
+	if (ip->zext && size >= ip->zext)
+		ip->zext = 0;
+	return r;
+}
+
+/* Writeback cache, when a page past the end cannot be held: appends the
+ * bytes the kernel caches for [*size, off) (dirty pages not written back
+ * yet), fetched with FUSE_NOTIFY_RETRIEVE. The inode lock is released while
+ * the kernel answers (the reply needs another session thread, and the
+ * writes of this inode must not all wait for this one); one fetch per inode
+ * at a time. Stops early at a page the kernel does not cache (a hole).
+ * *size is the live end on return. */
+static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t off) REQUIRES(fs_inode_cap)
+{
+	char *buf = malloc(FS_MAX_WRITE);
+	int r = buf ? 0 : -ENOMEM, dummy = 0;
+
+	while (r == 0 && *size < off) {
+		uint64_t at = *size, cur = 0, start;
+		size_t got = 0, skip;
+
+		if (ip->fetching) {
+			bz_cap_cond_wait(&ip->grown, &ip->lock, &fs_inode_cap);
+			r = fs_live_size(fs, ip->ino, size);
+			continue;
+		}
+		if (at < ip->ghost_end) { /* refused bytes: never fetched, zeros (see catch_up_kernel) */
+			start = at;
+			r = append_zeros(fs, ip->ino, size, BZ_MIN(ip->ghost_end, off) - at);
+			r = publish_grown(fs, ip, start, *size, r);
+			continue;
+		}
+		ip->fetching = true;
+		bz_cap_unlock(&ip->lock, &fs_inode_cap);
+		r = fs_wb_retrieve(fs, ip->ino, at, buf, (size_t)BZ_MIN(off - at, (uint64_t)FS_MAX_WRITE), &got);
+		bz_cap_lock(&ip->lock, &fs_inode_cap);
+		ip->fetching = false;
+		pthread_cond_broadcast(&ip->grown);
+		if (r == 0)
+			r = fs_live_size(fs, ip->ino, &cur);
+		if (r < 0 || got == 0) {
+			if (r == 0)
+				*size = cur;
+			break;
+		}
+		start = cur;
+		if (at + got > cur) {
+			FS_COUNT(fs, retrieved_bytes, at + got - cur);
+			r = place_at(fs, ip->ino, &cur, at, buf, got, &skip);
+			if (r > 0) /* the kernel's page changed meanwhile: judge the write as it is */
+				r = 0;
+		}
+		if (r == 0 && ip->held)
+			r = drain_held(fs, ip, &cur, &dummy);
+		r = publish_grown(fs, ip, start, cur, r);
+		*size = cur;
+		if (dummy < 0)
+			ip->wb_err = dummy;
+	}
+	free(buf);
+	if (r == -EOPNOTSUPP)
+		r = 0;
+	return r;
+}
+
+ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off,
+		      bool writepage)
 {
 	struct fs_inode *ip = of->inode;
 	uint64_t size = 0, start = 0;
 	size_t skip = 0;
+	int held_err = 0;
 	ssize_t ret;
 	int r;
 
@@ -635,28 +803,42 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	if (r < 0)
 		goto out;
 	start = size;
-	if (off > size && fs->opts.writeback_cache) {
-		/* The kernel may deliver page writebacks out of order on different
-		 * session threads: give the earlier ones a moment to land. */
-		uint64_t deadline = bz_now_ns() + FS_REORDER_WAIT_NS;
-		while (off > size && bz_now_ns() < deadline) {
-			(void)bz_cap_cond_timedwait(&ip->grown, &ip->lock, &fs_inode_cap, deadline);
-			r = fs_live_size(fs, ip->ino, &size);
-			if (r < 0)
-				goto out;
+	if (off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end) {
+		/* A page the kernel wrote back before the ones below it (or
+		 * beyond a hole): hold it until they arrive or a flush/fsync
+		 * shows they never will (fs_file_settle). */
+		if (__atomic_load_n(&fs->held_total, __ATOMIC_RELAXED) + len <= fs->held_cap) {
+			r = fs_held_insert(fs, ip, off, buf, len);
+			if (r > 0) {
+				fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
+				refused_page(fs, ip, size, off, off + len);
+				r = -EPERM;
+			}
+			if (r == 0)
+				FS_COUNT(fs, held_writes, 1);
+			skip = len; /* nothing appended yet */
+			goto out;
 		}
-		start = size;
+		/* No room to hold it: fetch the bytes below it from the kernel
+		 * cache instead (what is not there is a hole: judged below). */
+		r = fetch_gap(fs, ip, &size, off);
+		if (r < 0)
+			goto out;
 	}
 	if (off > size) {
-		bool truncated = off <= ip->zext; /* zeros a growing truncate owes */
-		if (!truncated && !of->fresh) {
+		/* zeros the kernel shows after a refusal, or a growing truncate owes */
+		bool ghost = off <= ip->ghost_end || off <= ip->zext;
+		/* (a page write may come through any descriptor of the inode) */
+		bool fresh = of->fresh || (writepage && __atomic_load_n(&ip->fresh_opens, __ATOMIC_RELAXED) > 0);
+		if (!ghost && !fresh) {
 			fs_refuse(fs, ip, ip->ino, FS_REF_PAST_EOF, "write past the end");
+			refused_page(fs, ip, size, off, off + len);
 			r = -EPERM;
 			goto out;
 		}
 		/* A fresh file being produced (cp of a sparse file): the hole
 		 * reads as zeros, so store zeros. */
-		if (!truncated) {
+		if (!ghost) {
 			FS_COUNT(fs, holes_filled, 1);
 			FS_COUNT(fs, hole_bytes, off - size);
 		}
@@ -664,31 +846,20 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 		if (r < 0)
 			goto out;
 	}
-	if (off < size) {
-		size_t overlap = (size_t)BZ_MIN((uint64_t)len, size - off);
-		r = compare_stored(fs, ip->ino, off, buf, overlap);
-		if (r < 0)
-			goto out;
-		if (r > 0) {
-			fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
-			r = -EPERM;
-			goto out;
-		}
-		skip = overlap;
-		FS_COUNT(fs, overlap_bytes, overlap);
+	r = place_at(fs, ip->ino, &size, off, buf, len, &skip);
+	if (r > 0) {
+		fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
+		refused_page(fs, ip, size, off, off + len);
+		r = -EPERM;
+		goto out;
 	}
-	r = append_bytes(fs, ip->ino, &size, buf + skip, len - skip);
+	if (r == 0 && ip->held)
+		r = drain_held(fs, ip, &size, &held_err);
 out:
-	if (ip->zext && size >= ip->zext)
-		ip->zext = 0;
-	if (size != start) {
-		/* Publish whatever reached the pipeline, even on a later failure. */
-		int r2 = publish_size(fs, ip->ino, size);
-		if (r2 < 0 && r == 0)
-			r = r2;
-		pthread_cond_broadcast(&ip->grown);
-	}
+	r = publish_grown(fs, ip, start, size, r);
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	if (r == 0 && held_err < 0)
+		r = held_err; /* a held page refused now: this reply carries it */
 	if (r < 0) {
 		fs_note_error(fs, r);
 		ret = r == -ESHUTDOWN ? -EROFS : r;
@@ -706,20 +877,125 @@ static int extend_locked(struct fs *fs, struct fs_inode *ip, uint64_t cur, uint6
 	int r = append_zeros(fs, ip->ino, &cur, size - cur);
 
 	FS_COUNT(fs, zero_extend_bytes, cur - start);
-	if (cur != start) {
-		int r2 = publish_size(fs, ip->ino, cur);
-		if (r2 < 0 && r == 0)
-			r = r2;
-		pthread_cond_broadcast(&ip->grown);
+	return publish_grown(fs, ip, start, cur, r);
+}
+
+/* Writeback cache, before a truncate to size (the kernel has no write of the
+ * inode in flight then): stores the bytes it still holds dirty past the live
+ * end, what is held here, and the zeros an earlier growing truncate owes
+ * where the kernel caches nothing (what it would show there), so that the
+ * decision that follows sees the kernel's size. A hole the kernel caches
+ * nothing for past those ends the walk: what lies beyond it stays held.
+ * 1 if the kernel has bytes at or past size (a shrink). */
+static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, uint64_t size, int *ret_refused)
+	REQUIRES(fs_inode_cap)
+{
+	uint64_t start = *cur, hoff;
+	const char *hdata;
+	size_t hlen;
+	char *buf = malloc(FS_MAX_WRITE);
+	int r = buf ? 0 : -ENOMEM, r2;
+
+	while (r == 0) {
+		size_t got = 0, skip;
+
+		if (ip->held) {
+			r = drain_held(fs, ip, cur, ret_refused);
+			if (r < 0)
+				break;
+		}
+		if (*cur < ip->ghost_end) {
+			/* refused bytes the kernel may still cache: never fetch
+			 * them; it shows zeros there once invalidated */
+			r = append_zeros(fs, ip->ino, cur, BZ_MIN(ip->ghost_end, size) - *cur);
+			if (r < 0 || *cur >= size)
+				break;
+			continue;
+		}
+		r = fs_wb_retrieve(fs, ip->ino, *cur, buf, FS_MAX_WRITE, &got);
+		if (r == -EOPNOTSUPP)
+			r = 0; /* no session (unit tests): nothing to fetch */
+		if (r < 0)
+			break;
+		if (got > 0) {
+			if (*cur + got > size) {
+				r = 1; /* the kernel's size is above the requested one */
+				break;
+			}
+			FS_COUNT(fs, retrieved_bytes, got);
+			r = place_at(fs, ip->ino, cur, *cur, buf, got, &skip);
+			if (r > 0) { /* a dirty page differs from the stored bytes */
+				fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
+				refused_page(fs, ip, *cur, *cur, *cur + got);
+				*ret_refused = -EPERM;
+				r = 0;
+				break;
+			}
+			continue;
+		}
+		if (*cur >= ip->zext)
+			break;
+		/* Nothing cached below an earlier truncate's size: its zeros,
+		 * up to that size or the next held page. */
+		hoff = ip->zext;
+		if (fs_held_first(ip, &hoff, &hdata, &hlen))
+			hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
+		(void)hdata;
+		(void)hlen;
+		r = append_zeros(fs, ip->ino, cur, hoff - *cur);
+		FS_COUNT(fs, zero_extend_bytes, hoff - start);
+	}
+	free(buf);
+	if (r < 0)
+		return publish_grown(fs, ip, start, *cur, r);
+	r2 = publish_grown(fs, ip, start, *cur, 0);
+	return r2 < 0 ? r2 : r;
+}
+
+/* What is still held past the live end lies beyond a gap nobody wrote
+ * (every dirty page has been written back): zeros up to the size a growing
+ * truncate asked for; beyond it, on a file a descriptor created or emptied
+ * the gap becomes zeros (cp of a sparse file), else the held pages are
+ * refused as writes past the end. Then the truncate's remaining zeros. */
+static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool fresh, int *ret_refused)
+	REQUIRES(fs_inode_cap)
+{
+	uint64_t hoff;
+	const char *data;
+	size_t hlen;
+	int r = drain_held(fs, ip, cur, ret_refused);
+
+	while (r == 0 && fs_held_first(ip, &hoff, &data, &hlen)) {
+		if (hoff <= ip->zext || fresh) {
+			uint64_t from = *cur;
+			r = append_zeros(fs, ip->ino, cur, hoff - *cur);
+			if (hoff > ip->zext) {
+				FS_COUNT(fs, holes_filled, 1);
+				FS_COUNT(fs, hole_bytes, *cur - BZ_MAX(from, ip->zext));
+			}
+			if (r == 0)
+				r = drain_held(fs, ip, cur, ret_refused);
+			continue;
+		}
+		fs_refuse(fs, ip, ip->ino, FS_REF_PAST_EOF, "write past the end");
+		refused_page(fs, ip, *cur, hoff, hoff + hlen);
+		fs_held_pop(fs, ip);
+		*ret_refused = -EPERM;
+	}
+	if (r == 0 && *cur < ip->zext) {
+		uint64_t from = *cur;
+		r = append_zeros(fs, ip->ino, cur, ip->zext - *cur);
+		FS_COUNT(fs, zero_extend_bytes, *cur - from);
 	}
 	if (r == 0)
 		ip->zext = 0;
 	return r;
 }
 
-int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool defer)
+int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size)
 {
 	uint64_t cur = 0, eff;
+	int held_err = 0;
 	int r;
 
 	if (size > (uint64_t)INT64_MAX)
@@ -728,7 +1004,22 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool def
 	r = fs_live_size(fs, ip->ino, &cur);
 	if (r < 0)
 		goto out;
-	eff = BZ_MAX(cur, ip->zext);
+	eff = cur;
+	if (fs->opts.writeback_cache) {
+		/* The kernel does not write dirty pages back before a truncate:
+		 * fetch them, and judge against the kernel's size. */
+		if (size >= cur) { /* also to the live size: the kernel may be past it */
+			r = catch_up_kernel(fs, ip, &cur, size, &held_err);
+			if (r < 0)
+				goto out;
+		}
+		eff = BZ_MAX(BZ_MAX(cur, ip->zext), fs_held_last_end(ip));
+		if (r > 0)
+			eff = size + 1; /* the kernel has bytes past size */
+		r = 0;
+		if (held_err < 0)
+			ip->wb_err = held_err; /* for the writers' next fsync/close */
+	}
 	if (size == eff)
 		goto out;
 	if (size < eff) {
@@ -736,8 +1027,8 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size, bool def
 		r = -EPERM;
 		goto out;
 	}
-	if (defer)
-		ip->zext = size;
+	if (fs->opts.writeback_cache)
+		ip->zext = size; /* zeros owed: pages below may still be dirty (settle pays them) */
 	else
 		r = extend_locked(fs, ip, cur, size);
 out:
@@ -747,23 +1038,38 @@ out:
 	return r == -ESHUTDOWN ? -EROFS : r;
 }
 
-int fs_file_settle(struct fs *fs, struct fs_inode *ip)
+bool fs_file_has_pending(struct fs_inode *ip)
 {
-	uint64_t cur = 0;
+	bool r;
+
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	r = ip->held || ip->zext;
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	return r;
+}
+
+int fs_file_settle(struct fs *fs, const struct fs_open *of)
+{
+	struct fs_inode *ip = of->inode;
+	uint64_t cur = 0, start;
+	int held_err = 0;
 	int r = 0;
 
 	bz_cap_lock(&ip->lock, &fs_inode_cap);
-	if (ip->zext == 0)
+	held_err = ip->wb_err;
+	ip->wb_err = 0;
+	if (!ip->held && !ip->zext)
 		goto out;
 	r = fs_live_size(fs, ip->ino, &cur);
 	if (r < 0)
 		goto out;
-	if (cur >= ip->zext)
-		ip->zext = 0;
-	else
-		r = extend_locked(fs, ip, cur, ip->zext);
+	start = cur;
+	r = settle_held(fs, ip, &cur, of->fresh || __atomic_load_n(&ip->fresh_opens, __ATOMIC_RELAXED) > 0, &held_err);
+	r = publish_grown(fs, ip, start, cur, r);
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	if (r == 0)
+		r = held_err;
 	if (r < 0)
 		fs_note_error(fs, r);
 	return r == -ESHUTDOWN ? -EROFS : r;

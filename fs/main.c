@@ -417,6 +417,13 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mounted = true;
+	fs->se = se;
+	fs->held_cap = fs->opts.pipe.max_inflight_bytes / 2;
+	r = fs_wb_start(fs);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot start the writeback-cache notifier: %s\n", strerror(-r));
+		goto out;
+	}
 	r = fs_killpriv_v2_setup(se);
 	if (r < 0)
 		bz_warn("fuse: cannot wrap the session I/O (%s): every write costs an extra xattr query",
@@ -443,6 +450,11 @@ int main(int argc, char **argv)
 		fuse_loop_cfg_set_clone_fd(lcfg, (unsigned)copts.clone_fd);
 		if (copts.max_idle_threads <= 1024) /* default UINT_MAX: libfuse's own default */
 			fuse_loop_cfg_set_idle_threads(lcfg, copts.max_idle_threads);
+		/* Writeback cache: up to FS_WB_MAX_BACKGROUND page writes are
+		 * in the daemon at once, and some may wait for a retrieve reply
+		 * (wb.c), which needs a thread of its own: keep room beyond them. */
+		if (fs->opts.writeback_cache && copts.max_threads < FS_WB_MIN_THREADS)
+			copts.max_threads = FS_WB_MIN_THREADS;
 		if (copts.max_threads > 0 && copts.max_threads <= 1024)
 			fuse_loop_cfg_set_max_threads(lcfg, copts.max_threads);
 		r = fuse_session_loop_mt(se, lcfg);
@@ -467,6 +479,10 @@ out:
 	}
 	if (mounted)
 		fuse_session_unmount(se);
+	/* After the unmount (which ends any writeback an invalidation could
+	 * wait for), before the inode table goes. */
+	if (fs)
+		fs_wb_stop(fs);
 	if (signals)
 		fuse_remove_signal_handlers(se);
 	if (fs) {

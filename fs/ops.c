@@ -157,8 +157,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
 		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 	if (fs->opts.writeback_cache) {
-		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
 			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+			conn->max_background = FS_WB_MAX_BACKGROUND; /* see FS_WB_MIN_THREADS */
+		}
 		else
 			bz_warn("the kernel does not support the writeback cache; running without it");
 	} else {
@@ -262,6 +264,19 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
+/* Submits an attribute change of an inode whose attributes a are current.
+ * An inode with no link left is one the store has already dropped (files
+ * unlinked while open are parked, and keep their link): the kernel still
+ * caches it and, with the writeback cache, sends its time updates later.
+ * Those change only the live view; logging them would make the store skip
+ * them and say so, for nothing. */
+static int submit_attr(struct fs *fs, struct ns_op *op, const struct ns_attr *a) REQUIRES(fs_ns_lock)
+{
+	if (a->nlink == 0 && !S_ISDIR(a->mode))
+		return ns_apply(fs->ns, op);
+	return fs_submit(fs, op);
+}
+
 /* FUSE_CAP_HANDLE_KILLPRIV: a write or truncate by a non-root user clears
  * S_ISUID, and S_ISGID when group-executable (as the kernel would). */
 static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
@@ -284,7 +299,7 @@ static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
 	op.atime_ns = a.atime_ns;
 	op.mtime_ns = a.mtime_ns;
 	op.ctime_ns = bz_wall_ns();
-	r = fs_submit(fs, &op);
+	r = submit_attr(fs, &op, &a);
 out:
 	bz_mutex_unlock(&fs_ns_lock);
 	return r;
@@ -311,21 +326,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			r = -EINVAL;
 			goto out;
 		}
-		/* With the writeback cache the kernel may still hold dirty pages
-		 * below the new size (it does not flush before a truncate): the
-		 * zeros are then owed, not appended, until those pages arrive. */
-		bool wb = fs->opts.writeback_cache;
 		if (of && of->inode) {
-			r = fs_file_truncate(fs, of->inode, (uint64_t)attr->st_size, wb);
+			r = fs_file_truncate(fs, of->inode, (uint64_t)attr->st_size);
 		} else {
-			bool open_elsewhere = false;
 			bz_mutex_lock(&fs_ns_lock);
 			r = fs_inode_get(fs, ino, &ip);
-			if (r == 0)
-				open_elsewhere = ip->refs > 1;
 			bz_mutex_unlock(&fs_ns_lock);
 			if (r == 0) {
-				r = fs_file_truncate(fs, ip, (uint64_t)attr->st_size, wb && open_elsewhere);
+				r = fs_file_truncate(fs, ip, (uint64_t)attr->st_size);
 				bz_mutex_lock(&fs_ns_lock);
 				fs_inode_put(fs, ip);
 				bz_mutex_unlock(&fs_ns_lock);
@@ -380,7 +388,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 				op.atime_ns = a.atime_ns;
 			if (!(op.flags & NS_SET_MTIME))
 				op.mtime_ns = a.mtime_ns;
-			r = fs_submit(fs, &op);
+			r = submit_attr(fs, &op, &a);
 		}
 		bz_mutex_unlock(&fs_ns_lock);
 	}
@@ -388,7 +396,7 @@ out:
 	if (r == 0)
 		r = get_stat(fs, ino, &st);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && S_ISREG(st.st_mode))
-		st.st_size = attr->st_size; /* also when zeros are still owed */
+		st.st_size = attr->st_size; /* the kernel takes it as its size; zeros may still be owed */
 	if (r < 0)
 		reply_err(req, r);
 	else
@@ -674,11 +682,26 @@ static int open_ctl(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* Writeback cache, O_TRUNC of a file the daemon holds no byte of: the
+ * kernel may still hold dirty bytes of it (a file written and closed a
+ * moment ago), which the truncate would drop. The kernel holds the inode's
+ * writeback back during this open, so asking it is safe and stable. */
+static bool trunc_ok_wb(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock)
+{
+	char byte;
+	size_t got = 0;
+
+	if (fs_file_has_pending(ip))
+		return false;
+	return fs_wb_retrieve(fs, ip->ino, 0, &byte, 1, &got) < 0 || got == 0;
+}
+
 /* Opens ino: a counted inode reference in a struct fs_open. */
 static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool created, struct fs_inode *ip)
 {
 	struct fs_open *of = calloc(1, sizeof(*of));
 	struct ns_attr a;
+	bool refused = false;
 	int r = 0;
 
 	if (!of)
@@ -694,7 +717,23 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 		}
 		if (r == 0)
 			r = fs_inode_get(fs, ino, &ip);
+		if (r == 0 && fs->opts.writeback_cache && (ip->inval_queued || ip->inval_busy)) {
+			/* The kernel still caches a page the store refused: a new
+			 * writer must not start from it. (Not with O_TRUNC: the
+			 * kernel then holds back the inode's writeback, which
+			 * the invalidation may wait for.) */
+			refused = true;
+			if (!(fi->flags & O_TRUNC))
+				fs_wb_inval_wait(fs, ip);
+		}
 		bz_mutex_unlock(&fs_ns_lock);
+		if (r == 0 && fs->opts.writeback_cache && (fi->flags & O_TRUNC) && !trunc_ok_wb(fs, ip)) {
+			fs_refuse(fs, ip, ino, FS_REF_O_TRUNC, "O_TRUNC of a non-empty file");
+			r = -EPERM;
+			bz_mutex_lock(&fs_ns_lock);
+			fs_inode_put(fs, ip);
+			bz_mutex_unlock(&fs_ns_lock);
+		}
 		if (r < 0) {
 			free(of);
 			return r;
@@ -703,11 +742,15 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	of->inode = ip;
 	of->flags = fi->flags;
 	of->fresh = created || ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY);
+	if (of->fresh)
+		__atomic_add_fetch(&ip->fresh_opens, 1, __ATOMIC_RELAXED);
 	bz_mutex_lock(&fs_ns_lock);
 	fs_open_link(fs, of);
 	bz_mutex_unlock(&fs_ns_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
-	fi->keep_cache = 1; /* data never changes once written */
+	/* Data never changes once written, so the kernel keeps its cache --
+	 * unless it may hold a page the store refused (writeback cache). */
+	fi->keep_cache = !refused;
 	FS_COUNT(fs, open_files, 1);
 	return 0;
 }
@@ -716,6 +759,8 @@ static void close_file(struct fs *fs, struct fs_open *of)
 {
 	if (!of)
 		return;
+	if (of->inode && of->fresh)
+		__atomic_sub_fetch(&of->inode->fresh_opens, 1, __ATOMIC_RELAXED);
 	bz_mutex_lock(&fs_ns_lock);
 	fs_open_unlink(fs, of);
 	if (of->inode)
@@ -811,6 +856,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		return;
 	}
 	r = pipe_read(fs->pipe, ino, (uint64_t)off, buf, size, &n);
+	if (r == 0 && n < size && fs->opts.writeback_cache)
+		fs_file_read_held(fs, ino, (uint64_t)off, buf, size, &n); /* pages held past the end */
 	if (r < 0) {
 		fs_note_error(fs, r);
 		reply_err(req, r);
@@ -831,7 +878,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		reply_err(req, of && !of->inode ? EBADF : EINVAL);
 		return;
 	}
-	n = fs_file_write(fs, of, buf, size, (uint64_t)off);
+	n = fs_file_write(fs, of, buf, size, (uint64_t)off, fi->writepage != 0);
 	if (n >= 0 && fuse_req_ctx(req)->uid != 0)
 		(void)kill_priv(fs, ino);
 	if (n < 0)
@@ -879,8 +926,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	FS_COUNT(fs, flushes, 1);
 	if (fs->opts.writeback_cache) {
-		/* the kernel has written back the dirty pages: pay owed zeros */
-		int r = fs_file_settle(fs, of->inode);
+		/* the kernel has written back the dirty pages: judge what is held */
+		int r = fs_file_settle(fs, of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -895,8 +942,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_open *of = (struct fs_open *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (of && of->inode && fs->opts.writeback_cache)
-		(void)fs_file_settle(fs, of->inode);
+	if (of && of->inode && fs->opts.writeback_cache && (of->flags & O_ACCMODE) != O_RDONLY)
+		(void)fs_file_settle(fs, of); /* refusals are logged; nobody is left to tell */
 	close_file(fs, of);
 	reply_err(req, 0);
 }
@@ -912,7 +959,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		return;
 	}
 	if (of && of->inode && fs->opts.writeback_cache) {
-		int r = fs_file_settle(fs, of->inode);
+		int r = fs_file_settle(fs, of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -1345,4 +1392,5 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = op_removexattr,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
+	.retrieve_reply = fs_wb_retrieve_reply,
 };

@@ -21,6 +21,10 @@
  *     "overlap_bytes": N,        identical bytes below the end accepted
  *     "zero_extend_bytes": N,    zeros appended by growing truncates
  *     "holes_filled": N, "hole_bytes": N,  sparse writes on fresh files
+ *     "held_writes": N,          writeback cache: page writes held past the end
+ *     "held_bytes": N, "held_bytes_max": N,  bytes held now / at most
+ *     "retrieved_bytes": N,      dirty bytes fetched from the kernel at truncates
+ *     "invalidations": N,        kernel cache ranges dropped after refusals
  *     "nsops": N, "flushes": N, "fsyncs": N,
  *     "errors": N,               EIO/EROFS/ENOSPC replies
  *     "failed": bool,            the pipeline failed: read-only until remount
@@ -129,6 +133,11 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	F(zero_extend_bytes);
 	F(holes_filled);
 	F(hole_bytes);
+	F(held_writes);
+	sb_printf(b, ",\"held_bytes\":%llu", (unsigned long long)__atomic_load_n(&fs->held_total, __ATOMIC_RELAXED));
+	F(held_bytes_max);
+	F(retrieved_bytes);
+	F(invalidations);
 	F(nsops);
 	F(flushes);
 	F(fsyncs);

@@ -14,8 +14,9 @@ Files persist across cycles (writers continue at the recovered size, and
 move on to a new file once one reaches --file-cap; full verified files are
 sometimes unlinked), so recovery runs on a store that keeps growing.
 
-Usage: kill9.py [--cycles N] [--soak] [--writers N] [--seed S] [--keep]
-Environment: BLAZEFS_BIN (default build/fs/blazefs).
+Usage: kill9.py [--cycles N] [--soak] [--writers N] [--seed S] [--keep] [--opts O]
+Environment: BLAZEFS_BIN (default build/fs/blazefs); BLAZEFS_MOUNT_OPTS, the
+default of --opts (-o options for every mount, e.g. writeback_cache).
 Exit 0 ok, 1 violation or error, 77 skipped (no /dev/fuse, no daemon).
 """
 
@@ -75,8 +76,12 @@ def unmount(mnt):
             pass
 
 
+MOUNT_OPTS = ''  # -o options for every mount (--opts)
+
+
 def mount(binp, store, mnt, logf):
-    d = subprocess.Popen([binp, '-f', store, mnt], stdout=logf, stderr=logf, start_new_session=True)
+    opts = ['-o', MOUNT_OPTS] if MOUNT_OPTS else []
+    d = subprocess.Popen([binp, '-f'] + opts + [store, mnt], stdout=logf, stderr=logf, start_new_session=True)
     deadline = time.monotonic() + MOUNT_TIMEOUT
     while time.monotonic() < deadline:
         if d.poll() is not None:
@@ -268,9 +273,13 @@ def main():
     ap.add_argument('--seed', type=int, default=None)
     ap.add_argument('--max-run', type=float, default=1.5, help='longest time before the kill (s)')
     ap.add_argument('--keep', action='store_true', help='keep the temp dir')
+    ap.add_argument('--opts', default=os.environ.get('BLAZEFS_MOUNT_OPTS', ''),
+                    help='-o options for every mount (e.g. writeback_cache)')
     ap.add_argument('--file-cap', type=int, default=24 << 20, help='bytes per file before a writer moves on')
     args = ap.parse_args()
     args.writers = max(1, min(args.writers, 16))
+    global MOUNT_OPTS
+    MOUNT_OPTS = args.opts.strip(',')
 
     binp = os.environ.get('BLAZEFS_BIN', 'build/fs/blazefs')
     if not os.path.exists('/dev/fuse'):
@@ -292,8 +301,8 @@ def main():
     logf = open(os.path.join(tmp, 'blazefs.log'), 'ab')
     acked = {}
     stats = {'acks': 0, 'bytes': 0, 'acked_bytes': 0, 'files': 0, 'unlinked': 0}
-    log('kill9: seed=%d writers=%d cycles=%s daemon=%s dir=%s'
-        % (seed, args.writers, 'soak' if args.soak else args.cycles, binp, tmp))
+    log('kill9: seed=%d writers=%d cycles=%s daemon=%s opts=%s dir=%s'
+        % (seed, args.writers, 'soak' if args.soak else args.cycles, binp, MOUNT_OPTS or '-', tmp))
     cyc = 0
     rc = 0
     t0 = time.monotonic()

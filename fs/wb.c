@@ -1,0 +1,421 @@
+/* wb.c — what the daemon needs for -o writeback_cache: page writes held out
+ * of order, the kernel-cache notifier thread, and retrieving dirty pages.
+ *
+ * In this mode the kernel acknowledges write() itself, keeps its own i_size
+ * (it never takes the size from getattr again while the inode is cached)
+ * and sends whole dirty pages later, from its writeback threads, in any
+ * order and after any delay, on any of the session threads. So:
+ *
+ *   - Held extents. A page write (FUSE_WRITE_CACHE) that starts past the
+ *     live end is not judged at once: the bytes below it may still be dirty
+ *     in the kernel. It is copied into the inode's held list (sorted by
+ *     offset, never overlapping: an overlap must carry identical bytes or
+ *     it is a refused overwrite) and acknowledged. Whenever the live end
+ *     grows, held extents that became reachable are appended in order
+ *     (inode.c drain). At flush/fsync/release the kernel has written every
+ *     dirty page back, so what is still held lies beyond a real hole and
+ *     is judged then (fs_file_settle). Memory: all held bytes of the mount
+ *     are bounded by held_cap (= max_inflight); a page that does not fit is
+ *     judged at once, as without the cache (counted, logged).
+ *   - Invalidation. After a refusal the kernel still caches the refused
+ *     page (clean, with the refused bytes) and would show it to readers and
+ *     send it again with the next append. The inode is queued here and the
+ *     notifier thread calls fuse_lowlevel_notify_inval_inode for the range.
+ *     Never from the request handler itself: the kernel waits for the
+ *     writeback of the page being answered, which ends only once the
+ *     handler has replied (deadlock). The queue is intrusive (fs_inode
+ *     inval_next, one entry per inode, ranges merged), so it needs no
+ *     memory and cannot fill up; fs_wb_forget unlinks an entry being freed.
+ *   - Retrieve. A growing truncate is not preceded by a flush of dirty
+ *     pages, and the kernel's size may already be past the daemon's live
+ *     end. fs_wb_retrieve asks the kernel for the bytes it caches at an
+ *     offset (FUSE_NOTIFY_RETRIEVE; only cached pages, never past its
+ *     i_size) and waits for the reply, which another session thread
+ *     delivers to fs_wb_retrieve_done. The truncate path (inode.c) uses it
+ *     to store those dirty bytes first and to see whether the kernel's size
+ *     is above the requested one (a shrink: EPERM, as without the cache).
+ *     During a truncate the kernel holds no write of the inode in flight
+ *     (fuse_set_nowrite), so the bytes are stable.
+ *
+ * Locks: held lists and ghost_end under the inode lock (fs_inode_cap);
+ * held_total and held_bytes are __atomic. The notifier queue and each
+ * inode's inval_* fields under fs_ns_lock; the thread sleeps on wb->cond
+ * with fs_ns_lock and calls the kernel with no lock held. Retrieve waiters
+ * live on wb->waiters under wb->mu (a leaf lock); a reply for a waiter that
+ * gave up finds no entry and is dropped.
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs.h"
+
+struct fs_held {
+	struct fs_held *next;
+	uint64_t off;
+	size_t len;
+	char data[];
+};
+
+struct rwait {
+	struct rwait *next;
+	char *buf;
+	size_t cap, got;
+	bool done;
+};
+
+BZ_CAP_DECLARE(wb_cap);
+
+struct fs_wb {
+	pthread_t th;
+	bool started;
+	bool stop GUARDED_BY(fs_ns_lock);
+	pthread_cond_t cond;  /* queue not empty or stop, with fs_ns_lock */
+	pthread_cond_t done;  /* an invalidation finished, with fs_ns_lock */
+	bz_mutex mu;          /* retrieve waiters (leaf) */
+	pthread_cond_t rcond; /* a reply arrived, with mu */
+	struct rwait *waiters GUARDED_BY(wb_cap);
+};
+
+/* ---- held extents ---- */
+
+static void held_account(struct fs *fs, struct fs_inode *ip, int64_t delta) REQUIRES(fs_inode_cap)
+{
+	uint64_t total = __atomic_add_fetch(&fs->held_total, (uint64_t)delta, __ATOMIC_RELAXED);
+	uint64_t peak = __atomic_load_n(&fs->ctr.held_bytes_max, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&ip->held_bytes, ip->held_bytes + (uint64_t)delta, __ATOMIC_RELAXED);
+	while (delta > 0 && total > peak &&
+	       !__atomic_compare_exchange_n(&fs->ctr.held_bytes_max, &peak, total, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+int fs_held_insert(struct fs *fs, struct fs_inode *ip, uint64_t off, const char *buf, size_t len)
+{
+	struct fs_held **pp = &ip->held, *h, *first = NULL, *nh;
+	uint64_t start = off, end = off + len, old_bytes = 0;
+
+	/* skip extents that end before the new one (adjacent ones merge) */
+	while (*pp && (*pp)->off + (*pp)->len < off)
+		pp = &(*pp)->next;
+	/* the overlapping or touching extents must agree with buf */
+	for (h = *pp; h && h->off <= end; h = h->next) {
+		uint64_t lo = BZ_MAX(h->off, off), hi = BZ_MIN(h->off + h->len, end);
+		if (hi > lo && memcmp(h->data + (lo - h->off), buf + (lo - off), (size_t)(hi - lo)) != 0)
+			return 1;
+		start = BZ_MIN(start, h->off);
+		end = BZ_MAX(end, h->off + h->len);
+	}
+	nh = malloc(sizeof(*nh) + (size_t)(end - start));
+	if (!nh)
+		return -ENOMEM;
+	nh->off = start;
+	nh->len = (size_t)(end - start);
+	first = *pp;
+	while (first && first->off <= off + len) {
+		struct fs_held *next = first->next;
+		memcpy(nh->data + (first->off - start), first->data, first->len);
+		old_bytes += first->len;
+		free(first);
+		first = next;
+	}
+	memcpy(nh->data + (off - start), buf, len);
+	nh->next = first;
+	*pp = nh;
+	held_account(fs, ip, (int64_t)(nh->len - old_bytes));
+	return 0;
+}
+
+struct fs_held *fs_held_first(struct fs_inode *ip, uint64_t *ret_off, const char **ret_data, size_t *ret_len)
+{
+	struct fs_held *h = ip->held;
+
+	if (h) {
+		*ret_off = h->off;
+		*ret_data = h->data;
+		*ret_len = h->len;
+	}
+	return h;
+}
+
+uint64_t fs_held_last_end(struct fs_inode *ip)
+{
+	struct fs_held *h = ip->held;
+
+	while (h && h->next)
+		h = h->next;
+	return h ? h->off + h->len : 0;
+}
+
+void fs_held_pop(struct fs *fs, struct fs_inode *ip)
+{
+	struct fs_held *h = ip->held;
+
+	if (!h)
+		return;
+	ip->held = h->next;
+	held_account(fs, ip, -(int64_t)h->len);
+	free(h);
+}
+
+void fs_held_free_all(struct fs *fs, struct fs_inode *ip)
+{
+	while (ip->held)
+		fs_held_pop(fs, ip);
+}
+
+void fs_file_read_held(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n)
+{
+	struct fs_inode *ip;
+	size_t n = *ret_n;
+
+	bz_mutex_lock(&fs_ns_lock);
+	ip = fs_inode_find(fs, ino);
+	if (ip && __atomic_load_n(&ip->held_bytes, __ATOMIC_RELAXED) == 0)
+		ip = NULL;
+	if (ip)
+		ip->refs++; /* keep the entry while its lock is taken below */
+	bz_mutex_unlock(&fs_ns_lock);
+	if (!ip)
+		return;
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	for (struct fs_held *h = ip->held; h; h = h->next) {
+		uint64_t lo = BZ_MAX(h->off, off + n), hi = BZ_MIN(h->off + h->len, off + len);
+		if (h->off >= off + len)
+			break;
+		if (hi <= lo)
+			continue;
+		memset(buf + n, 0, (size_t)(lo - (off + n))); /* a hole: reads as zeros */
+		memcpy(buf + (lo - off), h->data + (lo - h->off), (size_t)(hi - lo));
+		n = (size_t)(hi - off);
+	}
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	bz_mutex_lock(&fs_ns_lock);
+	fs_inode_put(fs, ip);
+	bz_mutex_unlock(&fs_ns_lock);
+	*ret_n = n;
+}
+
+/* ---- the notifier thread ---- */
+
+void fs_wb_inval(struct fs *fs, struct fs_inode *ip, uint64_t off, uint64_t end)
+{
+	if (!fs->wb || !fs->se)
+		return;
+	if (ip->inval_queued) {
+		ip->inval_off = BZ_MIN(ip->inval_off, off);
+		ip->inval_end = BZ_MAX(ip->inval_end, end);
+		return;
+	}
+	ip->inval_queued = true;
+	ip->inval_off = off;
+	ip->inval_end = end;
+	ip->inval_next = NULL;
+	if (fs->inval_tail)
+		fs->inval_tail->inval_next = ip;
+	else
+		fs->inval_head = ip;
+	fs->inval_tail = ip;
+	pthread_cond_signal(&fs->wb->cond);
+}
+
+void fs_wb_forget(struct fs *fs, struct fs_inode *ip)
+{
+	struct fs_inode **pp, *prev = NULL;
+
+	if (!ip->inval_queued)
+		return; /* (never busy: the notifier holds a reference meanwhile) */
+	for (pp = &fs->inval_head; *pp; prev = *pp, pp = &(*pp)->inval_next) {
+		if (*pp == ip) {
+			*pp = ip->inval_next;
+			if (fs->inval_tail == ip)
+				fs->inval_tail = prev;
+			break;
+		}
+	}
+	ip->inval_queued = false;
+}
+
+static void *notifier_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct fs_wb *wb = fs->wb;
+
+	bz_mutex_lock(&fs_ns_lock);
+	for (;;) {
+		struct fs_inode *ip;
+		uint64_t ino, off, end;
+		int r;
+
+		while (!fs->inval_head && !wb->stop)
+			bz_cond_wait(&wb->cond, &fs_ns_lock);
+		if (wb->stop)
+			break;
+		ip = fs->inval_head;
+		fs->inval_head = ip->inval_next;
+		if (!fs->inval_tail || fs->inval_tail == ip)
+			fs->inval_tail = NULL;
+		ip->inval_queued = false;
+		ip->inval_busy = true;
+		ip->refs++; /* the entry stays while the kernel is told */
+		ino = ip->ino;
+		off = ip->inval_off;
+		end = ip->inval_end;
+		bz_mutex_unlock(&fs_ns_lock);
+		/* pages [off, end) and the attributes; -ENOENT: not cached */
+		r = fuse_lowlevel_notify_inval_inode(fs->se, ino, (off_t)off,
+						     end == UINT64_MAX || end - off > INT64_MAX ? 0 : (off_t)(end - off));
+		if (r < 0 && r != -ENOENT && r != -ENOTCONN)
+			bz_warn("inode %llu: invalidating the kernel cache: %s", (unsigned long long)ino,
+				strerror(-r));
+		else
+			FS_COUNT(fs, invalidations, 1);
+		bz_mutex_lock(&fs_ns_lock);
+		ip->inval_busy = false;
+		pthread_cond_broadcast(&wb->done);
+		fs_inode_put(fs, ip);
+	}
+	bz_mutex_unlock(&fs_ns_lock);
+	return NULL;
+}
+
+void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip)
+{
+	while (fs->wb && !fs->wb->stop && (ip->inval_queued || ip->inval_busy))
+		bz_cond_wait(&fs->wb->done, &fs_ns_lock);
+}
+
+int fs_wb_start(struct fs *fs)
+{
+	struct fs_wb *wb;
+	int r;
+
+	if (!fs->opts.writeback_cache)
+		return 0;
+	wb = calloc(1, sizeof(*wb));
+	if (!wb)
+		return -ENOMEM;
+	pthread_cond_init(&wb->cond, NULL);
+	pthread_cond_init(&wb->done, NULL);
+	bz_mutex_init(&wb->mu);
+	bz_cond_init(&wb->rcond);
+	fs->wb = wb;
+	r = -pthread_create(&wb->th, NULL, notifier_main, fs);
+	if (r < 0) {
+		fs->wb = NULL;
+		pthread_cond_destroy(&wb->cond);
+		pthread_cond_destroy(&wb->done);
+		pthread_cond_destroy(&wb->rcond);
+		bz_mutex_destroy(&wb->mu);
+		free(wb);
+		return r;
+	}
+	wb->started = true;
+	return 0;
+}
+
+void fs_wb_stop(struct fs *fs)
+{
+	struct fs_wb *wb = fs->wb;
+
+	if (!wb)
+		return;
+	bz_mutex_lock(&fs_ns_lock);
+	wb->stop = true;
+	pthread_cond_signal(&wb->cond);
+	pthread_cond_broadcast(&wb->done);
+	bz_mutex_unlock(&fs_ns_lock);
+	if (wb->started)
+		pthread_join(wb->th, NULL);
+	bz_mutex_lock(&fs_ns_lock);
+	fs->inval_head = fs->inval_tail = NULL; /* the table is freed next */
+	fs->wb = NULL;
+	bz_mutex_unlock(&fs_ns_lock);
+	pthread_cond_destroy(&wb->cond);
+	pthread_cond_destroy(&wb->done);
+	pthread_cond_destroy(&wb->rcond);
+	bz_mutex_destroy(&wb->mu);
+	free(wb);
+}
+
+/* ---- retrieve ---- */
+
+#define RETRIEVE_POLL_NS (100ull * 1000 * 1000)
+
+int fs_wb_retrieve(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n)
+{
+	struct fs_wb *wb = fs->wb;
+	struct rwait w = {.buf = buf, .cap = len};
+	struct rwait **pp;
+	int r;
+
+	if (!wb || !fs->se)
+		return -EOPNOTSUPP;
+	bz_cap_lock(&wb->mu, &wb_cap);
+	w.next = wb->waiters;
+	wb->waiters = &w;
+	bz_cap_unlock(&wb->mu, &wb_cap);
+	r = fuse_lowlevel_notify_retrieve(fs->se, ino, len, (off_t)off, &w);
+	bz_cap_lock(&wb->mu, &wb_cap);
+	/* The reply comes on another session thread; the poll only notices an
+	 * unmount (the kernel answers every retrieve it accepted). */
+	while (r == 0 && !w.done) {
+		if (fuse_session_exited(fs->se)) {
+			r = -ENOTCONN;
+			break;
+		}
+		(void)bz_cap_cond_timedwait(&wb->rcond, &wb->mu, &wb_cap, bz_now_ns() + RETRIEVE_POLL_NS);
+	}
+	for (pp = &wb->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == &w) {
+			*pp = w.next;
+			break;
+		}
+	}
+	bz_cap_unlock(&wb->mu, &wb_cap);
+	if (r == -ENOENT) { /* the kernel does not cache the inode: nothing dirty */
+		w.got = 0;
+		r = 0;
+	} else if (r < 0 && r != -ENOTCONN) {
+		static int warned; /* __atomic */
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			bz_warn("the kernel refused a cache retrieve (%s): truncates are judged by the "
+				"daemon's size only", strerror(-r));
+		r = -EOPNOTSUPP; /* callers go on without it */
+	}
+	if (r == 0)
+		*ret_n = w.got;
+	bz_debug("retrieve inode %llu at %llu: %d, %zu bytes", (unsigned long long)ino, (unsigned long long)off, r,
+		 w.got);
+	return r;
+}
+
+void fs_wb_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino, off_t offset, struct fuse_bufvec *bufv)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_wb *wb = fs->wb;
+
+	(void)ino;
+	(void)offset;
+	if (wb) {
+		bz_cap_lock(&wb->mu, &wb_cap);
+		for (struct rwait *w = wb->waiters; w; w = w->next) {
+			if (w == cookie) {
+				struct fuse_bufvec dst = FUSE_BUFVEC_INIT(w->cap);
+				ssize_t n;
+
+				dst.buf[0].mem = w->buf;
+				n = fuse_buf_copy(&dst, bufv, 0);
+				w->got = n > 0 ? (size_t)n : 0;
+				w->done = true;
+				pthread_cond_broadcast(&wb->rcond);
+				break;
+			}
+		}
+		bz_cap_unlock(&wb->mu, &wb_cap);
+	}
+	fuse_reply_none(req);
+}

@@ -1,0 +1,349 @@
+/* test_fs_write.c — the daemon's append-only write path (fs/inode.c, fs/wb.c)
+ * driven directly, without a kernel: the page writes of the writeback cache
+ * in orders and with delays the kernel may produce but a mount cannot
+ * reproduce on demand.
+ *
+ * Each case builds a struct fs the way main.c does (memory vfs, store,
+ * pipeline, live namespace) with writeback_cache on and no session (so no
+ * kernel notifications: invalidations are skipped, retrieve finds nothing),
+ * creates a file, and calls fs_file_write(..., writepage = true) like
+ * op_write does for FUSE_WRITE_CACHE requests, then fs_file_settle like
+ * flush/fsync, and checks the live size and the stored bytes.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs/fs.h"
+#include "t.h"
+
+struct env {
+	struct vfs *v;
+	struct fs fs;
+};
+
+static void env_up(struct env *e, uint64_t held_cap)
+{
+	struct store_opts so;
+	struct pipe_opts po;
+
+	memset(e, 0, sizeof(*e));
+	T_ASSERT(vfs_mem_new(&e->v) == 0);
+	store_opts_default(&so);
+	so.vfs = e->v;
+	so.wal_segment_bytes = 1 << 20;
+	so.wal_segments = 4;
+	T_ASSERT(store_open(&so, &e->fs.store) == 0);
+	bz_mutex_lock(&fs_ns_lock);
+	T_ASSERT(store_ns_clone(e->fs.store, &e->fs.ns) == 0);
+	bz_mutex_unlock(&fs_ns_lock);
+	pipe_opts_default(&po);
+	po.workers = 1;
+	T_ASSERT(pipe_start(e->fs.store, &po, &e->fs.pipe) == 0);
+	e->fs.vfs = e->v;
+	e->fs.store_dir = "mem";
+	e->fs.opts.writeback_cache = true;
+	e->fs.held_cap = held_cap;
+	e->fs.space_reserve = 0;
+	e->fs.space_free = UINT64_MAX / 2;
+	e->fs.space_at_ns = bz_now_ns() + (1ull << 60); /* never sample the memory vfs */
+}
+
+static void env_down(struct env *e)
+{
+	T_CHECK_EQ(pipe_stop(e->fs.pipe), 0);
+	bz_mutex_lock(&fs_ns_lock);
+	fs_inode_table_free(&e->fs);
+	ns_free(e->fs.ns);
+	e->fs.ns = NULL;
+	bz_mutex_unlock(&fs_ns_lock);
+	T_CHECK_EQ(store_close(e->fs.store), 0);
+	vfs_destroy(e->v);
+}
+
+/* Creates a file; *of is an open descriptor on it (fresh or not). */
+static uint64_t mk(struct env *e, const char *name, struct fs_open *of, bool fresh)
+{
+	struct ns_op op = {.kind = NS_CREATE, .parent = NS_ROOT_INO, .name = name,
+			   .name_len = (uint32_t)strlen(name), .mode = S_IFREG | 0644,
+			   .atime_ns = 1, .mtime_ns = 1, .ctime_ns = 1};
+
+	memset(of, 0, sizeof(*of));
+	bz_mutex_lock(&fs_ns_lock);
+	op.ino = ns_alloc_ino(e->fs.ns);
+	T_ASSERT(fs_submit(&e->fs, &op) == 0);
+	T_ASSERT(fs_inode_get(&e->fs, op.ino, &of->inode) == 0);
+	bz_mutex_unlock(&fs_ns_lock);
+	of->flags = O_WRONLY;
+	of->fresh = fresh;
+	return op.ino;
+}
+
+static void put(struct env *e, struct fs_open *of)
+{
+	bz_mutex_lock(&fs_ns_lock);
+	fs_inode_put(&e->fs, of->inode);
+	bz_mutex_unlock(&fs_ns_lock);
+}
+
+static uint64_t live(struct env *e, uint64_t ino)
+{
+	uint64_t size = 0;
+
+	T_ASSERT(fs_live_size(&e->fs, ino, &size) == 0);
+	return size;
+}
+
+static bool stored_equals(struct env *e, uint64_t ino, const char *want, size_t len)
+{
+	char *got = malloc(len + 1);
+	size_t n = 0;
+	bool ok;
+
+	T_ASSERT(got);
+	T_ASSERT(pipe_read(e->fs.pipe, ino, 0, got, len + 1, &n) == 0);
+	ok = n == len && memcmp(got, want, len) == 0;
+	free(got);
+	return ok;
+}
+
+static void fill(char *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (char)('a' + (i * 7 + seed + i / 4096) % 26);
+}
+
+#define PG 4096
+
+/* The kernel writes pages back in any order and after any delay: every
+ * order is accepted and stored in file order. */
+static void out_of_order(void)
+{
+	struct env e;
+	struct fs_open of;
+	enum { N = 64 };
+	static char data[N * PG + 100];
+	uint64_t ino;
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 1);
+	ino = mk(&e, "ooo", &of, false);
+	/* the last (partial) page first, then the others backwards */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + N * PG, 100, N * PG, true), 100);
+	for (int i = N - 1; i >= 1; i--)
+		T_CHECK_EQ(fs_file_write(&e.fs, &of, data + i * PG, PG, (uint64_t)i * PG, true), PG);
+	T_CHECK_EQ(live(&e, ino), 0); /* all held: page 0 has not come */
+	T_CHECK(e.fs.held_total == (uint64_t)(N - 1) * PG + 100);
+	/* a reader past the stored end sees the held bytes */
+	{
+		char buf[PG];
+		size_t n = 0;
+		fs_file_read_held(&e.fs, ino, PG, buf, PG, &n);
+		T_CHECK_EQ(n, PG);
+		T_CHECK(memcmp(buf, data + PG, PG) == 0);
+	}
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, PG, 0, true), PG);
+	T_CHECK_EQ(live(&e, ino), sizeof(data));
+	T_CHECK(e.fs.held_total == 0);
+	T_CHECK(stored_equals(&e, ino, data, sizeof(data)));
+	/* the tail page rewritten with more bytes (identical prefix), early */
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	put(&e, &of);
+	env_down(&e);
+}
+
+/* Interleaved: pages arrive as two interleaved streams, with a page sent
+ * twice (once partial, once whole) the way a re-dirtied tail page is. */
+static void interleaved_and_resent(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[16 * PG];
+	uint64_t ino;
+	static const int order[] = {1, 3, 0, 5, 2, 7, 4, 6, 9, 11, 8, 13, 10, 15, 12, 14};
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 2);
+	ino = mk(&e, "il", &of, false);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 5 * PG, 10, 5 * PG, true), 10); /* partial, held */
+	for (size_t k = 0; k < BZ_ARRAY_SIZE(order); k++) {
+		int i = order[k];
+		T_CHECK_EQ(fs_file_write(&e.fs, &of, data + i * PG, PG, (uint64_t)i * PG, true), PG);
+	}
+	T_CHECK_EQ(live(&e, ino), sizeof(data));
+	T_CHECK(stored_equals(&e, ino, data, sizeof(data)));
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	put(&e, &of);
+	env_down(&e);
+}
+
+/* Real overwrites are still refused, held or not. */
+static void overwrites_refused(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[4 * PG], evil[PG];
+	uint64_t ino;
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 3);
+	memset(evil, 'X', sizeof(evil));
+	ino = mk(&e, "ow", &of, false);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 2 * PG, PG, 2 * PG, true), PG); /* held */
+	/* the same page with different bytes: refused at once */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, evil, PG, 2 * PG, true), -EPERM);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, 2 * PG, 0, true), 2 * PG);
+	T_CHECK_EQ(live(&e, ino), 3 * PG);
+	/* below the end: identical accepted, different refused */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + PG, PG, PG, true), PG);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, evil, 10, 5, true), -EPERM);
+	T_CHECK_EQ(live(&e, ino), 3 * PG);
+	T_CHECK(stored_equals(&e, ino, data, 3 * PG));
+	put(&e, &of);
+	env_down(&e);
+}
+
+/* A page beyond a hole nobody wrote (pwrite past the end): held until the
+ * flush, then refused; the kernel keeps that size, so a later append at it
+ * stores zeros for the gap (what readers of the kernel cache see). On a
+ * fresh file (cp of a sparse file) the hole becomes zeros instead. */
+static void holes(void)
+{
+	struct env e;
+	struct fs_open of, of2;
+	static char data[PG], want[3 * PG + 20];
+	uint64_t ino;
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 4);
+	ino = mk(&e, "hole", &of, false);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, 100, 0, true), 100);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, 10, 3 * PG, true), 10); /* held */
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), -EPERM);
+	T_CHECK_EQ(live(&e, ino), 100);
+	T_CHECK(e.fs.held_total == 0);
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0); /* reported once */
+	/* the next appender writes at the kernel's size, 3 pages + 10 */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 200, 10, 3 * PG + 10, true), 10);
+	memcpy(want, data, 100);
+	memset(want + 100, 0, 3 * PG + 10 - 100);
+	memcpy(want + 3 * PG + 10, data + 200, 10);
+	T_CHECK_EQ(live(&e, ino), 3 * PG + 20);
+	T_CHECK(stored_equals(&e, ino, want, 3 * PG + 20));
+	put(&e, &of);
+
+	ino = mk(&e, "sparse", &of2, true);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of2, data, 100, 0, true), 100);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of2, data, 10, 3 * PG, true), 10);
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of2), 0);
+	memset(want, 0, sizeof(want));
+	memcpy(want, data, 100);
+	memcpy(want + 3 * PG, data, 10);
+	T_CHECK_EQ(live(&e, ino), 3 * PG + 10);
+	T_CHECK(stored_equals(&e, ino, want, 3 * PG + 10));
+	put(&e, &of2);
+	env_down(&e);
+}
+
+/* A truncate below what is held is a shrink of bytes the kernel has:
+ * refused; above it, the hole and the rest become zeros on a fresh file. */
+static void truncate_and_held(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[2 * PG];
+	uint64_t ino;
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 5);
+	ino = mk(&e, "tr", &of, true);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, PG, PG, true), PG); /* held */
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, PG + 10), -EPERM);
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 3 * PG), 0);
+	/* the zeros wait: pages below may still be dirty in the kernel */
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 3 * PG - 1), -EPERM);
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	T_CHECK_EQ(live(&e, ino), 3 * PG);
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, PG), -EPERM);
+	{
+		static char want[3 * PG];
+		memcpy(want + PG, data, PG);
+		T_CHECK(stored_equals(&e, ino, want, sizeof(want)));
+	}
+	put(&e, &of);
+	env_down(&e);
+}
+
+/* Appenders racing a growing truncate (issue 12.3): the truncate's zeros
+ * wait while the pages below the kernel's size at the truncate arrive late
+ * and out of order; the appends made after it (at its size) are held. Every
+ * byte ends up where the kernel had it. */
+static void truncate_racing_appends(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[4 * PG], want[8 * PG];
+	uint64_t ino;
+
+	env_up(&e, 64 << 20);
+	fill(data, sizeof(data), 7);
+	ino = mk(&e, "race", &of, false);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, 100, 0, true), 100);
+	/* the kernel had 2 pages + 50 dirty when it grew the file to 5 pages */
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 5 * PG), 0);
+	/* an appender writes at 5 pages: arrives first */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 3 * PG, 300, 5 * PG, true), 300);
+	/* then the older dirty pages, the second before the first */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + PG, PG, PG, true), PG);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 2 * PG, 50, 2 * PG, true), 50);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, PG, 0, true), PG);
+	T_CHECK_EQ(live(&e, ino), 2 * PG + 50);
+	/* a shrink below the kernel's size is refused */
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 5 * PG + 10), -EPERM);
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	memcpy(want, data, 2 * PG + 50);
+	memcpy(want + 5 * PG, data + 3 * PG, 300);
+	T_CHECK_EQ(live(&e, ino), 5 * PG + 300);
+	T_CHECK(stored_equals(&e, ino, want, 5 * PG + 300));
+	/* a second growing truncate, then the next append, no settle between:
+	 * the next truncate pays the first one's zeros */
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 6 * PG), 0);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, 10, 6 * PG, true), 10);
+	T_CHECK_EQ(fs_file_truncate(&e.fs, of.inode, 7 * PG), 0);
+	T_CHECK_EQ(live(&e, ino), 6 * PG + 10);
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	memcpy(want + 6 * PG, data, 10);
+	T_CHECK_EQ(live(&e, ino), 7 * PG);
+	T_CHECK(stored_equals(&e, ino, want, 7 * PG));
+	put(&e, &of);
+	env_down(&e);
+}
+
+/* With no room to hold (held_cap 0) a page past the end is judged at once:
+ * the behaviour the kernel's reordering used to meet. */
+static void no_room(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[2 * PG];
+
+	env_up(&e, 0);
+	fill(data, sizeof(data), 6);
+	(void)mk(&e, "nr", &of, false);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + PG, PG, PG, true), -EPERM);
+	put(&e, &of);
+	env_down(&e);
+}
+
+int main(void)
+{
+	bz_log_set_level(BZ_LOG_ERR);
+	out_of_order();
+	interleaved_and_resent();
+	overwrites_refused();
+	holes();
+	truncate_and_held();
+	truncate_racing_appends();
+	no_room();
+	T_DONE();
+}
