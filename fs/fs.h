@@ -1,5 +1,6 @@
 /* fs.h — private to the blazefs daemon (fs/): the filesystem state shared by
  * main.c (options, startup, shutdown), ops.c (the FUSE low-level operations),
+ * xattr.c (extended attributes),
  * inode.c (per-inode runtime state, the append-only write path) and stats.c
  * (the .blazefs/stats control file).
  *
@@ -137,8 +138,18 @@ struct fs {
 	int space_warned;       /* __atomic: logged once per shortage */
 };
 
+static inline bool fs_is_ctl(uint64_t ino) { return ino == FS_CTL_DIR_INO || ino == FS_CTL_STATS_INO; }
+
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/* ---- xattr.c: extended attributes (fs_ops entries) ---- */
+#ifdef FUSE_LOWLEVEL_H_
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+#endif
 
 /* ---- inode.c ---- */
 /* The table entry of ino or NULL. */

@@ -104,7 +104,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
 #define SB_VERSION 1u
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 1u
+#define NS_VERSION 2u /* 2: 'I' carries rdev; 'X' records. Version 1 is still read. */
 #define IDX_ENTRY_SIZE 32u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
@@ -860,6 +860,7 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	bb_var(&z->ino, a->gid);
 	bb_var(&z->ino, a->nlink);
 	bb_var(&z->ino, a->size);
+	bb_var(&z->ino, a->rdev);
 	bb_le64(&z->ino, (uint64_t)a->atime_ns);
 	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
 	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
@@ -867,6 +868,19 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	if (S_ISLNK(a->mode))
 		bb_put(&z->ino, symlink, symlink_len);
 	z->n_ino++;
+	return z->ino.err;
+}
+
+static int ser_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
+		     size_t value_len)
+{
+	struct ser *z = arg;
+	bb_u8(&z->ino, 'X');
+	bb_var(&z->ino, ino);
+	bb_var(&z->ino, name_len);
+	bb_put(&z->ino, name, name_len);
+	bb_var(&z->ino, value_len);
+	bb_put(&z->ino, value, value_len);
 	return z->ino.err;
 }
 
@@ -905,7 +919,7 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
 {
 	struct ser z = {0};
-	struct ns_visit v = {.inode = ser_inode, .dirent = ser_dirent};
+	struct ns_visit v = {.inode = ser_inode, .xattr = ser_xattr, .dirent = ser_dirent};
 	int r;
 
 	r = ns_walk(s->ns, &v, &z);
@@ -951,8 +965,12 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	struct rd r = {.p = p, .len = len};
 	int err = -EBADMSG;
 	struct sfile *f = NULL;
+	uint32_t version;
 
-	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC || bz_get_le32(p + 4) != NS_VERSION)
+	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
+		goto out;
+	version = bz_get_le32(p + 4);
+	if (version != 1 && version != NS_VERSION)
 		goto out;
 	if (p[len - 9] != 'E')
 		goto out;
@@ -975,6 +993,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			a.gid = rd_var32(&r);
 			a.nlink = rd_var32(&r);
 			a.size = rd_var(&r);
+			a.rdev = version >= 2 ? rd_var32(&r) : 0;
 			a.atime_ns = (int64_t)rd_le64(&r);
 			a.mtime_ns = (int64_t)rd_le64(&r);
 			a.ctime_ns = (int64_t)rd_le64(&r);
@@ -986,6 +1005,19 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			if (err < 0) {
 				bz_err("store.db: namespace checkpoint: inode %llu: %s", (unsigned long long)a.ino,
 				       strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'X' && version >= 2) {
+			uint64_t ino = rd_var(&r), nl = rd_var(&r);
+			const uint8_t *name = rd_bytes(&r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			uint64_t vl = rd_var(&r);
+			const uint8_t *val = rd_bytes(&r, vl > NS_XATTR_VALUE_MAX ? SIZE_MAX : (size_t)vl);
+			if (r.err)
+				break;
+			err = ns_load_xattr(s->ns, ino, (const char *)name, (size_t)nl, val, (size_t)vl);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: attribute of inode %llu: %s",
+				       (unsigned long long)ino, strerror(-err));
 				goto out;
 			}
 		} else if (tag == 'D') {
