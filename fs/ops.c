@@ -1118,6 +1118,11 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	reply_err(req, 0);
 }
 
+/* fsync of any directory is the global durability barrier: the kernel never
+ * forwards sync(2)/syncfs(2) to a FUSE daemon, so `sync MOUNTPOINT` (an fsync
+ * of the root directory) and `blazectl sync` (syncfs, then this) are how users
+ * make everything written so far durable. pipe_barrier seals whatever is
+ * pending, in every file, and replies after the fdatasync covering it. */
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)datasync;

@@ -1352,6 +1352,9 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret)
 	ret->inflight_bytes = p->inflight;
 	ret->inflight_max = p->inflight_max;
 	ret->error = p->error;
+	ret->sealed_seq = p->sealed_seq;
+	ret->written_seq = p->appended_seq;
+	ret->durable_seq = p->synced_seq;
 	ret->queue_depth = p->pool ? 0 : p->ndone;
 	bz_cap_unlock(&p->mu, &pipe_cap);
 	if (p->pool)
@@ -1400,13 +1403,15 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	jp(&j,
 	   "\"batches\":%llu,\"records\":%llu,\"ns_records\":%llu,\"bytes_in\":%llu,\"bytes_stored\":%llu,"
 	   "\"fdatasyncs\":%llu,\"checkpoints\":%llu,\"queue_depth\":%llu,\"reorder_depth\":%llu,"
-	   "\"inflight_bytes\":%llu,\"inflight_max\":%llu,\"writer_blocked\":%llu,",
+	   "\"inflight_bytes\":%llu,\"inflight_max\":%llu,\"writer_blocked\":%llu,"
+	   "\"sealed_seq\":%llu,\"written_seq\":%llu,\"durable_seq\":%llu,",
 	   (unsigned long long)st->batches, (unsigned long long)st->records, (unsigned long long)st->ns_records,
 	   (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_stored,
 	   (unsigned long long)st->fdatasyncs, (unsigned long long)st->checkpoints,
 	   (unsigned long long)st->queue_depth, (unsigned long long)st->reorder_depth,
 	   (unsigned long long)st->inflight_bytes, (unsigned long long)st->inflight_max,
-	   (unsigned long long)st->writer_blocked);
+	   (unsigned long long)st->writer_blocked, (unsigned long long)st->sealed_seq,
+	   (unsigned long long)st->written_seq, (unsigned long long)st->durable_seq);
 	jp(&j, "\"stages_us\":{");
 	for (int i = 0; i < PIPE_ST_COUNT; i++) {
 		const struct bz_hist *h = &st->stage[i];
