@@ -40,7 +40,8 @@ struct fs_opts {
 	bool worm;
 	bool writeback_cache;
 	bool sync_close;
-	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see ops.c) */
+	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see xattr.c) */
+	bool read_only; /* -o ro: the store is opened read-only, every change is EROFS */
 };
 
 /* Why a request was refused (stats keys: fs_refusal_name). */

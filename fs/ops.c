@@ -285,6 +285,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = -EPERM;
 		goto out;
 	}
+	if (fs->opts.read_only) {
+		r = -EROFS;
+		goto out;
+	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct fs_open *of = fi ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
 		struct fs_inode *ip = NULL;
@@ -726,6 +730,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -EISDIR;
 	else if (ino == FS_CTL_STATS_INO)
 		r = open_ctl(fs, fi);
+	else if (fs->opts.read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
+		r = -EROFS; /* -o ro (the kernel refuses these on a read-only mount already) */
 	else
 		r = open_file(fs, ino, fi, false, NULL);
 	if (r < 0) {

@@ -733,8 +733,8 @@ static int commit_flush(struct pipeline *p, bool checkpoint, const char **what)
 	commit_fire(p);
 	*what = "apply";
 	r = commit_apply_all(p);
-	if (r < 0 || !checkpoint)
-		return r;
+	if (r < 0 || !checkpoint || store_read_only(p->s))
+		return r; /* a read-only store (-o ro) is never written */
 	*what = "checkpoint";
 	return commit_checkpoint(p);
 }
@@ -1041,7 +1041,7 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 	for (;;) {
 		struct batch *disp = NULL;
 
-		if (p->failed)
+		if (p->failed || store_read_only(p->s))
 			return -EROFS;
 		if (p->stopping)
 			return -ESHUTDOWN;
@@ -1181,7 +1181,7 @@ int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 	rec->len = rec->cap = (uint32_t)n;
 
 	bz_cap_lock(&p->mu, &pipe_cap);
-	r = p->failed ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
+	r = p->failed || store_read_only(p->s) ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
 	if (r < 0) {
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		goto out_free;

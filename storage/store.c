@@ -3,7 +3,8 @@
  * for a second implementation) is docs/FORMAT.md ("The PageStore and recovery"); this comment is
  * the summary a reader of the code needs.
  *
- * FILES. "lock" (vfs_lock'ed while the store is open), "store.db" (pages,
+ * FILES. "lock" (vfs_lock'ed while the store is open; shared by read-only
+ * opens, which may also run without it on read-only media), "store.db" (pages,
  * see pager.c for the 48-byte page header) and the WAL segments (wal.c).
  *
  * SUPERBLOCKS. Pages 0 and 1. The superblock of generation g lives in page
@@ -1501,15 +1502,25 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s->read_only = o->read_only;
 
 	/* Read-only opens do not create the lock file unless it is missing
-	 * (a crash image, a fresh copy) and can still lock an unwritable one. */
+	 * (a crash image, a fresh copy) and can still lock an unwritable one,
+	 * with a shared lock: read-only users coexist, a writer is excluded.
+	 * On read-only media where it is missing and cannot be created they go
+	 * on without a lock: nobody can write that store either. */
 	r = vfs_open(o->vfs, "lock", s->read_only ? VFS_O_RDONLY : VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
-	if (r == -ENOENT && s->read_only)
+	if (r == -ENOENT && s->read_only) {
 		r = vfs_open(o->vfs, "lock", VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
+		if (r == -EROFS || r == -EACCES || r == -EPERM) {
+			bz_info("store: no lock file and it cannot be created (%s): opening read-only without a lock",
+				strerror(-r));
+			s->lock_f = NULL;
+			r = 0;
+		}
+	}
 	if (r < 0) {
 		bz_err("store: cannot open the lock file: %s", strerror(-r));
 		goto out;
 	}
-	r = vfs_lock(s->lock_f);
+	r = !s->lock_f ? 0 : s->read_only ? vfs_lock_shared(s->lock_f) : vfs_lock(s->lock_f);
 	if (r == -EWOULDBLOCK || r == -EAGAIN) {
 		bz_err("store: the store is in use by another process (its lock file is held)");
 		r = -EBUSY;
@@ -1564,7 +1575,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		goto out;
 	set_u64(&s->n_free, s->free.n);
 
-	r = wal_open(o->vfs, &s->wal_o, &s->wal);
+	r = s->read_only ? wal_open_ro(o->vfs, &s->wal_o, &s->wal) : wal_open(o->vfs, &s->wal_o, &s->wal);
 	if (r < 0) {
 		bz_err("store: opening the WAL failed: %s", strerror(-r));
 		goto out;
@@ -1663,6 +1674,8 @@ int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *fram
 	}
 	return apply_batch(s, lsn, time_ns, frames, len);
 }
+
+bool store_read_only(const struct store *s) { return s->read_only; }
 
 bool store_need_checkpoint(struct store *s)
 {

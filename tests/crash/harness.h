@@ -147,7 +147,10 @@ static int probe_sync_dir(struct vfs *v)
 	probe_fire(v, VFS_OP_SYNC_DIR);
 	return vfs_sync_dir(probe_of(v)->inner);
 }
-static int probe_lock(struct vfs_file *f) { return vfs_lock(pf_inner(f)); }
+static int probe_lock(struct vfs_file *f, bool shared)
+{
+	return shared ? vfs_lock_shared(pf_inner(f)) : vfs_lock(pf_inner(f));
+}
 static int probe_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
 {
 	return vfs_space(probe_of(v)->inner, ret_free, ret_total);
