@@ -149,6 +149,7 @@ struct wlist {
 
 struct pipeline {
 	struct store *s;
+	bool read_only;                /* immutable: store_read_only(s) (-o ro): nothing is ever logged */
 	struct pipe_opts o;            /* immutable */
 	struct pipe_test_hooks hooks;  /* immutable */
 	struct pool *pool;             /* NULL with workers=0 */
@@ -733,7 +734,7 @@ static int commit_flush(struct pipeline *p, bool checkpoint, const char **what)
 	commit_fire(p);
 	*what = "apply";
 	r = commit_apply_all(p);
-	if (r < 0 || !checkpoint || store_read_only(p->s))
+	if (r < 0 || !checkpoint || p->read_only)
 		return r; /* a read-only store (-o ro) is never written */
 	*what = "checkpoint";
 	return commit_checkpoint(p);
@@ -966,6 +967,7 @@ int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret
 	if (!p)
 		return -ENOMEM;
 	p->s = s;
+	p->read_only = store_read_only(s);
 	p->o = *o;
 	p->hooks = test_hooks;
 	p->next_seq = 1;
@@ -1041,7 +1043,7 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 	for (;;) {
 		struct batch *disp = NULL;
 
-		if (p->failed || store_read_only(p->s))
+		if (p->failed || p->read_only)
 			return -EROFS;
 		if (p->stopping)
 			return -ESHUTDOWN;
@@ -1181,7 +1183,7 @@ int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 	rec->len = rec->cap = (uint32_t)n;
 
 	bz_cap_lock(&p->mu, &pipe_cap);
-	r = p->failed || store_read_only(p->s) ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
+	r = p->failed || p->read_only ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
 	if (r < 0) {
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		goto out_free;
