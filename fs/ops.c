@@ -348,9 +348,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.ctime_ns = now;
 		bz_mutex_lock(&fs_ns_lock);
 		r = ns_getattr(fs->ns, ino, &a);
-		if (r == 0 && (op.flags & (NS_SET_UID | NS_SET_GID)) && !(op.flags & NS_SET_MODE) && S_ISREG(a.mode) &&
+		if (r == 0 && (op.flags & (NS_SET_UID | NS_SET_GID)) && !(op.flags & NS_SET_MODE) && !S_ISDIR(a.mode) &&
 		    (a.mode & (S_ISUID | S_ISGID))) {
-			/* chown clears setuid, and setgid when group-executable */
+			/* chown of any non-directory (FIFOs and devices too, as the
+			 * kernel's chown_common asks) clears setuid, and setgid when
+			 * group-executable */
 			op.flags |= NS_SET_MODE;
 			op.mode = a.mode & 07777 & ~(uint32_t)(S_ISUID | ((a.mode & S_IXGRP) ? S_ISGID : 0));
 		}

@@ -169,6 +169,45 @@ def test_special_files_namespace_ops(bz):
     os.rmdir(bz.path("d"))
 
 
+@pytest.mark.parametrize("kind", ["fifo", "sock", "chr", "blk"])
+def test_special_files_chown_chmod_times(make_mount, kind):
+    """As pjdfstest chown/00.t and mknod/11.t check them for every type."""
+    m = make_mount(opts="allow_other").start()
+    os.chmod(m.mnt, 0o777)
+    p = m.path("n")
+    fmt = {"fifo": stat.S_IFIFO, "sock": stat.S_IFSOCK, "chr": stat.S_IFCHR, "blk": stat.S_IFBLK}[kind]
+    dir_before = os.stat(m.mnt)
+    os.mknod(p, fmt | 0o755, os.makedev(1, 2) if kind in ("chr", "blk") else 0)
+    st = os.stat(p)
+    assert stat.S_IFMT(st.st_mode) == fmt and stat.S_IMODE(st.st_mode) == 0o755 & ~current_umask()
+    if kind in ("chr", "blk"):
+        assert (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 2)
+    d = os.stat(m.mnt)
+    assert d.st_mtime_ns >= st.st_mtime_ns and d.st_ctime_ns >= dir_before.st_ctime_ns
+    os.chown(p, 65534, 65533)
+    os.chmod(p, 0o6555)
+    assert os.stat(p).st_mode & 0o7777 == 0o6555
+    # a non-root owner changing the group (to one of its groups) clears both
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--groups=65533,65532", "chgrp", "65532", p],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = os.stat(p)
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o555, 65534, 65532)
+    # chown by someone else: EPERM, nothing changes
+    r = subprocess.run(["setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", "chown", "1234", p],
+                       capture_output=True, timeout=60)
+    assert r.returncode != 0 and b"Operation not permitted" in r.stderr
+    assert os.stat(p).st_uid == 65534
+    # link, rename, unlink update the counts and names
+    os.link(p, m.path("n2"))
+    assert os.stat(p).st_nlink == 2
+    os.rename(m.path("n2"), m.path("n3"))
+    os.unlink(p)
+    assert os.stat(m.path("n3")).st_nlink == 1
+    os.unlink(m.path("n3"))
+    assert not os.listdir(m.mnt) or os.listdir(m.mnt) == [".blazefs"]
+
+
 def test_mknod_device_needs_root(make_mount):
     bz = make_mount(opts="allow_other").start()
     os.chmod(bz.mnt, 0o777)
