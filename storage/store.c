@@ -35,9 +35,10 @@
  * needs them, so open does not depend on the amount of data.
  *
  * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
- * (inodes, symlink targets, entries, per-file index state, free page list)
- * is serialized into a chain of NEW NSMETA pages. O(files) per checkpoint:
- * a known cost.
+ * (inodes with rdev, symlink targets, extended attributes, entries, per-file
+ * index state, free page list) is serialized into a chain of NEW NSMETA
+ * pages (stream version 2; version 1, without rdev and attributes, is still
+ * read). O(files) per checkpoint: a known cost.
  *
  * FREE SPACE. A page referenced by the durable superblock is never
  * overwritten. Pages released during an interval (the previous namespace
