@@ -1,5 +1,6 @@
 /* fs.h — private to the blazefs daemon (fs/): the filesystem state shared by
  * main.c (options, startup, shutdown), ops.c (the FUSE low-level operations),
+ * xattr.c (extended attributes),
  * inode.c (per-inode runtime state, the append-only write path) and stats.c
  * (the .blazefs/stats control file).
  *
@@ -47,7 +48,8 @@ struct fs_opts {
 	bool worm;
 	bool writeback_cache;
 	bool sync_close;
-	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see ops.c) */
+	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see xattr.c) */
+	bool read_only; /* -o ro: the store is opened read-only, every change is EROFS */
 };
 
 /* Why a request was refused (stats keys: fs_refusal_name). */
@@ -180,8 +182,18 @@ struct fs {
 	struct fs_inode *inval_head GUARDED_BY(fs_ns_lock), *inval_tail GUARDED_BY(fs_ns_lock);
 };
 
+static inline bool fs_is_ctl(uint64_t ino) { return ino == FS_CTL_DIR_INO || ino == FS_CTL_STATS_INO; }
+
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/* ---- xattr.c: extended attributes (fs_ops entries) ---- */
+#ifdef FUSE_LOWLEVEL_H_
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+#endif
 
 /* ---- inode.c ---- */
 /* The table entry of ino or NULL. */

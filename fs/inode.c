@@ -243,7 +243,7 @@ int fs_submit(struct fs *fs, struct ns_op *op)
 	/* After a pipeline failure the log takes nothing more: keep the live
 	 * view from running ahead of it (only the op that met the failure
 	 * can; it is refused too). */
-	if (__atomic_load_n(&fs->failed, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&fs->failed, __ATOMIC_RELAXED) || fs->opts.read_only)
 		return -EROFS;
 	r = ns_apply(fs->ns, op);
 	if (r < 0)

@@ -14,7 +14,7 @@
  * What the daemon then owes the kernel (fs/ops.c, fs/inode.c): clear setuid
  * and setgid on writes, truncates and chowns by callers without CAP_FSETID —
  * done for non-root callers, as with FUSE_CAP_HANDLE_KILLPRIV — and remove
- * security.capability, which cannot exist here (setxattr is refused).
+ * security.capability, which cannot exist here (security.* setxattr is refused).
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>

@@ -39,14 +39,14 @@
 struct cli {
 	char *workers, *zstd_level, *batch_bytes, *batch_records, *linger_us, *sync_interval_ms, *cache_mb,
 		*max_inflight_mb, *record_bytes;
-	int worm, writeback_cache, sync_close, noxattr;
+	int worm, writeback_cache, sync_close, noxattr, ro;
 	char *store_dir;
 	int nonopt;
 	int show_help;
 };
 
 #define CLI_OPT(t, f, v) {t, offsetof(struct cli, f), v}
-enum { KEY_HELP = 1 };
+enum { KEY_HELP = 1, KEY_RO, KEY_RW };
 static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("workers=%s", workers, 0),
 	CLI_OPT("zstd_level=%s", zstd_level, 0),
@@ -61,6 +61,8 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("writeback_cache", writeback_cache, 1),
 	CLI_OPT("sync_close", sync_close, 1),
 	CLI_OPT("noxattr", noxattr, 1),
+	FUSE_OPT_KEY("ro", KEY_RO), /* seen by us and passed on to the kernel mount */
+	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_END,
@@ -74,6 +76,10 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	if (key == KEY_HELP) {
 		c->show_help = 1;
 		return 1; /* FUSE prints its part too */
+	}
+	if (key == KEY_RO || key == KEY_RW) {
+		c->ro = key == KEY_RO; /* the last one wins, as for mount(8) */
+		return 1;
 	}
 	if (key == FUSE_OPT_KEY_NONOPT) {
 		c->nonopt++;
@@ -102,8 +108,9 @@ static void usage(const char *prog)
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
 	       "    -o writeback_cache     kernel writeback cache (refusals surface at fsync/close)\n"
 	       "    -o sync_close          close() waits for fdatasync, not just the WAL write\n"
-	       "    -o noxattr             no user.blazefs.* xattrs: spares the kernel's xattr query\n"
-	       "                           before every write (one FUSE round trip each)\n\n",
+	       "    -o noxattr             no extended attributes: spares the kernel's xattr query\n"
+	       "                           before every write (one FUSE round trip each)\n"
+	       "    -o ro                  read-only: the store is never written (works on read-only media)\n\n",
 	       prog);
 }
 
@@ -173,6 +180,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	o->writeback_cache = c->writeback_cache;
 	o->sync_close = c->sync_close;
 	o->noxattr = c->noxattr;
+	o->read_only = c->ro;
 	return 0;
 }
 
@@ -343,7 +351,8 @@ int main(int argc, char **argv)
 	if (copts.debug)
 		bz_log_set_level(BZ_LOG_DEBUG);
 
-	r = make_dirs(cli.store_dir);
+	/* -o ro never creates or writes anything: the store must exist */
+	r = fs->opts.read_only ? 0 : make_dirs(cli.store_dir);
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot create %s: %s\n", cli.store_dir, strerror(-r));
 		goto out;
@@ -373,6 +382,13 @@ int main(int argc, char **argv)
 	}
 	store_opts_default(&so);
 	so.vfs = fs->vfs;
+	if (fs->opts.read_only) {
+		/* read-only end to end: shared lock (none on read-only media
+		 * without a lock file), WAL replayed into memory, no checkpoint;
+		 * every mutation answers EROFS */
+		so.read_only = true;
+		so.create = false;
+	}
 	if (fs->opts.cache_bytes)
 		so.cache_bytes = fs->opts.cache_bytes;
 	r = store_open(&so, &fs->store);
@@ -402,7 +418,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	bz_mutex_lock(&fs_ns_lock);
-	r = fs_orphans_cleanup(fs);
+	r = fs->opts.read_only ? 0 : fs_orphans_cleanup(fs);
 	bz_mutex_unlock(&fs_ns_lock);
 	if (r < 0)
 		bz_warn("orphan cleanup: %s", strerror(-r));

@@ -45,7 +45,7 @@
 
 static struct fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-static bool is_ctl(fuse_ino_t ino) { return ino >= FS_CTL_DIR_INO; }
+static bool is_ctl(fuse_ino_t ino) { return fs_is_ctl(ino); }
 
 static bool is_ctl_name(fuse_ino_t parent, const char *name)
 {
@@ -93,6 +93,7 @@ static void stat_of(struct fs *fs, const struct ns_attr *a, struct stat *st)
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
+	st->st_rdev = a->rdev;
 	st->st_blksize = FS_BLKSIZE;
 	st->st_blocks = stored_blocks(fs, a);
 	ts_of(a->atime_ns, &st->st_atim);
@@ -318,6 +319,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = -EPERM;
 		goto out;
 	}
+	if (fs->opts.read_only) {
+		r = -EROFS;
+		goto out;
+	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct fs_open *of = fi ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
 		struct fs_inode *ip = NULL;
@@ -370,9 +375,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.ctime_ns = now;
 		bz_mutex_lock(&fs_ns_lock);
 		r = ns_getattr(fs->ns, ino, &a);
-		if (r == 0 && (op.flags & (NS_SET_UID | NS_SET_GID)) && !(op.flags & NS_SET_MODE) && S_ISREG(a.mode) &&
+		if (r == 0 && (op.flags & (NS_SET_UID | NS_SET_GID)) && !(op.flags & NS_SET_MODE) && !S_ISDIR(a.mode) &&
 		    (a.mode & (S_ISUID | S_ISGID))) {
-			/* chown clears setuid, and setgid when group-executable */
+			/* chown of any non-directory (FIFOs and devices too, as the
+			 * kernel's chown_common asks) clears setuid, and setgid when
+			 * group-executable */
 			op.flags |= NS_SET_MODE;
 			op.mode = a.mode & 07777 & ~(uint32_t)(S_ISUID | ((a.mode & S_IXGRP) ? S_ISGID : 0));
 		}
@@ -426,10 +433,11 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- namespace changes ---- */
 
-/* Creates a regular file, directory or symlink; on success *e holds the new
- * entry with one kernel reference; *ret_ip (create only) a counted ref. */
+/* Creates a regular file, directory, symlink or special file (NS_MKNOD:
+ * FIFO, socket, device node with rdev); on success *e holds the new entry
+ * with one kernel reference; *ret_ip (create only) a counted ref. */
 static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum ns_kind kind, mode_t mode,
-		     const char *target, struct fuse_entry_param *e, struct fs_inode **ret_ip)
+		     dev_t rdev, const char *target, struct fuse_entry_param *e, struct fs_inode **ret_ip)
 {
 	struct fs *fs = fs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -457,6 +465,11 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum n
 		break;
 	case NS_MKDIR:
 		op.mode = S_IFDIR | (mode & 07777 & ~ctx->umask);
+		break;
+	case NS_MKNOD:
+		op.mode = (mode & S_IFMT) | (mode & 07777 & ~ctx->umask);
+		/* the kernel's dev_t encoding (new_encode_dev) fits 32 bits */
+		op.rdev = S_ISCHR(mode) || S_ISBLK(mode) ? (uint32_t)rdev : 0;
 		break;
 	default:
 		op.mode = S_IFLNK | 0777;
@@ -492,12 +505,14 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct fuse_entry_param e;
 	int r;
 
-	(void)rdev;
-	if (!S_ISREG(mode)) {
-		reply_err(req, EPERM); /* only regular files, directories and symlinks */
-		return;
-	}
-	r = make_node(req, parent, name, NS_CREATE, mode, NULL, &e, NULL);
+	/* FIFOs, sockets and device nodes hold no data: the kernel serves their
+	 * I/O itself (init_special_inode), so they never reach open/write here. */
+	if (S_ISREG(mode))
+		r = make_node(req, parent, name, NS_CREATE, mode, 0, NULL, &e, NULL);
+	else if (S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode) || S_ISBLK(mode))
+		r = make_node(req, parent, name, NS_MKNOD, mode, rdev, NULL, &e, NULL);
+	else
+		r = -EINVAL; /* as mknod(2) for a directory or an unknown type */
 	if (r < 0)
 		reply_err(req, r);
 	else
@@ -507,7 +522,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fuse_entry_param e;
-	int r = make_node(req, parent, name, NS_MKDIR, mode, NULL, &e, NULL);
+	int r = make_node(req, parent, name, NS_MKDIR, mode, 0, NULL, &e, NULL);
 
 	if (r < 0)
 		reply_err(req, r);
@@ -518,7 +533,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	int r = make_node(req, parent, name, NS_SYMLINK, 0, link, &e, NULL);
+	int r = make_node(req, parent, name, NS_SYMLINK, 0, 0, link, &e, NULL);
 
 	if (r < 0)
 		reply_err(req, r);
@@ -781,6 +796,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -EISDIR;
 	else if (is_ctl(ino))
 		r = open_ctl(fs, ino, fi);
+	else if (fs->opts.read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
+		r = -EROFS; /* -o ro (the kernel refuses these on a read-only mount already) */
 	else
 		r = open_file(fs, ino, fi, false, NULL);
 	if (r < 0) {
@@ -802,7 +819,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, EPERM);
 		return;
 	}
-	r = make_node(req, parent, name, NS_CREATE, mode, NULL, &e, &ip);
+	r = make_node(req, parent, name, NS_CREATE, mode, 0, NULL, &e, &ip);
 	if (r == 0) {
 		r = open_file(fs, e.ino, fi, true, ip);
 		if (r < 0) {
@@ -1195,6 +1212,11 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	reply_err(req, 0);
 }
 
+/* fsync of any directory is the global durability barrier: the kernel never
+ * forwards sync(2)/syncfs(2) to a FUSE daemon, so `sync MOUNTPOINT` (an fsync
+ * of the root directory) and `blazectl sync` (syncfs, then this) are how users
+ * make everything written so far durable. pipe_barrier seals whatever is
+ * pending, in every file, and replies after the fdatasync covering it. */
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)datasync;
@@ -1242,122 +1264,6 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- extended attributes: read-only per-file storage facts ---- */
-
-/* records, stored_bytes and ratio describe the applied state (store_file_info);
- * pending_bytes = live size - applied bytes: data still in the pipeline
- * (sealed, encoding, or logged but not yet applied; usually for a few ms). */
-static const char *const xattr_names[] = {"user.blazefs.records", "user.blazefs.stored_bytes",
-					  "user.blazefs.ratio", "user.blazefs.pending_bytes"};
-
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			int flags)
-{
-	if (fs_of(req)->opts.noxattr) {
-		/* ENOSYS: the kernel stops sending xattr requests for good, including
-		 * the security.capability query it makes before every write. */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	(void)ino;
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	reply_err(req, ENOTSUP);
-}
-
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	if (fs_of(req)->opts.noxattr) {
-		/* ENOSYS: the kernel stops sending xattr requests for good, including
-		 * the security.capability query it makes before every write. */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	(void)ino;
-	(void)name;
-	reply_err(req, ENOTSUP);
-}
-
-static bool is_regular(struct fs *fs, fuse_ino_t ino)
-{
-	struct stat st;
-
-	return !is_ctl(ino) && get_stat(fs, ino, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static void reply_xattr_value(fuse_req_t req, const char *v, size_t len, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, v, len);
-}
-
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	if (fs_of(req)->opts.noxattr) {
-		/* ENOSYS: the kernel stops sending xattr requests for good, including
-		 * the security.capability query it makes before every write. */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	struct fs *fs = fs_of(req);
-	struct store_file_info info = {0};
-	char v[64];
-	int which = -1, n;
-
-	for (size_t i = 0; i < BZ_ARRAY_SIZE(xattr_names); i++)
-		if (strcmp(name, xattr_names[i]) == 0)
-			which = (int)i;
-	if (which < 0 || !is_regular(fs, ino)) {
-		reply_err(req, ENODATA);
-		return;
-	}
-	/* The applied state: bytes still in the pipeline are not counted yet. */
-	if (store_file_info(fs->store, ino, &info) < 0)
-		memset(&info, 0, sizeof(info));
-	if (which == 3) {
-		uint64_t size = 0;
-		if (fs_live_size(fs, ino, &size) < 0)
-			size = 0;
-		n = snprintf(v, sizeof(v), "%llu",
-			     (unsigned long long)(size > info.raw_bytes ? size - info.raw_bytes : 0));
-	} else if (which == 0)
-		n = snprintf(v, sizeof(v), "%llu", (unsigned long long)info.records);
-	else if (which == 1)
-		n = snprintf(v, sizeof(v), "%llu", (unsigned long long)info.stored_bytes);
-	else
-		n = snprintf(v, sizeof(v), "%.4f",
-			     info.raw_bytes ? (double)info.stored_bytes / (double)info.raw_bytes : 0.0);
-	reply_xattr_value(req, v, (size_t)n, size);
-}
-
-static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	if (fs_of(req)->opts.noxattr) {
-		/* ENOSYS: the kernel stops sending xattr requests for good, including
-		 * the security.capability query it makes before every write. */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	struct fs *fs = fs_of(req);
-	char list[160];
-	size_t len = 0;
-
-	if (is_regular(fs, ino)) {
-		for (size_t i = 0; i < BZ_ARRAY_SIZE(xattr_names); i++) {
-			size_t l = strlen(xattr_names[i]) + 1;
-			memcpy(list + len, xattr_names[i], l);
-			len += l;
-		}
-	}
-	reply_xattr_value(req, list, len, size);
-}
-
 const struct fuse_lowlevel_ops fs_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -1386,10 +1292,10 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.releasedir = op_releasedir,
 	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
 	.retrieve_reply = fs_wb_retrieve_reply,

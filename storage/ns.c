@@ -22,7 +22,15 @@
  *    check); after ns_load_dirent the parents are recomputed lazily, so a
  *    checkpoint may list entries before the inodes they name.
  *
- * Link counts: regular files and symlinks count their names; a directory has
+ *  - per inode: its extended attributes, an array of (name, value) in
+ *    ascending name order (memcmp, then length); sum of name_len + 1 +
+ *    value_len bounded by NS_XATTR_TOTAL_MAX (-ENOSPC beyond, as ext4 says
+ *    when an inode's attribute space is full). Any inode kind may carry them
+ *    here; which names a user may set where is the filesystem's business.
+ *  - FIFOs, sockets and device nodes (NS_MKNOD) hold no data; device nodes
+ *    keep their rdev.
+ *
+ * Link counts: regular files, symlinks and special files count their names; a directory has
  * 2 + its subdirectories while it exists, 0 once removed. An inode whose
  * count drops to 0 is freed unless pinned (then ns_unpin frees it).
  * Directory size = number of entries. ns_walk visits every inode in
@@ -54,9 +62,18 @@ struct dir {
 	uint64_t next_cookie;
 };
 
+struct xattr {
+	uint32_t nlen, vlen;
+	char data[]; /* name, then value */
+};
+
 struct inode {
 	uint64_t ino;
 	uint32_t mode, uid, gid, nlink;
+	uint32_t rdev;       /* device nodes */
+	uint32_t n_xa;       /* extended attributes: xa[0..n_xa), name order */
+	uint32_t xa_bytes;   /* sum of nlen + 1 + vlen */
+	struct xattr **xa;
 	uint64_t size; /* regular files; symlinks: target length */
 	int64_t atime_ns, mtime_ns, ctime_ns;
 	uint32_t pins;
@@ -302,6 +319,9 @@ static void inode_free(struct inode *in)
 {
 	if (!in)
 		return;
+	for (uint32_t i = 0; i < in->n_xa; i++)
+		free(in->xa[i]);
+	free(in->xa);
 	dir_free(in->dir);
 	free(in->target);
 	free(in);
@@ -404,8 +424,23 @@ int ns_clone(const struct ns *src, struct ns **ret_ns)
 		*in = *s;
 		in->target = NULL;
 		in->dir = NULL;
+		in->xa = NULL;
+		in->n_xa = 0;
 		ns->tab[i] = in; /* same capacity: same slot */
 		ns->count++;
+		if (s->n_xa) {
+			in->xa = calloc(s->n_xa, sizeof(*in->xa));
+			if (!in->xa)
+				goto fail;
+			for (; in->n_xa < s->n_xa; in->n_xa++) {
+				const struct xattr *x = s->xa[in->n_xa];
+				size_t sz = sizeof(*x) + x->nlen + x->vlen;
+				in->xa[in->n_xa] = malloc(sz);
+				if (!in->xa[in->n_xa])
+					goto fail;
+				memcpy(in->xa[in->n_xa], x, sz);
+			}
+		}
 		if (s->target) {
 			in->target = malloc(s->size ? s->size : 1);
 			if (!in->target)
@@ -449,6 +484,7 @@ int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t nam
 
 static void fill_attr(const struct inode *in, struct ns_attr *a)
 {
+	memset(a, 0, sizeof(*a)); /* no stray padding bytes for callers that hash or compare it */
 	a->ino = in->ino;
 	a->mode = in->mode;
 	a->uid = in->uid;
@@ -458,6 +494,7 @@ static void fill_attr(const struct inode *in, struct ns_attr *a)
 	a->atime_ns = in->atime_ns;
 	a->mtime_ns = in->mtime_ns;
 	a->ctime_ns = in->ctime_ns;
+	a->rdev = in->rdev;
 }
 
 int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
@@ -479,6 +516,140 @@ int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
 	if (cap && in->size)
 		memcpy(buf, in->target, BZ_MIN(cap, in->size));
 	return (int)in->size;
+}
+
+/* ---- extended attributes --------------------------------------------- */
+
+static int xa_cmp(const struct xattr *x, const char *name, size_t len)
+{
+	int c = memcmp(x->data, name, BZ_MIN((size_t)x->nlen, len));
+	return c ? c : (x->nlen > len) - (x->nlen < len);
+}
+
+/* Index of name, or -(insertion point) - 1. */
+static long xa_find(const struct inode *in, const char *name, size_t len)
+{
+	size_t lo = 0, hi = in->n_xa;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = xa_cmp(in->xa[mid], name, len);
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -(long)lo - 1;
+}
+
+static uint32_t xa_cost(size_t nlen, size_t vlen) { return (uint32_t)(nlen + 1 + vlen); }
+
+/* Sets (creates or replaces) name = value; flags NS_XATTR_*. Nothing
+ * changes on failure. */
+static int xa_set(struct inode *in, const char *name, size_t nlen, const void *value, size_t vlen,
+		  uint32_t flags)
+{
+	long i = xa_find(in, name, nlen);
+	uint64_t bytes = in->xa_bytes;
+	struct xattr *x;
+
+	if (nlen < 1 || nlen > NS_XATTR_NAME_MAX || memchr(name, 0, nlen))
+		return -EINVAL;
+	if (vlen > NS_XATTR_VALUE_MAX)
+		return -E2BIG;
+	if (i >= 0 && (flags & NS_XATTR_CREATE))
+		return -EEXIST;
+	if (i < 0 && (flags & NS_XATTR_REPLACE))
+		return -ENODATA;
+	if (i >= 0)
+		bytes -= xa_cost(in->xa[i]->nlen, in->xa[i]->vlen);
+	if (bytes + xa_cost(nlen, vlen) > NS_XATTR_TOTAL_MAX)
+		return -ENOSPC;
+	x = malloc(sizeof(*x) + nlen + vlen);
+	if (!x)
+		return -ENOMEM;
+	x->nlen = (uint32_t)nlen;
+	x->vlen = (uint32_t)vlen;
+	memcpy(x->data, name, nlen);
+	if (vlen)
+		memcpy(x->data + nlen, value, vlen);
+	if (i >= 0) {
+		free(in->xa[i]);
+		in->xa[i] = x;
+	} else {
+		struct xattr **a = realloc(in->xa, (in->n_xa + 1) * sizeof(*a));
+		size_t at = (size_t)(-i - 1);
+		if (!a) {
+			free(x);
+			return -ENOMEM;
+		}
+		memmove(a + at + 1, a + at, (in->n_xa - at) * sizeof(*a));
+		a[at] = x;
+		in->xa = a;
+		in->n_xa++;
+	}
+	in->xa_bytes = (uint32_t)(bytes + xa_cost(nlen, vlen));
+	return 0;
+}
+
+static int xa_remove(struct inode *in, const char *name, size_t nlen)
+{
+	long i = xa_find(in, name, nlen);
+
+	if (i < 0)
+		return -ENODATA;
+	in->xa_bytes -= xa_cost(in->xa[i]->nlen, in->xa[i]->vlen);
+	free(in->xa[i]);
+	memmove(in->xa + i, in->xa + i + 1, (in->n_xa - (size_t)i - 1) * sizeof(*in->xa));
+	in->n_xa--;
+	return 0;
+}
+
+static int copy_out(const void *src, size_t len, void *buf, size_t cap)
+{
+	if (len > INT32_MAX)
+		return -E2BIG;
+	if (cap == 0)
+		return (int)len;
+	if (cap < len)
+		return -ERANGE;
+	if (len && src)
+		memcpy(buf, src, len);
+	return (int)len;
+}
+
+int ns_getxattr(const struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap)
+{
+	const struct inode *in = ino_get(ns, ino);
+	long i;
+
+	if (!in)
+		return -ENOENT;
+	i = xa_find(in, name, name_len);
+	if (i < 0)
+		return -ENODATA;
+	return copy_out(in->xa[i]->data + in->xa[i]->nlen, in->xa[i]->vlen, buf, cap);
+}
+
+int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
+{
+	const struct inode *in = ino_get(ns, ino);
+	size_t len = 0;
+
+	if (!in)
+		return -ENOENT;
+	for (uint32_t i = 0; i < in->n_xa; i++)
+		len += in->xa[i]->nlen + 1;
+	if (cap == 0 || cap < len)
+		return copy_out(NULL, len, buf, cap);
+	len = 0;
+	for (uint32_t i = 0; i < in->n_xa; i++) {
+		memcpy(buf + len, in->xa[i]->data, in->xa[i]->nlen);
+		len += in->xa[i]->nlen;
+		buf[len++] = '\0';
+	}
+	return (int)len;
 }
 
 int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg)
@@ -629,6 +800,14 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 		in->dir = dir_new();
 		if (!in->dir)
 			goto out;
+		break;
+	case NS_MKNOD:
+		in->mode = op->mode & (S_IFMT | 07777);
+		if (!S_ISFIFO(in->mode) && !S_ISSOCK(in->mode) && !S_ISCHR(in->mode) && !S_ISBLK(in->mode)) {
+			r = -EINVAL;
+			goto out;
+		}
+		in->rdev = S_ISCHR(in->mode) || S_ISBLK(in->mode) ? op->rdev : 0;
 		break;
 	default: /* NS_SYMLINK */
 		in->mode = S_IFLNK | 0777;
@@ -904,6 +1083,26 @@ static int apply_setattr(struct ns *ns, const struct ns_op *op)
 	return 0;
 }
 
+static int apply_xattr(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *in = ino_get(ns, op->ino);
+	int r;
+
+	if (!in)
+		return -ENOENT;
+	if (op->kind == NS_SETXATTR) {
+		if (op->flags & ~(uint32_t)(NS_XATTR_CREATE | NS_XATTR_REPLACE) ||
+		    op->flags == (NS_XATTR_CREATE | NS_XATTR_REPLACE))
+			return -EINVAL;
+		r = xa_set(in, op->name, op->name_len, op->name2, op->name2_len, op->flags);
+	} else {
+		r = xa_remove(in, op->name, op->name_len);
+	}
+	if (r == 0)
+		in->ctime_ns = op->ctime_ns;
+	return r;
+}
+
 int ns_apply(struct ns *ns, const struct ns_op *op)
 {
 	if (ns->parents_dirty)
@@ -912,7 +1111,11 @@ int ns_apply(struct ns *ns, const struct ns_op *op)
 	case NS_CREATE:
 	case NS_MKDIR:
 	case NS_SYMLINK:
+	case NS_MKNOD:
 		return apply_new(ns, op);
+	case NS_SETXATTR:
+	case NS_REMOVEXATTR:
+		return apply_xattr(ns, op);
 	case NS_LINK:
 		return apply_link(ns, op);
 	case NS_UNLINK:
@@ -1002,6 +1205,12 @@ int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg)
 		r = v->inode(arg, &a, all[i]->target, all[i]->target ? all[i]->size : 0);
 		if (r)
 			goto out;
+		for (uint32_t k = 0; k < all[i]->n_xa && v->xattr; k++) {
+			const struct xattr *x = all[i]->xa[k];
+			r = v->xattr(arg, all[i]->ino, x->data, x->nlen, x->data + x->nlen, x->vlen);
+			if (r)
+				goto out;
+		}
 	}
 	for (size_t i = 0; i < n && v->dirent; i++) {
 		const struct dir *d = all[i]->dir;
@@ -1057,6 +1266,9 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 	in->atime_ns = attr->atime_ns;
 	in->mtime_ns = attr->mtime_ns;
 	in->ctime_ns = attr->ctime_ns;
+	in->rdev = S_ISCHR(attr->mode) || S_ISBLK(attr->mode) ? attr->rdev : 0;
+	if (!S_ISREG(attr->mode) && !S_ISLNK(attr->mode))
+		in->size = 0;
 	if (S_ISDIR(attr->mode)) {
 		in->size = 0;
 		in->dir = dir_new();
@@ -1117,4 +1329,18 @@ int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_le
 out:
 	free(e);
 	return r;
+}
+
+int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, const void *value,
+		  size_t value_len)
+{
+	struct inode *in = ino_get(ns, ino);
+	int r;
+
+	if (!in)
+		return -ENOENT;
+	if (value_len > NS_XATTR_VALUE_MAX)
+		return -EINVAL;
+	r = xa_set(in, name, name_len, value, value_len, NS_XATTR_CREATE);
+	return r == -ENOSPC ? -EINVAL : r;
 }

@@ -25,6 +25,7 @@ struct ns_attr {
 	uint32_t nlink;
 	uint64_t size; /* regular file: bytes; symlink: target length; dir: entry count */
 	int64_t atime_ns, mtime_ns, ctime_ns;
+	uint32_t rdev; /* device nodes (NS_MKNOD); else 0 */
 };
 
 int ns_new(struct ns **ret_ns); /* root dir 0755 owned by 0:0 */
@@ -44,6 +45,13 @@ int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr);
 /* Copies the symlink target (not NUL-terminated) into buf; returns its length,
  * -EINVAL if not a symlink. Truncates to cap. */
 int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
+
+/* Extended attributes (NS_SETXATTR / NS_REMOVEXATTR change them). Both
+ * return the length of the value / of the list of NUL-terminated names (in
+ * ascending byte order) and copy it into buf when cap > 0: -ERANGE if cap is
+ * too small, -ENODATA for a missing attribute, -ENOENT for a missing inode. */
+int ns_getxattr(const struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap);
+int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
 
 /* Directory iteration in a stable order. cookie 0 starts; fn is called for
  * each entry after cookie with the entry's own cookie (> 0, stable while the
@@ -76,11 +84,18 @@ uint64_t ns_count(const struct ns *ns); /* live inodes */
 struct ns_visit {
 	int (*inode)(void *arg, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
 	int (*dirent)(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
+	/* each extended attribute of the inode just visited, in name order */
+	int (*xattr)(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
+		     size_t value_len);
 };
 int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg);
 /* Rebuilding from a checkpoint: insert an inode / an entry as-is (no
  * validation beyond duplicates; nlink is taken from attr). */
 int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
 int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
+/* -ENOENT (no such inode), -EEXIST (duplicate), -EINVAL (name or size out
+ * of the NS_XATTR_* bounds). */
+int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, const void *value,
+		  size_t value_len);
 
 #endif

@@ -13,6 +13,9 @@
  *   NS_SETATTR           ino, flags, [mode], [uid], [gid], [atime], [mtime], ctime
  *                        (a bracketed field is present iff its NS_SET_* bit
  *                        is set in flags)
+ *   NS_MKNOD             parent, name, ino, mode, rdev, uid, gid, atime, mtime, ctime
+ *   NS_SETXATTR          ino, flags, xname, value, ctime
+ *   NS_REMOVEXATTR       ino, xname, ctime
  *
  *   inode numbers, mode, uid, gid, flags: unsigned LEB128 varints (minimal,
  *     as in record frames); inode numbers are >= 1; 32-bit fields <= 2^32-1.
@@ -23,9 +26,14 @@
  * The payload must end exactly after the last field. Validation (encoder and
  * decoder alike): names are 1..NS_NAME_MAX bytes without '/' or NUL and are
  * not "." or ".."; a symlink target is 1..NS_SYMLINK_MAX bytes without NUL;
- * CREATE's mode type bits are S_IFREG or 0, MKDIR's S_IFDIR or 0; rename
- * flags are 0, NS_RENAME_NOREPLACE or NS_RENAME_EXCHANGE; a setattr mask has
- * only NS_SET_* bits. A symlink carries no mode: decoding sets S_IFLNK|0777.
+ * CREATE's mode type bits are S_IFREG or 0, MKDIR's S_IFDIR or 0; MKNOD's
+ * S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK, and its rdev is 0 unless the type is
+ * a device (rdev is a 32-bit varint); rename flags are 0,
+ * NS_RENAME_NOREPLACE or NS_RENAME_EXCHANGE; a setattr mask has only NS_SET_*
+ * bits. A symlink carries no mode: decoding sets S_IFLNK|0777. An attribute
+ * name (xname, in op->name) is 1..NS_XATTR_NAME_MAX bytes without NUL ('/'
+ * is allowed); a value (op->name2) is 0..NS_XATTR_VALUE_MAX arbitrary bytes;
+ * setxattr flags are 0, NS_XATTR_CREATE or NS_XATTR_REPLACE.
  */
 #include <string.h>
 #include <sys/stat.h>
@@ -49,6 +57,25 @@ static bool name_ok(const char *p, uint32_t len)
 static bool target_ok(const char *p, uint32_t len)
 {
 	return p && len >= 1 && len <= NS_SYMLINK_MAX && !memchr(p, '\0', len);
+}
+
+static bool xname_ok(const char *p, uint32_t len)
+{
+	return p && len >= 1 && len <= NS_XATTR_NAME_MAX && !memchr(p, '\0', len);
+}
+
+static bool special_ok(uint32_t mode, uint32_t rdev)
+{
+	switch (mode & S_IFMT) {
+	case S_IFCHR:
+	case S_IFBLK:
+		return true;
+	case S_IFIFO:
+	case S_IFSOCK:
+		return rdev == 0;
+	default:
+		return false;
+	}
 }
 
 /* The rules both directions share. */
@@ -75,6 +102,14 @@ static bool op_valid(const struct ns_op *op)
 		       (op->flags == 0 || op->flags == NS_RENAME_NOREPLACE || op->flags == NS_RENAME_EXCHANGE);
 	case NS_SETATTR:
 		return op->ino && !(op->flags & ~(uint32_t)NS_SET_ALL);
+	case NS_MKNOD:
+		return op->parent && op->ino && name_ok(op->name, op->name_len) && special_ok(op->mode, op->rdev);
+	case NS_SETXATTR:
+		return op->ino && xname_ok(op->name, op->name_len) && op->name2_len <= NS_XATTR_VALUE_MAX &&
+		       (op->name2 || op->name2_len == 0) &&
+		       (op->flags == 0 || op->flags == NS_XATTR_CREATE || op->flags == NS_XATTR_REPLACE);
+	case NS_REMOVEXATTR:
+		return op->ino && xname_ok(op->name, op->name_len);
 	default:
 		return false;
 	}
@@ -105,7 +140,8 @@ static void put_s(struct wr *w, const char *s, uint32_t len)
 		w->full = true;
 		return;
 	}
-	memcpy(w->p + w->n, s, len);
+	if (len)
+		memcpy(w->p + w->n, s, len);
 	w->n += len;
 }
 
@@ -124,11 +160,14 @@ int nsop_encode(const struct ns_op *op, uint8_t *buf, size_t cap)
 	case NS_CREATE:
 	case NS_MKDIR:
 	case NS_SYMLINK:
+	case NS_MKNOD:
 		put_u(&w, op->parent);
 		put_s(&w, op->name, op->name_len);
 		put_u(&w, op->ino);
 		if (op->kind != NS_SYMLINK)
 			put_u(&w, op->mode);
+		if (op->kind == NS_MKNOD)
+			put_u(&w, op->rdev);
 		put_u(&w, op->uid);
 		put_u(&w, op->gid);
 		put_t(&w, op->atime_ns);
@@ -170,6 +209,18 @@ int nsop_encode(const struct ns_op *op, uint8_t *buf, size_t cap)
 			put_t(&w, op->atime_ns);
 		if (op->flags & NS_SET_MTIME)
 			put_t(&w, op->mtime_ns);
+		put_t(&w, op->ctime_ns);
+		break;
+	case NS_SETXATTR:
+		put_u(&w, op->ino);
+		put_u(&w, op->flags);
+		put_s(&w, op->name, op->name_len);
+		put_s(&w, op->name2, op->name2_len);
+		put_t(&w, op->ctime_ns);
+		break;
+	case NS_REMOVEXATTR:
+		put_u(&w, op->ino);
+		put_s(&w, op->name, op->name_len);
 		put_t(&w, op->ctime_ns);
 		break;
 	}
@@ -219,11 +270,11 @@ static int64_t get_t(struct rd *d)
 	return (int64_t)((z >> 1) ^ (~(z & 1) + 1));
 }
 
-static const char *get_s(struct rd *d, uint32_t *ret_len)
+static const char *get_s_max(struct rd *d, uint32_t *ret_len, uint64_t max)
 {
 	uint64_t len = get_u(d);
 	const char *s;
-	if (d->bad || len > NS_SYMLINK_MAX || d->len - d->n < len) {
+	if (d->bad || len > max || d->len - d->n < len) {
 		d->bad = true;
 		*ret_len = 0;
 		return NULL;
@@ -233,6 +284,8 @@ static const char *get_s(struct rd *d, uint32_t *ret_len)
 	*ret_len = (uint32_t)len;
 	return s;
 }
+
+static const char *get_s(struct rd *d, uint32_t *ret_len) { return get_s_max(d, ret_len, NS_SYMLINK_MAX); }
 
 int nsop_decode(const uint8_t *buf, size_t len, struct ns_op *ret_op)
 {
@@ -249,10 +302,13 @@ int nsop_decode(const uint8_t *buf, size_t len, struct ns_op *ret_op)
 	case NS_CREATE:
 	case NS_MKDIR:
 	case NS_SYMLINK:
+	case NS_MKNOD:
 		op.parent = get_u(&d);
 		op.name = get_s(&d, &op.name_len);
 		op.ino = get_u(&d);
 		op.mode = op.kind == NS_SYMLINK ? (S_IFLNK | 0777) : get_u32(&d);
+		if (op.kind == NS_MKNOD)
+			op.rdev = get_u32(&d);
 		op.uid = get_u32(&d);
 		op.gid = get_u32(&d);
 		op.atime_ns = get_t(&d);
@@ -294,6 +350,18 @@ int nsop_decode(const uint8_t *buf, size_t len, struct ns_op *ret_op)
 			op.atime_ns = get_t(&d);
 		if (op.flags & NS_SET_MTIME)
 			op.mtime_ns = get_t(&d);
+		op.ctime_ns = get_t(&d);
+		break;
+	case NS_SETXATTR:
+		op.ino = get_u(&d);
+		op.flags = get_u32(&d);
+		op.name = get_s_max(&d, &op.name_len, NS_XATTR_NAME_MAX);
+		op.name2 = get_s_max(&d, &op.name2_len, NS_XATTR_VALUE_MAX);
+		op.ctime_ns = get_t(&d);
+		break;
+	case NS_REMOVEXATTR:
+		op.ino = get_u(&d);
+		op.name = get_s_max(&d, &op.name_len, NS_XATTR_NAME_MAX);
 		op.ctime_ns = get_t(&d);
 		break;
 	default:

@@ -149,6 +149,7 @@ struct wlist {
 
 struct pipeline {
 	struct store *s;
+	bool read_only;                /* immutable: store_read_only(s) (-o ro): nothing is ever logged */
 	struct pipe_opts o;            /* immutable */
 	struct pipe_test_hooks hooks;  /* immutable */
 	struct pool *pool;             /* NULL with workers=0 */
@@ -733,8 +734,8 @@ static int commit_flush(struct pipeline *p, bool checkpoint, const char **what)
 	commit_fire(p);
 	*what = "apply";
 	r = commit_apply_all(p);
-	if (r < 0 || !checkpoint)
-		return r;
+	if (r < 0 || !checkpoint || p->read_only)
+		return r; /* a read-only store (-o ro) is never written */
 	*what = "checkpoint";
 	return commit_checkpoint(p);
 }
@@ -966,6 +967,7 @@ int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret
 	if (!p)
 		return -ENOMEM;
 	p->s = s;
+	p->read_only = store_read_only(s);
 	p->o = *o;
 	p->hooks = test_hooks;
 	p->next_seq = 1;
@@ -1041,7 +1043,7 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 	for (;;) {
 		struct batch *disp = NULL;
 
-		if (p->failed)
+		if (p->failed || p->read_only)
 			return -EROFS;
 		if (p->stopping)
 			return -ESHUTDOWN;
@@ -1181,7 +1183,7 @@ int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 	rec->len = rec->cap = (uint32_t)n;
 
 	bz_cap_lock(&p->mu, &pipe_cap);
-	r = p->failed ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
+	r = p->failed || p->read_only ? -EROFS : p->stopping ? -ESHUTDOWN : ob_reserve(p);
 	if (r < 0) {
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		goto out_free;
@@ -1352,6 +1354,9 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret)
 	ret->inflight_bytes = p->inflight;
 	ret->inflight_max = p->inflight_max;
 	ret->error = p->error;
+	ret->sealed_seq = p->sealed_seq;
+	ret->written_seq = p->appended_seq;
+	ret->durable_seq = p->synced_seq;
 	ret->queue_depth = p->pool ? 0 : p->ndone;
 	bz_cap_unlock(&p->mu, &pipe_cap);
 	if (p->pool)
@@ -1400,13 +1405,15 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	jp(&j,
 	   "\"batches\":%llu,\"records\":%llu,\"ns_records\":%llu,\"bytes_in\":%llu,\"bytes_stored\":%llu,"
 	   "\"fdatasyncs\":%llu,\"checkpoints\":%llu,\"queue_depth\":%llu,\"reorder_depth\":%llu,"
-	   "\"inflight_bytes\":%llu,\"inflight_max\":%llu,\"writer_blocked\":%llu,",
+	   "\"inflight_bytes\":%llu,\"inflight_max\":%llu,\"writer_blocked\":%llu,"
+	   "\"sealed_seq\":%llu,\"written_seq\":%llu,\"durable_seq\":%llu,",
 	   (unsigned long long)st->batches, (unsigned long long)st->records, (unsigned long long)st->ns_records,
 	   (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_stored,
 	   (unsigned long long)st->fdatasyncs, (unsigned long long)st->checkpoints,
 	   (unsigned long long)st->queue_depth, (unsigned long long)st->reorder_depth,
 	   (unsigned long long)st->inflight_bytes, (unsigned long long)st->inflight_max,
-	   (unsigned long long)st->writer_blocked);
+	   (unsigned long long)st->writer_blocked, (unsigned long long)st->sealed_seq,
+	   (unsigned long long)st->written_seq, (unsigned long long)st->durable_seq);
 	jp(&j, "\"stages_us\":{");
 	for (int i = 0; i < PIPE_ST_COUNT; i++) {
 		const struct bz_hist *h = &st->stage[i];

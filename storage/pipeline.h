@@ -94,6 +94,9 @@ struct pipe_stats {
 	uint64_t inflight_max;    /* high-water mark */
 	uint64_t writer_blocked;  /* times a writer waited for room */
 	uint64_t errors;
+	/* batch sequence numbers (global order): the last sealed, the last
+	 * appended to the WAL, the last covered by an fdatasync */
+	uint64_t sealed_seq, written_seq, durable_seq;
 	int error;                /* sticky pipeline error (negative errno) or 0 */
 	unsigned workers;
 	struct store_stats store;

@@ -3,7 +3,8 @@
  * for a second implementation) is docs/FORMAT.md ("The PageStore and recovery"); this comment is
  * the summary a reader of the code needs.
  *
- * FILES. "lock" (vfs_lock'ed while the store is open), "store.db" (pages,
+ * FILES. "lock" (vfs_lock'ed while the store is open; shared by read-only
+ * opens, which may also run without it on read-only media), "store.db" (pages,
  * see pager.c for the 48-byte page header) and the WAL segments (wal.c).
  *
  * SUPERBLOCKS. Pages 0 and 1. The superblock of generation g lives in page
@@ -34,9 +35,10 @@
  * needs them, so open does not depend on the amount of data.
  *
  * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
- * (inodes, symlink targets, entries, per-file index state, free page list)
- * is serialized into a chain of NEW NSMETA pages. O(files) per checkpoint:
- * a known cost.
+ * (inodes with rdev, symlink targets, extended attributes, entries, per-file
+ * index state, free page list) is serialized into a chain of NEW NSMETA
+ * pages (stream version 2; version 1, without rdev and attributes, is still
+ * read). O(files) per checkpoint: a known cost.
  *
  * FREE SPACE. A page referenced by the durable superblock is never
  * overwritten. Pages released during an interval (the previous namespace
@@ -104,7 +106,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
 #define SB_VERSION 1u
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 1u
+#define NS_VERSION 2u /* 2: 'I' carries rdev; 'X' records. Version 1 is still read. */
 #define IDX_ENTRY_SIZE 32u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
@@ -860,6 +862,7 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	bb_var(&z->ino, a->gid);
 	bb_var(&z->ino, a->nlink);
 	bb_var(&z->ino, a->size);
+	bb_var(&z->ino, a->rdev);
 	bb_le64(&z->ino, (uint64_t)a->atime_ns);
 	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
 	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
@@ -867,6 +870,19 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	if (S_ISLNK(a->mode))
 		bb_put(&z->ino, symlink, symlink_len);
 	z->n_ino++;
+	return z->ino.err;
+}
+
+static int ser_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
+		     size_t value_len)
+{
+	struct ser *z = arg;
+	bb_u8(&z->ino, 'X');
+	bb_var(&z->ino, ino);
+	bb_var(&z->ino, name_len);
+	bb_put(&z->ino, name, name_len);
+	bb_var(&z->ino, value_len);
+	bb_put(&z->ino, value, value_len);
 	return z->ino.err;
 }
 
@@ -905,7 +921,7 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
 {
 	struct ser z = {0};
-	struct ns_visit v = {.inode = ser_inode, .dirent = ser_dirent};
+	struct ns_visit v = {.inode = ser_inode, .xattr = ser_xattr, .dirent = ser_dirent};
 	int r;
 
 	r = ns_walk(s->ns, &v, &z);
@@ -951,8 +967,12 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	struct rd r = {.p = p, .len = len};
 	int err = -EBADMSG;
 	struct sfile *f = NULL;
+	uint32_t version;
 
-	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC || bz_get_le32(p + 4) != NS_VERSION)
+	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
+		goto out;
+	version = bz_get_le32(p + 4);
+	if (version != 1 && version != NS_VERSION)
 		goto out;
 	if (p[len - 9] != 'E')
 		goto out;
@@ -975,6 +995,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			a.gid = rd_var32(&r);
 			a.nlink = rd_var32(&r);
 			a.size = rd_var(&r);
+			a.rdev = version >= 2 ? rd_var32(&r) : 0;
 			a.atime_ns = (int64_t)rd_le64(&r);
 			a.mtime_ns = (int64_t)rd_le64(&r);
 			a.ctime_ns = (int64_t)rd_le64(&r);
@@ -986,6 +1007,19 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			if (err < 0) {
 				bz_err("store.db: namespace checkpoint: inode %llu: %s", (unsigned long long)a.ino,
 				       strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'X' && version >= 2) {
+			uint64_t ino = rd_var(&r), nl = rd_var(&r);
+			const uint8_t *name = rd_bytes(&r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			uint64_t vl = rd_var(&r);
+			const uint8_t *val = rd_bytes(&r, vl > NS_XATTR_VALUE_MAX ? SIZE_MAX : (size_t)vl);
+			if (r.err)
+				break;
+			err = ns_load_xattr(s->ns, ino, (const char *)name, (size_t)nl, val, (size_t)vl);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: attribute of inode %llu: %s",
+				       (unsigned long long)ino, strerror(-err));
 				goto out;
 			}
 		} else if (tag == 'D') {
@@ -1469,15 +1503,25 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s->read_only = o->read_only;
 
 	/* Read-only opens do not create the lock file unless it is missing
-	 * (a crash image, a fresh copy) and can still lock an unwritable one. */
+	 * (a crash image, a fresh copy) and can still lock an unwritable one,
+	 * with a shared lock: read-only users coexist, a writer is excluded.
+	 * On read-only media where it is missing and cannot be created they go
+	 * on without a lock: nobody can write that store either. */
 	r = vfs_open(o->vfs, "lock", s->read_only ? VFS_O_RDONLY : VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
-	if (r == -ENOENT && s->read_only)
+	if (r == -ENOENT && s->read_only) {
 		r = vfs_open(o->vfs, "lock", VFS_O_RDWR | VFS_O_CREAT, &s->lock_f);
+		if (r == -EROFS || r == -EACCES || r == -EPERM) {
+			bz_info("store: no lock file and it cannot be created (%s): opening read-only without a lock",
+				strerror(-r));
+			s->lock_f = NULL;
+			r = 0;
+		}
+	}
 	if (r < 0) {
 		bz_err("store: cannot open the lock file: %s", strerror(-r));
 		goto out;
 	}
-	r = vfs_lock(s->lock_f);
+	r = !s->lock_f ? 0 : s->read_only ? vfs_lock_shared(s->lock_f) : vfs_lock(s->lock_f);
 	if (r == -EWOULDBLOCK || r == -EAGAIN) {
 		bz_err("store: the store is in use by another process (its lock file is held)");
 		r = -EBUSY;
@@ -1532,7 +1576,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		goto out;
 	set_u64(&s->n_free, s->free.n);
 
-	r = wal_open(o->vfs, &s->wal_o, &s->wal);
+	r = s->read_only ? wal_open_ro(o->vfs, &s->wal_o, &s->wal) : wal_open(o->vfs, &s->wal_o, &s->wal);
 	if (r < 0) {
 		bz_err("store: opening the WAL failed: %s", strerror(-r));
 		goto out;
@@ -1631,6 +1675,8 @@ int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *fram
 	}
 	return apply_batch(s, lsn, time_ns, frames, len);
 }
+
+bool store_read_only(const struct store *s) { return s->read_only; }
 
 bool store_need_checkpoint(struct store *s)
 {

@@ -23,7 +23,8 @@ struct store_opts {
 	uint64_t checkpoint_bytes;  /* checkpoint when this much WAL is used; default 1/2 of the log */
 	uint64_t cache_bytes;       /* page cache for reads; default 32 MiB */
 	bool create;                /* create the store if the directory is empty (default true) */
-	bool read_only;             /* fsck/dump: no lock-file write, no replay checkpoint */
+	bool read_only;             /* fsck/dump, -o ro: nothing is ever written (shared lock, WAL
+				     * replayed into memory, no checkpoint); mutators -EROFS */
 };
 void store_opts_default(struct store_opts *o);
 
@@ -49,6 +50,8 @@ int store_wal_sync(struct store *s);
  * and per-file indexes, namespace records into the namespace. Data records
  * for inodes that no longer exist are dropped. */
 int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *frames, size_t len);
+/* Opened with read_only (nothing may be appended, synced or checkpointed). */
+bool store_read_only(const struct store *s);
 /* Whether the WAL has grown past the checkpoint threshold. */
 bool store_need_checkpoint(struct store *s);
 /* Checkpoint: requires every appended batch to be applied. Writes pending

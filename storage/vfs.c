@@ -88,7 +88,12 @@ int vfs_sync_dir(struct vfs *v)
 
 int vfs_lock(struct vfs_file *f)
 {
-	return f->vfs->ops->lock(f);
+	return f->vfs->ops->lock(f, false);
+}
+
+int vfs_lock_shared(struct vfs_file *f)
+{
+	return f->vfs->ops->lock(f, true);
 }
 
 int vfs_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)

@@ -67,6 +67,9 @@ int vfs_sync_dir(struct vfs *v);
 /* Takes an exclusive advisory lock on the open file, without blocking:
  * -EWOULDBLOCK if another holder has it. Released by vfs_close. */
 int vfs_lock(struct vfs_file *f);
+/* A shared lock (read-only opens): any number of shared holders, but not
+ * together with an exclusive one (-EWOULDBLOCK either way). */
+int vfs_lock_shared(struct vfs_file *f);
 /* Free and total bytes of the device under the root (statvfs); memory
  * backends report a large fixed capacity. */
 int vfs_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total);

@@ -179,7 +179,10 @@ static int fault_sync_dir(struct vfs *v)
 	return mode ? fault_err(mode) : vfs_sync_dir(to_fv(v)->inner);
 }
 
-static int fault_lock(struct vfs_file *f) { return vfs_lock(inner_file(f)); }
+static int fault_lock(struct vfs_file *f, bool shared)
+{
+	return shared ? vfs_lock_shared(inner_file(f)) : vfs_lock(inner_file(f));
+}
 
 static int fault_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
 {

@@ -17,7 +17,7 @@ struct vfs_ops {
 	int (*rename)(struct vfs *v, const char *from, const char *to);
 	int (*unlink)(struct vfs *v, const char *name);
 	int (*sync_dir)(struct vfs *v);
-	int (*lock)(struct vfs_file *f);
+	int (*lock)(struct vfs_file *f, bool shared);
 	int (*space)(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total);
 	void (*destroy)(struct vfs *v);
 };

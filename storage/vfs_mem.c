@@ -62,6 +62,7 @@ struct mem_node {
 	unsigned refs;        /* dirents (current + durable) + open handles + pending ops */
 	unsigned npend_data;  /* recording: pending WRITE/TRUNCATE ops of this node */
 	const struct vfs_file *locker; /* holder of vfs_lock, or NULL */
+	unsigned shared;               /* holders of vfs_lock_shared */
 };
 
 struct mem_dirent {
@@ -104,6 +105,7 @@ struct mem_file {
 	struct vfs_file base;
 	uint32_t node;  /* immutable */
 	bool writable;  /* immutable */
+	bool shared;    /* holds a shared lock on its node (under mem_vfs.lock) */
 };
 
 static const struct vfs_ops mem_ops;
@@ -473,6 +475,8 @@ static void mem_close(struct vfs_file *f)
 	n = mv_node(mv, mf->node);
 	if (n->locker == f)
 		n->locker = NULL;
+	if (mf->shared)
+		n->shared--;
 	node_unref(mv, mf->node);
 	mv_wrunlock(mv);
 	free(mf);
@@ -766,15 +770,22 @@ static int mem_sync_dir(struct vfs *v)
 	return r;
 }
 
-static int mem_lock(struct vfs_file *f)
+static int mem_lock(struct vfs_file *f, bool shared)
 {
 	struct mem_vfs *mv = to_mv(f->vfs);
+	struct mem_file *mf = to_mf(f);
 	struct mem_node *n;
 	int r = 0;
 
 	mv_wrlock(mv);
-	n = mv_node(mv, to_mf(f)->node);
+	n = mv_node(mv, mf->node);
 	if (n->locker && n->locker != f)
+		r = -EWOULDBLOCK;
+	else if (shared) {
+		if (!mf->shared)
+			n->shared++;
+		mf->shared = true;
+	} else if (n->shared > (mf->shared ? 1u : 0u))
 		r = -EWOULDBLOCK;
 	else
 		n->locker = f;

@@ -197,12 +197,12 @@ static int px_sync_dir(struct vfs *v)
 	return fsync(px_dirfd(v)) < 0 ? -errno : 0;
 }
 
-static int px_lock(struct vfs_file *f)
+static int px_lock(struct vfs_file *f, bool shared)
 {
 	int r;
 
 	do
-		r = flock(px_fd(f), LOCK_EX | LOCK_NB);
+		r = flock(px_fd(f), (shared ? LOCK_SH : LOCK_EX) | LOCK_NB);
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? -errno : 0;
 }

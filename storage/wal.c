@@ -495,7 +495,7 @@ out:
 	return r;
 }
 
-int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
+static int wal_open_flags(struct vfs *v, const struct wal_opts *o, int flags, struct wal **ret_wal)
 {
 	struct wal *w = NULL;
 	int r;
@@ -513,7 +513,7 @@ int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
 	w->seg_bytes = o->segment_bytes;
 	w->n = o->segments;
 	w->state = WAL_OPEN;
-	r = open_segs(v, o, VFS_O_RDWR, &w->segs);
+	r = open_segs(v, o, flags, &w->segs);
 	if (r < 0)
 		goto out;
 	for (uint32_t i = 0; i < w->n; i++)
@@ -524,6 +524,16 @@ int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
 out:
 	wal_close(w);
 	return r;
+}
+
+int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
+{
+	return wal_open_flags(v, o, VFS_O_RDWR, ret_wal);
+}
+
+int wal_open_ro(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal)
+{
+	return wal_open_flags(v, o, VFS_O_RDONLY, ret_wal);
 }
 
 /* ---- replay ---- */

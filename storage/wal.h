@@ -34,6 +34,9 @@ int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_star
 
 /* Opens the segments of an existing store (reads their headers only). */
 int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal);
+/* The same with the segments opened read-only (a read-only store: replay
+ * only; wal_append, wal_sync and wal_recycle must not be called). */
+int wal_open_ro(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal);
 void wal_close(struct wal *w); /* NULL ok */
 /* Tests only (the daemon never calls it; its salts come from getrandom):
  * every salt w draws from now on comes from a reproducible sequence seeded

@@ -147,7 +147,10 @@ static int probe_sync_dir(struct vfs *v)
 	probe_fire(v, VFS_OP_SYNC_DIR);
 	return vfs_sync_dir(probe_of(v)->inner);
 }
-static int probe_lock(struct vfs_file *f) { return vfs_lock(pf_inner(f)); }
+static int probe_lock(struct vfs_file *f, bool shared)
+{
+	return shared ? vfs_lock_shared(pf_inner(f)) : vfs_lock(pf_inner(f));
+}
 static int probe_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
 {
 	return vfs_space(probe_of(v)->inner, ret_free, ret_total);
@@ -198,7 +201,7 @@ static const struct vfs_crash durable_only = { .keep = NULL, .torn_op = -1 };
 #define M_MAX_OPS 4096
 #define M_MAX_APPEND (20u << 10)
 
-enum { MT_FREE = 0, MT_REG = 1, MT_DIR = 2 };
+enum { MT_FREE = 0, MT_REG = 1, MT_DIR = 2, MT_SPECIAL = 3 /* FIFO or device: size slot = rdev */ };
 enum { MOP_DATA = 1, MOP_NS = 2 };
 
 struct mop {
@@ -221,6 +224,8 @@ struct model {
 	uint8_t type[M_MAX_INO];
 	uint32_t nlink[M_MAX_INO];
 	uint64_t size[M_MAX_INO];
+	uint32_t xver[M_MAX_INO]; /* regular files: value "v<xver>" of attribute user.v, 0 = none */
+	unsigned xver_ctr;
 	struct mdirent d[M_MAX_DIRENTS];
 	uint64_t next_ino;
 	unsigned name_ctr;
@@ -240,8 +245,14 @@ struct model {
 
 static inline uint64_t h_inode(uint64_t ino, unsigned type, uint32_t nlink, uint64_t size)
 {
-	uint64_t t[4] = { ino, type, type == MT_REG ? nlink : 0, type == MT_REG ? size : 0 };
+	bool full = type == MT_REG || type == MT_SPECIAL;
+	uint64_t t[4] = { ino, type, full ? nlink : 0, full ? size : 0 };
 	return rec_hash_seeded(t, sizeof(t), 0x1e0de);
+}
+static inline uint64_t h_xattr(uint64_t ino, uint32_t ver)
+{
+	uint64_t t[2] = { ino, ver };
+	return rec_hash_seeded(t, sizeof(t), 0xa77);
 }
 static inline uint64_t h_dirent(uint64_t dir, const char *name, size_t len, uint64_t ino)
 {
@@ -352,9 +363,20 @@ static void m_dirent_del(struct model *m, size_t i)
 	m->cur_sig -= h_dirent(d->dir, d->name, d->len, d->ino);
 	d->used = false;
 }
-/* Drops one link of a regular file (frees it at 0). */
+/* Sets (ver > 0) or removes (0) the attribute user.v of ino. */
+static void m_xattr_set(struct model *m, uint64_t ino, uint32_t ver)
+{
+	if (m->xver[ino])
+		m->cur_sig -= h_xattr(ino, m->xver[ino]);
+	m->xver[ino] = ver;
+	if (ver)
+		m->cur_sig += h_xattr(ino, ver);
+}
+/* Drops one link of a regular file (frees it, and its attribute, at 0). */
 static void m_unlink_ino(struct model *m, uint64_t ino)
 {
+	if (m->nlink[ino] <= 1)
+		m_xattr_set(m, ino, 0);
 	if (m->nlink[ino] > 1)
 		m_inode_set(m, ino, MT_REG, m->nlink[ino] - 1, m->size[ino]);
 	else
@@ -417,7 +439,7 @@ static uint32_t g_append_len(struct rng *r)
 	return 4096 + (uint32_t)rng_below(r, M_MAX_APPEND - 4096 + 1);
 }
 
-enum { W_DATA, W_CREATE, W_MKDIR, W_LINK, W_RENAME, W_UNLINK, W_RMDIR };
+enum { W_DATA, W_CREATE, W_MKDIR, W_LINK, W_RENAME, W_UNLINK, W_RMDIR, W_MKNOD, W_XATTR };
 
 static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err);
 
@@ -439,8 +461,8 @@ static BZ_UNUSED int m_gen(struct model *m, struct gen_op *g, unsigned data_pct)
 		what = W_DATA;
 	} else {
 		unsigned k = (unsigned)rng_below(r, 100);
-		what = k < 25 ? W_CREATE : k < 35 ? W_MKDIR : k < 55 ? W_LINK : k < 75 ? W_RENAME :
-		       k < 92 ? W_UNLINK : W_RMDIR;
+		what = k < 22 ? W_CREATE : k < 25 ? W_MKNOD : k < 35 ? W_MKDIR : k < 42 ? W_XATTR : k < 55 ? W_LINK :
+		       k < 75 ? W_RENAME : k < 92 ? W_UNLINK : W_RMDIR;
 		if (what == W_UNLINK && files < 2)
 			what = W_CREATE;
 	}
@@ -500,6 +522,49 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 		g->ns.mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644);
 		m_inode_set(m, ino, dir ? MT_DIR : MT_REG, 1, 0);
 		m_dirent_add(m, (size_t)fi, parent, g->name, ino);
+		g->mop.ino = ino;
+		return true;
+	}
+	case W_MKNOD: { /* a FIFO or a character device (rdev in the signature) */
+		long fi = m_free_dirent(m);
+		if (fi < 0 || m->next_ino >= M_POST_INO)
+			return false;
+		uint64_t ino = m->next_ino++;
+		uint64_t parent = m_pick_dir(m, r);
+		bool dev = rng_chance(r, 50);
+		snprintf(g->name, sizeof(g->name), "%c%u", dev ? 'c' : 'p', m->name_ctr++);
+		g_ns_base(m, g, NS_MKNOD);
+		g->ns.ino = ino;
+		g->ns.parent = parent;
+		g->ns.name = g->name;
+		g->ns.name_len = (uint32_t)strlen(g->name);
+		g->ns.mode = dev ? (S_IFCHR | 0600) : (S_IFIFO | 0644);
+		g->ns.rdev = dev ? 1u + (uint32_t)rng_below(r, 1u << 20) : 0;
+		m_inode_set(m, ino, MT_SPECIAL, 1, g->ns.rdev);
+		m_dirent_add(m, (size_t)fi, parent, g->name, ino);
+		g->mop.ino = ino;
+		return true;
+	}
+	case W_XATTR: { /* set user.v = "v<n>" on a file, or remove it */
+		long si = m_pick_dirent(m, r, MT_REG);
+		if (si < 0)
+			return false;
+		uint64_t ino = m->d[si].ino;
+		snprintf(g->name, sizeof(g->name), "user.v");
+		if (m->xver[ino] && rng_chance(r, 25)) {
+			g_ns_base(m, g, NS_REMOVEXATTR);
+			m_xattr_set(m, ino, 0);
+		} else {
+			g_ns_base(m, g, NS_SETXATTR);
+			uint32_t ver = ++m->xver_ctr;
+			snprintf(g->name2, sizeof(g->name2), "v%u", ver);
+			g->ns.name2 = g->name2;
+			g->ns.name2_len = (uint32_t)strlen(g->name2);
+			m_xattr_set(m, ino, ver);
+		}
+		g->ns.ino = ino;
+		g->ns.name = g->name;
+		g->ns.name_len = (uint32_t)strlen(g->name);
 		g->mop.ino = ino;
 		return true;
 	}
@@ -678,11 +743,35 @@ static int rs_inode(void *arg, const struct ns_attr *a, const char *symlink, siz
 		r->type[a->ino] = MT_REG;
 		r->nlink[a->ino] = a->nlink;
 		r->attr_size[a->ino] = a->size;
+	} else if (S_ISFIFO(a->mode) || S_ISCHR(a->mode)) {
+		r->type[a->ino] = MT_SPECIAL;
+		r->nlink[a->ino] = a->nlink;
+		r->size[a->ino] = a->rdev;
 	} else {
 		snprintf(r->err, sizeof(r->err), "inode %" PRIu64 " has unexpected mode 0%o", a->ino, a->mode);
 		return -EINVAL;
 	}
 	r->ninodes++;
+	return 0;
+}
+static int rs_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
+		    size_t value_len)
+{
+	struct rstate *r = arg;
+	char v[16];
+	unsigned ver = 0;
+	if (name_len != 6 || memcmp(name, "user.v", 6) != 0 || value_len < 2 || value_len >= sizeof(v)) {
+		snprintf(r->err, sizeof(r->err), "inode %" PRIu64 ": unexpected attribute %.*s", ino, (int)name_len,
+			 name);
+		return -EINVAL;
+	}
+	memcpy(v, value, value_len);
+	v[value_len] = 0;
+	if (sscanf(v, "v%u", &ver) != 1 || ver == 0) {
+		snprintf(r->err, sizeof(r->err), "inode %" PRIu64 ": bad attribute value %s", ino, v);
+		return -EINVAL;
+	}
+	r->sig += h_xattr(ino, ver);
 	return 0;
 }
 static int rs_dirent(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
@@ -697,7 +786,7 @@ static int rs_dirent(void *arg, uint64_t dir, const char *name, size_t name_len,
 static BZ_UNUSED int rs_extract(struct store *s, struct rstate *r)
 {
 	struct ns *ns = NULL;
-	struct ns_visit v = { .inode = rs_inode, .dirent = rs_dirent };
+	struct ns_visit v = { .inode = rs_inode, .dirent = rs_dirent, .xattr = rs_xattr };
 	int rc;
 
 	memset(r, 0, offsetof(struct rstate, err));

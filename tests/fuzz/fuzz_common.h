@@ -81,12 +81,23 @@ static int fz_dirent(void *arg, uint64_t dir, const char *name, size_t name_len,
 	return 0;
 }
 
+static int fz_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value, size_t value_len)
+{
+	(void)arg;
+	(void)ino;
+	(void)name;
+	(void)name_len;
+	(void)value;
+	(void)value_len;
+	return 0;
+}
+
 /* Reads every file of s (bounded). */
 static inline void fz_read_all(struct store *s)
 {
 	static uint8_t buf[65536];
 	struct fz_walk w = { .s = s, .budget = FZ_READ_BUDGET, .buf = buf };
-	struct ns_visit v = { .inode = fz_inode, .dirent = fz_dirent };
+	struct ns_visit v = { .inode = fz_inode, .dirent = fz_dirent, .xattr = fz_xattr };
 	struct ns *ns = NULL;
 	struct store_stats st;
 	store_stats(s, &st);

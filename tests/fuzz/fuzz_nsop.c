@@ -20,9 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (nsop_decode(data, size, &op) != 0)
 		return 0;
-	if (op.name_len > NS_NAME_MAX || op.name2_len > NS_SYMLINK_MAX)
+	bool xattr = op.kind == NS_SETXATTR || op.kind == NS_REMOVEXATTR;
+	if (op.name_len > (xattr ? NS_XATTR_NAME_MAX : NS_NAME_MAX) ||
+	    op.name2_len > (xattr ? NS_XATTR_VALUE_MAX : NS_SYMLINK_MAX))
 		abort();
-	if (op.name && (memchr(op.name, '/', op.name_len) || memchr(op.name, 0, op.name_len)))
+	if (op.name && ((!xattr && memchr(op.name, '/', op.name_len)) || memchr(op.name, 0, op.name_len)))
 		abort();
 	if (op.name && ((const uint8_t *)op.name < data || (const uint8_t *)op.name + op.name_len > data + size))
 		abort();
@@ -41,6 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)ns_apply(ns, &mk);
 		(void)ns_apply(ns, &cr);
 		(void)ns_apply(ns, &op);
+		char v[64];
+		(void)ns_listxattr(ns, op.ino ? op.ino : 3, v, sizeof(v));
 		ns_free(ns);
 	}
 #endif

@@ -55,6 +55,31 @@ static size_t mk_file(uint8_t *buf, size_t cap, uint64_t ino, const char *name, 
 	return (size_t)len;
 }
 
+/* A batch with a FIFO, a device node and extended attributes on ino 2 and
+ * the root (stream version 2: 'I' with rdev, 'X' records). */
+static size_t mk_kinds(uint8_t *buf, size_t cap)
+{
+	uint8_t op[NSOP_MAX_LEN];
+	const struct ns_op ops[] = {
+		{ .kind = NS_MKNOD, .ino = 7, .parent = NS_ROOT_INO, .name = "fifo", .name_len = 4, .mode = S_IFIFO | 0644 },
+		{ .kind = NS_MKNOD, .ino = 8, .parent = NS_ROOT_INO, .name = "tty", .name_len = 3, .mode = S_IFCHR | 0620,
+		  .rdev = 0x8800 },
+		{ .kind = NS_SETXATTR, .ino = 2, .name = "user.origin", .name_len = 11, .name2 = "host-1", .name2_len = 6 },
+		{ .kind = NS_SETXATTR, .ino = NS_ROOT_INO, .name = "trusted.x", .name_len = 9 },
+	};
+	size_t len = 0;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		int n = nsop_encode(&ops[i], op, sizeof(op));
+		if (n < 0)
+			abort();
+		int k = frame(buf + len, cap - len, REC_NS, 0, 0, op, (size_t)n);
+		if (k < 0)
+			abort();
+		len += (size_t)k;
+	}
+	return len;
+}
+
 static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal)
 {
 	char path[512];
@@ -140,6 +165,21 @@ int main(int argc, char **argv)
 	if (store_close(s) < 0)
 		return 1;
 	dump(argv[1], "page", "files2.db", v, false);
+	/* 4: special files and attributes, in the WAL, then checkpointed */
+	if (store_open(&o, &s) < 0 || batch(s, buf, mk_kinds(buf, sizeof(buf)), true) < 0)
+		return 1;
+	/* (enough data after it that dump() picks this segment) */
+	if (batch(s, buf, mk_file(buf, sizeof(buf), 9, "e.log", 4000), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 10, "f.log", 4000), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 11, "g.log", 4000), true) < 0)
+		return 1;
+	if (vfs_mem_clone(v, &snap) < 0)
+		return 1;
+	dump(argv[1], "recover", "kinds.bin", snap, true);
+	vfs_destroy(snap);
+	if (store_close(s) < 0)
+		return 1;
+	dump(argv[1], "page", "kinds.db", v, false);
 	vfs_destroy(v);
 	return 0;
 }

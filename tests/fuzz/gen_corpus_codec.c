@@ -73,9 +73,14 @@ int main(int argc, char **argv)
 		 .name2_len = 5, .flags = NS_RENAME_NOREPLACE, .ctime_ns = 9},
 		{.kind = NS_SETATTR, .ino = 2, .flags = 31, .mode = 0600, .uid = 1, .gid = 2, .atime_ns = 3,
 		 .mtime_ns = 4, .ctime_ns = 10},
+		{.kind = NS_MKNOD, .parent = 1, .name = "null", .name_len = 4, .ino = 5, .mode = 020666, .rdev = 0x103,
+		 .ctime_ns = 11},
+		{.kind = NS_SETXATTR, .ino = 2, .name = "user.mime_type", .name_len = 14, .name2 = "text/plain",
+		 .name2_len = 10, .flags = NS_XATTR_CREATE, .ctime_ns = 12},
+		{.kind = NS_REMOVEXATTR, .ino = 2, .name = "user.mime_type", .name_len = 14, .ctime_ns = 13},
 	};
 	static const char *kind_names[] = {"", "create", "mkdir", "symlink", "link", "unlink", "rmdir", "rename",
-					   "setattr"};
+					   "setattr", "mknod", "setxattr", "removexattr"};
 	uint8_t nsbuf[NSOP_MAX_LEN];
 	size_t ns_create_len = 0;
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {

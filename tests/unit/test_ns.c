@@ -70,6 +70,20 @@ static struct ns_attr attr(struct ns *ns, uint64_t ino)
 	return a;
 }
 
+static int xset(struct ns *ns, uint64_t ino, const char *name, const char *val, uint32_t flags)
+{
+	struct ns_op o = {.kind = NS_SETXATTR, .ino = ino, .name = name, .name_len = (uint32_t)strlen(name),
+			  .name2 = val, .name2_len = (uint32_t)strlen(val), .flags = flags, .ctime_ns = now++};
+	return ns_apply(ns, &o);
+}
+
+static int xrm(struct ns *ns, uint64_t ino, const char *name)
+{
+	struct ns_op o = {.kind = NS_REMOVEXATTR, .ino = ino, .name = name, .name_len = (uint32_t)strlen(name),
+			  .ctime_ns = now++};
+	return ns_apply(ns, &o);
+}
+
 /* Serializes the whole namespace (walk) into a string, to compare states. */
 struct dump {
 	char *buf;
@@ -101,10 +115,19 @@ static int dump_dirent(void *arg, uint64_t dir, const char *name, size_t len, ui
 	dput(arg, &ino, sizeof(ino));
 	return 0;
 }
+static int dump_xattr(void *arg, uint64_t ino, const char *name, size_t nlen, const void *val, size_t vlen)
+{
+	dput(arg, &ino, sizeof(ino));
+	dput(arg, &nlen, sizeof(nlen));
+	dput(arg, name, nlen);
+	dput(arg, &vlen, sizeof(vlen));
+	dput(arg, val, vlen);
+	return 0;
+}
 static struct dump dump(const struct ns *ns)
 {
 	struct dump d = {0};
-	struct ns_visit v = {dump_inode, dump_dirent};
+	struct ns_visit v = {.inode = dump_inode, .dirent = dump_dirent, .xattr = dump_xattr};
 	T_CHECK_EQ(ns_walk(ns, &v, &d), 0);
 	uint64_t x = ns_next_ino(ns);
 	dput(&d, &x, sizeof(x));
@@ -448,6 +471,10 @@ static int load_dirent_cb(void *arg, uint64_t dir, const char *name, size_t len,
 {
 	return ns_load_dirent(arg, dir, name, len, ino);
 }
+static int load_xattr_cb(void *arg, uint64_t ino, const char *name, size_t nlen, const void *val, size_t vlen)
+{
+	return ns_load_xattr(arg, ino, name, nlen, val, vlen);
+}
 static int stop_cb(void *arg, const struct ns_attr *a, const char *sl, size_t n)
 {
 	(void)a, (void)sl, (void)n;
@@ -464,6 +491,14 @@ static void test_clone_walk_load(void)
 	mk(ns, NS_SYMLINK, 1, "s");
 	T_CHECK_EQ(ln(ns, f, 1, "f-link"), 0);
 	T_CHECK_EQ(ns_set_size(ns, f, 12345, now++), 0);
+	/* special files and attributes travel through clone and walk/load */
+	struct ns_op sp = op_new(NS_MKNOD, e, "dev", ns_alloc_ino(ns));
+	sp.mode = S_IFCHR | 0600;
+	sp.rdev = 0x1234;
+	T_CHECK_EQ(ns_apply(ns, &sp), 0);
+	T_CHECK_EQ(xset(ns, f, "user.b", "2", 0), 0);
+	T_CHECK_EQ(xset(ns, f, "user.a", "1", 0), 0);
+	T_CHECK_EQ(xset(ns, d, "user.dir", "", 0), 0);
 	/* a directory with a lower inode number under a higher one */
 	uint64_t z = mk(ns, NS_MKDIR, 1, "z");
 	T_CHECK_EQ(rn(ns, 1, "d", z, "d", 0), 0);
@@ -485,7 +520,7 @@ static void test_clone_walk_load(void)
 	/* walk -> load reproduces the namespace exactly */
 	struct dump dm = dump(cl);
 	T_ASSERT(ns_new(&ld) == 0);
-	struct ns_visit v = {load_inode_cb, load_dirent_cb};
+	struct ns_visit v = {.inode = load_inode_cb, .dirent = load_dirent_cb, .xattr = load_xattr_cb};
 	T_CHECK_EQ(ns_walk(cl, &v, ld), 0);
 	ns_set_next_ino(ld, ns_next_ino(cl));
 	struct dump dl = dump(ld);
@@ -505,7 +540,7 @@ static void test_clone_walk_load(void)
 	T_CHECK_EQ(ns_load_dirent(ld, f, "q", 1, f), -ENOTDIR);
 	/* walk stops on a non-zero callback and returns it */
 	int calls = 0;
-	struct ns_visit sv = {stop_cb, NULL};
+	struct ns_visit sv = {.inode = stop_cb};
 	T_CHECK_EQ(ns_walk(ld, &sv, &calls), 42);
 	T_CHECK_EQ(calls, 3);
 	ns_free(ns);
@@ -904,8 +939,94 @@ static void test_model(void)
 	T_CHECK(kind_ok[0][1] > 5 && kind_ok[0][2] > 5);
 }
 
+/* FIFOs, sockets, device nodes; extended attributes. */
+static void test_special_xattr(void)
+{
+	struct ns *ns;
+	char buf[256];
+	T_ASSERT(ns_new(&ns) == 0);
+	static const uint32_t types[] = {S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK};
+	const char *names[] = {"p", "s", "c", "b"};
+	for (int i = 0; i < 4; i++) {
+		struct ns_op o = op_new(NS_MKNOD, 1, names[i], ns_alloc_ino(ns));
+		o.mode = types[i] | 0640;
+		o.rdev = i >= 2 ? 0x10203u : 0;
+		T_CHECK_EQ(ns_apply(ns, &o), 0);
+		struct ns_attr a = attr(ns, look(ns, 1, names[i]));
+		T_CHECK_EQ(a.mode, types[i] | 0640);
+		T_CHECK_EQ(a.rdev, i >= 2 ? 0x10203u : 0);
+		T_CHECK(a.size == 0 && a.nlink == 1);
+		/* the same name again */
+		o.ino = ns_alloc_ino(ns);
+		T_CHECK_EQ(ns_apply(ns, &o), -EEXIST);
+	}
+	/* a mknod op of another type is refused by ns_apply too */
+	struct ns_op bad = op_new(NS_MKNOD, 1, "r", ns_alloc_ino(ns));
+	T_CHECK_EQ(ns_apply(ns, &bad), -EINVAL);
+	/* special files link, rename and unlink like files */
+	uint64_t p = look(ns, 1, "p");
+	T_CHECK_EQ(ln(ns, p, 1, "p2"), 0);
+	T_CHECK_EQ(attr(ns, p).nlink, 2);
+	T_CHECK_EQ(rn(ns, 1, "p2", 1, "p3", 0), 0);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "p3"), 0);
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "p"), 0);
+	T_CHECK_EQ(attr(ns, p).ino, 0);
+	T_CHECK_EQ(rm(ns, NS_RMDIR, 1, "s"), -ENOTDIR);
+	T_CHECK_EQ(ns_set_size(ns, look(ns, 1, "s"), 5, 0), -EINVAL);
+
+	/* extended attributes */
+	uint64_t f = mk(ns, NS_CREATE, 1, "f");
+	T_CHECK_EQ(ns_listxattr(ns, f, NULL, 0), 0);
+	T_CHECK_EQ(ns_getxattr(ns, f, "user.x", 6, buf, sizeof(buf)), -ENODATA);
+	T_CHECK_EQ(xset(ns, f, "user.x", "val", NS_XATTR_REPLACE), -ENODATA);
+	T_CHECK_EQ(xset(ns, f, "user.x", "val", NS_XATTR_CREATE), 0);
+	T_CHECK_EQ(attr(ns, f).ctime_ns, now - 1);
+	T_CHECK_EQ(xset(ns, f, "user.x", "v2", NS_XATTR_CREATE), -EEXIST);
+	T_CHECK_EQ(xset(ns, f, "user.x", "value2", NS_XATTR_REPLACE), 0);
+	T_CHECK_EQ(xset(ns, f, "user.a", "", 0), 0);
+	T_CHECK_EQ(ns_getxattr(ns, f, "user.x", 6, NULL, 0), 6);
+	T_CHECK_EQ(ns_getxattr(ns, f, "user.x", 6, buf, 5), -ERANGE);
+	T_CHECK_EQ(ns_getxattr(ns, f, "user.x", 6, buf, 6), 6);
+	T_CHECK(memcmp(buf, "value2", 6) == 0);
+	T_CHECK_EQ(ns_getxattr(ns, f, "user.a", 6, buf, sizeof(buf)), 0);
+	/* the list: names in byte order, each NUL-terminated */
+	T_CHECK_EQ(ns_listxattr(ns, f, NULL, 0), 14);
+	T_CHECK_EQ(ns_listxattr(ns, f, buf, 13), -ERANGE);
+	T_CHECK_EQ(ns_listxattr(ns, f, buf, sizeof(buf)), 14);
+	T_CHECK(memcmp(buf, "user.a\0user.x\0", 14) == 0);
+	T_CHECK_EQ(xrm(ns, f, "user.a"), 0);
+	T_CHECK_EQ(xrm(ns, f, "user.a"), -ENODATA);
+	T_CHECK_EQ(ns_listxattr(ns, f, buf, sizeof(buf)), 7);
+	T_CHECK_EQ(xrm(ns, 999, "user.a"), -ENOENT);
+	T_CHECK_EQ(xset(ns, 999, "user.a", "", 0), -ENOENT);
+	/* per-inode space: sum of name + 1 + value <= NS_XATTR_TOTAL_MAX */
+	static char big[NS_XATTR_TOTAL_MAX + 1];
+	memset(big, 'v', sizeof(big) - 1);
+	uint64_t g = mk(ns, NS_CREATE, 1, "g");
+	struct ns_op o = {.kind = NS_SETXATTR, .ino = g, .name = "user.big", .name_len = 8, .name2 = big,
+			  .name2_len = NS_XATTR_TOTAL_MAX - 9 + 1, .ctime_ns = now++};
+	T_CHECK_EQ(ns_apply(ns, &o), -ENOSPC);
+	o.name2_len--;
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	T_CHECK_EQ(xset(ns, g, "user.c", "", 0), -ENOSPC);
+	/* replacing counts the old value as freed */
+	o.name2_len = 10;
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	T_CHECK_EQ(xset(ns, g, "user.c", "", 0), 0);
+	/* attributes go with the inode */
+	T_CHECK_EQ(rm(ns, NS_UNLINK, 1, "g"), 0);
+	T_CHECK_EQ(ns_getxattr(ns, g, "user.c", 6, NULL, 0), -ENOENT);
+	/* a loaded attribute must be new and within bounds */
+	T_CHECK_EQ(ns_load_xattr(ns, f, "user.x", 6, "z", 1), -EEXIST);
+	T_CHECK_EQ(ns_load_xattr(ns, f, "", 0, "z", 1), -EINVAL);
+	T_CHECK_EQ(ns_load_xattr(ns, 999, "user.q", 6, "z", 1), -ENOENT);
+	T_CHECK_EQ(ns_load_xattr(ns, f, "user.q", 6, big, NS_XATTR_TOTAL_MAX), -EINVAL);
+	ns_free(ns);
+}
+
 int main(void)
 {
+	test_special_xattr();
 	test_basics();
 	test_rename();
 	test_readdir_cookies();

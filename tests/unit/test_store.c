@@ -189,9 +189,9 @@ static void dump_put(struct dump *d, const char *s, size_t n)
 static int dump_inode(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len)
 {
 	char line[256];
-	int n = snprintf(line, sizeof(line), "I %llu %o %u %u %u %llu %lld %lld %lld ", (unsigned long long)a->ino,
+	int n = snprintf(line, sizeof(line), "I %llu %o %u %u %u %llu %lld %lld %lld %x ", (unsigned long long)a->ino,
 			 a->mode, a->uid, a->gid, a->nlink, (unsigned long long)a->size, (long long)a->atime_ns,
-			 (long long)a->mtime_ns, (long long)a->ctime_ns);
+			 (long long)a->mtime_ns, (long long)a->ctime_ns, a->rdev);
 	dump_put(arg, line, (size_t)n);
 	if (sl)
 		dump_put(arg, sl, sl_len);
@@ -207,10 +207,24 @@ static int dump_dirent(void *arg, uint64_t dir, const char *name, size_t name_le
 	dump_put(arg, "\n", 1);
 	return 0;
 }
+static int dump_xattr(void *arg, uint64_t ino, const char *name, size_t nlen, const void *val, size_t vlen)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "X %llu %zu ", (unsigned long long)ino, vlen);
+	dump_put(arg, line, (size_t)n);
+	dump_put(arg, name, nlen);
+	dump_put(arg, "=", 1);
+	for (size_t i = 0; i < vlen; i++) {
+		n = snprintf(line, sizeof(line), "%02x", ((const uint8_t *)val)[i]);
+		dump_put(arg, line, (size_t)n);
+	}
+	dump_put(arg, "\n", 1);
+	return 0;
+}
 static char *ns_dump(const struct ns *ns)
 {
 	struct dump d = {0};
-	struct ns_visit v = {.inode = dump_inode, .dirent = dump_dirent};
+	struct ns_visit v = {.inode = dump_inode, .dirent = dump_dirent, .xattr = dump_xattr};
 	char line[64];
 	int n = snprintf(line, sizeof(line), "next %llu\n", (unsigned long long)ns_next_ino(ns));
 	dump_put(&d, line, (size_t)n);
@@ -417,6 +431,27 @@ static void test_namespace(void)
 	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
 	op = (struct ns_op){.kind = NS_SETATTR, .ino = NS_ROOT_INO, .flags = NS_SET_MODE, .mode = S_IFDIR | 0711};
 	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	/* special files (rdev kept) and extended attributes (binary values) */
+	op = (struct ns_op){.kind = NS_MKNOD, .parent = dir, .name = "fifo", .name_len = 4, .mode = S_IFIFO | 0640};
+	op.ino = ns_alloc_ino(m.ns);
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_MKNOD, .parent = dir, .name = "dev", .name_len = 3, .mode = S_IFBLK | 0600,
+			    .rdev = 0x80301};
+	op.ino = ns_alloc_ino(m.ns);
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_SETXATTR, .ino = a, .name = "user.k", .name_len = 6, .name2 = "v\0\xff",
+			    .name2_len = 3};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_SETXATTR, .ino = dir, .name = "trusted.t", .name_len = 9};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_SETXATTR, .ino = a, .name = "user.gone", .name_len = 9, .name2 = "x",
+			    .name2_len = 1};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_REMOVEXATTR, .ino = a, .name = "user.gone", .name_len = 9};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_SETXATTR, .ino = a, .name = "user.k", .name_len = 6, .name2 = "new",
+			    .name2_len = 3, .flags = NS_XATTR_CREATE};
+	T_CHECK(nsop_add(&m, &b, &op) < 0); /* refused by both */
 	/* unlink c: its data goes; a later data record for it is dropped */
 	op = (struct ns_op){.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "c", .name_len = 1};
 	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);

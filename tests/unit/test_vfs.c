@@ -139,6 +139,26 @@ static void test_common(struct vfs *v)
 	T_CHECK_EQ(vfs_lock(g), 0);
 	vfs_close(g);
 	g = NULL;
+	/* shared locks: many holders, never together with an exclusive one */
+	{
+		struct vfs_file *h = NULL;
+		T_ASSERT(vfs_open(v, "f1", VFS_O_RDONLY, &f) == 0);
+		T_ASSERT(vfs_open(v, "f1", VFS_O_RDONLY, &g) == 0);
+		T_ASSERT(vfs_open(v, "f1", VFS_O_RDWR, &h) == 0);
+		T_CHECK_EQ(vfs_lock_shared(f), 0);
+		T_CHECK_EQ(vfs_lock_shared(g), 0);
+		T_CHECK_EQ(vfs_lock(h), -EWOULDBLOCK);
+		vfs_close(f);
+		T_CHECK_EQ(vfs_lock(h), -EWOULDBLOCK);
+		vfs_close(g);
+		T_CHECK_EQ(vfs_lock(h), 0);
+		T_ASSERT(vfs_open(v, "f1", VFS_O_RDONLY, &f) == 0);
+		T_CHECK_EQ(vfs_lock_shared(f), -EWOULDBLOCK);
+		vfs_close(h);
+		T_CHECK_EQ(vfs_lock_shared(f), 0);
+		vfs_close(f);
+		f = g = NULL;
+	}
 	/* read-only handle refuses writes */
 	T_ASSERT(vfs_open(v, "f1", VFS_O_RDONLY, &g) == 0);
 	T_CHECK(vfs_pwrite(g, buf, 1, 0) < 0);

@@ -7,6 +7,7 @@
 int blazectl_stats(int argc, char **argv);
 int blazectl_fsck(int argc, char **argv);
 int blazectl_dump(int argc, char **argv);
+int blazectl_sync(int argc, char **argv);
 
 /* fsck.c: opens an existing store directory (never creates one);
  * read_only as store_opts.read_only. -EBUSY if a daemon holds it. */

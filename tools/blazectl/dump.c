@@ -203,7 +203,8 @@ static void file_line(struct walk *w, uint64_t ino)
 	if (S_ISREG(a.mode))
 		(void)store_file_info(w->s, ino, &fi);
 	printf("%-40s %8llu %-4s %12llu %8llu %12llu\n", w->len ? w->path : "/", (ull)ino,
-	       S_ISDIR(a.mode) ? "dir" : S_ISLNK(a.mode) ? "link" : S_ISREG(a.mode) ? "file" : "?",
+	       S_ISDIR(a.mode) ? "dir" : S_ISLNK(a.mode) ? "link" : S_ISREG(a.mode) ? "file" : S_ISFIFO(a.mode) ? "fifo"
+	       : S_ISSOCK(a.mode) ? "sock" : S_ISCHR(a.mode) ? "chr" : S_ISBLK(a.mode) ? "blk" : "?",
 	       (ull)a.size, (ull)fi.records, (ull)fi.stored_bytes);
 }
 

@@ -2,6 +2,7 @@
  *   blazectl stats [--json | --prometheus] [--output FILE] [--watch N] MOUNTPOINT
  *   blazectl fsck [--repair] [-v] STORE
  *   blazectl dump STORE [superblocks|wal|pages|files|file PATH]
+ *   blazectl sync MOUNTPOINT
  * See blazectl(8). */
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +13,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: blazectl stats [--json | --prometheus] [--output FILE] [--watch N] MOUNTPOINT\n"
 		   "       blazectl fsck [--repair] [-v] STORE\n"
-		   "       blazectl dump STORE [superblocks|wal|pages|files|file PATH]\n");
+		   "       blazectl dump STORE [superblocks|wal|pages|files|file PATH]\n"
+		   "       blazectl sync MOUNTPOINT\n");
 }
 
 int main(int argc, char **argv)
@@ -27,6 +29,8 @@ int main(int argc, char **argv)
 		return blazectl_fsck(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dump"))
 		return blazectl_dump(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sync"))
+		return blazectl_sync(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(stdout);
 		return 0;
