@@ -268,9 +268,14 @@ def test_o_trunc_of_empty_file_updates_times(bz):
 def test_truncate_to_current_size_updates_times(bz):
     p = bz.path("t")
     write(p, b"12345")
-    old = _age(p)
-    os.truncate(p, 5)
-    _check_touched(p, old)
+    if not WRITEBACK:
+        # With the writeback cache the kernel's own mtime/ctime of a cached
+        # regular file are authoritative (it never takes them from the
+        # daemon), and truncate(2) -- unlike ftruncate(2) -- passes no time
+        # update along when the size does not change: out of our reach.
+        old = _age(p)
+        os.truncate(p, 5)
+        _check_touched(p, old)
     old = _age(p)
     fd = os.open(p, os.O_WRONLY)
     try:
@@ -296,6 +301,23 @@ def test_efbig_above_max_file_size(bz):
         assert ei.value.errno == errno.EFBIG
     r = subprocess.run(["truncate", "-s", "999999999999999", p], capture_output=True, timeout=60)
     assert r.returncode != 0 and b"too large" in r.stderr, r
+    assert os.stat(p).st_size == 3 and read(p) == b"abc"
+    if WRITEBACK:
+        # the kernel caches the write (its own limit is MAX_LFS_FILESIZE);
+        # the refusal surfaces at fsync/close -- what the kernel then keeps
+        # of the refused page is the writeback cache's business (issue 12.2)
+        fd = os.open(bz.path("new"), os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            os.pwrite(fd, b"x", 10 ** 15)
+            with pytest.raises(OSError) as ei:
+                os.fsync(fd)
+            assert ei.value.errno in (errno.EFBIG, errno.EIO)
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return
     # a write past the maximum on a new file (its gap would be zero-filled)
     fd = os.open(bz.path("new"), os.O_CREAT | os.O_WRONLY, 0o644)
     try:
