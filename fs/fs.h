@@ -35,6 +35,10 @@
 #define FS_CTL_METRICS_NAME "metrics"
 
 #define FS_MAX_WRITE (1u << 20)
+/* Maximum file size (the kernel's s_maxbytes for FUSE is not settable):
+ * writes and truncates beyond it get EFBIG, as on ext4, whose limit with 4 KiB
+ * blocks is the same 16 TiB (docs/FILESYSTEM.md "Maximum file size"). */
+#define FS_MAX_FILE_BYTES (16ull << 40)
 #define FS_BLKSIZE (128u << 10)
 /* Writeback cache: page writes the kernel may have in the daemon at once
  * (FUSE max_background), and the session threads kept so that a retrieve
@@ -99,7 +103,7 @@ struct fs_inode {
 	struct fs_inode *next GUARDED_BY(fs_ns_lock); /* hash chain */
 	uint64_t nlookup GUARDED_BY(fs_ns_lock);      /* kernel references */
 	uint64_t refs GUARDED_BY(fs_ns_lock);         /* open handles + transient users */
-	bool orphan GUARDED_BY(fs_ns_lock);           /* unlinked while open: parked in the orphan dir */
+	bool orphan GUARDED_BY(fs_ns_lock);           /* unlinked while held: parked in the orphan dir */
 	bz_mutex lock;                                /* the data path: size changes */
 	pthread_cond_t grown;                         /* broadcast (under lock) when the size grows */
 	/* Writeback cache (wb.c). held: page writes that arrived past the live
@@ -186,6 +190,9 @@ static inline bool fs_is_ctl(uint64_t ino) { return ino == FS_CTL_DIR_INO || ino
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;
+/* True when the request the calling session thread is handling (a
+ * setattr or write that may append zeros for long) has been interrupted. */
+bool fs_interrupted(void);
 
 /* ---- xattr.c: extended attributes (fs_ops entries) ---- */
 #ifdef FUSE_LOWLEVEL_H_
@@ -208,11 +215,15 @@ void fs_inode_put(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
 /* Validates op on the live namespace (ns_apply) and submits it to the
  * pipeline (pipe_nsop), in that order under fs_ns_lock. */
 int fs_submit(struct fs *fs, struct ns_op *op) REQUIRES(fs_ns_lock);
-/* Unlinks parent/name, or, when that would drop the last link of an open
- * regular file, parks it in the orphan directory instead. */
+/* Unlinks parent/name, or, when that would drop the last link of a regular
+ * file the kernel still references (nlookup) or that is open (refs), parks
+ * it in the orphan directory instead; it is unlinked there when both are
+ * gone (forget and release). */
 int fs_unlink_or_orphan(struct fs *fs, uint64_t parent, const char *name) REQUIRES(fs_ns_lock);
-/* Before the target of a rename is replaced: parks it if it is open. */
-int fs_orphan_if_open(struct fs *fs, uint64_t parent, const char *name) REQUIRES(fs_ns_lock);
+/* Renames (op: NS_RENAME); a target the kernel still references or that is
+ * open is parked in the orphan directory first, but only once the rename is
+ * known to succeed: a failed rename changes nothing. */
+int fs_rename(struct fs *fs, struct ns_op *op) REQUIRES(fs_ns_lock);
 /* At mount: removes what a previous run left in the orphan directory. */
 int fs_orphans_cleanup(struct fs *fs) REQUIRES(fs_ns_lock);
 /* Open handles: link into / unlink from fs.opens. */
@@ -287,6 +298,12 @@ struct fuse_session;
 /* After fuse_session_mount: wraps the session's I/O so the INIT reply
  * negotiates FUSE_HANDLE_KILLPRIV_V2 when the kernel offers it. */
 int fs_killpriv_v2_setup(struct fuse_session *se);
+/* For the OPEN request this thread is handling: must setuid/setgid be
+ * cleared? The kernel says so with FUSE_OPEN_KILL_SUIDGID (O_TRUNC by a
+ * caller without CAP_FSETID) once FUSE_HANDLE_KILLPRIV_V2 is negotiated;
+ * libfuse 3.14 drops that flag, so killpriv.c reads it from the raw request.
+ * Without v2: fallback (O_TRUNC by a non-root caller). */
+bool fs_killpriv_open_kill(int open_flags, bool fallback);
 
 /* ---- stats.c ---- */
 /* .blazefs/stats: the pipeline's JSON merged with the fs counters.

@@ -48,8 +48,9 @@
  *
  * Every refusal is counted by reason and logged once per inode and reason.
  *
- * Files unlinked while open are parked in the orphan directory (see
- * "orphans" below) so the store keeps their data until the last close.
+ * Files unlinked while the kernel references them or while open are parked
+ * in the orphan directory (see "orphans" below) so the store keeps their
+ * data until the last forget and the last close.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -173,6 +174,8 @@ static void itab_release(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock
 
 	if (ip->nlookup > 0 || ip->refs > 0)
 		return;
+	if (ip->orphan)
+		orphan_reap(fs, ip); /* the last reference to a file unlinked while held */
 	for (pp = &fs->itab[hash_ino(ip->ino, fs->itab_size)]; *pp; pp = &(*pp)->next) {
 		if (*pp == ip) {
 			*pp = ip->next;
@@ -231,8 +234,6 @@ void fs_inode_put(struct fs *fs, struct fs_inode *ip)
 		return;
 	if (ip->refs > 0)
 		ip->refs--;
-	if (ip->refs == 0 && ip->orphan)
-		orphan_reap(fs, ip); /* the last close of a file unlinked while open */
 	itab_release(fs, ip);
 }
 
@@ -261,14 +262,18 @@ int fs_submit(struct fs *fs, struct ns_op *op)
 	return 0;
 }
 
-/* ---- orphans: files unlinked while open ----
+/* ---- orphans: files unlinked while held ----
  * The store applies an unlink at once and drops the data of an inode that
  * loses its last link, but an open descriptor must keep reading and
- * appending. So such an unlink (or the replacement of an open file by a
- * rename) is logged as a rename into the orphan directory -- a real directory
- * named ".blazefs" in the root, unreachable because that name is the control
- * directory -- and the orphan is unlinked at its last close. A crash leaves
- * orphans behind; fs_orphans_cleanup removes them at the next mount. */
+ * appending, and so must a descriptor opened later through a reference the
+ * kernel still holds (an open racing the unlink, /proc/self/fd of an O_PATH
+ * descriptor). So an unlink of the last link of a regular file with
+ * nlookup > 0 or refs > 0 (or its replacement by a rename) is logged as a
+ * rename into the orphan directory -- a real directory named ".blazefs" in
+ * the root, unreachable because that name is the control directory -- and
+ * the orphan is unlinked when its table entry goes (itab_release: the last
+ * forget and the last close). A crash leaves orphans behind;
+ * fs_orphans_cleanup removes them at the next mount. */
 
 static void orphan_name(uint64_t ino, char *buf, size_t cap)
 {
@@ -328,8 +333,13 @@ static int orphanize(struct fs *fs, uint64_t parent, const char *name, uint64_t 
 	return r;
 }
 
-/* If parent/name is the last link of a regular file that is open, its entry. */
-static struct fs_inode *open_last_link(struct fs *fs, uint64_t parent, const char *name, uint64_t *ret_ino)
+/* If parent/name is the last link of a regular file that the kernel still
+ * references (nlookup > 0: a dentry, an O_PATH descriptor, a cwd, an open
+ * racing this unlink) or that is open (refs > 0), its entry. Open handles
+ * alone are not enough: the kernel may send an OPEN for an inode it looked
+ * up before the unlink (open racing unlink, /proc/self/fd of an O_PATH
+ * descriptor), and that open must find the data. */
+static struct fs_inode *held_last_link(struct fs *fs, uint64_t parent, const char *name, uint64_t *ret_ino)
 	REQUIRES(fs_ns_lock)
 {
 	struct fs_inode *ip;
@@ -341,7 +351,7 @@ static struct fs_inode *open_last_link(struct fs *fs, uint64_t parent, const cha
 	if (!S_ISREG(a.mode) || a.nlink != 1)
 		return NULL;
 	ip = fs_inode_find(fs, ino);
-	if (!ip || ip->refs == 0 || ip->orphan)
+	if (!ip || (ip->refs == 0 && ip->nlookup == 0) || ip->orphan)
 		return NULL;
 	*ret_ino = ino;
 	return ip;
@@ -351,7 +361,7 @@ int fs_unlink_or_orphan(struct fs *fs, uint64_t parent, const char *name)
 {
 	struct ns_op op = {.kind = NS_UNLINK, .parent = parent, .name = name, .name_len = (uint32_t)strlen(name)};
 	uint64_t ino = 0;
-	struct fs_inode *ip = open_last_link(fs, parent, name, &ino);
+	struct fs_inode *ip = held_last_link(fs, parent, name, &ino);
 
 	if (ip)
 		return orphanize(fs, parent, name, ino, ip);
@@ -359,14 +369,42 @@ int fs_unlink_or_orphan(struct fs *fs, uint64_t parent, const char *name)
 	return fs_submit(fs, &op);
 }
 
-int fs_orphan_if_open(struct fs *fs, uint64_t parent, const char *name)
+int fs_rename(struct fs *fs, struct ns_op *op)
 {
-	uint64_t ino = 0;
-	struct fs_inode *ip = open_last_link(fs, parent, name, &ino);
+	uint64_t ino = 0, src = 0;
+	struct ns_attr a;
+	struct fs_inode *ip = NULL;
+	int r = 0;
 
+	if (!(op->flags & NS_RENAME_EXCHANGE))
+		ip = held_last_link(fs, op->parent2, op->name2, &ino);
 	if (!ip)
-		return 0;
-	return orphanize(fs, parent, name, ino, ip);
+		goto submit;
+	/* The target is parked before the rename replaces it (the store would
+	 * drop its data), so first refuse what ns_apply would refuse when a
+	 * regular file is the target: a failed rename must change nothing. */
+	if (op->flags & NS_RENAME_NOREPLACE) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = ns_lookup(fs->ns, op->parent, op->name, op->name_len, &src);
+	if (r == 0)
+		r = ns_getattr(fs->ns, src, &a);
+	if (r < 0)
+		goto out;
+	if (src == ino)
+		goto submit; /* the same file: nothing is replaced */
+	if (S_ISDIR(a.mode)) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	r = orphanize(fs, op->parent2, op->name2, ino, ip);
+	if (r < 0)
+		goto out;
+submit:
+	r = fs_submit(fs, op);
+out:
+	return r;
 }
 
 static void orphan_reap(struct fs *fs, struct fs_inode *ip)
@@ -554,12 +592,23 @@ static int append_bytes(struct fs *fs, uint64_t ino, uint64_t *size, const char 
 	return r;
 }
 
+/* Appends count zero bytes at *size. A growing truncate or a gap can be
+ * huge (up to FS_MAX_FILE_BYTES): each piece checks that the caller was not
+ * interrupted (EINTR: the zeros so far stay) and that the disk keeps its
+ * reserve (ENOSPC), so the request is never unbounded (DESIGN §1 rule 8). */
 static int append_zeros(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t count)
 {
 	int r = 0;
 
 	while (count > 0) {
 		size_t n = (size_t)BZ_MIN(count, (uint64_t)FS_CHUNK);
+		if (fs_interrupted()) {
+			r = -EINTR;
+			break;
+		}
+		r = fs_space_check(fs, n);
+		if (r < 0)
+			break;
 		r = pipe_append(fs->pipe, ino, *size, zeros, n);
 		if (r < 0)
 			break;

@@ -15,9 +15,16 @@
  * and setgid on writes, truncates and chowns by callers without CAP_FSETID —
  * done for non-root callers, as with FUSE_CAP_HANDLE_KILLPRIV — and remove
  * security.capability, which cannot exist here (security.* setxattr is refused).
+ *
+ * The same wrapper keeps, per session thread, the open_flags of the OPEN
+ * request the thread just read: libfuse 3.14 drops them, and they carry
+ * FUSE_OPEN_KILL_SUIDGID (O_TRUNC by a caller without CAP_FSETID, which
+ * the daemon then owes). libfuse's loops handle a request on the thread
+ * that read it, so the thread-local value belongs to the request in hand.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -30,12 +37,21 @@
  * these are touched by one thread only. */
 static int kp_state; /* 0: INIT not seen, 1: INIT offered v2, 2: INIT without v2, 3: done */
 static uint64_t kp_init_unique;
+/* open_flags of the last request this thread read (0 unless FUSE_OPEN). */
+static __thread uint32_t kp_open_flags;
 
 static ssize_t kp_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
 	(void)userdata;
 
+	kp_open_flags = 0;
+	if (n >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_open_in))) {
+		const struct fuse_in_header *in = buf;
+		const struct fuse_open_in *arg = (const void *)(in + 1);
+		if (in->opcode == FUSE_OPEN)
+			kp_open_flags = arg->open_flags;
+	}
 	if (n >= (ssize_t)(sizeof(struct fuse_in_header) + 16) && kp_state == 0) {
 		const struct fuse_in_header *in = buf;
 		const struct fuse_init_in *arg = (const void *)(in + 1);
@@ -71,4 +87,13 @@ int fs_killpriv_v2_setup(struct fuse_session *se)
 	};
 	int r = fuse_session_custom_io(se, &io, fuse_session_fd(se));
 	return r < 0 ? r : 0;
+}
+
+bool fs_killpriv_open_kill(int open_flags, bool fallback)
+{
+	if (!(open_flags & O_TRUNC))
+		return false;
+	if (__atomic_load_n(&kp_state, __ATOMIC_RELAXED) == 3)
+		return (kp_open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+	return fallback;
 }

@@ -257,6 +257,26 @@ static void report(int status)
 	report_fd = -1;
 }
 
+/* A new store's root directory has no times (ns_new: 0, 1970-01-01). The
+ * store is created by the first mount, so that mount gives the root its
+ * creation time, logged as an NS_SETATTR like any other change. Every later
+ * namespace change in the root sets its ctime, so ctime 0 marks exactly a
+ * root that never had times. */
+static int root_times_init(struct fs *fs) REQUIRES(fs_ns_lock)
+{
+	struct ns_op op = {.kind = NS_SETATTR, .ino = NS_ROOT_INO, .flags = NS_SET_ATIME | NS_SET_MTIME};
+	struct ns_attr a;
+	int r = ns_getattr(fs->ns, NS_ROOT_INO, &a);
+
+	if (r < 0 || a.ctime_ns != 0)
+		return r;
+	op.mode = a.mode;
+	op.uid = a.uid;
+	op.gid = a.gid;
+	op.atime_ns = op.mtime_ns = op.ctime_ns = bz_wall_ns();
+	return fs_submit(fs, &op);
+}
+
 static int fork_daemon(void)
 {
 	int p[2];
@@ -306,6 +326,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *lcfg = NULL;
 	struct store_opts so;
 	struct cli cli = {0};
+	struct stat mst;
 	struct fs *fs = NULL;
 	char *fsname = NULL;
 	bool mounted = false, signals = false;
@@ -341,6 +362,19 @@ int main(int argc, char **argv)
 	}
 	if (cli.nonopt > 2) {
 		fprintf(stderr, "blazefs: too many arguments\n");
+		goto out;
+	}
+	/* As mount(8): only a directory can be a mount point (the kernel would
+	 * mount a file, and the mount would be unusable). Checked before the
+	 * store is created or opened: a refused mount leaves it untouched. */
+	if (stat(copts.mountpoint, &mst) < 0) {
+		fprintf(stderr, "blazefs: cannot mount on %s: %s; nothing mounted\n", copts.mountpoint,
+			strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		fprintf(stderr, "blazefs: cannot mount on %s: %s; nothing mounted\n", copts.mountpoint,
+			strerror(ENOTDIR));
 		goto out;
 	}
 	fs = calloc(1, sizeof(*fs));
@@ -419,9 +453,12 @@ int main(int argc, char **argv)
 	}
 	bz_mutex_lock(&fs_ns_lock);
 	r = fs->opts.read_only ? 0 : fs_orphans_cleanup(fs);
-	bz_mutex_unlock(&fs_ns_lock);
 	if (r < 0)
 		bz_warn("orphan cleanup: %s", strerror(-r));
+	r = fs->opts.read_only ? 0 : root_times_init(fs);
+	bz_mutex_unlock(&fs_ns_lock);
+	if (r < 0)
+		bz_warn("cannot set the times of the new store's root: %s", strerror(-r));
 	fs->mount_time_ns = bz_wall_ns();
 	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(stderr, "blazefs: cannot install signal handlers\n");

@@ -143,6 +143,18 @@ static int make_entry(struct fs *fs, uint64_t ino, struct fuse_entry_param *e) R
 
 static void reply_err(fuse_req_t req, int r) { fuse_reply_err(req, r < 0 ? -r : r); }
 
+/* The request whose handler may append zeros for long (growing truncate,
+ * a gap on a fresh descriptor, owed zeros at flush/fsync): fs_interrupted()
+ * lets that loop (inode.c append_zeros) end with EINTR when the caller is
+ * interrupted (Ctrl-C: the kernel sends FUSE_INTERRUPT, libfuse marks the
+ * request). One per session thread; NULL outside those handlers. */
+static __thread fuse_req_t cur_req;
+
+bool fs_interrupted(void)
+{
+	return cur_req && fuse_req_interrupted(cur_req);
+}
+
 /* ---- lifecycle ---- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -312,8 +324,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct ns_op op = {.kind = NS_SETATTR, .ino = ino};
 	struct stat st;
 	int64_t now = bz_wall_ns();
+	bool same_size = false;
 	int r = 0;
 
+	cur_req = req;
 	if (is_ctl(ino)) {
 		fs_refuse(fs, NULL, ino, FS_REF_CONTROL, "setattr of the control file");
 		r = -EPERM;
@@ -327,10 +341,17 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		struct fs_open *of = fi ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
 		struct fs_inode *ip = NULL;
 
+		uint64_t before = 0;
+
 		if (attr->st_size < 0) {
 			r = -EINVAL;
 			goto out;
 		}
+		if ((uint64_t)attr->st_size > FS_MAX_FILE_BYTES) {
+			r = -EFBIG; /* as ext4 above s_maxbytes; nothing changes */
+			goto out;
+		}
+		same_size = fs_live_size(fs, ino, &before) == 0 && before == (uint64_t)attr->st_size;
 		if (of && of->inode) {
 			r = fs_file_truncate(fs, of->inode, (uint64_t)attr->st_size);
 		} else {
@@ -348,6 +369,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			goto out;
 		if (fuse_req_ctx(req)->uid != 0)
 			(void)kill_priv(fs, ino);
+		/* POSIX truncate()/ftruncate(): mtime and ctime are set also when
+		 * the size does not change (a growing one sets them with its
+		 * zeros); the kernel does not send the times along. */
+		if (same_size && !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+			to_set |= FUSE_SET_ATTR_MTIME_NOW;
 	}
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		op.flags |= NS_SET_MODE;
@@ -400,6 +426,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		bz_mutex_unlock(&fs_ns_lock);
 	}
 out:
+	cur_req = NULL;
 	if (r == 0)
 		r = get_stat(fs, ino, &st);
 	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE) && S_ISREG(st.st_mode))
@@ -627,11 +654,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fs_refuse(fs, fs_inode_find(fs, ino), ino, FS_REF_WORM, "rename over a non-empty file");
 		r = -EPERM;
 	} else {
-		r = 0;
-		if (!(op.flags & NS_RENAME_EXCHANGE))
-			r = fs_orphan_if_open(fs, newparent, newname);
-		if (r == 0)
-			r = fs_submit(fs, &op);
+		r = fs_rename(fs, &op);
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	reply_err(req, r);
@@ -711,8 +734,31 @@ static bool trunc_ok_wb(struct fs *fs, struct fs_inode *ip) EXCLUDES(fs_ns_lock)
 	return fs_wb_retrieve(fs, ip->ino, 0, &byte, 1, &got) < 0 || got == 0;
 }
 
-/* Opens ino: a counted inode reference in a struct fs_open. */
-static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool created, struct fs_inode *ip)
+/* O_TRUNC of an (empty) existing file: POSIX open() sets mtime and ctime,
+ * and a caller without CAP_FSETID loses setuid (and setgid when
+ * group-executable), as on ext4. The kernel leaves both to us: with
+ * FUSE_CAP_ATOMIC_O_TRUNC it sends no setattr for O_TRUNC. */
+static int truncated_empty(struct fs *fs, const struct ns_attr *a, bool kill) REQUIRES(fs_ns_lock)
+{
+	struct ns_op op = {.kind = NS_SETATTR, .ino = a->ino, .flags = NS_SET_MTIME};
+	uint32_t bits = S_ISUID | ((a->mode & S_IXGRP) ? S_ISGID : 0);
+
+	op.mode = a->mode;
+	op.uid = a->uid;
+	op.gid = a->gid;
+	op.atime_ns = a->atime_ns;
+	op.mtime_ns = op.ctime_ns = bz_wall_ns();
+	if (kill && (a->mode & bits)) {
+		op.flags |= NS_SET_MODE;
+		op.mode = a->mode & ~bits;
+	}
+	return fs_submit(fs, &op);
+}
+
+/* Opens ino: a counted inode reference in a struct fs_open. kill: the
+ * kernel asked to clear setuid/setgid on O_TRUNC (FUSE_OPEN_KILL_SUIDGID). */
+static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool created, struct fs_inode *ip,
+		     bool kill)
 {
 	struct fs_open *of = calloc(1, sizeof(*of));
 	struct ns_attr a;
@@ -726,6 +772,13 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 		r = ns_getattr(fs->ns, ino, &a);
 		if (r == 0 && S_ISDIR(a.mode))
 			r = -EISDIR;
+		if (r == 0 && a.nlink == 0) {
+			/* Unlinked and not parked (fs_unlink_or_orphan parks every
+			 * file the kernel references): its data is gone. */
+			struct fs_inode *held = fs_inode_find(fs, ino);
+			if (!held || !held->orphan)
+				r = -ENOENT;
+		}
 		if (r == 0 && (fi->flags & O_TRUNC) && a.size > 0) {
 			fs_refuse(fs, fs_inode_find(fs, ino), ino, FS_REF_O_TRUNC, "O_TRUNC of a non-empty file");
 			r = -EPERM;
@@ -745,6 +798,21 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 		if (r == 0 && fs->opts.writeback_cache && (fi->flags & O_TRUNC) && !trunc_ok_wb(fs, ip)) {
 			fs_refuse(fs, ip, ino, FS_REF_O_TRUNC, "O_TRUNC of a non-empty file");
 			r = -EPERM;
+		}
+		if (r == 0 && (fi->flags & O_TRUNC)) {
+			/* judged empty: the truncate's times (and setuid) now, after
+			 * every check that can still refuse the open */
+			bz_mutex_lock(&fs_ns_lock);
+			r = ns_getattr(fs->ns, ino, &a);
+			if (r == 0 && a.size > 0) {
+				fs_refuse(fs, ip, ino, FS_REF_O_TRUNC, "O_TRUNC of a non-empty file");
+				r = -EPERM;
+			}
+			if (r == 0 && S_ISREG(a.mode))
+				r = truncated_empty(fs, &a, kill);
+			bz_mutex_unlock(&fs_ns_lock);
+		}
+		if (r < 0 && ip) {
 			bz_mutex_lock(&fs_ns_lock);
 			fs_inode_put(fs, ip);
 			bz_mutex_unlock(&fs_ns_lock);
@@ -799,7 +867,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	else if (fs->opts.read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
 		r = -EROFS; /* -o ro (the kernel refuses these on a read-only mount already) */
 	else
-		r = open_file(fs, ino, fi, false, NULL);
+		r = open_file(fs, ino, fi, false, NULL,
+			      fs_killpriv_open_kill(fi->flags, fuse_req_ctx(req)->uid != 0));
 	if (r < 0) {
 		reply_err(req, r);
 		return;
@@ -821,7 +890,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	r = make_node(req, parent, name, NS_CREATE, mode, 0, NULL, &e, &ip);
 	if (r == 0) {
-		r = open_file(fs, e.ino, fi, true, ip);
+		r = open_file(fs, e.ino, fi, true, ip, false);
 		if (r < 0) {
 			bz_mutex_lock(&fs_ns_lock);
 			fs_inode_put(fs, ip);
@@ -895,7 +964,16 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		reply_err(req, of && !of->inode ? EBADF : EINVAL);
 		return;
 	}
+	/* The maximum file size, as the kernel's generic_write_checks applies
+	 * s_maxbytes: nothing at or beyond it, a short write up to it. */
+	if ((uint64_t)off >= FS_MAX_FILE_BYTES) {
+		reply_err(req, EFBIG);
+		return;
+	}
+	size = (size_t)BZ_MIN((uint64_t)size, FS_MAX_FILE_BYTES - (uint64_t)off);
+	cur_req = req;
 	n = fs_file_write(fs, of, buf, size, (uint64_t)off, fi->writepage != 0);
+	cur_req = NULL;
 	if (n >= 0 && fuse_req_ctx(req)->uid != 0)
 		(void)kill_priv(fs, ino);
 	if (n < 0)
@@ -1125,8 +1203,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			r = -ENOTDIR;
 		if (r == 0 && off < 1)
 			r = dcollect_add(&c, ".", 1, ino, S_IFDIR, 1);
-		if (r == 0 && off < 2)
-			r = dcollect_add(&c, "..", 2, ino, S_IFDIR, 2);
+		if (r == 0 && off < 2) {
+			uint64_t up = 0;
+			r = ns_parent(fs->ns, ino, &up);
+			if (r == 0)
+				r = dcollect_add(&c, "..", 2, up, S_IFDIR, 2);
+		}
 		if (r == 0 && off < 3 && ino == NS_ROOT_INO)
 			r = dcollect_add(&c, FS_CTL_DIR_NAME, strlen(FS_CTL_DIR_NAME), FS_CTL_DIR_INO, S_IFDIR, 3);
 		if (r == 0)

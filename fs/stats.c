@@ -317,6 +317,11 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 	prom_u64(p, "blazefs_pipeline_errors_total", "counter", "Errors met by the pipeline.", st->errors);
 	prom_i64(p, "blazefs_pipeline_error", "gauge", "Sticky pipeline error as a negative errno, 0 when none.",
 		 st->error);
+	prom_u64(p, "blazefs_sealed_seq", "gauge", "Sequence number of the last sealed batch.", st->sealed_seq);
+	prom_u64(p, "blazefs_written_seq", "gauge", "Sequence number of the last batch written to the WAL.",
+		 st->written_seq);
+	prom_u64(p, "blazefs_durable_seq", "gauge", "Sequence number of the last batch made durable (fdatasync).",
+		 st->durable_seq);
 	prom_u64(p, "blazefs_workers", "gauge", "Encoder threads (0: encoding on the commit thread).", st->workers);
 	prom_u64(p, "blazefs_queue_depth", "gauge", "Sealed batches waiting for an encoder.", st->queue_depth);
 	prom_u64(p, "blazefs_reorder_depth", "gauge", "Encoded batches waiting for an earlier one.",
@@ -394,6 +399,18 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 		 FS_READ(fs, holes_filled));
 	prom_u64(p, "blazefs_hole_bytes_total", "counter", "Zero bytes appended for those gaps.",
 		 FS_READ(fs, hole_bytes));
+	prom_u64(p, "blazefs_held_writes_total", "counter",
+		 "Writeback cache: page writes held past the end until the bytes below them arrived.",
+		 FS_READ(fs, held_writes));
+	prom_u64(p, "blazefs_held_bytes", "gauge", "Writeback cache: bytes of page writes held now.",
+		 __atomic_load_n(&fs->held_total, __ATOMIC_RELAXED));
+	prom_u64(p, "blazefs_held_max_bytes", "gauge", "High-water mark of blazefs_held_bytes.",
+		 FS_READ(fs, held_bytes_max));
+	prom_u64(p, "blazefs_retrieved_bytes_total", "counter",
+		 "Writeback cache: bytes fetched back from the kernel cache (FUSE_NOTIFY_RETRIEVE).",
+		 FS_READ(fs, retrieved_bytes));
+	prom_u64(p, "blazefs_invalidations_total", "counter",
+		 "Writeback cache: kernel cache invalidations after a refused write.", FS_READ(fs, invalidations));
 	prom_u64(p, "blazefs_namespace_ops_total", "counter", "Namespace operations submitted.", FS_READ(fs, nsops));
 	prom_u64(p, "blazefs_flushes_total", "counter", "close() (FUSE flush) requests.", FS_READ(fs, flushes));
 	prom_u64(p, "blazefs_fsyncs_total", "counter", "fsync/fdatasync/fsyncdir requests.", FS_READ(fs, fsyncs));

@@ -1173,6 +1173,20 @@ int ns_unpin(struct ns *ns, uint64_t ino)
 	return 0;
 }
 
+int ns_parent(struct ns *ns, uint64_t dir, uint64_t *ret_parent)
+{
+	struct inode *in = ino_get(ns, dir);
+
+	if (!in)
+		return -ENOENT;
+	if (!is_dir(in))
+		return -ENOTDIR;
+	if (ns->parents_dirty)
+		fix_parents(ns);
+	*ret_parent = (in->ino == NS_ROOT_INO || in->parent == 0) ? NS_ROOT_INO : in->parent;
+	return 0;
+}
+
 uint64_t ns_alloc_ino(struct ns *ns) { return ns->next_ino++; }
 uint64_t ns_next_ino(const struct ns *ns) { return ns->next_ino; }
 void ns_set_next_ino(struct ns *ns, uint64_t next) { ns->next_ino = next; }

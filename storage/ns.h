@@ -61,6 +61,10 @@ typedef int (*ns_dirent_fn)(void *arg, const char *name, size_t name_len, uint64
 			    uint64_t cookie);
 int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg);
 
+/* The directory holding directory dir (the root's is the root itself), for
+ * "..". -ENOENT, -ENOTDIR. Not const: recomputes the parents after a load. */
+int ns_parent(struct ns *ns, uint64_t dir, uint64_t *ret_parent);
+
 /* Data bookkeeping: sets the size (and mtime/ctime when time_ns != 0) of a
  * regular file. -ENOENT / -EISDIR. */
 int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns);

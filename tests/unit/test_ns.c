@@ -532,6 +532,18 @@ static void test_clone_walk_load(void)
 	T_CHECK_EQ(rn(ld, 1, "z", e, "zz", 0), -EINVAL);
 	T_CHECK_EQ(rn(ld, z, "d", 1, "d", 0), 0);
 	T_CHECK_EQ(attr(ld, 1).nlink, 4);
+	/* ns_parent: "..", also in a freshly loaded namespace */
+	uint64_t up = 0;
+	T_CHECK_EQ(ns_parent(ld, e, &up), 0);
+	T_CHECK_EQ(up, d);
+	T_CHECK_EQ(ns_parent(ld, d, &up), 0);
+	T_CHECK_EQ(up, 1);
+	T_CHECK_EQ(ns_parent(ld, 1, &up), 0);
+	T_CHECK_EQ(up, 1);
+	T_CHECK_EQ(ns_parent(ld, f, &up), -ENOTDIR);
+	T_CHECK_EQ(ns_parent(ld, 999, &up), -ENOENT);
+	T_CHECK_EQ(ns_parent(cl, d, &up), 0);
+	T_CHECK_EQ(up, z);
 	/* load errors */
 	struct ns_attr a = attr(ld, f);
 	T_CHECK_EQ(ns_load_inode(ld, &a, NULL, 0), -EEXIST);
