@@ -11,7 +11,9 @@
  *      success or failure through a pipe and exits with that status, so
  *      `mount -t fuse.blazefs` and scripts see real errors;
  *   3. create STORE_DIR if absent, vfs_posix_new, store_open (a store held by
- *      another daemon: -EBUSY -> "already mounted", exit 1), store_ns_clone
+ *      another daemon that has it mounted: -EBUSY -> "already mounted", exit
+ *      1; held by a process that has not mounted it -- a daemon finishing its
+ *      unmount, blazectl fsck -- wait up to 60 s for it), store_ns_clone
  *      (the live namespace), pipe_start, fuse_session_mount;
  *   4. report success, detach stdio, log to syslog; run the session loop
  *      (multithreaded unless -s).
@@ -241,6 +243,48 @@ static char *fsname_opt(const char *dir)
 	return s;
 }
 
+#define FS_LOCK_WAIT_MS 60000
+
+/* Where store_dir is mounted as a blazefs (its fsname is the store
+ * directory), copied into where (size bytes); false if it is not mounted.
+ * /proc/mounts escapes space, tab, newline and backslash as \ooo. */
+static bool store_mountpoint(const char *store_dir, char *where, size_t size)
+{
+	FILE *f = fopen("/proc/mounts", "re");
+	char line[3 * PATH_MAX], src[PATH_MAX], mnt[PATH_MAX], type[64];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *fields[3] = {src, mnt, type}, *p = line;
+		size_t caps[3] = {sizeof(src), sizeof(mnt), sizeof(type)};
+
+		for (int i = 0; i < 3; i++) {
+			size_t n = 0;
+			while (*p == ' ')
+				p++;
+			while (*p && *p != ' ' && *p != '\n') {
+				char c = *p++;
+				if (c == '\\' && p[0] >= '0' && p[0] <= '3' && p[1] >= '0' && p[1] <= '7' && p[2] >= '0' &&
+				    p[2] <= '7') {
+					c = (char)((p[0] - '0') * 64 + (p[1] - '0') * 8 + (p[2] - '0'));
+					p += 3;
+				}
+				if (n + 1 < caps[i])
+					fields[i][n++] = c;
+			}
+			fields[i][n] = '\0';
+		}
+		if (strcmp(type, "fuse.blazefs") == 0 && strcmp(src, store_dir) == 0) {
+			snprintf(where, size, "%s", mnt);
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* Startup report to the waiting parent (daemon mode). */
 static int report_fd = -1;
 
@@ -425,11 +469,34 @@ int main(int argc, char **argv)
 	}
 	if (fs->opts.cache_bytes)
 		so.cache_bytes = fs->opts.cache_bytes;
-	r = store_open(&so, &fs->store);
-	if (r == -EBUSY || r == -EWOULDBLOCK) {
-		fprintf(stderr, "blazefs: %s is already mounted by another blazefs process (lock held)\n",
-			fs->store_dir);
-		goto out;
+	/* The lock is held by another process. If it has the store mounted,
+	 * that is a second mount: refuse at once, naming the mount point. If
+	 * not, it is a daemon finishing an unmount (umount returns before the
+	 * daemon has drained and checkpointed) or blazectl fsck: wait for it,
+	 * so that "umount M && mount M" works as on ext4. */
+	for (int waited_ms = 0;; waited_ms += 100) {
+		char where[PATH_MAX];
+
+		r = store_open(&so, &fs->store);
+		if (r != -EBUSY && r != -EWOULDBLOCK)
+			break;
+		if (store_mountpoint(fs->store_dir, where, sizeof(where))) {
+			fprintf(stderr, "blazefs: %s is already mounted by another blazefs process (on %s)\n",
+				fs->store_dir, where);
+			goto out;
+		}
+		if (waited_ms >= FS_LOCK_WAIT_MS) {
+			fprintf(stderr,
+				"blazefs: %s is in use by another process (lock held for %d s; blazectl fsck, or a "
+				"daemon that does not finish); nothing mounted\n",
+				fs->store_dir, FS_LOCK_WAIT_MS / 1000);
+			goto out;
+		}
+		if (waited_ms == 0)
+			bz_info("%s is held by a process that has not mounted it (a daemon finishing its unmount, "
+				"or blazectl fsck): waiting up to %d s",
+				fs->store_dir, FS_LOCK_WAIT_MS / 1000);
+		usleep(100 * 1000);
 	}
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot open store %s: %s\n", fs->store_dir, strerror(-r));

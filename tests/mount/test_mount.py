@@ -233,3 +233,38 @@ def test_stats_read_races_release(bz):
         t.join()
     assert not errors
     assert json.loads(read(path))["fs"]["store"] == bz.store
+
+
+def test_remount_waits_for_a_daemon_finishing_its_unmount(make_mount):
+    """umount returns before the daemon has drained, checkpointed and let go
+    of the store's lock; "umount M && mount M" must still work, as on ext4.
+    The lock is held here by the test itself, as by a daemon still finishing:
+    the new mount waits for it instead of failing with "already mounted"."""
+    import fcntl
+
+    m = make_mount()
+    m.start()
+    assert m.stop() == 0
+    fd = os.open(os.path.join(m.store, "lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        args = [BIN, "-f", m.store, m.mnt]
+        m.log = open(m.logpath, "ab")
+        m.proc = subprocess.Popen(args, stdout=m.log, stderr=m.log)
+        # the daemon is waiting (not refused) while the lock is held
+        for _ in range(400):
+            if m.proc.poll() is not None or "waiting up to" in m.logtext():
+                break
+            time.sleep(0.05)
+        assert m.proc.poll() is None, m.logtext()
+        assert not is_mounted(m.mnt)
+    finally:
+        os.close(fd)  # the "previous daemon" is gone
+    for _ in range(400):
+        if is_mounted(m.mnt) or m.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert is_mounted(m.mnt), m.logtext()
+    with open(m.path("f"), "ab") as f:
+        f.write(b"after")
+    assert read(m.path("f")) == b"after"
