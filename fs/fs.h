@@ -186,7 +186,7 @@ struct fs {
 	struct fs_inode *inval_head GUARDED_BY(fs_ns_lock), *inval_tail GUARDED_BY(fs_ns_lock);
 };
 
-static inline bool fs_is_ctl(uint64_t ino) { return ino == FS_CTL_DIR_INO || ino == FS_CTL_STATS_INO; }
+static inline bool fs_is_ctl(uint64_t ino) { return ino >= FS_CTL_DIR_INO; } /* .blazefs and its files */
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops fs_ops;

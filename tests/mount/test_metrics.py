@@ -126,6 +126,7 @@ TOP = {
     "checkpoints": "blazefs_checkpoints_total", "queue_depth": "blazefs_queue_depth",
     "reorder_depth": "blazefs_reorder_depth", "inflight_bytes": "blazefs_inflight_bytes",
     "inflight_max": "blazefs_inflight_max_bytes", "writer_blocked": "blazefs_writer_blocked_total",
+    "sealed_seq": "blazefs_sealed_seq", "written_seq": "blazefs_written_seq", "durable_seq": "blazefs_durable_seq",
 }
 STORE = {
     "page_size": "blazefs_store_page_size_bytes", "pages_total": "blazefs_store_pages",
@@ -144,6 +145,9 @@ FS = {
     "holes_filled": "blazefs_holes_filled_total", "hole_bytes": "blazefs_hole_bytes_total",
     "nsops": "blazefs_namespace_ops_total", "flushes": "blazefs_flushes_total", "fsyncs": "blazefs_fsyncs_total",
     "errors": "blazefs_errors_total", "failed": "blazefs_failed",
+    "held_writes": "blazefs_held_writes_total", "held_bytes": "blazefs_held_bytes",
+    "held_bytes_max": "blazefs_held_max_bytes", "retrieved_bytes": "blazefs_retrieved_bytes_total",
+    "invalidations": "blazefs_invalidations_total",
 }
 
 
