@@ -1383,6 +1383,37 @@ out:
 	return r;
 }
 
+/* store.db is missing. A log whose segments carry a valid header has held
+ * committed batches (a header is written with a segment's first batch), and
+ * store.db is what names where they start and holds everything checkpointed
+ * before them: creating a new store would zero that log. Refuse (-EUCLEAN)
+ * and name the files. Segments without any valid header are what a creation
+ * interrupted before store.db was renamed into place leaves: recreate. */
+static int refuse_orphan_wal(struct vfs *v)
+{
+	struct wal_probe_info pi;
+	int r = wal_probe_dir(v, &pi);
+
+	if (r < 0) {
+		bz_err("store: store.db is missing and the WAL segments cannot be inspected: %s", strerror(-r));
+		goto out;
+	}
+	if (pi.with_header == 0) {
+		if (pi.files)
+			bz_warn("store: store.db is missing; the %u WAL segment(s) hold no batch (an interrupted "
+				  "creation): creating a new store",
+				  pi.files);
+		goto out;
+	}
+	bz_err("store: store.db is missing but the WAL segments wal.%03u..wal.%03u (%u file(s), %u written) hold "
+	       "committed batches: refusing to create a new store over them, which would destroy that data. "
+	       "Restore store.db into the store directory, or move the wal.* files away to start an empty store",
+	       pi.first, pi.last, pi.files, pi.with_header);
+	r = -EUCLEAN;
+out:
+	return r;
+}
+
 static int replay_cb(void *arg, uint64_t lsn, int64_t time_ns, const uint8_t *payload, size_t len)
 {
 	struct store *s = arg;
@@ -1488,7 +1519,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 
 	r = vfs_open(o->vfs, DB_NAME, s->read_only ? VFS_O_RDONLY : VFS_O_RDWR, &s->db_f);
 	if (r == -ENOENT && o->create && !s->read_only) {
-		r = store_create(o);
+		r = refuse_orphan_wal(o->vfs);
+		if (r == 0)
+			r = store_create(o);
 		if (r < 0)
 			goto out;
 		r = vfs_open(o->vfs, DB_NAME, VFS_O_RDWR, &s->db_f);
@@ -1604,6 +1637,8 @@ int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_
 }
 
 bool store_wal_has_room(struct store *s, size_t len) { return wal_has_room(s->wal, len); }
+
+uint64_t store_wal_max_payload(struct store *s) { return wal_max_payload(&s->wal_o); }
 
 int store_wal_sync(struct store *s)
 {

@@ -43,6 +43,9 @@ int store_close(struct store *s);
 int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_t len, uint64_t *ret_lsn);
 /* Whether a batch of len bytes fits in the WAL without a checkpoint first. */
 bool store_wal_has_room(struct store *s, size_t len);
+/* Largest batch (concatenated frames) one WAL entry holds: a larger one
+ * fails store_wal_append with -EFBIG. Fixed once the store is open. */
+uint64_t store_wal_max_payload(struct store *s);
 /* Makes every appended batch durable (one fdatasync per touched segment). */
 int store_wal_sync(struct store *s);
 /* Applies an appended batch to the PageStore: data records into data pages

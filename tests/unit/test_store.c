@@ -13,6 +13,7 @@
 #include "storage/log.h"
 #include "storage/record.h"
 #include "storage/store.h"
+#include "storage/wal.h"
 #include "t.h"
 
 /* ---- deterministic randomness ---- */
@@ -1004,6 +1005,46 @@ static void test_faults(void)
 	fprintf(stderr, "fault cases: %d (workload makes %llu mutating calls)\n", cases, (unsigned long long)total);
 }
 
+/* A store directory with WAL segments that hold committed batches but no
+ * store.db (an operator deleted or moved it) is refused, and the log is
+ * left as it was; segments without any written header (a creation
+ * interrupted before store.db was renamed into place) are recreated. */
+static void test_missing_db(void)
+{
+	struct vfs *v;
+	struct store *s = NULL;
+	struct model m;
+	struct wal_probe_info pi;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	model_init(&m);
+	T_ASSERT(open_store(v, &s) == 0);
+	workload(s, &m, 2, 20, 0);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(vfs_unlink(v, "store.db") == 0);
+	s = NULL;
+	T_CHECK_EQ(open_store(v, &s), -EUCLEAN);
+	T_CHECK(s == NULL);
+	T_ASSERT(wal_probe_dir(v, &pi) == 0);
+	T_CHECK_EQ(pi.files, 4);
+	T_CHECK(pi.with_header > 0); /* not zeroed */
+	T_CHECK_EQ(vfs_open(v, "store.db", VFS_O_RDONLY, &(struct vfs_file *){NULL}), -ENOENT);
+	model_free(&m);
+	vfs_destroy(v);
+
+	/* an interrupted creation: segments written, no header, no store.db */
+	struct wal_opts wo = {.segment_bytes = 256 << 10, .segments = 4};
+	struct wal_pos pos;
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(wal_create(v, &wo, &pos) == 0);
+	T_ASSERT(wal_probe_dir(v, &pi) == 0);
+	T_CHECK_EQ(pi.files, 4);
+	T_CHECK_EQ(pi.with_header, 0);
+	T_CHECK_EQ(open_store(v, &s), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+}
+
 int main(void)
 {
 	bz_log_set_level(BZ_LOG_ERR);
@@ -1020,5 +1061,6 @@ int main(void)
 	test_concurrent_reads();
 	test_random_corruption();
 	test_faults();
+	test_missing_db();
 	T_DONE();
 }
