@@ -1454,14 +1454,16 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"store\":{\"page_size\":%llu,\"pages_total\":%llu,\"pages_free\":%llu,\"data_pages\":%llu,"
 	   "\"stored_bytes\":%llu,\"logical_bytes\":%llu,\"wal_bytes_since_checkpoint\":%llu,"
 	   "\"checkpoints\":%llu,\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"cache_hits\":%llu,"
-	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"error\":%d}}",
+	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
+	   "\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
 	   (unsigned long long)ss->wal_bytes_since_checkpoint, (unsigned long long)ss->checkpoints,
 	   (unsigned long long)ss->checkpoint_lsn, (unsigned long long)ss->last_lsn,
 	   (unsigned long long)ss->cache_hits, (unsigned long long)ss->cache_misses,
-	   (unsigned long long)ss->checksum_errors, (unsigned long long)ss->replayed_batches, ss->error);
+	   (unsigned long long)ss->checksum_errors, (unsigned long long)ss->replayed_batches,
+	   (unsigned long long)ss->space_need, (unsigned long long)ss->space_spare, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

@@ -109,6 +109,8 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
 #define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
+#define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
 #define DB_NAME "store.db"
 #define DB_TMP_NAME "store.db.tmp"
 
@@ -189,6 +191,8 @@ struct store {
 	uint64_t replayed;         /* __atomic */
 	uint64_t wal_used;         /* __atomic mirror of wal_used_since_checkpoint */
 	uint64_t n_free;           /* __atomic mirror of free.n + pending.n */
+	uint64_t n_reuse;          /* __atomic mirror of free.n (reusable now) */
+	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
 	struct u64vec free;        /* free pages (reusable now) */
 	struct u64vec pending;     /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
@@ -198,6 +202,7 @@ struct store {
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
 	int error;                 /* sticky, __atomic */
+	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
 	bool replaying;
 };
@@ -234,8 +239,10 @@ static int set_error(struct store *s, int r, const char *what)
 	int expected = 0;
 	if (r >= 0)
 		r = -EIO;
-	if (__atomic_compare_exchange_n(&s->error, &expected, -EIO, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	if (__atomic_compare_exchange_n(&s->error, &expected, -EIO, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		s->cause = r;
 		bz_err("store: %s failed (%s); the store refuses further writes", what, strerror(-r));
+	}
 	return -EIO;
 }
 
@@ -475,6 +482,7 @@ static uint64_t page_alloc(struct store *s)
 		set_u64(&s->hwm, pg + 1);
 	}
 	set_u64(&s->n_free, s->free.n + s->pending.n);
+	set_u64(&s->n_reuse, s->free.n);
 	return pg;
 }
 
@@ -751,6 +759,12 @@ static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *pay
 	struct ns_attr a;
 	if (victim && ns_getattr(s->ns, victim, &a) == -ENOENT)
 		file_drop(s, victim);
+	/* The stream grows by at most one inode record and one entry per op,
+	 * both shorter than the op's payload plus NS_GROWTH_OP (see
+	 * store_space_need); removals are not subtracted until a checkpoint
+	 * measures the stream again. */
+	if (op.kind != NS_UNLINK && op.kind != NS_RMDIR && op.kind != NS_SETATTR)
+		set_u64(&s->ns_est, get_u64(&s->ns_est) + h->raw_len + NS_GROWTH_OP);
 out:
 	free(raw);
 	return r;
@@ -795,6 +809,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 		return r;
 	f->stored_bytes += frame_len;
 	f->raw_bytes += h->raw_len;
+	set_u64(&s->ns_est, get_u64(&s->ns_est) + NS_GROWTH_RECORD);
 	s->stored_bytes += frame_len;
 	s->logical_bytes += h->raw_len;
 	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);
@@ -1295,8 +1310,10 @@ int store_checkpoint(struct store *s)
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
+	set_u64(&s->ns_est, b.len);
 done:
 	set_u64(&s->n_free, s->free.n);
+	set_u64(&s->n_reuse, s->free.n);
 	set_u64(&s->checkpoints, get_u64(&s->checkpoints) + 1);
 	set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
 	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
@@ -1563,7 +1580,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	r = ns_load_chain(s, &sb);
 	if (r < 0)
 		goto out;
+	s->ns_est = sb.ns_bytes;
 	set_u64(&s->n_free, s->free.n);
+	set_u64(&s->n_reuse, s->free.n);
 
 	r = wal_open(o->vfs, &s->wal_o, &s->wal);
 	if (r < 0) {
@@ -1599,6 +1618,20 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s = NULL;
 	r = 0;
 out:
+	if (r < 0 && s && s->cause == -ENOSPC) {
+		/* Recovery (replay, then a checkpoint) needs at most the reserve
+		 * a mounted filesystem keeps free; something else filled the
+		 * disk. Nothing was lost: the log and the durable checkpoint are
+		 * untouched. Say so, and what to do. */
+		uint64_t need = 0, spare = 0, free_b = 0, total_b = 0;
+		store_space(s, &need, &spare);
+		(void)vfs_space(s->vfs, &free_b, &total_b);
+		bz_err("store: recovery ran out of disk space (%llu MiB free; its checkpoint needs about %llu MiB "
+		       "more): the committed data is intact in the WAL; free space on the store's disk and open it "
+		       "again (a read-only open needs no space)",
+		       (unsigned long long)(free_b >> 20), (unsigned long long)(need >> 20) + 1);
+		r = -ENOSPC;
+	}
 	store_free(s);
 	return r;
 }
@@ -1665,6 +1698,28 @@ int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *fram
 		return -EINVAL;
 	}
 	return apply_batch(s, lsn, time_ns, frames, len);
+}
+
+void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
+{
+	/* The next checkpoint writes the whole stream (namespace, index tails,
+	 * free list: at most 10 bytes a page) into new pages while the durable
+	 * chain stays allocated, after the run of full data pages, the open
+	 * page and an index page. Recovery needs no more: its replay rewrites
+	 * pages the crashed run had allocated (the file already covers them)
+	 * except data that was never flushed, which the caller's in-flight
+	 * reserve covers, then makes this same checkpoint.
+	 * Free pages are taken before the file grows: they count against the
+	 * checkpoint's pages first, and what is left over ("spare") takes new
+	 * data without growing the file. Data that takes free pages leaves the
+	 * disk's free space untouched and lowers n_reuse (raising need or
+	 * lowering spare by as much), so the sum stays true. */
+	uint64_t bytes = get_u64(&s->ns_est) + 10 * get_u64(&s->n_free) + 64;
+	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
+	uint64_t reuse = get_u64(&s->n_reuse);
+
+	*ret_need = (pages > reuse ? pages - reuse : 0) * PAGER_PAGE_SIZE;
+	*ret_spare = (reuse > pages ? reuse - pages : 0) * PAGER_PAGE_SIZE;
 }
 
 bool store_need_checkpoint(struct store *s)
@@ -2056,6 +2111,7 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->cache_misses = ps.misses;
 	ret->checksum_errors = ps.checksum_errors + get_u64(&s->record_errors);
 	ret->replayed_batches = get_u64(&s->replayed);
+	store_space(s, &ret->space_need, &ret->space_spare);
 	ret->error = load_error(s);
 }
 
@@ -2971,6 +3027,7 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			}
 			s->dirty = true;
 			set_u64(&s->n_free, s->free.n + s->pending.n);
+			set_u64(&s->n_reuse, s->free.n);
 		}
 	}
 	c.done = c.total;

@@ -53,6 +53,16 @@ int store_wal_sync(struct store *s);
  * for inodes that no longer exist are dropped. */
 int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *frames, size_t len);
 /* Whether the WAL has grown past the checkpoint threshold. */
+/* Space accounting for the out-of-space reserve. *ret_need: disk bytes
+ * store.db may still need to grow by for the next checkpoint (and for a
+ * recovery from a crash now), beyond the data still to be applied: an
+ * upper bound that grows with the namespace (symlink targets, names,
+ * per-file index tails, the free list). *ret_spare: bytes of free pages
+ * inside store.db beyond what that checkpoint may take, which new data
+ * fills before the file grows. A caller that keeps disk free + spare >=
+ * need + what it has in flight can always checkpoint and recover. Any
+ * thread. */
+void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare);
 bool store_need_checkpoint(struct store *s);
 /* Checkpoint: requires every appended batch to be applied. Writes pending
  * pages, fsyncs the store, writes the other superblock, fsyncs, recycles the
@@ -91,6 +101,7 @@ struct store_stats {
 	uint64_t cache_hits, cache_misses;
 	uint64_t checksum_errors;
 	uint64_t replayed_batches; /* at open */
+	uint64_t space_need, space_spare; /* store_space */
 	int error;                 /* sticky error (negative errno) or 0 */
 };
 void store_stats(struct store *s, struct store_stats *ret_stats);
