@@ -70,13 +70,20 @@
  *     s->lock (rwlock over ns, files, open data page, counters)
  *       -> pager cache_mu (leaf, inside pager.c)
  *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
- * Readers (store_read, store_file_*, store_ns_clone) hold s->lock shared for
- * the whole call, including page reads; a read that needs a file's full
- * index loaded takes it exclusive instead (load + read). The commit thread
- * holds it exclusive while applying a batch and while sealing the open page;
- * it holds it shared while serializing a checkpoint, and not at all during
- * fsyncs. Fields marked [commit] are touched only by the commit thread (read
- * with __atomic by store_stats); they need no lock.
+ * The commit thread never waits for a reader's CPU work: s->lock prefers
+ * writers (a waiting apply goes before readers that arrive after it; never
+ * take it shared twice in one thread), and store_read holds it shared only
+ * to look up the index and COPY the frames it needs (from the open page,
+ * the run, or pager pages) into its own buffer; it decodes, decompresses
+ * and hash-checks them after dropping the lock. A read that needs a file's
+ * full index reads the chain with no lock (index pages are immutable and a
+ * live file's chain only grows at its head), then takes the lock exclusive
+ * only to read the pages added meanwhile, install the entries and copy its
+ * frames. Tools (store_file_records, store_check) still hold it for their
+ * whole walk. The commit thread holds it exclusive while applying a batch
+ * and while sealing the open page; shared while serializing a checkpoint;
+ * not at all during fsyncs. Fields marked [commit] are touched only by the
+ * commit thread (read with __atomic by store_stats); they need no lock.
  *
  * STATES. opening (recovery: replay, then checkpoint) -> ready -> closed;
  * any write-path failure -> error (sticky: mutators return -EIO, close does
@@ -1511,7 +1518,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		goto out;
-	bz_rwlock_init(&s->lock);
+	bz_rwlock_init_writer_first(&s->lock);
 	bz_mutex_init(&s->dctx_mu);
 	s->vfs = o->vfs;
 	s->read_only = o->read_only;
@@ -1735,29 +1742,29 @@ static const struct ient *sfile_ent(const struct sfile *f, uint64_t i)
 	return i < f->n_full ? &f->full[i] : &f->tail[i - f->n_full];
 }
 
-/* Loads a file's full index entries (s->lock exclusive). */
-static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
+struct rctx;
+static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, bool *need_load,
+		       struct rctx *x) REQUIRES_SHARED(store_cap);
+
+/* Reads the entries [stop, have) of a file's index chain into full[],
+ * starting at page pg (the newest full index page: it holds the last
+ * entries). Index pages are immutable once written and a file's chain only
+ * grows at its head, so this needs no s->lock as long as the file lives. */
+static int index_chain_read(struct store *s, uint64_t ino, uint64_t pg, uint64_t have, uint64_t stop,
+			    struct ient *full)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
-	struct ient *full = NULL;
-	uint64_t pg = f->last_full, have = f->n_full;
 	int r = 0;
 
-	if (f->loaded)
-		goto out;
-	r = -ENOMEM;
-	full = malloc(f->n_full * sizeof(*full));
-	if (!full)
-		goto out;
-	while (have) {
+	while (have > stop) {
 		struct pager_hdr h;
 		r = pg ? pager_read(s->pager, pg, PAGER_INDEX, page, &h) : -EIO;
 		if (r < 0)
 			goto out;
 		uint32_t n = h.used / IDX_ENTRY_SIZE;
-		if (n == 0 || n > have || h.used % IDX_ENTRY_SIZE) {
-			bz_err("store.db: page %llu: index page of inode %llu is inconsistent",
-			       (unsigned long long)pg, (unsigned long long)f->ino);
+		if (n == 0 || n > have - stop || h.used % IDX_ENTRY_SIZE) {
+			bz_err("store.db: page %llu: index page of inode %llu is inconsistent", (unsigned long long)pg,
+			       (unsigned long long)ino);
 			r = -EIO;
 			goto out;
 		}
@@ -1766,16 +1773,93 @@ static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
 			index_entry_decode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &full[have + i]);
 		pg = h.next;
 	}
+out:
+	return r;
+}
+
+/* Makes full[0, f->n_full) the file's loaded entries (takes full). */
+static void sfile_install(struct store *s, struct sfile *f, struct ient *full) REQUIRES(store_cap)
+{
 	f->full = full;
 	f->loaded = true;
-	full = NULL;
 	s->loaded_entries += f->n_full;
 	/* Over the memory budget: unload every other file's entries. */
 	for (size_t i = 0; s->loaded_entries > s->index_budget && i < s->files.cap; i++)
 		if (s->files.slot[i] && s->files.slot[i] != f)
 			sfile_unload(s, s->files.slot[i]);
-	r = 0;
+}
+
+/* Loads a file's full index entries (s->lock exclusive; tools). */
+static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
+{
+	struct ient *full = NULL;
+	int r = 0;
+
+	if (f->loaded)
+		goto out;
+	r = -ENOMEM;
+	full = malloc(BZ_MAX(f->n_full, (uint64_t)1) * sizeof(*full));
+	if (!full)
+		goto out;
+	r = index_chain_read(s, f->ino, f->last_full, f->n_full, 0, full);
+	if (r < 0)
+		goto out;
+	sfile_install(s, f, full);
+	full = NULL;
 out:
+	free(full);
+	return r;
+}
+
+/* store_read's load of a file's full index: the chain as it is now is read
+ * with no lock held (the slow part: one page per 126 records), then, under
+ * the exclusive lock, only the pages the commit thread added meanwhile are
+ * read and the entries installed, and the read's frames are collected. The
+ * exclusive hold is thus bounded by what was appended during the load plus
+ * the read's own frames, and never includes decompression. */
+static int load_and_collect(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, struct rctx *x)
+{
+	struct ient *full = NULL;
+	uint64_t last = 0, n = 0;
+	bool need_load = false, have = false;
+	int r = 0;
+
+	bz_cap_rdlock(&s->lock, &store_cap);
+	struct sfile *f = ftab_get(&s->files, ino);
+	if (f && !f->loaded) {
+		last = f->last_full;
+		n = f->n_full;
+		have = true;
+	}
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (have) {
+		full = malloc(BZ_MAX(n, (uint64_t)1) * sizeof(*full));
+		r = full ? index_chain_read(s, ino, last, n, 0, full) : -ENOMEM;
+	}
+
+	bz_cap_wrlock(&s->lock, &store_cap);
+	f = ftab_get(&s->files, ino);
+	if (f && !f->loaded) {
+		if (r == 0 && have && f->n_full >= n) {
+			struct ient *g = realloc(full, BZ_MAX(f->n_full, (uint64_t)1) * sizeof(*full));
+			r = g ? 0 : -ENOMEM;
+			if (g)
+				full = g;
+			if (r == 0)
+				r = index_chain_read(s, ino, f->last_full, f->n_full, n, full);
+			if (r == 0) {
+				sfile_install(s, f, full);
+				full = NULL;
+			}
+		} else if (r == 0) {
+			r = sfile_load(s, f); /* cannot happen (inode numbers are never reused) */
+		}
+	}
+	if (r == 0)
+		r = read_locked(s, ino, off, len, ret_n, &need_load, x);
+	if (r == 0 && NEVER(need_load))
+		r = -EIO;
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	free(full);
 	return r;
 }
@@ -1783,11 +1867,20 @@ out:
 /* Per-store_read scratch: the last data page read (consecutive small
  * records share pages), frame/raw buffers reused across records, and a
  * zstd decompression context borrowed from the store's pool. */
+struct rpart {
+	struct ient e;     /* copied: the index may change once the lock is dropped */
+	uint64_t from, to; /* file bytes wanted from this record */
+	size_t at;         /* its frame's offset in rctx.frame */
+};
+
 struct rctx {
 	uint64_t pgno; /* page held in page[], 0 = none */
 	struct pager_hdr h;
 	uint8_t *frame, *raw;
 	size_t frame_cap, raw_cap;
+	size_t frame_len;        /* bytes of frames collected (store_read) */
+	struct rpart *parts;     /* the records a store_read decodes, in order */
+	size_t n_parts, cap_parts;
 	ZSTD_DCtx *dctx;
 	uint8_t page[PAGER_PAGE_SIZE];
 };
@@ -1861,8 +1954,8 @@ static int data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uin
 	return 0;
 }
 
-/* Reads the frame of e into x->frame[e->frame_len]. */
-static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Copies the frame of e into x->frame[dst, dst + e->frame_len). */
+static int frame_copy(struct store *s, const struct ient *e, struct rctx *x, size_t dst) REQUIRES_SHARED(store_cap)
 {
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
@@ -1875,7 +1968,7 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 		       (unsigned long long)e->off, e->frame_len);
 		return -EIO;
 	}
-	r = grow(&x->frame, &x->frame_cap, e->frame_len);
+	r = grow(&x->frame, &x->frame_cap, dst + e->frame_len);
 
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
@@ -1889,7 +1982,7 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 		if (r < 0)
 			break;
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
-		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
+		memcpy(x->frame + dst + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
 		if (done < e->frame_len && (!h.next || h.used != PAGER_PAYLOAD)) {
 			bz_err("store.db: page %llu: a record frame runs past the page's data", (unsigned long long)pg);
@@ -1902,22 +1995,38 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 	return r;
 }
 
-/* Reads bytes [from, to) of record e (relative to the file) into out. */
-static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint64_t from, uint64_t to,
-		       uint8_t *out, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Reads the frame of e into x->frame[0, e->frame_len). */
+static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
+	return frame_copy(s, e, x, 0);
+}
+
+static struct store_test_hooks test_hooks; /* tests only: set before any store runs */
+
+void store_set_test_hooks(const struct store_test_hooks *h)
+{
+	if (h)
+		test_hooks = *h;
+	else
+		memset(&test_hooks, 0, sizeof(test_hooks));
+}
+
+/* Decodes part p (its frame already copied into x->frame) and copies the
+ * wanted bytes into out. Needs no lock: the frame is the reader's copy. */
+static int record_decode(struct store *s, uint64_t ino, const struct rpart *p, uint8_t *out, struct rctx *x)
+{
+	const struct ient *e = &p->e;
 	struct rec_hdr h;
 	const uint8_t *payload;
 	size_t flen;
 	int r;
 
+	if (test_hooks.before_decode)
+		test_hooks.before_decode(test_hooks.arg, ino, e->off);
 	r = grow(&x->raw, &x->raw_cap, e->raw_len);
 	if (r < 0)
 		goto out;
-	r = frame_read(s, e, x);
-	if (r < 0)
-		goto out;
-	r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	r = rec_decode(x->frame + p->at, e->frame_len, &h, &payload, &flen);
 	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
 		       flen != e->frame_len))
 		r = -EBADMSG;
@@ -1933,16 +2042,41 @@ static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint
 		r = -EIO;
 		goto out;
 	}
-	memcpy(out, x->raw + (from - e->off), (size_t)(to - from));
+	memcpy(out, x->raw + (p->from - e->off), (size_t)(p->to - p->from));
 out:
 	return r;
 }
 
-/* The body of store_read, with s->lock held (shared or exclusive). Sets
- * *need_load (and returns 0 without reading) when the range needs index
- * entries that are not loaded. */
-static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n,
-		       bool *need_load, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Copies the frame of e into the read's frame buffer and notes the part
+ * [from, to) of it the read wants (s->lock held: only copies). */
+static int record_collect(struct store *s, const struct ient *e, uint64_t from, uint64_t to, struct rctx *x)
+	REQUIRES_SHARED(store_cap)
+{
+	int r = 0;
+
+	if (x->n_parts == x->cap_parts) {
+		size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
+		struct rpart *np = realloc(x->parts, c * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		x->parts = np;
+		x->cap_parts = c;
+	}
+	r = frame_copy(s, e, x, x->frame_len);
+	if (r < 0)
+		return r;
+	x->parts[x->n_parts++] = (struct rpart){.e = *e, .from = from, .to = to, .at = x->frame_len};
+	x->frame_len += e->frame_len;
+	return 0;
+}
+
+/* The locked half of store_read (s->lock shared or exclusive): finds the
+ * records of the range and copies their frames into x (record_collect);
+ * store_read decodes them after dropping the lock. Sets *need_load (and
+ * returns 0 without collecting) when the range needs index entries that
+ * are not loaded. */
+static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, bool *need_load,
+		       struct rctx *x) REQUIRES_SHARED(store_cap)
 {
 	struct ns_attr a;
 	struct sfile *f;
@@ -1994,7 +2128,7 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, s
 		uint64_t to = BZ_MIN(end, e->off + e->raw_len);
 		if (to <= pos)
 			continue;
-		r = record_read(s, ino, e, pos, to, (uint8_t *)buf + (pos - off), x);
+		r = record_collect(s, e, pos, to, x);
 		if (r < 0)
 			goto out;
 		pos = to;
@@ -2017,30 +2151,28 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 {
 	struct rctx *x = calloc(1, sizeof(*x));
 	bool need_load = false;
+	size_t n = 0;
 	int r = -ENOMEM;
 
 	if (!x)
 		goto out;
+	/* Under the lock only index lookups and frame copies; the commit
+	 * thread never waits for a decompression. */
 	bz_cap_rdlock(&s->lock, &store_cap);
-	r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
+	r = read_locked(s, ino, off, len, &n, &need_load, x);
 	bz_cap_rdunlock(&s->lock, &store_cap);
-	if (r < 0 || !need_load)
-		goto out;
-	/* Load the file's full index and read under the exclusive lock, so
-	 * the commit thread cannot unload it in between. */
-	bz_cap_wrlock(&s->lock, &store_cap);
-	struct sfile *f = ftab_get(&s->files, ino);
-	r = f ? sfile_load(s, f) : 0;
+	if (r == 0 && need_load)
+		r = load_and_collect(s, ino, off, len, &n, x);
+	for (size_t i = 0; r == 0 && i < x->n_parts; i++)
+		r = record_decode(s, ino, &x->parts[i], (uint8_t *)buf + (x->parts[i].from - off), x);
 	if (r == 0)
-		r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
-	if (r == 0 && NEVER(need_load))
-		r = -EIO;
-	bz_cap_wrunlock(&s->lock, &store_cap);
+		*ret_n = n;
 out:
 	if (x) {
 		dctx_put(s, x->dctx);
 		free(x->frame);
 		free(x->raw);
+		free(x->parts);
 		free(x);
 	}
 	return r;
@@ -2283,6 +2415,7 @@ static void rctx_free(struct rctx *x)
 	ZSTD_freeDCtx(x->dctx);
 	free(x->frame);
 	free(x->raw);
+	free(x->parts);
 	free(x);
 }
 

@@ -106,6 +106,16 @@ struct store_stats {
 };
 void store_stats(struct store *s, struct store_stats *ret_stats);
 
+/* Test hooks (tests only): set before any store is used, NULL clears. */
+struct store_test_hooks {
+	void *arg;
+	/* In store_read, before decoding (decompressing, hash-checking) each
+	 * record, with no store lock held: e.g. block there to prove that the
+	 * commit thread never waits for a reader's decompression. */
+	void (*before_decode)(void *arg, uint64_t ino, uint64_t off);
+};
+void store_set_test_hooks(const struct store_test_hooks *h);
+
 /* ---- offline inspection and checking (blazectl fsck/dump) ----
  * Single-threaded tools only: nothing else may use the store meanwhile.
  * Format of what is checked: docs/BLAZECTL.md. */
