@@ -284,14 +284,32 @@ struct fs_held *fs_held_first(struct fs_inode *ip, uint64_t *ret_off, const char
 void fs_held_pop(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_inode_cap);
 uint64_t fs_held_last_end(struct fs_inode *ip) REQUIRES(fs_inode_cap);
 void fs_held_free_all(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_inode_cap);
-/* 0, or -ENOSPC when appending len more bytes would eat into the reserve
- * that keeps acknowledged data storable (DESIGN §2: out of space is ENOSPC
- * at write(), never a lost acknowledged byte). */
-int fs_space_check(struct fs *fs, uint64_t len);
 /* Counts a refusal and logs it once per inode and reason. ip may be NULL. */
 void fs_refuse(struct fs *fs, struct fs_inode *ip, uint64_t ino, enum fs_refusal why, const char *what);
 /* Counts an I/O error reply. */
 void fs_note_error(struct fs *fs, int err);
+
+/* ---- space.c: the out-of-space reserve ---- */
+/* Sets the fixed part of the reserve from the options (before pipe_start). */
+void fs_space_init(struct fs *fs);
+/* The reserve now: fixed part + store_space's need (grows with the
+ * namespace); *ret_spare (NULL ok): free pages of store.db new data can use. */
+uint64_t fs_space_reserve(struct fs *fs, uint64_t *ret_spare);
+/* 0, or -ENOSPC when consuming len more bytes of the store's disk would eat
+ * into the reserve that keeps acknowledged data storable and the store
+ * checkpointable and recoverable (DESIGN §2: out of space is ENOSPC, never
+ * a lost acknowledged byte or an unmountable store). */
+int fs_space_check(struct fs *fs, uint64_t len);
+/* What a write of len bytes is charged. */
+uint64_t fs_space_write_cost(struct fs *fs, uint64_t len);
+/* Charges a namespace op (0 for unlink/rmdir, which free space). */
+int fs_space_nsop(struct fs *fs, const struct ns_op *op);
+/* What appending count zero bytes is charged (growing truncate, gaps). */
+uint64_t fs_space_zeros_cost(struct fs *fs, uint64_t count);
+/* Bytes writes can still use: free space of the store's disk plus the
+ * spare free pages of store.db (*ret_spare) minus the reserve (statfs
+ * f_bavail); samples the disk now. */
+uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare);
 
 /* ---- killpriv.c ---- */
 struct fuse_session;

@@ -246,6 +246,9 @@ int fs_submit(struct fs *fs, struct ns_op *op)
 	 * can; it is refused too). */
 	if (__atomic_load_n(&fs->failed, __ATOMIC_RELAXED) || fs->opts.read_only)
 		return -EROFS;
+	r = fs_space_nsop(fs, op); /* space.c: ENOSPC before the live view changes */
+	if (r < 0)
+		return r;
 	r = ns_apply(fs->ns, op);
 	if (r < 0)
 		return r;
@@ -598,15 +601,15 @@ static int append_bytes(struct fs *fs, uint64_t ino, uint64_t *size, const char 
  * reserve (ENOSPC), so the request is never unbounded (DESIGN §1 rule 8). */
 static int append_zeros(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t count)
 {
-	int r = 0;
+	int r = fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
 
-	while (count > 0) {
+	while (r == 0 && count > 0) {
 		size_t n = (size_t)BZ_MIN(count, (uint64_t)FS_CHUNK);
 		if (fs_interrupted()) {
 			r = -EINTR;
 			break;
 		}
-		r = fs_space_check(fs, n);
+		r = fs_space_check(fs, fs_space_zeros_cost(fs, n)); /* the disk may fill meanwhile */
 		if (r < 0)
 			break;
 		r = pipe_append(fs->pipe, ino, *size, zeros, n);
@@ -648,41 +651,6 @@ static int compare_stored(struct fs *fs, uint64_t ino, uint64_t off, const char 
 out:
 	free(tmp);
 	return r;
-}
-
-/* The free space of the store's disk is sampled with statvfs at most every
- * 20 ms and after every 4 MiB appended, so the check costs two atomic
- * loads on the hot path. The reserve (main.c) covers everything that can be
- * in flight plus a namespace checkpoint, so the store never runs out while
- * applying data a writer was told is stored. */
-#define SPACE_SAMPLE_NS (20ull * 1000 * 1000)
-#define SPACE_SAMPLE_BYTES (4ull << 20)
-
-int fs_space_check(struct fs *fs, uint64_t len)
-{
-	uint64_t now = bz_now_ns(), free_b, total_b;
-	uint64_t since = __atomic_add_fetch(&fs->space_since, len, __ATOMIC_RELAXED);
-	uint64_t at = __atomic_load_n(&fs->space_at_ns, __ATOMIC_RELAXED);
-
-	if (now - at >= SPACE_SAMPLE_NS || since >= SPACE_SAMPLE_BYTES) {
-		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
-			__atomic_store_n(&fs->space_free, free_b, __ATOMIC_RELAXED);
-			__atomic_store_n(&fs->space_since, 0, __ATOMIC_RELAXED);
-			__atomic_store_n(&fs->space_at_ns, now, __ATOMIC_RELAXED);
-			since = 0;
-		}
-	}
-	free_b = __atomic_load_n(&fs->space_free, __ATOMIC_RELAXED);
-	if (free_b >= fs->space_reserve + since + len) {
-		__atomic_store_n(&fs->space_warned, 0, __ATOMIC_RELAXED);
-		return 0;
-	}
-	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED))
-		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
-			"storable: appends get ENOSPC",
-			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
-			(unsigned long long)(fs->space_reserve >> 20));
-	return -ENOSPC;
 }
 
 /* Places [off, off+len) with off <= *size: the overlap must equal the stored
@@ -842,7 +810,7 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 
 	if (off > (uint64_t)INT64_MAX - len)
 		return -EFBIG;
-	r = fs_space_check(fs, len);
+	r = fs_space_check(fs, fs_space_write_cost(fs, len));
 	if (r < 0) {
 		fs_note_error(fs, r);
 		return r;

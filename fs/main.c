@@ -509,10 +509,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "blazefs: cannot load the namespace of %s: %s\n", fs->store_dir, strerror(-r));
 		goto out;
 	}
-	/* Out of space must surface as ENOSPC at write(): keep free what can be
-	 * in flight (stored size <= raw size + frame/page overhead, ~1/16) plus
-	 * room for a namespace checkpoint. */
-	fs->space_reserve = fs->opts.pipe.max_inflight_bytes + fs->opts.pipe.max_inflight_bytes / 16 + (32ull << 20);
+	/* Out of space must surface as ENOSPC (space.c): keep free what can be
+	 * in flight plus what a checkpoint and a recovery can need. */
+	fs_space_init(fs);
 	r = pipe_start(fs->store, &fs->opts.pipe, &fs->pipe);
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot start the pipeline: %s\n", strerror(-r));

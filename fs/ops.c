@@ -1316,7 +1316,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct fs *fs = fs_of(req);
 	struct statvfs sv;
 	struct store_stats ss;
-	uint64_t free_b = 0, total_b = 0, inodes;
+	uint64_t free_b = 0, total_b = 0, avail_b, spare_b = 0, inodes;
 	const uint64_t bs = 4096;
 	int r;
 
@@ -1334,10 +1334,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bsize = bs;
 	sv.f_frsize = bs;
 	/* capacity = what is stored + what the disk still has: df shows
-	 * used = stored bytes, available = the disk's real free space */
+	 * used = stored bytes, available = what writes can really use: the
+	 * disk's free space minus the reserve (space.c) below which writes and
+	 * namespace additions get ENOSPC (like ext4's reserved blocks: counted
+	 * in f_bfree, not in f_bavail) */
+	avail_b = fs_space_avail(fs, &spare_b);
+	free_b += spare_b; /* free pages inside store.db take data first */
 	sv.f_blocks = (fsblkcnt_t)((free_b + ss.stored_bytes) / bs);
 	sv.f_bfree = (fsblkcnt_t)(free_b / bs);
-	sv.f_bavail = sv.f_bfree;
+	sv.f_bavail = (fsblkcnt_t)(BZ_MIN(avail_b, free_b) / bs);
 	sv.f_files = (fsfilcnt_t)(inodes + (1ull << 32));
 	sv.f_ffree = (fsfilcnt_t)(1ull << 32);
 	sv.f_favail = sv.f_ffree;

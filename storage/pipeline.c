@@ -955,6 +955,37 @@ static void pipe_free(struct pipeline *p) NO_TSA
 	free(p);
 }
 
+/* A sealed batch must fit one WAL entry, or its append fails (-EFBIG) and
+ * the pipeline with it. A batch is sealed as soon as it holds batch_bytes
+ * raw bytes or batch_records records, so at most it holds batch_bytes - 1
+ * raw bytes plus the one add that crossed the line (a data record of at
+ * most record_bytes, or a namespace record of at most NSOP_MAX_LEN), and
+ * each of its records is framed as at most REC_HDR_MAX + raw bytes (the
+ * encoder stores a record raw unless compression shrinks it). Options that
+ * could build a larger batch are clamped here, with a notice. */
+static void fit_wal_entry(struct pipe_opts *o, uint64_t max_payload)
+{
+	const struct pipe_opts was = *o;
+	uint64_t largest, hdrs;
+
+	if (max_payload < 4 * (uint64_t)NSOP_MAX_LEN)
+		return; /* no usable log: the store refuses the appends itself */
+	if ((uint64_t)o->batch_records * REC_HDR_MAX > max_payload / 4)
+		o->batch_records = (unsigned)BZ_MAX(max_payload / 4 / REC_HDR_MAX, (uint64_t)1);
+	if (o->record_bytes > max_payload / 4)
+		o->record_bytes = (size_t)(max_payload / 4);
+	largest = BZ_MAX((uint64_t)o->record_bytes, (uint64_t)NSOP_MAX_LEN);
+	hdrs = (uint64_t)o->batch_records * REC_HDR_MAX;
+	if ((uint64_t)o->batch_bytes - 1 + largest + hdrs > max_payload)
+		o->batch_bytes = (size_t)(max_payload + 1 - largest - hdrs);
+	if (o->batch_bytes != was.batch_bytes || o->record_bytes != was.record_bytes ||
+	    o->batch_records != was.batch_records)
+		bz_warn("pipeline: a batch must fit one WAL entry (%llu bytes with headers): batch_bytes %zu -> %zu, "
+			"record_bytes %zu -> %zu, batch_records %u -> %u",
+			(unsigned long long)max_payload, was.batch_bytes, o->batch_bytes, was.record_bytes,
+			o->record_bytes, was.batch_records, o->batch_records);
+}
+
 int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret_pipe) NO_TSA
 {
 	struct pipeline *p = NULL;
@@ -969,6 +1000,7 @@ int pipe_start(struct store *s, const struct pipe_opts *o, struct pipeline **ret
 	p->s = s;
 	p->read_only = store_read_only(s);
 	p->o = *o;
+	fit_wal_entry(&p->o, store_wal_max_payload(s));
 	p->hooks = test_hooks;
 	p->next_seq = 1;
 	bz_mutex_init(&p->mu);
@@ -1429,14 +1461,16 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"store\":{\"page_size\":%llu,\"pages_total\":%llu,\"pages_free\":%llu,\"data_pages\":%llu,"
 	   "\"stored_bytes\":%llu,\"logical_bytes\":%llu,\"wal_bytes_since_checkpoint\":%llu,"
 	   "\"checkpoints\":%llu,\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"cache_hits\":%llu,"
-	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"error\":%d}}",
+	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
+	   "\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
 	   (unsigned long long)ss->wal_bytes_since_checkpoint, (unsigned long long)ss->checkpoints,
 	   (unsigned long long)ss->checkpoint_lsn, (unsigned long long)ss->last_lsn,
 	   (unsigned long long)ss->cache_hits, (unsigned long long)ss->cache_misses,
-	   (unsigned long long)ss->checksum_errors, (unsigned long long)ss->replayed_batches, ss->error);
+	   (unsigned long long)ss->checksum_errors, (unsigned long long)ss->replayed_batches,
+	   (unsigned long long)ss->space_need, (unsigned long long)ss->space_spare, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

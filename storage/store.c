@@ -72,13 +72,20 @@
  *     s->lock (rwlock over ns, files, open data page, counters)
  *       -> pager cache_mu (leaf, inside pager.c)
  *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
- * Readers (store_read, store_file_*, store_ns_clone) hold s->lock shared for
- * the whole call, including page reads; a read that needs a file's full
- * index loaded takes it exclusive instead (load + read). The commit thread
- * holds it exclusive while applying a batch and while sealing the open page;
- * it holds it shared while serializing a checkpoint, and not at all during
- * fsyncs. Fields marked [commit] are touched only by the commit thread (read
- * with __atomic by store_stats); they need no lock.
+ * The commit thread never waits for a reader's CPU work: s->lock prefers
+ * writers (a waiting apply goes before readers that arrive after it; never
+ * take it shared twice in one thread), and store_read holds it shared only
+ * to look up the index and COPY the frames it needs (from the open page,
+ * the run, or pager pages) into its own buffer; it decodes, decompresses
+ * and hash-checks them after dropping the lock. A read that needs a file's
+ * full index reads the chain with no lock (index pages are immutable and a
+ * live file's chain only grows at its head), then takes the lock exclusive
+ * only to read the pages added meanwhile, install the entries and copy its
+ * frames. Tools (store_file_records, store_check) still hold it for their
+ * whole walk. The commit thread holds it exclusive while applying a batch
+ * and while sealing the open page; shared while serializing a checkpoint;
+ * not at all during fsyncs. Fields marked [commit] are touched only by the
+ * commit thread (read with __atomic by store_stats); they need no lock.
  *
  * STATES. opening (recovery: replay, then checkpoint) -> ready -> closed;
  * any write-path failure -> error (sticky: mutators return -EIO, close does
@@ -111,6 +118,8 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
 #define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
+#define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
 #define DB_NAME "store.db"
 #define DB_TMP_NAME "store.db.tmp"
 
@@ -191,6 +200,8 @@ struct store {
 	uint64_t replayed;         /* __atomic */
 	uint64_t wal_used;         /* __atomic mirror of wal_used_since_checkpoint */
 	uint64_t n_free;           /* __atomic mirror of free.n + pending.n */
+	uint64_t n_reuse;          /* __atomic mirror of free.n (reusable now) */
+	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
 	struct u64vec free;        /* free pages (reusable now) */
 	struct u64vec pending;     /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
@@ -200,6 +211,7 @@ struct store {
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
 	int error;                 /* sticky, __atomic */
+	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
 	bool replaying;
 };
@@ -236,8 +248,10 @@ static int set_error(struct store *s, int r, const char *what)
 	int expected = 0;
 	if (r >= 0)
 		r = -EIO;
-	if (__atomic_compare_exchange_n(&s->error, &expected, -EIO, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	if (__atomic_compare_exchange_n(&s->error, &expected, -EIO, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		s->cause = r;
 		bz_err("store: %s failed (%s); the store refuses further writes", what, strerror(-r));
+	}
 	return -EIO;
 }
 
@@ -477,6 +491,7 @@ static uint64_t page_alloc(struct store *s)
 		set_u64(&s->hwm, pg + 1);
 	}
 	set_u64(&s->n_free, s->free.n + s->pending.n);
+	set_u64(&s->n_reuse, s->free.n);
 	return pg;
 }
 
@@ -753,6 +768,12 @@ static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *pay
 	struct ns_attr a;
 	if (victim && ns_getattr(s->ns, victim, &a) == -ENOENT)
 		file_drop(s, victim);
+	/* The stream grows by at most one inode record and one entry per op,
+	 * both shorter than the op's payload plus NS_GROWTH_OP (see
+	 * store_space_need); removals are not subtracted until a checkpoint
+	 * measures the stream again. */
+	if (op.kind != NS_UNLINK && op.kind != NS_RMDIR && op.kind != NS_SETATTR)
+		set_u64(&s->ns_est, get_u64(&s->ns_est) + h->raw_len + NS_GROWTH_OP);
 out:
 	free(raw);
 	return r;
@@ -797,6 +818,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 		return r;
 	f->stored_bytes += frame_len;
 	f->raw_bytes += h->raw_len;
+	set_u64(&s->ns_est, get_u64(&s->ns_est) + NS_GROWTH_RECORD);
 	s->stored_bytes += frame_len;
 	s->logical_bytes += h->raw_len;
 	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);
@@ -1329,8 +1351,10 @@ int store_checkpoint(struct store *s)
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
+	set_u64(&s->ns_est, b.len);
 done:
 	set_u64(&s->n_free, s->free.n);
+	set_u64(&s->n_reuse, s->free.n);
 	set_u64(&s->checkpoints, get_u64(&s->checkpoints) + 1);
 	set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
 	set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
@@ -1417,6 +1441,37 @@ out:
 	return r;
 }
 
+/* store.db is missing. A log whose segments carry a valid header has held
+ * committed batches (a header is written with a segment's first batch), and
+ * store.db is what names where they start and holds everything checkpointed
+ * before them: creating a new store would zero that log. Refuse (-EUCLEAN)
+ * and name the files. Segments without any valid header are what a creation
+ * interrupted before store.db was renamed into place leaves: recreate. */
+static int refuse_orphan_wal(struct vfs *v)
+{
+	struct wal_probe_info pi;
+	int r = wal_probe_dir(v, &pi);
+
+	if (r < 0) {
+		bz_err("store: store.db is missing and the WAL segments cannot be inspected: %s", strerror(-r));
+		goto out;
+	}
+	if (pi.with_header == 0) {
+		if (pi.files)
+			bz_warn("store: store.db is missing; the %u WAL segment(s) hold no batch (an interrupted "
+				  "creation): creating a new store",
+				  pi.files);
+		goto out;
+	}
+	bz_err("store: store.db is missing but the WAL segments wal.%03u..wal.%03u (%u file(s), %u written) hold "
+	       "committed batches: refusing to create a new store over them, which would destroy that data. "
+	       "Restore store.db into the store directory, or move the wal.* files away to start an empty store",
+	       pi.first, pi.last, pi.files, pi.with_header);
+	r = -EUCLEAN;
+out:
+	return r;
+}
+
 static int replay_cb(void *arg, uint64_t lsn, int64_t time_ns, const uint8_t *payload, size_t len)
 {
 	struct store *s = arg;
@@ -1497,7 +1552,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		goto out;
-	bz_rwlock_init(&s->lock);
+	bz_rwlock_init_writer_first(&s->lock);
 	bz_mutex_init(&s->dctx_mu);
 	s->vfs = o->vfs;
 	s->read_only = o->read_only;
@@ -1532,7 +1587,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 
 	r = vfs_open(o->vfs, DB_NAME, s->read_only ? VFS_O_RDONLY : VFS_O_RDWR, &s->db_f);
 	if (r == -ENOENT && o->create && !s->read_only) {
-		r = store_create(o);
+		r = refuse_orphan_wal(o->vfs);
+		if (r == 0)
+			r = store_create(o);
 		if (r < 0)
 			goto out;
 		r = vfs_open(o->vfs, DB_NAME, VFS_O_RDWR, &s->db_f);
@@ -1574,7 +1631,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	r = ns_load_chain(s, &sb);
 	if (r < 0)
 		goto out;
+	s->ns_est = sb.ns_bytes;
 	set_u64(&s->n_free, s->free.n);
+	set_u64(&s->n_reuse, s->free.n);
 
 	r = s->read_only ? wal_open_ro(o->vfs, &s->wal_o, &s->wal) : wal_open(o->vfs, &s->wal_o, &s->wal);
 	if (r < 0) {
@@ -1610,6 +1669,20 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s = NULL;
 	r = 0;
 out:
+	if (r < 0 && s && s->cause == -ENOSPC) {
+		/* Recovery (replay, then a checkpoint) needs at most the reserve
+		 * a mounted filesystem keeps free; something else filled the
+		 * disk. Nothing was lost: the log and the durable checkpoint are
+		 * untouched. Say so, and what to do. */
+		uint64_t need = 0, spare = 0, free_b = 0, total_b = 0;
+		store_space(s, &need, &spare);
+		(void)vfs_space(s->vfs, &free_b, &total_b);
+		bz_err("store: recovery ran out of disk space (%llu MiB free; its checkpoint needs about %llu MiB "
+		       "more): the committed data is intact in the WAL; free space on the store's disk and open it "
+		       "again (a read-only open needs no space)",
+		       (unsigned long long)(free_b >> 20), (unsigned long long)(need >> 20) + 1);
+		r = -ENOSPC;
+	}
 	store_free(s);
 	return r;
 }
@@ -1649,6 +1722,8 @@ int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_
 
 bool store_wal_has_room(struct store *s, size_t len) { return wal_has_room(s->wal, len); }
 
+uint64_t store_wal_max_payload(struct store *s) { return wal_max_payload(&s->wal_o); }
+
 int store_wal_sync(struct store *s)
 {
 	int r;
@@ -1678,6 +1753,28 @@ int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *fram
 
 bool store_read_only(const struct store *s) { return s->read_only; }
 
+void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
+{
+	/* The next checkpoint writes the whole stream (namespace, index tails,
+	 * free list: at most 10 bytes a page) into new pages while the durable
+	 * chain stays allocated, after the run of full data pages, the open
+	 * page and an index page. Recovery needs no more: its replay rewrites
+	 * pages the crashed run had allocated (the file already covers them)
+	 * except data that was never flushed, which the caller's in-flight
+	 * reserve covers, then makes this same checkpoint.
+	 * Free pages are taken before the file grows: they count against the
+	 * checkpoint's pages first, and what is left over ("spare") takes new
+	 * data without growing the file. Data that takes free pages leaves the
+	 * disk's free space untouched and lowers n_reuse (raising need or
+	 * lowering spare by as much), so the sum stays true. */
+	uint64_t bytes = get_u64(&s->ns_est) + 10 * get_u64(&s->n_free) + 64;
+	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
+	uint64_t reuse = get_u64(&s->n_reuse);
+
+	*ret_need = (pages > reuse ? pages - reuse : 0) * PAGER_PAGE_SIZE;
+	*ret_spare = (reuse > pages ? reuse - pages : 0) * PAGER_PAGE_SIZE;
+}
+
 bool store_need_checkpoint(struct store *s)
 {
 	return !s->read_only && get_u64(&s->wal_used) >= s->checkpoint_bytes;
@@ -1691,29 +1788,29 @@ static const struct ient *sfile_ent(const struct sfile *f, uint64_t i)
 	return i < f->n_full ? &f->full[i] : &f->tail[i - f->n_full];
 }
 
-/* Loads a file's full index entries (s->lock exclusive). */
-static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
+struct rctx;
+static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, bool *need_load,
+		       struct rctx *x) REQUIRES_SHARED(store_cap);
+
+/* Reads the entries [stop, have) of a file's index chain into full[],
+ * starting at page pg (the newest full index page: it holds the last
+ * entries). Index pages are immutable once written and a file's chain only
+ * grows at its head, so this needs no s->lock as long as the file lives. */
+static int index_chain_read(struct store *s, uint64_t ino, uint64_t pg, uint64_t have, uint64_t stop,
+			    struct ient *full)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
-	struct ient *full = NULL;
-	uint64_t pg = f->last_full, have = f->n_full;
 	int r = 0;
 
-	if (f->loaded)
-		goto out;
-	r = -ENOMEM;
-	full = malloc(f->n_full * sizeof(*full));
-	if (!full)
-		goto out;
-	while (have) {
+	while (have > stop) {
 		struct pager_hdr h;
 		r = pg ? pager_read(s->pager, pg, PAGER_INDEX, page, &h) : -EIO;
 		if (r < 0)
 			goto out;
 		uint32_t n = h.used / IDX_ENTRY_SIZE;
-		if (n == 0 || n > have || h.used % IDX_ENTRY_SIZE) {
-			bz_err("store.db: page %llu: index page of inode %llu is inconsistent",
-			       (unsigned long long)pg, (unsigned long long)f->ino);
+		if (n == 0 || n > have - stop || h.used % IDX_ENTRY_SIZE) {
+			bz_err("store.db: page %llu: index page of inode %llu is inconsistent", (unsigned long long)pg,
+			       (unsigned long long)ino);
 			r = -EIO;
 			goto out;
 		}
@@ -1722,16 +1819,93 @@ static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
 			index_entry_decode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &full[have + i]);
 		pg = h.next;
 	}
+out:
+	return r;
+}
+
+/* Makes full[0, f->n_full) the file's loaded entries (takes full). */
+static void sfile_install(struct store *s, struct sfile *f, struct ient *full) REQUIRES(store_cap)
+{
 	f->full = full;
 	f->loaded = true;
-	full = NULL;
 	s->loaded_entries += f->n_full;
 	/* Over the memory budget: unload every other file's entries. */
 	for (size_t i = 0; s->loaded_entries > s->index_budget && i < s->files.cap; i++)
 		if (s->files.slot[i] && s->files.slot[i] != f)
 			sfile_unload(s, s->files.slot[i]);
-	r = 0;
+}
+
+/* Loads a file's full index entries (s->lock exclusive; tools). */
+static int sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
+{
+	struct ient *full = NULL;
+	int r = 0;
+
+	if (f->loaded)
+		goto out;
+	r = -ENOMEM;
+	full = malloc(BZ_MAX(f->n_full, (uint64_t)1) * sizeof(*full));
+	if (!full)
+		goto out;
+	r = index_chain_read(s, f->ino, f->last_full, f->n_full, 0, full);
+	if (r < 0)
+		goto out;
+	sfile_install(s, f, full);
+	full = NULL;
 out:
+	free(full);
+	return r;
+}
+
+/* store_read's load of a file's full index: the chain as it is now is read
+ * with no lock held (the slow part: one page per 126 records), then, under
+ * the exclusive lock, only the pages the commit thread added meanwhile are
+ * read and the entries installed, and the read's frames are collected. The
+ * exclusive hold is thus bounded by what was appended during the load plus
+ * the read's own frames, and never includes decompression. */
+static int load_and_collect(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, struct rctx *x)
+{
+	struct ient *full = NULL;
+	uint64_t last = 0, n = 0;
+	bool need_load = false, have = false;
+	int r = 0;
+
+	bz_cap_rdlock(&s->lock, &store_cap);
+	struct sfile *f = ftab_get(&s->files, ino);
+	if (f && !f->loaded) {
+		last = f->last_full;
+		n = f->n_full;
+		have = true;
+	}
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (have) {
+		full = malloc(BZ_MAX(n, (uint64_t)1) * sizeof(*full));
+		r = full ? index_chain_read(s, ino, last, n, 0, full) : -ENOMEM;
+	}
+
+	bz_cap_wrlock(&s->lock, &store_cap);
+	f = ftab_get(&s->files, ino);
+	if (f && !f->loaded) {
+		if (r == 0 && have && f->n_full >= n) {
+			struct ient *g = realloc(full, BZ_MAX(f->n_full, (uint64_t)1) * sizeof(*full));
+			r = g ? 0 : -ENOMEM;
+			if (g)
+				full = g;
+			if (r == 0)
+				r = index_chain_read(s, ino, f->last_full, f->n_full, n, full);
+			if (r == 0) {
+				sfile_install(s, f, full);
+				full = NULL;
+			}
+		} else if (r == 0) {
+			r = sfile_load(s, f); /* cannot happen (inode numbers are never reused) */
+		}
+	}
+	if (r == 0)
+		r = read_locked(s, ino, off, len, ret_n, &need_load, x);
+	if (r == 0 && NEVER(need_load))
+		r = -EIO;
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	free(full);
 	return r;
 }
@@ -1739,11 +1913,20 @@ out:
 /* Per-store_read scratch: the last data page read (consecutive small
  * records share pages), frame/raw buffers reused across records, and a
  * zstd decompression context borrowed from the store's pool. */
+struct rpart {
+	struct ient e;     /* copied: the index may change once the lock is dropped */
+	uint64_t from, to; /* file bytes wanted from this record */
+	size_t at;         /* its frame's offset in rctx.frame */
+};
+
 struct rctx {
 	uint64_t pgno; /* page held in page[], 0 = none */
 	struct pager_hdr h;
 	uint8_t *frame, *raw;
 	size_t frame_cap, raw_cap;
+	size_t frame_len;        /* bytes of frames collected (store_read) */
+	struct rpart *parts;     /* the records a store_read decodes, in order */
+	size_t n_parts, cap_parts;
 	ZSTD_DCtx *dctx;
 	uint8_t page[PAGER_PAGE_SIZE];
 };
@@ -1817,8 +2000,8 @@ static int data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uin
 	return 0;
 }
 
-/* Reads the frame of e into x->frame[e->frame_len]. */
-static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Copies the frame of e into x->frame[dst, dst + e->frame_len). */
+static int frame_copy(struct store *s, const struct ient *e, struct rctx *x, size_t dst) REQUIRES_SHARED(store_cap)
 {
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
@@ -1831,7 +2014,7 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 		       (unsigned long long)e->off, e->frame_len);
 		return -EIO;
 	}
-	r = grow(&x->frame, &x->frame_cap, e->frame_len);
+	r = grow(&x->frame, &x->frame_cap, dst + e->frame_len);
 
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
@@ -1845,7 +2028,7 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 		if (r < 0)
 			break;
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
-		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
+		memcpy(x->frame + dst + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
 		if (done < e->frame_len && (!h.next || h.used != PAGER_PAYLOAD)) {
 			bz_err("store.db: page %llu: a record frame runs past the page's data", (unsigned long long)pg);
@@ -1858,22 +2041,38 @@ static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQ
 	return r;
 }
 
-/* Reads bytes [from, to) of record e (relative to the file) into out. */
-static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint64_t from, uint64_t to,
-		       uint8_t *out, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Reads the frame of e into x->frame[0, e->frame_len). */
+static int frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap)
 {
+	return frame_copy(s, e, x, 0);
+}
+
+static struct store_test_hooks test_hooks; /* tests only: set before any store runs */
+
+void store_set_test_hooks(const struct store_test_hooks *h)
+{
+	if (h)
+		test_hooks = *h;
+	else
+		memset(&test_hooks, 0, sizeof(test_hooks));
+}
+
+/* Decodes part p (its frame already copied into x->frame) and copies the
+ * wanted bytes into out. Needs no lock: the frame is the reader's copy. */
+static int record_decode(struct store *s, uint64_t ino, const struct rpart *p, uint8_t *out, struct rctx *x)
+{
+	const struct ient *e = &p->e;
 	struct rec_hdr h;
 	const uint8_t *payload;
 	size_t flen;
 	int r;
 
+	if (test_hooks.before_decode)
+		test_hooks.before_decode(test_hooks.arg, ino, e->off);
 	r = grow(&x->raw, &x->raw_cap, e->raw_len);
 	if (r < 0)
 		goto out;
-	r = frame_read(s, e, x);
-	if (r < 0)
-		goto out;
-	r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	r = rec_decode(x->frame + p->at, e->frame_len, &h, &payload, &flen);
 	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
 		       flen != e->frame_len))
 		r = -EBADMSG;
@@ -1889,16 +2088,41 @@ static int record_read(struct store *s, uint64_t ino, const struct ient *e, uint
 		r = -EIO;
 		goto out;
 	}
-	memcpy(out, x->raw + (from - e->off), (size_t)(to - from));
+	memcpy(out, x->raw + (p->from - e->off), (size_t)(p->to - p->from));
 out:
 	return r;
 }
 
-/* The body of store_read, with s->lock held (shared or exclusive). Sets
- * *need_load (and returns 0 without reading) when the range needs index
- * entries that are not loaded. */
-static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n,
-		       bool *need_load, struct rctx *x) REQUIRES_SHARED(store_cap)
+/* Copies the frame of e into the read's frame buffer and notes the part
+ * [from, to) of it the read wants (s->lock held: only copies). */
+static int record_collect(struct store *s, const struct ient *e, uint64_t from, uint64_t to, struct rctx *x)
+	REQUIRES_SHARED(store_cap)
+{
+	int r = 0;
+
+	if (x->n_parts == x->cap_parts) {
+		size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
+		struct rpart *np = realloc(x->parts, c * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		x->parts = np;
+		x->cap_parts = c;
+	}
+	r = frame_copy(s, e, x, x->frame_len);
+	if (r < 0)
+		return r;
+	x->parts[x->n_parts++] = (struct rpart){.e = *e, .from = from, .to = to, .at = x->frame_len};
+	x->frame_len += e->frame_len;
+	return 0;
+}
+
+/* The locked half of store_read (s->lock shared or exclusive): finds the
+ * records of the range and copies their frames into x (record_collect);
+ * store_read decodes them after dropping the lock. Sets *need_load (and
+ * returns 0 without collecting) when the range needs index entries that
+ * are not loaded. */
+static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, size_t *ret_n, bool *need_load,
+		       struct rctx *x) REQUIRES_SHARED(store_cap)
 {
 	struct ns_attr a;
 	struct sfile *f;
@@ -1950,7 +2174,7 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, void *buf, s
 		uint64_t to = BZ_MIN(end, e->off + e->raw_len);
 		if (to <= pos)
 			continue;
-		r = record_read(s, ino, e, pos, to, (uint8_t *)buf + (pos - off), x);
+		r = record_collect(s, e, pos, to, x);
 		if (r < 0)
 			goto out;
 		pos = to;
@@ -1973,30 +2197,28 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 {
 	struct rctx *x = calloc(1, sizeof(*x));
 	bool need_load = false;
+	size_t n = 0;
 	int r = -ENOMEM;
 
 	if (!x)
 		goto out;
+	/* Under the lock only index lookups and frame copies; the commit
+	 * thread never waits for a decompression. */
 	bz_cap_rdlock(&s->lock, &store_cap);
-	r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
+	r = read_locked(s, ino, off, len, &n, &need_load, x);
 	bz_cap_rdunlock(&s->lock, &store_cap);
-	if (r < 0 || !need_load)
-		goto out;
-	/* Load the file's full index and read under the exclusive lock, so
-	 * the commit thread cannot unload it in between. */
-	bz_cap_wrlock(&s->lock, &store_cap);
-	struct sfile *f = ftab_get(&s->files, ino);
-	r = f ? sfile_load(s, f) : 0;
+	if (r == 0 && need_load)
+		r = load_and_collect(s, ino, off, len, &n, x);
+	for (size_t i = 0; r == 0 && i < x->n_parts; i++)
+		r = record_decode(s, ino, &x->parts[i], (uint8_t *)buf + (x->parts[i].from - off), x);
 	if (r == 0)
-		r = read_locked(s, ino, off, buf, len, ret_n, &need_load, x);
-	if (r == 0 && NEVER(need_load))
-		r = -EIO;
-	bz_cap_wrunlock(&s->lock, &store_cap);
+		*ret_n = n;
 out:
 	if (x) {
 		dctx_put(s, x->dctx);
 		free(x->frame);
 		free(x->raw);
+		free(x->parts);
 		free(x);
 	}
 	return r;
@@ -2067,6 +2289,7 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->cache_misses = ps.misses;
 	ret->checksum_errors = ps.checksum_errors + get_u64(&s->record_errors);
 	ret->replayed_batches = get_u64(&s->replayed);
+	store_space(s, &ret->space_need, &ret->space_spare);
 	ret->error = load_error(s);
 }
 
@@ -2238,6 +2461,7 @@ static void rctx_free(struct rctx *x)
 	ZSTD_freeDCtx(x->dctx);
 	free(x->frame);
 	free(x->raw);
+	free(x->parts);
 	free(x);
 }
 
@@ -2982,6 +3206,7 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			}
 			s->dirty = true;
 			set_u64(&s->n_free, s->free.n + s->pending.n);
+			set_u64(&s->n_reuse, s->free.n);
 		}
 	}
 	c.done = c.total;

@@ -44,6 +44,9 @@ int store_close(struct store *s);
 int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_t len, uint64_t *ret_lsn);
 /* Whether a batch of len bytes fits in the WAL without a checkpoint first. */
 bool store_wal_has_room(struct store *s, size_t len);
+/* Largest batch (concatenated frames) one WAL entry holds: a larger one
+ * fails store_wal_append with -EFBIG. Fixed once the store is open. */
+uint64_t store_wal_max_payload(struct store *s);
 /* Makes every appended batch durable (one fdatasync per touched segment). */
 int store_wal_sync(struct store *s);
 /* Applies an appended batch to the PageStore: data records into data pages
@@ -53,6 +56,16 @@ int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *fram
 /* Opened with read_only (nothing may be appended, synced or checkpointed). */
 bool store_read_only(const struct store *s);
 /* Whether the WAL has grown past the checkpoint threshold. */
+/* Space accounting for the out-of-space reserve. *ret_need: disk bytes
+ * store.db may still need to grow by for the next checkpoint (and for a
+ * recovery from a crash now), beyond the data still to be applied: an
+ * upper bound that grows with the namespace (symlink targets, names,
+ * per-file index tails, the free list). *ret_spare: bytes of free pages
+ * inside store.db beyond what that checkpoint may take, which new data
+ * fills before the file grows. A caller that keeps disk free + spare >=
+ * need + what it has in flight can always checkpoint and recover. Any
+ * thread. */
+void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare);
 bool store_need_checkpoint(struct store *s);
 /* Checkpoint: requires every appended batch to be applied. Writes pending
  * pages, fsyncs the store, writes the other superblock, fsyncs, recycles the
@@ -91,9 +104,20 @@ struct store_stats {
 	uint64_t cache_hits, cache_misses;
 	uint64_t checksum_errors;
 	uint64_t replayed_batches; /* at open */
+	uint64_t space_need, space_spare; /* store_space */
 	int error;                 /* sticky error (negative errno) or 0 */
 };
 void store_stats(struct store *s, struct store_stats *ret_stats);
+
+/* Test hooks (tests only): set before any store is used, NULL clears. */
+struct store_test_hooks {
+	void *arg;
+	/* In store_read, before decoding (decompressing, hash-checking) each
+	 * record, with no store lock held: e.g. block there to prove that the
+	 * commit thread never waits for a reader's decompression. */
+	void (*before_decode)(void *arg, uint64_t ino, uint64_t off);
+};
+void store_set_test_hooks(const struct store_test_hooks *h);
 
 /* ---- offline inspection and checking (blazectl fsck/dump) ----
  * Single-threaded tools only: nothing else may use the store meanwhile.

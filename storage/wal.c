@@ -359,6 +359,8 @@ out:
 
 /* ---- create / open ---- */
 
+static int seg_load_header(struct vfs_file *f, uint32_t i, uint64_t seg_bytes, struct wal_seg *s);
+
 int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start)
 {
 	struct vfs_file *f = NULL;
@@ -420,6 +422,41 @@ int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_star
 out:
 	vfs_close(f);
 	free(zero);
+	return r;
+}
+
+int wal_probe_dir(struct vfs *v, struct wal_probe_info *ret_info)
+{
+	struct wal_probe_info pi = {0};
+	int r = 0;
+
+	for (uint32_t i = 0; i < WAL_MAX_SEGMENTS; i++) {
+		struct vfs_file *f = NULL;
+		struct wal_seg sg;
+		uint64_t size = 0;
+		char name[16];
+
+		seg_name(i, name);
+		r = vfs_open(v, name, VFS_O_RDONLY, &f);
+		if (r == -ENOENT) {
+			r = 0;
+			continue;
+		}
+		if (r == 0)
+			r = vfs_size(f, &size);
+		if (r == 0)
+			r = seg_load_header(f, i, size, &sg);
+		vfs_close(f);
+		if (r < 0)
+			goto out;
+		if (!pi.files++)
+			pi.first = i;
+		pi.last = i;
+		if (sg.hdr_valid)
+			pi.with_header++;
+	}
+	*ret_info = pi;
+out:
 	return r;
 }
 

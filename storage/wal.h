@@ -32,6 +32,17 @@ struct wal_opts {
  * them and the directory. Returns the initial position in *ret_start. */
 int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start);
 
+/* What a directory holds of a log, without knowing its options (store.db
+ * names them): the segment files "wal.000".."wal.999" present, and how many
+ * carry a valid header (a segment gets one with the first batch written
+ * into it; a freshly created log has none, so a log with no valid header
+ * holds no committed data). first/last: lowest and highest index present. */
+struct wal_probe_info {
+	uint32_t files, with_header;
+	uint32_t first, last;
+};
+int wal_probe_dir(struct vfs *v, struct wal_probe_info *ret_info);
+
 /* Opens the segments of an existing store (reads their headers only). */
 int wal_open(struct vfs *v, const struct wal_opts *o, struct wal **ret_wal);
 /* The same with the segments opened read-only (a read-only store: replay

@@ -497,6 +497,55 @@ static void test_coalesce(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* batch options larger than a WAL entry are clamped: incompressible   */
+/* data never builds a batch the log cannot take (it used to fail the  */
+/* pipeline: fsync EIO, read-only)                                     */
+
+static void test_batch_fits_wal(unsigned workers)
+{
+	struct vfs *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	struct store_file_info fi;
+	const size_t total = 6u << 20, piece = 48u << 10;
+	uint8_t *data = malloc(total), *back = malloc(total);
+	uint64_t ino, seed = 99;
+	size_t n = 0;
+
+	T_ASSERT(data && back);
+	for (size_t i = 0; i + 8 <= total; i += 8) {
+		uint64_t x = xs(&seed);
+		memcpy(data + i, &x, 8);
+	}
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(open_store(v, &s) == 0); /* 1 MiB WAL segments */
+	T_CHECK(store_wal_max_payload(s) < (1u << 20));
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = workers;
+	o.linger_us = 30u * 1000 * 1000;
+	o.batch_bytes = 4u << 20; /* four times what one entry holds */
+	o.record_bytes = 512u << 10;
+	o.batch_records = 4096;
+	o.max_inflight_bytes = 256u << 20;
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	T_CHECK_EQ(mk_file(p, ino, "big"), 0);
+	for (size_t off = 0; off < total; off += piece)
+		T_CHECK_EQ(pipe_append(p, ino, off, data + off, BZ_MIN(piece, total - off)), 0);
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_DURABLE), 0);
+	T_CHECK_EQ(pipe_read(p, ino, 0, back, total, &n), 0);
+	T_CHECK(n == total && memcmp(back, data, total) == 0);
+	T_CHECK_EQ(pipe_stop(p), 0);
+	T_CHECK_EQ(store_file_info(s, ino, &fi), 0);
+	T_CHECK_EQ(fi.raw_bytes, total);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+	free(data);
+	free(back);
+}
+
+/* ---------------------------------------------------------------- */
 /* pipe_stop drains what no barrier asked for; an append larger than  */
 /* the in-flight limit goes through when nothing else is in flight    */
 
@@ -907,5 +956,9 @@ int main(void)
 	}
 	if (!only || strstr(only, "bp"))
 		test_backpressure();
+	if (!only || strstr(only, "fit")) {
+		test_batch_fits_wal(0);
+		test_batch_fits_wal(2);
+	}
 	T_DONE();
 }

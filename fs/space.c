@@ -1,0 +1,131 @@
+/* space.c — out of space is ENOSPC, never an unmountable store (DESIGN §2).
+ *
+ * THE RESERVE. Everything blazefs accepts must still be storable, and the
+ * store must always be able to checkpoint and to recover after a crash. So
+ * every operation that will consume disk space is charged against the free
+ * space of the store's disk, and refused with ENOSPC when the disk would
+ * drop below the reserve:
+ *     reserve = max_inflight + max_inflight/16 + 32 MiB     (fixed, at mount)
+ *             + store_space() need                          (grows with the
+ *               namespace: the next checkpoint's stream, written into new
+ *               pages while the durable one is still allocated, plus the
+ *               pages a checkpoint flushes, less the free pages of store.db)
+ * and the free pages of store.db beyond those ("spare") count as free disk.
+ * The fixed part covers what can be in flight (accepted, not yet applied:
+ * stored size <= raw size + frame/page overhead, ~1/16) and slack; recovery
+ * needs no more than the same reserve (store.h store_space_need).
+ *
+ * CHARGES. write(): its length plus a record's overhead. A namespace op that
+ * adds to the namespace (everything but unlink and rmdir, which must stay
+ * possible on a full disk so space can be freed, and setattr, which changes
+ * an inode record in place): its names and target plus
+ * a bound on its inode and entry records, and the worst-case share of the
+ * stream it adds. Growing truncates and the zero gap before a write past the
+ * end: the stored size of zeros (compressed unless zstd_level <= 0).
+ *
+ * SAMPLING. The free space of the store's disk is sampled with statvfs at
+ * most every 20 ms or after every 4 MiB charged, so a check costs a few
+ * atomic loads; charges since the last sample are added to it.
+ *
+ * statfs reports what writes can really use: available = free + spare -
+ * reserve.
+ *
+ * Locks: none; the samples are __atomic (any session thread). */
+#include <string.h>
+
+#include "fs/fs.h"
+#include "storage/record.h"
+
+#define SPACE_SAMPLE_NS (20ull * 1000 * 1000)
+#define SPACE_SAMPLE_BYTES (4ull << 20)
+#define SPACE_RECORD_COST (REC_HDR_MAX + 64u) /* frame header, index entry, tail entry */
+#define SPACE_NSOP_COST 192u                  /* inode + entry records of one op */
+
+void fs_space_init(struct fs *fs)
+{
+	fs->space_reserve =
+		fs->opts.pipe.max_inflight_bytes + fs->opts.pipe.max_inflight_bytes / 16 + (32ull << 20);
+}
+
+uint64_t fs_space_reserve(struct fs *fs, uint64_t *ret_spare)
+{
+	uint64_t need = 0, spare = 0;
+
+	if (fs->store)
+		store_space(fs->store, &need, &spare);
+	if (ret_spare)
+		*ret_spare = spare;
+	return fs->space_reserve + need;
+}
+
+/* The free bytes of the store's disk as last sampled, resampled when due;
+ * *ret_since: bytes charged since that sample (this charge included). */
+static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *ret_since)
+{
+	uint64_t now = bz_now_ns(), free_b, total_b;
+	uint64_t since = __atomic_add_fetch(&fs->space_since, len, __ATOMIC_RELAXED);
+	uint64_t at = __atomic_load_n(&fs->space_at_ns, __ATOMIC_RELAXED);
+
+	if (force || now - at >= SPACE_SAMPLE_NS || since >= SPACE_SAMPLE_BYTES) {
+		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+			__atomic_store_n(&fs->space_free, free_b, __ATOMIC_RELAXED);
+			__atomic_store_n(&fs->space_since, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&fs->space_at_ns, now, __ATOMIC_RELAXED);
+			since = 0;
+		}
+	}
+	*ret_since = since;
+	return __atomic_load_n(&fs->space_free, __ATOMIC_RELAXED);
+}
+
+int fs_space_check(struct fs *fs, uint64_t len)
+{
+	uint64_t since = 0, spare = 0, free_b = space_free(fs, len, false, &since);
+	uint64_t reserve = fs_space_reserve(fs, &spare);
+
+	free_b += spare;
+	if (free_b >= reserve + since + (since ? 0 : len)) {
+		__atomic_store_n(&fs->space_warned, 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED))
+		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
+			"storable and the store checkpointable: writes and namespace additions get ENOSPC",
+			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
+			(unsigned long long)(reserve >> 20));
+	return -ENOSPC;
+}
+
+uint64_t fs_space_write_cost(struct fs *fs, uint64_t len)
+{
+	(void)fs;
+	return len + SPACE_RECORD_COST;
+}
+
+int fs_space_nsop(struct fs *fs, const struct ns_op *op)
+{
+	if (op->kind == NS_UNLINK || op->kind == NS_RMDIR || op->kind == NS_SETATTR)
+		return 0; /* frees space, or changes a record in place (like ext4's inode update) */
+	return fs_space_check(fs, (uint64_t)op->name_len + op->name2_len + SPACE_NSOP_COST);
+}
+
+uint64_t fs_space_zeros_cost(struct fs *fs, uint64_t count)
+{
+	uint64_t rec = fs->opts.pipe.record_bytes ? fs->opts.pipe.record_bytes : (64u << 10);
+	uint64_t records = count / rec + 1;
+
+	if (fs->opts.pipe.zstd_level <= 0)
+		return count + records * SPACE_RECORD_COST; /* stored raw */
+	/* zstd stores a record of zeros in a few dozen bytes */
+	return records * (SPACE_RECORD_COST + 64);
+}
+
+uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare)
+{
+	uint64_t since = 0, spare = 0, free_b = space_free(fs, 0, true, &since);
+	uint64_t reserve = fs_space_reserve(fs, &spare);
+
+	*ret_spare = spare;
+	free_b += spare;
+	return free_b > reserve ? free_b - reserve : 0;
+}
