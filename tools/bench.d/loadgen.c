@@ -20,9 +20,10 @@
  *       filesystem, until the writers stop.
  *       Output: lines, bytes, seconds, lines_per_s, per-line latency
  *       (write [+ fsync]) p50/p99/max in µs, reader passes and bytes.
- *   loadgen files DIR COUNT SIZE
+ *   loadgen files DIR COUNT SIZE [SECONDS]
  *       COUNT files of SIZE bytes of text (one write each, then close) in
- *       subdirectories of 1000. Output: files, seconds.
+ *       subdirectories of 1000; with SECONDS > 0 it stops early when that
+ *       budget is spent. Output: files (made), seconds.
  *   loadgen gen FILE BYTES
  *       writes BYTES of access-log lines to FILE (for cp sources and
  *       compression references). Output: bytes, lines.
@@ -303,14 +304,18 @@ static int cmd_files(int argc, char **argv)
 	const char *dir = argv[2];
 	long n = atol(argv[3]);
 	int size = atoi(argv[4]);
+	double budget = argc > 5 ? atof(argv[5]) : 0;
 	char data[4096];
 	uint64_t s = 7;
 	time_t t = 1796000000;
 	if (size < 1 || size > (int)sizeof(data))
 		return 2;
 	double t0 = now_s();
-	for (long i = 0; i < n; i++) {
+	long i;
+	for (i = 0; i < n; i++) {
 		char p[4096];
+		if (budget > 0 && i % 1000 == 0 && now_s() - t0 > budget)
+			break;
 		if (i % 1000 == 0) {
 			snprintf(p, sizeof(p), "%s/d%05ld", dir, i / 1000);
 			if (mkdir(p, 0755) != 0 && errno != EEXIST)
@@ -329,7 +334,7 @@ static int cmd_files(int argc, char **argv)
 			die("close");
 	}
 	double dt = now_s() - t0;
-	printf("{\"files\": %ld, \"size\": %d, \"seconds\": %.6f}\n", n, size, dt);
+	printf("{\"files\": %ld, \"size\": %d, \"seconds\": %.6f}\n", i, size, dt);
 	return 0;
 }
 
