@@ -9,7 +9,7 @@ set terminal pngcairo size 1100,520 font "DejaVu Sans,10" noenhanced
 set output outfile
 set datafile separator "\t"
 set datafile missing "?"
-set title "blazefs vs DESIGN §4 bars (>= 1.0 passes; bars that are n/a are omitted)"
+set title "blazefs vs DESIGN §4 bars (>= 1.0 passes; SKIPped bars are omitted)"
 set ylabel "achievement (ratio / target)"
 set style fill solid 0.85 border -1
 set boxwidth 0.6
