@@ -360,6 +360,12 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 		 ss->checksum_errors);
 	prom_u64(p, "blazefs_store_replayed_batches", "gauge", "WAL batches replayed when the store was opened.",
 		 ss->replayed_batches);
+	prom_u64(p, "blazefs_store_space_need_bytes", "gauge",
+		 "Disk space the next checkpoint (and a recovery) may need beyond store.db's free pages.",
+		 ss->space_need);
+	prom_u64(p, "blazefs_store_space_spare_bytes", "gauge",
+		 "Free pages of store.db beyond what the next checkpoint needs (usable by new data).",
+		 ss->space_spare);
 	prom_i64(p, "blazefs_store_error", "gauge", "Sticky store error as a negative errno, 0 when none.", ss->error);
 }
 

@@ -137,6 +137,7 @@ STORE = {
     "last_lsn": "blazefs_store_last_lsn", "cache_hits": "blazefs_cache_hits_total",
     "cache_misses": "blazefs_cache_misses_total", "checksum_errors": "blazefs_checksum_errors_total",
     "replayed_batches": "blazefs_store_replayed_batches", "error": "blazefs_store_error",
+    "space_need": "blazefs_store_space_need_bytes", "space_spare": "blazefs_store_space_spare_bytes",
 }
 FS = {
     "live_inodes": "blazefs_inodes", "kernel_inodes": "blazefs_kernel_inodes", "open_files": "blazefs_open_files",
