@@ -247,6 +247,8 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size) EXCLUDES
  * every dirty page): stores what is held past the end, or refuses it when
  * it lies beyond a hole (-EPERM; zeros for the hole on a fresh file). */
 int fs_file_settle(struct fs *fs, const struct fs_open *of) EXCLUDES(fs_ns_lock);
+/* Unmount (writeback cache): settles every inode the daemon still knows. */
+void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Writeback cache: the daemon holds page writes of ip not stored yet, or
  * owes a growing truncate's zeros (the kernel's size is above 0 then). */
 bool fs_file_has_pending(struct fs_inode *ip) EXCLUDES(fs_ns_lock);

@@ -1044,15 +1044,50 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size)
 		r = -EPERM;
 		goto out;
 	}
-	if (fs->opts.writeback_cache)
-		ip->zext = size; /* zeros owed: pages below may still be dirty (settle pays them) */
-	else
+	if (fs->opts.writeback_cache) {
+		/* Charge the owed zeros now, so that a truncate the disk cannot
+		 * hold fails here with ENOSPC and changes nothing, as without the
+		 * cache (settling later would leave the kernel with the new size). */
+		r = fs_space_check(fs, fs_space_zeros_cost(fs, size - eff));
+		if (r == 0)
+			ip->zext = size; /* zeros owed: pages below may still be dirty (settle pays them) */
+	} else
 		r = extend_locked(fs, ip, cur, size);
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r < 0)
 		fs_note_error(fs, r);
 	return r == -ESHUTDOWN ? -EROFS : r;
+}
+
+/* Writeback cache, unmount: pays what every inode still owes -- the zeros
+ * of a growing truncate made by path (no descriptor whose flush or release
+ * would settle them), and held pages. The session loop has ended, so the
+ * kernel has written back all it had; nothing more can come below them. */
+void fs_settle_all(struct fs *fs)
+{
+	struct fs_inode **v = NULL;
+	size_t n = 0;
+
+	bz_mutex_lock(&fs_ns_lock);
+	v = calloc(fs->itab_count ? fs->itab_count : 1, sizeof(*v));
+	for (size_t i = 0; v && i < fs->itab_size; i++)
+		for (struct fs_inode *ip = fs->itab[i]; ip && n < fs->itab_count; ip = ip->next)
+			if (fs_inode_get(fs, ip->ino, &v[n]) == 0)
+				n++;
+	bz_mutex_unlock(&fs_ns_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct fs_open of = {.inode = v[i]};
+		int r = fs_file_settle(fs, &of);
+		if (r < 0)
+			bz_warn("inode %llu: what the writeback cache still owed at unmount: %s",
+				(unsigned long long)v[i]->ino, strerror(-r));
+	}
+	bz_mutex_lock(&fs_ns_lock);
+	for (size_t i = 0; i < n; i++)
+		fs_inode_put(fs, v[i]);
+	bz_mutex_unlock(&fs_ns_lock);
+	free(v);
 }
 
 bool fs_file_has_pending(struct fs_inode *ip)

@@ -589,6 +589,8 @@ out:
 	/* Drain first, while still mounted: the barrier callbacks of flushes
 	 * and fsyncs still in flight (SIGTERM during I/O) can reply. */
 	if (fs && fs->pipe) {
+		if (fs->opts.writeback_cache && !fs->opts.read_only)
+			fs_settle_all(fs);
 		r = pipe_stop(fs->pipe);
 		if (r < 0) {
 			bz_err("pipeline stopped with %s", strerror(-r));
