@@ -69,7 +69,7 @@ static void BZ_PRINTF(2, 3) sb_printf(struct sbuf *b, const char *fmt, ...)
 	for (;;) {
 		size_t room = b->cap - b->len;
 		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, room, fmt, ap);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap); /* p is NULL until the first grow */
 		va_end(ap);
 		if (n < 0) {
 			b->err = -EINVAL;
