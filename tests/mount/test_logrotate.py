@@ -72,8 +72,10 @@ def test_create_dateext_rotate_maxage(bz, workdir, need_logrotate):
 
     # 1) create + dateext, rotate 10, maxage 30: the 60-day-old file goes
     body = f"    create 0640 root root\n    dateext\n    dateformat {DATEFORMAT}\n    rotate 10\n    maxage 30\n"
-    t1 = int(time.time())
     r = run_logrotate(workdir, mnt, body)
+    # after the run: its suffix's second (%s) is at most this one, so the
+    # next run, after next_second(t1), cannot pick the same name
+    t1 = int(time.time())
     assert r.returncode == 0, r.stdout + r.stderr
     names = sorted(n for n in os.listdir(mnt) if n.startswith("app.log-"))
     new1 = [n for n in names if n not in old]
