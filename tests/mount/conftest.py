@@ -8,6 +8,7 @@ Environment:
                       workers=0), so the same suite runs in several modes
 Run as root (FUSE mounts, allow_other, setpriv).
 """
+import ctypes
 import errno
 import os
 import shutil
@@ -25,6 +26,30 @@ EXTRA_OPTS = os.environ.get("BLAZEFS_MOUNT_OPTS", "").strip(",")
 # counts only the mounts and daemons this run started.
 RUN_DIR = os.environ.get("BZ_RUN_DIR") or "/tmp"
 WRITEBACK = "writeback_cache" in EXTRA_OPTS.split(",")
+
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(a, b, flags):
+    """renameat2(2) with flags (RENAME_NOREPLACE, RENAME_EXCHANGE)."""
+    rc = _libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def write(p, data, mode="wb"):
+    with open(p, mode) as f:
+        f.write(data)
+
+
+def read(p):
+    with open(p, "rb") as f:
+        return f.read()
 
 
 def join_opts(*parts):

@@ -1,35 +1,13 @@
 """Directories, renames, links, symlinks, permissions and times; -o worm;
 the reserved .blazefs directory."""
-import ctypes
 import errno
 import os
 import stat
 
 import pytest
 
-from conftest import expect_refused
+from conftest import expect_refused, RENAME_EXCHANGE, RENAME_NOREPLACE, read, renameat2, write
 
-AT_FDCWD = -100
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def renameat2(a, b, flags):
-    rc = _libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
-    if rc != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-def write(p, data, mode="wb"):
-    with open(p, mode) as f:
-        f.write(data)
-
-
-def read(p):
-    with open(p, "rb") as f:
-        return f.read()
 
 
 def test_directories_and_renames(bz):

@@ -20,30 +20,9 @@ import time
 
 import pytest
 
-from conftest import BIN, WRITEBACK, Mount
+from conftest import _libc, BIN, WRITEBACK, Mount, RENAME_EXCHANGE, RENAME_NOREPLACE, read, renameat2, write
 
-AT_FDCWD = -100
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
 MAX_FILE_BYTES = 16 << 40  # docs/FILESYSTEM.md "Maximum file size"
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def renameat2(a, b, flags):
-    rc = _libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
-    if rc != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-def write(p, data, mode="wb"):
-    with open(p, mode) as f:
-        f.write(data)
-
-
-def read(p):
-    with open(p, "rb") as f:
-        return f.read()
 
 
 def as_nobody(cmd):
