@@ -84,6 +84,7 @@ struct fs_counters {
 	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
 	uint64_t nsops;          /* namespace operations submitted */
 	uint64_t flushes, fsyncs;
+	uint64_t scrub_bytes, scrub_damaged; /* BZ_IOC_SCRUB: bytes verified, damaged ranges found (scrub.c) */
 };
 #define FS_COUNT(fs, field, n) __atomic_add_fetch(&(fs)->ctr.field, (n), __ATOMIC_RELAXED)
 #define FS_READ(fs, field) __atomic_load_n(&(fs)->ctr.field, __ATOMIC_RELAXED)
@@ -196,6 +197,8 @@ bool fs_interrupted(void);
 
 /* ---- xattr.c: extended attributes (fs_ops entries) ---- */
 #ifdef FUSE_LOWLEVEL_H_
+void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
+		 unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz); /* scrub.c */
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags);
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);

@@ -1378,6 +1378,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.fsyncdir = op_fsyncdir,
+	.ioctl = fs_op_ioctl,
 	.statfs = op_statfs,
 	.setxattr = fs_op_setxattr,
 	.getxattr = fs_op_getxattr,

@@ -25,6 +25,7 @@
  *     "held_bytes": N, "held_bytes_max": N,  bytes held now / at most
  *     "retrieved_bytes": N,      dirty bytes fetched from the kernel at truncates
  *     "invalidations": N,        kernel cache ranges dropped after refusals
+ *     "scrub_bytes": N, "scrub_damaged": N,  online scrub (scrub.c): bytes verified, damage found
  *     "nsops": N, "flushes": N, "fsyncs": N,
  *     "errors": N,               EIO/EROFS/ENOSPC replies
  *     "failed": bool,            the pipeline failed: read-only until remount
@@ -138,6 +139,8 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	F(held_bytes_max);
 	F(retrieved_bytes);
 	F(invalidations);
+	F(scrub_bytes);
+	F(scrub_damaged);
 	F(nsops);
 	F(flushes);
 	F(fsyncs);
@@ -398,6 +401,10 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 	prom_u64(p, "blazefs_overlap_bytes_total", "counter",
 		 "Bytes of writes below the end accepted because they equal the stored ones.",
 		 FS_READ(fs, overlap_bytes));
+	prom_u64(p, "blazefs_scrub_bytes_total", "counter", "Bytes verified against the disk by online scrub.",
+		 FS_READ(fs, scrub_bytes));
+	prom_u64(p, "blazefs_scrub_damaged_total", "counter", "Damaged ranges found by online scrub.",
+		 FS_READ(fs, scrub_damaged));
 	prom_u64(p, "blazefs_zero_extend_bytes_total", "counter", "Zero bytes appended by growing truncates.",
 		 FS_READ(fs, zero_extend_bytes));
 	prom_u64(p, "blazefs_holes_filled_total", "counter",

@@ -32,6 +32,12 @@
  * or namespace page) can never be served stale. Lock: cache_mu is a leaf
  * lock (nothing else is taken while holding it).
  *
+ * SCRUB READS. A thread that calls pager_scrub_thread(true) reads every
+ * page from the file: the cache is neither consulted nor filled, so an
+ * online scrub (fs/scrub.c) verifies what the disk holds, not a copy
+ * verified earlier, and does not evict the readers' hot pages. The flag is
+ * thread-local: no lock, no effect on other threads.
+ *
  * VOLATILE MODE (read-only stores): recovery of a read-only store still
  * replays the WAL, which fills data and index pages; those pages then live
  * in an in-memory overlay (hash of pgno -> page) and the file is never
@@ -50,6 +56,10 @@ BZ_CAP_DECLARE(pager_cache_cap); /* p->cache_mu (tsa.h: capability tokens) */
 
 
 #define SLOT_EMPTY UINT64_MAX
+
+static __thread bool scrub_reads; /* this thread bypasses the cache */
+
+void pager_scrub_thread(bool on) { scrub_reads = on; }
 
 struct pager {
 	struct vfs_file *f; /* set at pager_new, then read-only */
@@ -332,7 +342,7 @@ int pager_read(struct pager *p, uint64_t pgno, uint8_t type, uint8_t *buf, struc
 			goto out;
 		}
 	}
-	if (cache_get(p, pgno, buf)) {
+	if (!scrub_reads && cache_get(p, pgno, buf)) {
 		__atomic_fetch_add(&p->hits, 1, __ATOMIC_RELAXED);
 		r = cached_check(p, buf, pgno, type, ret_h);
 		goto out;
@@ -358,7 +368,8 @@ int pager_read(struct pager *p, uint64_t pgno, uint8_t type, uint8_t *buf, struc
 		r = -EIO;
 		goto out;
 	}
-	cache_put(p, pgno, buf);
+	if (!scrub_reads)
+		cache_put(p, pgno, buf);
 out:
 	return r;
 }

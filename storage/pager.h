@@ -51,6 +51,9 @@ int pager_write_run(struct pager *p, uint64_t first, uint32_t n, const uint8_t *
  * logs "store.db: page N: ..." once per call. */
 int pager_read(struct pager *p, uint64_t pgno, uint8_t type, uint8_t *buf, struct pager_hdr *ret_h);
 int pager_sync(struct pager *p);
+/* The calling thread's pager_read calls (on every pager) bypass the cache
+ * while on: they read and verify the file itself (online scrub). */
+void pager_scrub_thread(bool on);
 /* Read-only stores (fsck, dump): from now on pager_write keeps pages in
  * memory (pager_read serves them from there) and never touches the file;
  * pager_sync does nothing. */

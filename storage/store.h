@@ -78,6 +78,10 @@ int store_checkpoint(struct store *s);
  * *ret_n < len at the applied end. Every page and record checksum is
  * verified: a mismatch returns -EIO and logs the page number. */
 int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n);
+/* While on, the calling thread's store_read calls read every page from
+ * store.db itself, bypassing (and not filling) the page cache: an online
+ * scrub verifies the disk, not a copy verified earlier (store_scrub.c). */
+void store_scrub_thread(bool on);
 /* Deep copy of the applied namespace (the filesystem's starting live view). */
 int store_ns_clone(struct store *s, struct ns **ret_ns);
 /* Applied size of a file (-ENOENT if unknown). */

@@ -8,6 +8,7 @@ int blazectl_stats(int argc, char **argv);
 int blazectl_fsck(int argc, char **argv);
 int blazectl_dump(int argc, char **argv);
 int blazectl_sync(int argc, char **argv);
+int blazectl_scrub(int argc, char **argv); /* 0 clean, 4 damage found, 8 error, 32 interrupted */
 
 /* fsck.c: opens an existing store directory (never creates one);
  * read_only as store_opts.read_only. -EBUSY if a daemon holds it. */

@@ -3,6 +3,7 @@
  *   blazectl fsck [--repair] [-v] STORE
  *   blazectl dump STORE [superblocks|wal|pages|files|file PATH]
  *   blazectl sync MOUNTPOINT
+ *   blazectl scrub [--rate MB/s] [--resume] [--state FILE] [-q] MOUNTPOINT
  * See blazectl(8). */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: blazectl stats [--json | --prometheus] [--output FILE] [--watch N] MOUNTPOINT\n"
 		   "       blazectl fsck [--repair] [-v] STORE\n"
 		   "       blazectl dump STORE [superblocks|wal|pages|files|file PATH]\n"
-		   "       blazectl sync MOUNTPOINT\n");
+		   "       blazectl sync MOUNTPOINT\n"
+		   "       blazectl scrub [--rate MB/s] [--resume] [--state FILE] [-q] MOUNTPOINT\n");
 }
 
 int main(int argc, char **argv)
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
 		return blazectl_fsck(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dump"))
 		return blazectl_dump(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "scrub"))
+		return blazectl_scrub(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sync"))
 		return blazectl_sync(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {

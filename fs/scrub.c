@@ -1,0 +1,150 @@
+/* scrub.c — BZ_IOC_SCRUB: verify a range of a file against the disk, online
+ * (the daemon half of `blazectl scrub`; the ABI is fs/ioctl.h).
+ *
+ * The request runs on the session thread that received it, never on the
+ * commit thread. It reads the range through the ordinary read path
+ * (pipe_read -> store_read: index, page checksums, record xxh3) with the
+ * thread's page reads bypassing the pager cache (store_scrub_thread), in
+ * pieces of SCRUB_PIECE bytes, and checks for an interrupt between pieces.
+ * A piece that fails with EIO is narrowed to 4 KiB blocks: the first
+ * damaged block, then the following damaged blocks up to the first good one
+ * (or the end of the call's range), make the reported range. So damage is named in whole 4 KiB
+ * blocks of the file, the granularity a reader sees it at.
+ *
+ * One call verifies at most SCRUB_MAX_CALL bytes so each request stays
+ * short (the caller paces itself: blazectl's --rate). Nothing here takes a
+ * lock beyond what a read takes: the commit thread waits for a scrub no
+ * longer than for any reader.
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fuse_lowlevel.h>
+
+#include "fs.h"
+#include "ioctl.h"
+
+#define SCRUB_PIECE (1u << 20)
+#define SCRUB_BLOCK 4096u
+#define SCRUB_MAX_CALL (64ull << 20)
+
+/* Reads [off, off+len) with cache bypass; 0, -EIO for damage, other errors. */
+static int scrub_read(struct fs *fs, uint64_t ino, uint64_t off, uint8_t *buf, size_t len, size_t *ret_n)
+{
+	int r;
+
+	store_scrub_thread(true);
+	r = pipe_read(fs->pipe, ino, off, buf, len, ret_n);
+	store_scrub_thread(false);
+	return r;
+}
+
+/* Verifies a->off .. a->off + a->len of ino (capped at the size and at
+ * SCRUB_MAX_CALL) and fills the out fields. Returns 0 or a negative errno
+ * that is not damage (EINTR, ENOMEM, ...). */
+static int scrub_range(struct fs *fs, uint64_t ino, struct bz_scrub_arg *a)
+{
+	uint64_t size, pos, end;
+	uint8_t *buf = NULL;
+	size_t n;
+	int r;
+
+	r = fs_live_size(fs, ino, &size);
+	if (r < 0)
+		goto out;
+	a->size = size;
+	a->done = a->bad_off = a->bad_len = 0;
+	a->err = 0;
+	pos = a->off;
+	end = a->len > SCRUB_MAX_CALL ? pos + SCRUB_MAX_CALL : pos + a->len;
+	if (end < pos || end > size)
+		end = size;
+	buf = malloc(SCRUB_PIECE);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while (pos < end) {
+		size_t want = (size_t)BZ_MIN((uint64_t)SCRUB_PIECE, end - pos);
+
+		if (fs_interrupted()) {
+			r = -EINTR;
+			goto out;
+		}
+		r = scrub_read(fs, ino, pos, buf, want, &n);
+		if (r == 0) {
+			if (n == 0)
+				break; /* the size changed under us: nothing more to verify */
+			pos += n;
+			continue;
+		}
+		if (r != -EIO && r != -EBADMSG)
+			goto out;
+		/* Damage inside this piece: find it block by block. */
+		uint64_t blk = pos & ~(uint64_t)(SCRUB_BLOCK - 1), pend = end; /* damage may run past the piece */
+		for (; blk < pend; blk += SCRUB_BLOCK) {
+			size_t bl = (size_t)BZ_MIN((uint64_t)SCRUB_BLOCK, size - blk);
+			r = scrub_read(fs, ino, blk, buf, bl, &n);
+			if (r == -EIO || r == -EBADMSG) {
+				if (a->bad_len == 0) {
+					a->bad_off = blk;
+					a->err = -EIO;
+				}
+				a->bad_len = blk + bl - a->bad_off;
+			} else if (r < 0) {
+				goto out;
+			} else if (a->bad_len) {
+				break; /* the damaged range ended */
+			} else {
+				pos = blk + bl;
+			}
+		}
+		r = 0;
+		break;
+	}
+	a->done = pos > a->off ? pos - a->off : 0;
+	r = 0;
+out:
+	free(buf);
+	return r;
+}
+
+void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
+		 unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	struct fs *fs = fuse_req_userdata(req);
+	struct fs_open *of = fi ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
+	struct bz_scrub_arg a;
+	int r;
+
+	(void)arg;
+	if (flags & FUSE_IOCTL_COMPAT) {
+		r = -ENOSYS;
+		goto out;
+	}
+	if (cmd != BZ_IOC_SCRUB || (flags & FUSE_IOCTL_DIR) || !of || !of->inode) {
+		r = -ENOTTY; /* what ext4 answers an ioctl it does not know */
+		goto out;
+	}
+	if (in_bufsz != sizeof(a) || out_bufsz != sizeof(a)) {
+		r = -EINVAL;
+		goto out;
+	}
+	memcpy(&a, in_buf, sizeof(a));
+	if (a.flags != 0) {
+		r = -EINVAL;
+		goto out;
+	}
+	r = scrub_range(fs, ino, &a);
+	if (r == 0) {
+		__atomic_fetch_add(&fs->ctr.scrub_bytes, a.done, __ATOMIC_RELAXED);
+		if (a.bad_len)
+			__atomic_fetch_add(&fs->ctr.scrub_damaged, 1, __ATOMIC_RELAXED);
+		fuse_reply_ioctl(req, 0, &a, sizeof(a));
+		return;
+	}
+out:
+	fuse_reply_err(req, -r);
+}
