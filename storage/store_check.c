@@ -380,8 +380,8 @@ static void chk_entry(struct chk *c, uint64_t ino, const struct ient *e, uint64_
 		c->rep.bad_records++;
 		chk_say(c, STORE_CHECK_ERROR,
 			"inode %llu offset %llu (page %llu+%u): the frame is a record of inode %llu at offset %llu, "
-			"%u raw bytes, %zu frame bytes; the index says %u and %u", ull(ino), ull(e->off),
-			ull(e->page), e->pg_off, ull(h.ino), ull(h.off), h.raw_len, flen, e->raw_len, e->frame_len);
+			"%llu raw bytes, %zu frame bytes; the index says %u and %u", ull(ino), ull(e->off),
+			ull(e->page), e->pg_off, ull(h.ino), ull(h.off), ull(h.raw_len), flen, e->raw_len, e->frame_len);
 		goto out;
 	}
 	if (r == 0)
