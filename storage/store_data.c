@@ -219,7 +219,14 @@ out:
  * their pack page and are not reclaimed: docs/FORMAT.md §7). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
-	return e->npages ? st_release(s, e->page, e->npages) : 0;
+	if (!e->npages)
+		return 0;
+	if (!st_entry_ok(e)) {
+		bz_err("store: index entry at offset %llu names %u pages at %llu for a %u-byte frame: not released",
+		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
+		return -EIO;
+	}
+	return st_release(s, e->page, e->npages);
 }
 
 static void index_entry_encode(uint8_t *p, const struct ient *e)
