@@ -26,7 +26,7 @@
  *                   context borrowed from the store's pool.
  *
  * THREADS AND LOCKS. Mutators run on the one commit thread. Lock order:
- *     s->lock (rwlock over ns, files, open data page, counters)
+ *     s->lock (rwlock over ns, files, open pack page, counters)
  *       -> pager cache_mu (leaf, inside pager.c)
  *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
  * The commit thread never waits for a reader's CPU work: s->lock prefers
@@ -71,7 +71,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
-#define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define RUN_PAGES 64u /* full pack pages written together (256 KiB) */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
 #define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
 #define DB_NAME "store.db"
