@@ -423,6 +423,11 @@ int store_close(struct store *s)
 		return 0;
 	if (!s->read_only && !st_load_error(s))
 		r = store_checkpoint(s);
+	/* What that checkpoint released is free now: a second one gives the
+	 * space at the end of store.db back to the disk before it sits
+	 * unmounted (docs/FORMAT.md §7). */
+	if (r == 0 && !s->read_only && st_tail_free(s))
+		r = store_checkpoint(s);
 	store_free(s);
 	return r;
 }

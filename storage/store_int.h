@@ -229,6 +229,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 void st_sb_encode(const struct store_sb *sb, uint8_t *page);
 int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why);
 int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA;
+bool st_tail_free(const struct store *s);
 
 /* store_read.c: index loading and frame reads (also used by store_check.c) */
 const struct ient *st_sfile_ent(const struct sfile *f, uint64_t i);
