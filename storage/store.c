@@ -510,7 +510,12 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 
 bool store_need_checkpoint(struct store *s)
 {
-	return !s->read_only && st_get_u64(&s->wal_used) >= s->checkpoint_bytes;
+	/* Also when deleted files hold a quarter of store.db (at least 1 MiB):
+	 * their space is reusable only after a checkpoint (FORMAT.md §7), so a
+	 * rotating log reuses the previous file's space instead of growing. */
+	uint64_t dead = st_get_u64(&s->dead_bytes);
+	return !s->read_only && (st_get_u64(&s->wal_used) >= s->checkpoint_bytes ||
+				 (dead >= (1u << 20) && dead >= st_get_u64(&s->hwm) * PAGER_PAGE_SIZE / 4));
 }
 
 /* ------------------------------------------------------------------ */

@@ -832,6 +832,7 @@ int store_checkpoint(struct store *s)
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
+	st_set_u64(&s->dead_bytes, 0);
 	st_set_u64(&s->ns_est, b.len);
 	r = give_back(s);
 	if (r < 0) {

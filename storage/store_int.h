@@ -161,6 +161,7 @@ struct store {
 	uint64_t n_free_ext;       /* __atomic mirror of free.n + pending.n (extents) */
 	uint64_t truncations;      /* __atomic: store.db given back to the disk */
 	uint64_t pages_released;   /* __atomic: pages of deleted files and old chains freed */
+	uint64_t dead_bytes;       /* __atomic: stored bytes of files deleted since the last checkpoint */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
