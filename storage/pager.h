@@ -20,6 +20,10 @@ enum pager_type {
 	PAGER_DATA = 2,   /* record frames, back to back; next = next data page */
 	PAGER_INDEX = 3,  /* a full per-file index page; next = previous index page */
 	PAGER_NSMETA = 4, /* namespace checkpoint stream; next = next page of the chain */
+	/* 5 = PACK (storage v2) */
+	PAGER_BTREE_LEAF = 6, /* B+tree leaf (btree.c); next = 0 */
+	PAGER_BTREE_NODE = 7, /* B+tree interior node (btree.c); next = 0 */
+	PAGER_OVERFLOW = 8,   /* part of a long B+tree value; next = its next page */
 };
 
 struct pager_hdr {
