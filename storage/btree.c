@@ -65,41 +65,8 @@
 
 #include "base.h"
 #include "btree.h"
+#include "btree_int.h"
 #include "pager.h"
-
-#define BT_HDR 8u
-#define BT_MAXDEPTH 24
-#define BT_MIN_FILL (PAGER_PAYLOAD / 4)
-#define BT_LEAF_ENT 9u  /* slot + klen + flags + vlen */
-#define BT_NODE_ENT 12u /* slot + klen + child */
-#define BT_DEFAULT_CACHE (4u << 20)
-
-enum { VK_INLINE = 0, VK_OVF = 1, VK_NEW = 2 }; /* VK_NEW: long value in memory, not yet written */
-
-struct bnode;
-
-struct bent {
-	uint8_t *kv;        /* key, then (leaf VK_INLINE / VK_NEW) the value; NULL if klen 0 */
-	uint16_t klen;
-	uint8_t vkind;      /* leaves */
-	uint8_t own;        /* kv is the entry's own allocation, else it points into its node's arena */
-	uint32_t vlen;      /* leaves */
-	uint64_t ptr;       /* node: child page (0 while the child is new); leaf VK_OVF: first page */
-	struct bnode *cmem; /* node: the child, when it is dirty */
-};
-
-struct bnode {
-	uint64_t pgno;  /* clean: the page it is on; dirty: 0 (the old page is queued) */
-	uint8_t level;
-	bool dirty;
-	uint32_t n, cap;
-	struct bent *e;
-	size_t bytes;   /* payload size once written */
-	size_t mem;     /* accounted memory (clean nodes) */
-	uint8_t *arena; /* the entries as read from the page (one allocation per node read) */
-	size_t arena_len;
-	struct bnode *hnext, *lprev, *lnext;
-};
 
 struct ovf_ref {
 	uint64_t first;
@@ -220,7 +187,7 @@ static struct bnode *node_new(uint8_t level, uint32_t cap)
 	return nd;
 }
 
-static void node_free(struct bnode *nd)
+void btree_node_free(struct bnode *nd)
 {
 	if (!nd)
 		return;
@@ -401,7 +368,7 @@ static void cache_trim(struct btree *t)
 	while (t->clean_bytes > t->budget && t->lru_tail) {
 		struct bnode *nd = t->lru_tail;
 		cache_remove(t, nd);
-		node_free(nd);
+		btree_node_free(nd);
 		t->st.evictions++;
 	}
 }
@@ -413,7 +380,7 @@ static bool pg_ok(const struct btree *t, uint64_t pgno)
 	return pgno >= 2 && (!t->io.high_water || pgno < t->io.high_water(t->io.arg));
 }
 
-static int read_checked(struct btree *t, uint64_t pgno, uint8_t type, uint8_t *buf, struct pager_hdr *h)
+int btree_read_checked(struct btree *t, uint64_t pgno, uint8_t type, uint8_t *buf, struct pager_hdr *h)
 {
 	int r;
 
@@ -430,14 +397,10 @@ static int read_checked(struct btree *t, uint64_t pgno, uint8_t type, uint8_t *b
 	return 0;
 }
 
-struct kbound {
-	const uint8_t *k; /* NULL = unbounded */
-	size_t len;
-};
 
 /* Decodes a LEAF or NODE page into a new node; checks everything the page
  * alone can tell and that its keys lie in [lo, hi). level < 0: any. */
-static int node_decode(struct btree *t, const uint8_t *page, const struct pager_hdr *h, int level,
+int btree_node_decode(struct btree *t, const uint8_t *page, const struct pager_hdr *h, int level,
 	struct kbound lo, struct kbound hi, struct bnode **ret)
 {
 	const uint8_t *p = page + PAGER_HDR_SIZE;
@@ -526,7 +489,7 @@ static int node_decode(struct btree *t, const uint8_t *page, const struct pager_
 	nd = NULL;
 	r = 0;
 out:
-	node_free(nd);
+	btree_node_free(nd);
 	return r;
 }
 
@@ -548,15 +511,15 @@ static int node_load(struct btree *t, uint64_t pgno, int level, struct kbound lo
 		return 0;
 	}
 	t->st.cache_misses++;
-	r = read_checked(t, pgno, 0, t->page, &h);
+	r = btree_read_checked(t, pgno, 0, t->page, &h);
 	if (r < 0)
 		return r;
-	r = node_decode(t, t->page, &h, level, lo, hi, &nd);
+	r = btree_node_decode(t, t->page, &h, level, lo, hi, &nd);
 	if (r < 0)
 		return r;
 	r = cache_add(t, nd);
 	if (r < 0) {
-		node_free(nd);
+		btree_node_free(nd);
 		return r;
 	}
 	*ret = nd;
@@ -636,7 +599,7 @@ static int ovf_read(struct btree *t, uint64_t first, uint32_t vlen, uint8_t *dst
 
 	while (done < vlen) {
 		uint32_t want = BZ_MIN(vlen - done, PAGER_PAYLOAD);
-		r = read_checked(t, pg, PAGER_OVERFLOW, buf, &h);
+		r = btree_read_checked(t, pg, PAGER_OVERFLOW, buf, &h);
 		if (r < 0)
 			return r;
 		if (h.used != want || (done + want < vlen) != (h.next != 0))
@@ -780,7 +743,7 @@ out_sep:
 	nd->n += right->n;
 	right->n = 0;
 out:
-	node_free(right);
+	btree_node_free(right);
 	return r;
 }
 
@@ -808,14 +771,14 @@ static int node_merge(struct btree *t, struct bnode *parent, uint32_t si, struct
 	left->n += right->n;
 	right->n = 0;
 	node_recount(left);
-	node_free(right);
+	btree_node_free(right);
 	t->ndirty--;
 	return 0;
 }
 
 static void tree_emptied(struct btree *t)
 {
-	node_free(t->root_dirty);
+	btree_node_free(t->root_dirty);
 	t->ndirty--;
 	t->root_dirty = NULL;
 	t->root_pgno = 0;
@@ -845,7 +808,7 @@ static int rebalance(struct btree *t, struct bpath *path)
 				root = node_new(nd->level + 1, 2);
 				if (!root) {
 					free(sep);
-					node_free(right);
+					btree_node_free(right);
 					return -ENOMEM;
 				}
 				root->dirty = true;
@@ -862,7 +825,7 @@ static int rebalance(struct btree *t, struct bpath *path)
 				struct bnode *c = nd->e[0].cmem;
 				uint64_t cp = nd->e[0].ptr;
 				nd->n = 0;
-				node_free(nd);
+				btree_node_free(nd);
 				t->ndirty--;
 				t->root_dirty = c;
 				t->depth--;
@@ -887,7 +850,7 @@ static int rebalance(struct btree *t, struct bpath *path)
 			r = node_insert(parent, pi + 1, &e);
 			if (r < 0) {
 				free(sep);
-				node_free(right);
+				btree_node_free(right);
 				return r;
 			}
 		} else if (nd->bytes < BT_MIN_FILL && parent->n >= 2) {
@@ -919,7 +882,7 @@ static int rebalance(struct btree *t, struct bpath *path)
 				r = node_insert(parent, si, &e);
 				if (r < 0) {
 					free(sep);
-					node_free(right);
+					btree_node_free(right);
 					return r;
 				}
 			}
@@ -1321,7 +1284,7 @@ int btree_flush(struct btree *t, uint64_t lsn, uint64_t *ret_root)
 			struct pager_hdr h;
 			if ((r = queue_free(t, p)) < 0)
 				goto fail;
-			if ((r = read_checked(t, p, PAGER_OVERFLOW, pg, &h)) < 0)
+			if ((r = btree_read_checked(t, p, PAGER_OVERFLOW, pg, &h)) < 0)
 				goto fail;
 			if (h.used != BZ_MIN(left, PAGER_PAYLOAD) || (left > h.used) != (h.next != 0)) {
 				r = -EUCLEAN;
@@ -1396,7 +1359,7 @@ static void free_dirty(struct bnode *nd)
 		for (uint32_t i = 0; i < nd->n; i++)
 			if (nd->e[i].cmem)
 				free_dirty(nd->e[i].cmem);
-	node_free(nd);
+	btree_node_free(nd);
 }
 
 void btree_close(struct btree *t)
@@ -1409,7 +1372,7 @@ void btree_close(struct btree *t)
 		struct bnode *nd = t->htab[i], *nx;
 		for (; nd; nd = nx) {
 			nx = nd->hnext;
-			node_free(nd);
+			btree_node_free(nd);
 		}
 	}
 	free(t->htab);
@@ -1426,116 +1389,4 @@ void btree_stats(const struct btree *t, struct btree_stats *ret)
 	ret->clean_nodes = t->hn;
 	ret->dirty_nodes = t->ndirty;
 	ret->depth = t->depth;
-}
-
-/* ---- verification (fsck, tests) ---- */
-
-struct vctx {
-	struct btree *t; /* for read_checked and node_decode only: no cache use */
-	void (*cb)(void *, uint64_t, uint8_t);
-	void *arg;
-	uint64_t *seen; /* open addressing set of page numbers, 0 = empty */
-	size_t scap, sn;
-	uint64_t keys;
-};
-
-static int seen_add(struct vctx *v, uint64_t pgno)
-{
-	size_t i;
-
-	if (v->sn + 1 > v->scap / 2) {
-		size_t ncap = v->scap ? v->scap * 2 : 1024;
-		uint64_t *ns = calloc(ncap, sizeof(*ns));
-		if (!ns)
-			return -ENOMEM;
-		for (size_t j = 0; j < v->scap; j++) {
-			uint64_t p = v->seen[j];
-			if (!p)
-				continue;
-			for (i = (size_t)(p * 0x9e3779b97f4a7c15ull >> 20) & (ncap - 1); ns[i]; i = (i + 1) & (ncap - 1))
-				;
-			ns[i] = p;
-		}
-		free(v->seen);
-		v->seen = ns;
-		v->scap = ncap;
-	}
-	for (i = (size_t)(pgno * 0x9e3779b97f4a7c15ull >> 20) & (v->scap - 1); v->seen[i]; i = (i + 1) & (v->scap - 1))
-		if (v->seen[i] == pgno)
-			return -EUCLEAN;
-	v->seen[i] = pgno;
-	v->sn++;
-	return 0;
-}
-
-static int verify_node(struct vctx *v, uint64_t pgno, int level, struct kbound lo, struct kbound hi)
-{
-	struct bnode *nd = NULL;
-	struct pager_hdr h;
-	uint8_t *buf = malloc(PAGER_PAGE_SIZE);
-	int r = -ENOMEM;
-
-	if (!buf)
-		goto out;
-	if ((r = seen_add(v, pgno)) < 0)
-		goto out;
-	if ((r = read_checked(v->t, pgno, 0, buf, &h)) < 0)
-		goto out;
-	if ((r = node_decode(v->t, buf, &h, level, lo, hi, &nd)) < 0)
-		goto out;
-	if (v->cb)
-		v->cb(v->arg, pgno, h.type);
-	for (uint32_t i = 0; i < nd->n; i++) {
-		const struct bent *e = &nd->e[i];
-		if (nd->level) {
-			struct kbound clo = i ? (struct kbound){ e->kv, e->klen } : lo;
-			struct kbound chi = i + 1 < nd->n ? (struct kbound){ nd->e[i + 1].kv, nd->e[i + 1].klen } : hi;
-			if ((r = verify_node(v, e->ptr, nd->level - 1, clo, chi)) < 0)
-				goto out;
-			continue;
-		}
-		v->keys++;
-		if (e->vkind == VK_OVF) {
-			uint64_t p = e->ptr;
-			uint32_t left = e->vlen;
-			while (left) {
-				if ((r = seen_add(v, p)) < 0)
-					goto out;
-				if ((r = read_checked(v->t, p, PAGER_OVERFLOW, buf, &h)) < 0)
-					goto out;
-				if (h.used != BZ_MIN(left, PAGER_PAYLOAD) || (left > h.used) != (h.next != 0)) {
-					r = -EUCLEAN;
-					goto out;
-				}
-				if (v->cb)
-					v->cb(v->arg, p, PAGER_OVERFLOW);
-				left -= h.used;
-				p = h.next;
-			}
-		}
-	}
-	r = 0;
-out:
-	node_free(nd);
-	free(buf);
-	return r;
-}
-
-int btree_verify(const struct btree_io *io, uint64_t root_pgno, uint64_t count,
-	void (*page_cb)(void *arg, uint64_t pgno, uint8_t type), void *cb_arg)
-{
-	struct kbound none = { NULL, 0 };
-	struct vctx v = { .cb = page_cb, .arg = cb_arg };
-	int r = btree_open(io, root_pgno, count, &v.t);
-
-	if (r < 0)
-		return r;
-	if (root_pgno) {
-		r = verify_node(&v, root_pgno, -1, none, none);
-		if (r == 0 && v.keys != count)
-			r = -EUCLEAN;
-	}
-	free(v.seen);
-	btree_close(v.t);
-	return r;
 }

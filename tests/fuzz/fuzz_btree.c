@@ -5,7 +5,7 @@
  * (H = 2 + pages); any bytes after the last whole page are a script of keys.
  * The tree at page 2 + (root index % pages) is verified, iterated, and
  * every key it yields is looked up; with flags bit 0, keys are deleted and
- * put (values up to 3,000 bytes: overflow pages) and the tree is flushed
+ * put (values up to 3,060 bytes: overflow pages) and the tree is flushed
  * to new pages and verified again. Must never crash, hang, leak or read
  * outside its buffers: a bad page is an error (-EIO / -EUCLEAN).
  * Seeds: fuzz_gen_corpus_btree tests/fuzz/corpus (gen_corpus_btree.c). */
@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct keys ks;
-	static uint8_t val[3000];
+	static uint8_t val[4096]; /* >= 255 * 12 */
 	struct fb *f = NULL;
 	struct btree *t = NULL;
 	struct btree_io io = { .read_page = fb_read, .alloc_page = fb_alloc, .free_page = fb_free,
