@@ -21,6 +21,9 @@ enum pager_type {
 	PAGER_INDEX = 3,  /* a full per-file index page; next = previous index page */
 	PAGER_NSMETA = 4, /* namespace checkpoint stream; next = next page of the chain */
 	PAGER_PACK = 5,   /* packed chunk frames (none crosses the page); next = 0 */
+	PAGER_BTREE_LEAF = 6, /* B+tree leaf (btree.c); next = 0 */
+	PAGER_BTREE_NODE = 7, /* B+tree interior node (btree.c); next = 0 */
+	PAGER_OVERFLOW = 8,   /* part of a long B+tree value; next = its next page */
 };
 
 struct pager_hdr {
