@@ -252,6 +252,10 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size) EXCLUDES
 int fs_file_settle(struct fs *fs, const struct fs_open *of) EXCLUDES(fs_ns_lock);
 /* Unmount (writeback cache): settles every inode the daemon still knows. */
 void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
+/* Writeback cache, before a global barrier (fsync of a directory): fetches
+ * what the kernel still caches past the live end of every file open for
+ * writing (retrieve), so the barrier covers it. */
+void fs_catch_up_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Writeback cache: the daemon holds page writes of ip not stored yet, or
  * owes a growing truncate's zeros (the kernel's size is above 0 then). */
 bool fs_file_has_pending(struct fs_inode *ip) EXCLUDES(fs_ns_lock);

@@ -1084,6 +1084,90 @@ void fs_settle_all(struct fs *fs)
 	free(v);
 }
 
+/* Stores what the kernel caches contiguously from the live end (retrieve),
+ * with the held pages that then fit. Unlike catch_up_kernel (a truncate,
+ * while the kernel writes nothing back), writers may be running: so it
+ * stops at the first byte the kernel does not cache, never stores owed or
+ * refused-range zeros, and leaves the rest to the writers' flush/fsync. */
+static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *ret_refused) REQUIRES(fs_inode_cap)
+{
+	char *buf = malloc(FS_MAX_WRITE);
+	int r = buf ? 0 : -ENOMEM;
+
+	while (r == 0 && *cur >= ip->ghost_end) {
+		size_t got = 0, skip;
+
+		r = fs_wb_retrieve(fs, ip->ino, *cur, buf, FS_MAX_WRITE, &got);
+		if (r == -EOPNOTSUPP)
+			r = 0; /* no session (unit tests) */
+		if (r < 0 || got == 0)
+			break;
+		FS_COUNT(fs, retrieved_bytes, got);
+		r = place_at(fs, ip->ino, cur, *cur, buf, got, &skip);
+		if (r > 0) { /* a cached page differs from the stored bytes */
+			fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
+			refused_page(fs, ip, *cur, *cur, *cur + got);
+			*ret_refused = -EPERM;
+			r = 0;
+			break;
+		}
+		if (r == 0 && ip->held)
+			r = drain_held(fs, ip, cur, ret_refused);
+	}
+	free(buf);
+	return r;
+}
+
+/* The kernel does not send its dirty pages for an fsync of a directory (nor
+ * for sync/syncfs), so `sync MOUNTPOINT` would not cover what writers still
+ * have in the kernel cache: fetch it first, as a truncate does. Only files
+ * open for writing can have dirty pages (the kernel writes them back at
+ * every close). A refused page is kept for that file's next fsync/close. */
+void fs_catch_up_all(struct fs *fs)
+{
+	struct fs_inode **v = NULL;
+	size_t n = 0, cap = 0;
+
+	bz_mutex_lock(&fs_ns_lock);
+	for (struct fs_open *of = fs->opens; of; of = of->next)
+		if (of->inode && (of->flags & O_ACCMODE) != O_RDONLY)
+			cap++;
+	v = cap ? calloc(cap, sizeof(*v)) : NULL;
+	for (struct fs_open *of = fs->opens; v && of; of = of->next) {
+		bool seen = false;
+		if (!of->inode || (of->flags & O_ACCMODE) == O_RDONLY)
+			continue;
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = v[i] == of->inode;
+		if (!seen && n < cap && fs_inode_get(fs, of->inode->ino, &v[n]) == 0)
+			n++;
+	}
+	bz_mutex_unlock(&fs_ns_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct fs_inode *ip = v[i];
+		uint64_t cur = 0, start;
+		int held_err = 0, r;
+
+		bz_cap_lock(&ip->lock, &fs_inode_cap);
+		r = fs_live_size(fs, ip->ino, &cur);
+		start = cur;
+		if (r == 0)
+			r = fetch_cached(fs, ip, &cur, &held_err);
+		r = publish_grown(fs, ip, start, cur, r);
+		if (held_err < 0)
+			ip->wb_err = held_err; /* for the writer's next fsync/close */
+		bz_cap_unlock(&ip->lock, &fs_inode_cap);
+		if (r < 0)
+			bz_warn("inode %llu: fetching the kernel's cached pages for a directory fsync: %s",
+				(unsigned long long)ip->ino, strerror(-r));
+	}
+	bz_mutex_lock(&fs_ns_lock);
+	for (size_t i = 0; i < n; i++)
+		fs_inode_put(fs, v[i]);
+	bz_mutex_unlock(&fs_ns_lock);
+	free(v);
+}
+
 bool fs_file_has_pending(struct fs_inode *ip)
 {
 	bool r;

@@ -61,6 +61,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("record_bytes=%s", record_bytes, 0),
 	CLI_OPT("worm", worm, 1),
 	CLI_OPT("writeback_cache", writeback_cache, 1),
+	CLI_OPT("no_writeback_cache", writeback_cache, 0),
 	CLI_OPT("sync_close", sync_close, 1),
 	CLI_OPT("noxattr", noxattr, 1),
 	FUSE_OPT_KEY("ro", KEY_RO), /* seen by us and passed on to the kernel mount */
@@ -108,7 +109,9 @@ static void usage(const char *prog)
 	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
 	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 64)\n"
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
-	       "    -o writeback_cache     kernel writeback cache (refusals surface at fsync/close)\n"
+	       "    -o no_writeback_cache  no kernel writeback cache: every write() is a request to\n"
+	       "                           the daemon and a refusal fails that write() itself\n"
+	       "                           (default: the writeback cache is on, except with ro)\n"
 	       "    -o sync_close          close() waits for fdatasync, not just the WAL write\n"
 	       "    -o noxattr             no extended attributes: spares the kernel's xattr query\n"
 	       "                           before every write (one FUSE round trip each)\n"
@@ -179,7 +182,9 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	NUM(max_inflight_mb, 2, 65536, false, o->pipe.max_inflight_bytes = (size_t)v << 20);
 #undef NUM
 	o->worm = c->worm;
-	o->writeback_cache = c->writeback_cache;
+	/* on by default (-o no_writeback_cache turns it off); a read-only
+	 * mount writes nothing back, so there it stays off unless asked */
+	o->writeback_cache = c->writeback_cache < 0 ? !c->ro : c->writeback_cache != 0;
 	o->sync_close = c->sync_close;
 	o->noxattr = c->noxattr;
 	o->read_only = c->ro;
@@ -369,7 +374,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lcfg = NULL;
 	struct store_opts so;
-	struct cli cli = {0};
+	struct cli cli = {.writeback_cache = -1};
 	struct stat mst;
 	struct fs *fs = NULL;
 	char *fsname = NULL;

@@ -1308,6 +1308,8 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 		return;
 	}
 	FS_COUNT(fs_of(req), fsyncs, 1);
+	if (fs_of(req)->opts.writeback_cache && !fs_of(req)->opts.read_only)
+		fs_catch_up_all(fs_of(req)); /* what writers still have in the kernel cache */
 	barrier(req, PIPE_DURABLE);
 }
 

@@ -317,6 +317,11 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 		 st->checkpoints);
 	prom_u64(p, "blazefs_writer_blocked_total", "counter",
 		 "Appends that waited for room under the in-flight limit.", st->writer_blocked);
+	prom_u64(p, "blazefs_commit_wakeups_total", "counter", "Times the commit thread was woken by a signal (not by its own timer).",
+		 st->commit_wakeups);
+	prom_u64(p, "blazefs_linger_arms_total", "counter",
+		 "First records of a batch that had to wake the commit thread to arm the linger timer.",
+		 st->linger_arms);
 	prom_u64(p, "blazefs_pipeline_errors_total", "counter", "Errors met by the pipeline.", st->errors);
 	prom_i64(p, "blazefs_pipeline_error", "gauge", "Sticky pipeline error as a negative errno, 0 when none.",
 		 st->error);

@@ -98,6 +98,13 @@ BZ_CAP_DECLARE(pipe_bw_cap); /* a blocking barrier's bw.mu */
 /* Batches of at most this many raw bytes are encoded by the commit thread
  * itself instead of a worker (see seal_locked). */
 #define PIPE_INLINE_MAX (32u << 10)
+/* While batches keep coming (the last one less than PIPE_TICK_ACTIVE_NS
+ * ago), an idle commit thread sleeps at most linger_us instead of until
+ * signalled, so the first record of the next batch need not wake it to arm
+ * its linger timer (see ob_add). Not with a linger below PIPE_TICK_MIN_US
+ * (too many ticks): then that record signals as before. */
+#define PIPE_TICK_ACTIVE_NS 1000000000ull
+#define PIPE_TICK_MIN_US 200u
 /* In-flight bytes charged per appended byte until it is encoded: the raw
  * copy plus a reserve for the encoded one (see charge_encoded). */
 #define INFLIGHT_PER_BYTE 2u
@@ -146,6 +153,7 @@ struct waiter {
 
 struct wlist {
 	struct waiter *head, *tail;
+	uint32_t n; /* waiters on the list */
 };
 
 struct pipeline {
@@ -179,6 +187,11 @@ struct pipeline {
 	int error GUARDED_BY(pipe_cap); /* first cause, negative errno */
 	bool failed GUARDED_BY(pipe_cap), stopping GUARDED_BY(pipe_cap);
 	uint64_t received GUARDED_BY(pipe_cap); /* batches the commit thread took */
+	/* When the commit thread wakes by itself: 0 while it runs (it looks at
+	 * the open batch before it sleeps again), UINT64_MAX while it sleeps
+	 * until signalled, else the deadline of its timed sleep. */
+	uint64_t c_wake_ns GUARDED_BY(pipe_cap);
+	uint32_t c_group GUARDED_BY(pipe_cap); /* durable waiters when the last fdatasync ended */
 
 	/* commit */
 	struct batch *reorder;      /* sorted by seq */
@@ -187,6 +200,8 @@ struct pipeline {
 	uint64_t c_appended, c_synced;
 	uint32_t c_unsynced;        /* batches appended since the last sync */
 	uint64_t unsynced_since_ns;
+	uint64_t c_work_ns;         /* the last loop that found work (linger ticks) */
+	uint64_t c_sync_end_ns, c_sync_ns; /* when the last fdatasync ended, how long it took */
 	bool c_failed;
 	struct enc_ctx *ienc;       /* commit thread's encoder: workers=0, and small batches */
 
@@ -195,6 +210,7 @@ struct pipeline {
 	struct bz_hist group;
 	uint64_t n_batches, n_records, n_ns, bytes_in, bytes_stored, n_syncs, n_ckpts;
 	uint64_t n_blocked, n_errors, reorder_depth;
+	uint64_t n_wakeups, n_arms;
 };
 
 static const char *const stage_names[PIPE_ST_COUNT] = {
@@ -238,6 +254,7 @@ void pipe_opts_default(struct pipe_opts *o)
 	o->linger_us = 2000;
 	o->sync_interval_ms = 1000;
 	o->max_inflight_bytes = 64 << 20;
+	o->group_hold_us = 2000;
 }
 
 /* ---- records and the per-file table (mu) ---- */
@@ -370,7 +387,13 @@ static void ob_add(struct pipeline *p, struct prec *r) REQUIRES(pipe_cap)
 
 	if (pb->nprec == 0) {
 		pb->b.first_ns = bz_now_ns();
-		pthread_cond_signal(&p->commit_cv); /* arms the linger timer */
+		/* Arm the linger timer -- unless the commit thread wakes by then
+		 * anyway (it runs, or its timed sleep ends first): a signal here
+		 * costs a context switch per write-then-fsync or per file of cp. */
+		if (pb->b.first_ns + p->o.linger_us * 1000ull < p->c_wake_ns) {
+			st_add(&p->n_arms, 1);
+			pthread_cond_signal(&p->commit_cv);
+		}
 	}
 	pb->precs[pb->nprec++] = r;
 	pb->b.raw_bytes += r->len;
@@ -509,11 +532,15 @@ static void wlist_push(struct wlist *l, struct waiter *w)
 	else
 		l->head = w;
 	l->tail = w;
+	l->n++;
 }
 
-/* Moves the waiters of l with target <= reached onto *out. */
-static void wlist_take(struct wlist *l, uint64_t reached, struct waiter **out, int err)
+/* Moves the waiters of l with target <= reached onto *out; returns how
+ * many. */
+static uint32_t wlist_take(struct wlist *l, uint64_t reached, struct waiter **out, int err)
 {
+	uint32_t n = 0;
+
 	while (l->head && l->head->target <= reached) {
 		struct waiter *w = l->head;
 		l->head = w->next;
@@ -522,7 +549,10 @@ static void wlist_take(struct wlist *l, uint64_t reached, struct waiter **out, i
 		w->err = err;
 		w->next = *out;
 		*out = w;
+		l->n--;
+		n++;
 	}
+	return n;
 }
 
 /* Calls and frees the waiters (no lock held). The list is newest-first; call
@@ -551,6 +581,7 @@ static void waiters_call(struct pipeline *p, struct waiter *list)
 static void commit_fire(struct pipeline *p)
 {
 	struct waiter *fire = NULL;
+	uint32_t n;
 
 	bz_cap_lock(&p->mu, &pipe_cap);
 	p->appended_seq = p->c_appended;
@@ -561,7 +592,9 @@ static void commit_fire(struct pipeline *p)
 	p->synced_seq = p->c_synced;
 #endif
 	wlist_take(&p->wait[0], p->appended_seq, &fire, 0);
-	wlist_take(&p->wait[1], p->synced_seq, &fire, 0);
+	n = wlist_take(&p->wait[1], p->synced_seq, &fire, 0);
+	if (n)
+		p->c_group = n + p->wait[1].n; /* released + already back */
 	bz_cap_unlock(&p->mu, &pipe_cap);
 	waiters_call(p, fire);
 }
@@ -651,6 +684,8 @@ static int commit_sync(struct pipeline *p)
 	st_add(&p->n_syncs, 1);
 	if (r < 0)
 		return r;
+	p->c_sync_end_ns = t1;
+	p->c_sync_ns = t1 - t0;
 	bz_hist_add(&p->group, p->c_unsynced);
 	p->c_synced = p->c_appended;
 	p->c_unsynced = 0;
@@ -826,12 +861,39 @@ static void commit_take(struct pipeline *p) REQUIRES(pipe_cap)
 	}
 }
 
+/* Group commit. An fdatasync that starts as soon as the first durable
+ * waiter is in the WAL catches only the writers that were already waiting:
+ * those it just released are still on their way back (reply, the next
+ * write, the next fsync) and must wait for the whole next fdatasync. So when
+ * K > 1 waiters were there as the last fdatasync ended (those it released
+ * plus those already queued for the next), the next one holds until K
+ * waiters have their data in the WAL again, or at most half that fdatasync's time after it
+ * ended (group_hold_us at most, 2 ms by default): a single writer never waits, and a
+ * writer that stopped costs one hold, after which K is smaller. Returns the
+ * end of the hold, or 0 when there is none now. (jbd2 does the same with
+ * its batch time.) */
+static uint64_t commit_hold_until(struct pipeline *p, uint64_t now) REQUIRES(pipe_cap)
+{
+	uint64_t until;
+	uint32_t n = 0;
+
+	if (p->c_group < 2 || p->wait[1].n < 1 || p->stopping)
+		return 0;
+	until = p->c_sync_end_ns + BZ_MIN(p->c_sync_ns / 2, p->o.group_hold_us * 1000ull);
+	if (now >= until)
+		return 0;
+	/* waiters whose data is in the WAL (targets are nondecreasing) */
+	for (const struct waiter *w = p->wait[1].head; w && w->target <= p->c_appended && n < p->c_group; w = w->next)
+		n++;
+	return n >= p->c_group ? 0 : until;
+}
+
 static bool commit_sync_due(struct pipeline *p, uint64_t now) REQUIRES(pipe_cap)
 {
 	if (!p->c_unsynced || p->c_failed)
 		return false;
 	if (p->wait[1].head && p->wait[1].head->target <= p->c_appended)
-		return true;
+		return commit_hold_until(p, now) == 0;
 	if (p->stopping)
 		return true;
 	return now >= p->unsynced_since_ns + (uint64_t)p->o.sync_interval_ms * 1000000ull;
@@ -850,7 +912,7 @@ static void *commit_main(void *arg)
 		bool ready, need_sync;
 
 		bz_cap_lock(&p->mu, &pipe_cap);
-		for (;;) {
+		for (bool woken = true;;) {
 			uint64_t now = bz_now_ns(), deadline = UINT64_MAX;
 
 			if (p->ob && (p->stopping || now >= p->ob->b.first_ns + p->o.linger_us * 1000ull))
@@ -863,13 +925,27 @@ static void *commit_main(void *arg)
 				break;
 			if (p->ob)
 				deadline = p->ob->b.first_ns + p->o.linger_us * 1000ull;
-			if (p->c_unsynced && !p->c_failed)
+			if (p->c_unsynced && !p->c_failed) {
+				uint64_t hold = commit_hold_until(p, now);
 				deadline = BZ_MIN(deadline, p->unsynced_since_ns + p->o.sync_interval_ms * 1000000ull);
+				if (hold)
+					deadline = BZ_MIN(deadline, hold);
+			}
+			/* Batches keep coming: sleep one linger at most, so that
+			 * the next batch's first record need not signal. */
+			if (!p->ob && p->o.linger_us >= PIPE_TICK_MIN_US && now < p->c_work_ns + PIPE_TICK_ACTIVE_NS)
+				deadline = BZ_MIN(deadline, now + p->o.linger_us * 1000ull);
+			p->c_wake_ns = deadline;
 			if (deadline == UINT64_MAX)
 				bz_cap_cond_wait(&p->commit_cv, &p->mu, &pipe_cap);
-			else
-				(void)bz_cap_cond_timedwait(&p->commit_cv, &p->mu, &pipe_cap, deadline);
+			else if (bz_cap_cond_timedwait(&p->commit_cv, &p->mu, &pipe_cap, deadline) != 0)
+				woken = false; /* its own timer: not counted */
+			p->c_wake_ns = 0;
+			if (woken)
+				st_add(&p->n_wakeups, 1);
+			woken = true;
 		}
+		p->c_work_ns = bz_now_ns();
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		if (disp)
 			dispatch(p, disp);
@@ -1432,6 +1508,8 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret)
 	ret->fdatasyncs = st_get(&p->n_syncs);
 	ret->checkpoints = st_get(&p->n_ckpts);
 	ret->writer_blocked = st_get(&p->n_blocked);
+	ret->commit_wakeups = st_get(&p->n_wakeups);
+	ret->linger_arms = st_get(&p->n_arms);
 	ret->errors = st_get(&p->n_errors);
 	ret->reorder_depth = st_get(&p->reorder_depth);
 	ret->workers = p->o.workers;
@@ -1491,13 +1569,15 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"batches\":%llu,\"records\":%llu,\"ns_records\":%llu,\"bytes_in\":%llu,\"bytes_stored\":%llu,"
 	   "\"fdatasyncs\":%llu,\"checkpoints\":%llu,\"queue_depth\":%llu,\"reorder_depth\":%llu,"
 	   "\"inflight_bytes\":%llu,\"inflight_max\":%llu,\"writer_blocked\":%llu,"
+	   "\"commit_wakeups\":%llu,\"linger_arms\":%llu,"
 	   "\"sealed_seq\":%llu,\"written_seq\":%llu,\"durable_seq\":%llu,",
 	   (unsigned long long)st->batches, (unsigned long long)st->records, (unsigned long long)st->ns_records,
 	   (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_stored,
 	   (unsigned long long)st->fdatasyncs, (unsigned long long)st->checkpoints,
 	   (unsigned long long)st->queue_depth, (unsigned long long)st->reorder_depth,
 	   (unsigned long long)st->inflight_bytes, (unsigned long long)st->inflight_max,
-	   (unsigned long long)st->writer_blocked, (unsigned long long)st->sealed_seq,
+	   (unsigned long long)st->writer_blocked, (unsigned long long)st->commit_wakeups,
+	   (unsigned long long)st->linger_arms, (unsigned long long)st->sealed_seq,
 	   (unsigned long long)st->written_seq, (unsigned long long)st->durable_seq);
 	jp(&j, "\"stages_us\":{");
 	for (int i = 0; i < PIPE_ST_COUNT; i++) {

@@ -27,6 +27,7 @@ struct pipe_opts {
 	unsigned linger_us;        /* seal this long after the first record; default 2000 */
 	unsigned sync_interval_ms; /* fdatasync at least this often when unsynced; default 1000 */
 	size_t max_inflight_bytes; /* writers block above this; default 64 MiB */
+	unsigned group_hold_us;    /* longest group-commit hold (commit_hold_until); default 2000 */
 };
 void pipe_opts_default(struct pipe_opts *o);
 
@@ -97,6 +98,8 @@ struct pipe_stats {
 	uint64_t inflight_bytes;  /* now */
 	uint64_t inflight_max;    /* high-water mark */
 	uint64_t writer_blocked;  /* times a writer waited for room */
+	uint64_t commit_wakeups;  /* times the commit thread was signalled awake (not its timer) */
+	uint64_t linger_arms;     /* first records that had to wake it to arm linger */
 	uint64_t errors;
 	/* batch sequence numbers (global order): the last sealed, the last
 	 * appended to the WAL, the last covered by an fdatasync */

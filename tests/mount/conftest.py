@@ -4,7 +4,7 @@ daemon if it is still alive, then wait for it).
 
 Environment:
   BLAZEFS_BIN         the daemon (default: <repo>/build/fs/blazefs)
-  BLAZEFS_MOUNT_OPTS  extra -o options for every mount (e.g. writeback_cache,
+  BLAZEFS_MOUNT_OPTS  extra -o options for every mount (e.g. no_writeback_cache,
                       workers=0), so the same suite runs in several modes
 Run as root (FUSE mounts, allow_other, setpriv).
 """
@@ -25,7 +25,9 @@ EXTRA_OPTS = os.environ.get("BLAZEFS_MOUNT_OPTS", "").strip(",")
 # tools/test runs everything under one directory of its own, so its leak check
 # counts only the mounts and daemons this run started.
 RUN_DIR = os.environ.get("BZ_RUN_DIR") or "/tmp"
-WRITEBACK = "writeback_cache" in EXTRA_OPTS.split(",")
+# the writeback cache is the default; BLAZEFS_MOUNT_OPTS=no_writeback_cache
+# runs the suite without it (tools/test does both)
+WRITEBACK = "no_writeback_cache" not in EXTRA_OPTS.split(",")
 
 
 AT_FDCWD = -100

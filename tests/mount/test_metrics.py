@@ -126,6 +126,7 @@ TOP = {
     "checkpoints": "blazefs_checkpoints_total", "queue_depth": "blazefs_queue_depth",
     "reorder_depth": "blazefs_reorder_depth", "inflight_bytes": "blazefs_inflight_bytes",
     "inflight_max": "blazefs_inflight_max_bytes", "writer_blocked": "blazefs_writer_blocked_total",
+    "commit_wakeups": "blazefs_commit_wakeups_total", "linger_arms": "blazefs_linger_arms_total",
     "sealed_seq": "blazefs_sealed_seq", "written_seq": "blazefs_written_seq", "durable_seq": "blazefs_durable_seq",
 }
 STORE = {

@@ -176,6 +176,32 @@ def test_stats_file(bz):
     assert json.loads(r.stdout)["fs"]["store"] == bz.store
 
 
+def test_writeback_cache_is_the_default(make_mount):
+    """The kernel writeback cache is on unless -o no_writeback_cache (the
+    suite's no_writeback_cache mode passes it to every mount); the last of
+    writeback_cache / no_writeback_cache wins."""
+    def options(m):
+        return json.loads(read(m.path(".blazefs", "stats")))["fs"]["options"]
+
+    m = make_mount("d").start()
+    assert options(m)["writeback_cache"] is ("no_writeback_cache" not in EXTRA_OPTS.split(","))
+    assert m.stop() == 0
+    m = make_mount("n", opts="no_writeback_cache").start()
+    assert options(m)["writeback_cache"] is False
+    assert m.stop() == 0
+    m = make_mount("w", opts="writeback_cache").start()
+    assert options(m)["writeback_cache"] is True
+    with open(m.path("f"), "wb") as f:  # a refusal surfaces at close, only there
+        f.write(b"0123456789")
+    fd = os.open(m.path("f"), os.O_WRONLY)
+    os.pwrite(fd, b"X", 0)
+    with pytest.raises(OSError) as ei:
+        os.close(fd)
+    assert ei.value.errno in (errno.EPERM, errno.EIO)
+    assert read(m.path("f")) == b"0123456789"
+    assert m.stop() == 0
+
+
 def test_xattrs(bz):
     p = bz.path("f")
     with open(p, "wb") as f:

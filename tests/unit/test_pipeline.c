@@ -8,8 +8,12 @@
  *   - read-your-writes across the open record / applied boundary;
  *   - group commit: 8 threads appending + waiting PIPE_DURABLE are released
  *     by fewer fdatasyncs than waiters;
+ *   - group hold: 8 lockstep writers on a slow disk get ~1 fdatasync per
+ *     round, not 2 (the next sync waits for the last group to come back);
  *   - backpressure: slowed vfs, 1 GiB (PIPE_TEST_BP_MB) through an 8 MiB
  *     in-flight limit: inflight_max stays <= limit + one record;
+ *   - wake-ups: append+barrier cycles do not signal the commit thread to
+ *     arm the linger timer (stats linger_arms); linger still seals alone;
  *   - failure: a failed fdatasync / WAL write gives every waiter EIO, later
  *     appends EROFS, no hang; what was durable before survives a reopen.
  */
@@ -498,6 +502,79 @@ static void test_coalesce(void)
 }
 
 /* ---------------------------------------------------------------- */
+/* wake-ups: while batches keep coming, the first record of a batch    */
+/* does not signal the commit thread to arm its linger timer (one       */
+/* context switch per write+fsync or per file of cp); the linger timer */
+/* still seals a batch nobody waits for, busy or idle.                  */
+
+static uint64_t written_after(struct pipeline *p, uint64_t sealed)
+{
+	struct pipe_stats st;
+
+	/* liveness only: generous, never a measured time */
+	for (int i = 0; i < 60000; i++) {
+		pipe_stats(p, &st);
+		if (st.written_seq >= sealed)
+			break;
+		usleep(1000);
+	}
+	return st.written_seq;
+}
+
+static void test_wakeups(unsigned workers)
+{
+	struct vfs *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	struct pipe_stats st;
+	uint64_t ino, off = 0;
+	const int n = 200;
+	char line[32];
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = workers;
+	T_ASSERT(o.linger_us >= 1000);
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	T_CHECK_EQ(mk_file(p, ino, "w"), 0);
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	for (int i = 0; i < n; i++) { /* what close() after a write does */
+		snprintf(line, sizeof(line), "line %05d\n", i);
+		T_CHECK_EQ(pipe_append(p, ino, off, line, 11), 0);
+		off += 11;
+		T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	}
+	pipe_stats(p, &st);
+	fprintf(stderr, "wakeups (workers=%u): %d append+barrier cycles, %llu commit wake-ups, %llu linger arms\n",
+		workers, n, (unsigned long long)st.commit_wakeups, (unsigned long long)st.linger_arms);
+	/* every cycle signalled before; now only a stall of the test thread
+	 * longer than the active window (1 s) could cause one */
+	T_CHECK(st.linger_arms < (uint64_t)n / 10);
+	/* no barrier: linger seals it, while active ... */
+	T_CHECK_EQ(pipe_append(p, ino, off, "tail 1\n", 7), 0);
+	off += 7;
+	pipe_stats(p, &st);
+	T_CHECK_EQ(written_after(p, st.sealed_seq + 1), st.sealed_seq + 1);
+	/* ... and after the commit thread went idle (sleeps until signalled) */
+	usleep(1300 * 1000);
+	T_CHECK_EQ(pipe_append(p, ino, off, "tail 2\n", 7), 0);
+	off += 7;
+	pipe_stats(p, &st);
+	T_CHECK_EQ(written_after(p, st.sealed_seq + 1), st.sealed_seq + 1);
+	T_CHECK_EQ(pipe_stop(p), 0);
+	{
+		struct store_file_info fi;
+		T_CHECK_EQ(store_file_info(s, ino, &fi), 0);
+		T_CHECK_EQ(fi.raw_bytes, off);
+	}
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+}
+
+/* ---------------------------------------------------------------- */
 /* batch options larger than a WAL entry are clamped: incompressible   */
 /* data never builds a batch the log cannot take (it used to fail the  */
 /* pipeline: fsync EIO, read-only)                                     */
@@ -675,6 +752,8 @@ struct gthread {
 	struct pipeline *p;
 	uint64_t ino;
 	int iters;
+	unsigned pause_us; /* between an fsync's return and the next append */
+	size_t len;        /* bytes per append (0: 4096) */
 	int errs;
 };
 
@@ -684,11 +763,15 @@ static void *gc_writer(void *arg)
 	uint8_t buf[4096];
 	uint64_t rs = g->ino * 31 + 7;
 
+	size_t len = g->len ? g->len : sizeof(buf);
+
 	for (int i = 0; i < g->iters; i++) {
-		fill_text(buf, sizeof(buf), &rs);
-		if (pipe_append(g->p, g->ino, (uint64_t)i * sizeof(buf), buf, sizeof(buf)) != 0 ||
+		fill_text(buf, len, &rs);
+		if (pipe_append(g->p, g->ino, (uint64_t)i * len, buf, len) != 0 ||
 		    pipe_barrier_wait(g->p, PIPE_DURABLE) != 0)
 			g->errs++;
+		if (g->pause_us)
+			usleep(g->pause_us);
 	}
 	return NULL;
 }
@@ -734,6 +817,62 @@ static void test_group_commit(void)
 		GC_THREADS * iters, (unsigned long long)(syncs1 - syncs0), (unsigned long long)st.group_size.max);
 	T_CHECK(syncs1 - syncs0 < (uint64_t)(GC_THREADS * iters));
 	T_CHECK(st.group_size.max >= 2);
+	vfs_fault_set_delay(v, 0, 0);
+	T_CHECK_EQ(pipe_stop(p), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+	vfs_destroy(mem);
+}
+
+/* Group hold: 8 writers with a slow disk (200 ms fdatasyncs), each taking
+ * a little while (0.3 ms, like a FUSE reply, the next write and the next
+ * fsync) before it is back with its next fsync. An fdatasync that starts as
+ * soon as the first released writer is back catches only it; the others
+ * wait for the next one (groups of 1, 7, 1, 7...: ~2 fdatasyncs per round).
+ * Holding the next fdatasync until the last group is back makes it 1 per
+ * round (+2: the first round has no group to wait for). Small appends, so
+ * that no checkpoint (which syncs whatever is waiting) comes in between. The hold is
+ * half the fdatasync time at most (100 ms here: group_hold_us raised from
+ * its 2 ms default), far more than a writer needs even on a busy machine,
+ * so the count does not depend on timing. */
+static void test_group_hold(void)
+{
+	struct vfs *mem = NULL, *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	struct gthread g[GC_THREADS];
+	pthread_t tid[GC_THREADS];
+	uint64_t ino, syncs0, syncs1;
+	int iters = 12;
+
+	T_ASSERT(vfs_mem_new(&mem) == 0);
+	T_ASSERT(vfs_fault_new(mem, &v) == 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = 2;
+	o.group_hold_us = 1000000;
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	for (int i = 0; i < GC_THREADS; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "h%d", i);
+		g[i] = (struct gthread){.p = p, .ino = ino + (uint64_t)i, .iters = iters, .pause_us = 300, .len = 128};
+		T_CHECK_EQ(mk_file(p, g[i].ino, name), 0);
+	}
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_DURABLE), 0);
+	vfs_fault_set_delay(v, VFS_MASK(VFS_OP_FDATASYNC), 200000);
+	syncs0 = vfs_count(v, VFS_OP_FDATASYNC);
+	for (int i = 0; i < GC_THREADS; i++)
+		T_ASSERT(pthread_create(&tid[i], NULL, gc_writer, &g[i]) == 0);
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_join(tid[i], NULL);
+	syncs1 = vfs_count(v, VFS_OP_FDATASYNC);
+	for (int i = 0; i < GC_THREADS; i++)
+		T_CHECK_EQ(g[i].errs, 0);
+	fprintf(stderr, "group hold: %d writers x %d rounds: %llu fdatasyncs\n", GC_THREADS, iters,
+		(unsigned long long)(syncs1 - syncs0));
+	T_CHECK(syncs1 - syncs0 <= (uint64_t)iters + 2);
 	vfs_fault_set_delay(v, 0, 0);
 	T_CHECK_EQ(pipe_stop(p), 0);
 	T_CHECK_EQ(store_close(s), 0);
@@ -1011,6 +1150,10 @@ int main(void)
 	}
 	if (!only || strstr(only, "coalesce"))
 		test_coalesce();
+	if (!only || strstr(only, "wake")) {
+		test_wakeups(0);
+		test_wakeups(2);
+	}
 	if (!only || strstr(only, "drain")) {
 		test_stop_drains(0);
 		test_stop_drains(2);
@@ -1019,6 +1162,8 @@ int main(void)
 		test_durable_image();
 	if (!only || strstr(only, "group"))
 		test_group_commit();
+	if (!only || strstr(only, "hold"))
+		test_group_hold();
 	if (!only || strstr(only, "fail")) {
 		test_failure(VFS_MASK(VFS_OP_FDATASYNC), "fdatasync");
 		test_failure(VFS_MASK(VFS_OP_PWRITE), "WAL write");

@@ -22,7 +22,8 @@ GiB = 1 << 30
 
 # ---------------------------------------------------------------- configuration
 
-# wbc: run "blazefs -o writeback_cache" beside the default mount on every
+# wbc: run "blazefs -o no_writeback_cache" beside the default mount (which has
+# the writeback cache) on every
 # workload (quick: only on the logger, the workload it exists for).
 # *_budget: seconds after which building a big store stops; the bar then
 # says at how many files / appends it was measured.
@@ -46,11 +47,11 @@ CACHE_MB = 32               # blazefs is mounted with cache_mb=32 for the RSS ba
 PEER_LABELS = [("ext4", "ext4"), ("btrfs1", "btrfs zstd:1"), ("btrfs3", "btrfs zstd:3"),
                ("passthrough", "passthrough"), ("blz-w0", "blazefs w=0"),
                ("blz-w2", "blazefs w=2"), ("blazefs", "blazefs"),
-               ("blz-wb", "blazefs wbc")]
+               ("blz-nowb", "blazefs nowb")]
 ALL_PEERS = [p for p, _ in PEER_LABELS]
-BLAZE_PEERS = ["blz-w0", "blz-w2", "blazefs", "blz-wb"]
+BLAZE_PEERS = ["blz-w0", "blz-w2", "blazefs", "blz-nowb"]
 BLAZE_OPTS = {"blz-w0": "workers=0", "blz-w2": "workers=2", "blazefs": "",
-              "blz-wb": "writeback_cache"}
+              "blz-nowb": "no_writeback_cache"}
 PRIMARY = "blazefs"   # the default mount: the bars are judged on it
 
 TEXT_COMP = 75  # fio buffer_compress_percentage for "text-like"

@@ -63,7 +63,7 @@ class Bench:
                 syncfs(self.root)
 
     def wbc(self):
-        return ["blz-wb"] if self.cfg["wbc"] else []
+        return ["blz-nowb"] if self.cfg["wbc"] else []
 
     def lines(self, p, sub, writers, secs, fsync, maxlines=0, readers=0, readfile=None,
               timeout=None):
@@ -105,7 +105,7 @@ class Bench:
                 msg += ", stored/logical %.3f of %s" % (s, sizestr(j["bytes"]))
             log("  %-12s %s" % (p.id, msg))
         self.each_peer(["logger", "stored_logger"],
-                       ["ext4", "btrfs1", "btrfs3", "passthrough", "blazefs", "blz-wb"], fn)
+                       ["ext4", "btrfs1", "btrfs3", "passthrough", "blazefs", "blz-nowb"], fn)
 
     # ---- audit / audit8: line + fsync
     def audit(self):
