@@ -37,8 +37,9 @@
  * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
  * (inodes with rdev, symlink targets, extended attributes, entries, per-file
  * index state, free page list) is serialized into a chain of NEW NSMETA
- * pages (stream version 2; version 1, without rdev and attributes, is still
- * read). O(files) per checkpoint: a known cost.
+ * pages (stream version 3; version 2, without the inodes' append_ns, and
+ * version 1, also without rdev and attributes, are still read).
+ * O(files) per checkpoint: a known cost.
  *
  * FREE SPACE. A page referenced by the durable superblock is never
  * overwritten. Pages released during an interval (the previous namespace
@@ -113,7 +114,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
 #define SB_VERSION 1u
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 2u /* 2: 'I' carries rdev; 'X' records. Version 1 is still read. */
+#define NS_VERSION 3u /* 2: 'I' carries rdev; 'X' records. 3: 'I' carries append_ns. 1 and 2 are still read. */
 #define IDX_ENTRY_SIZE 32u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
@@ -888,6 +889,7 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	bb_le64(&z->ino, (uint64_t)a->atime_ns);
 	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
 	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
+	bb_le64(&z->ino, (uint64_t)a->append_ns);
 	bb_var(&z->ino, S_ISLNK(a->mode) ? symlink_len : 0);
 	if (S_ISLNK(a->mode))
 		bb_put(&z->ino, symlink, symlink_len);
@@ -994,7 +996,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
 		goto out;
 	version = bz_get_le32(p + 4);
-	if (version != 1 && version != NS_VERSION)
+	if (version < 1 || version > NS_VERSION)
 		goto out;
 	if (p[len - 9] != 'E')
 		goto out;
@@ -1021,6 +1023,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			a.atime_ns = (int64_t)rd_le64(&r);
 			a.mtime_ns = (int64_t)rd_le64(&r);
 			a.ctime_ns = (int64_t)rd_le64(&r);
+			a.append_ns = version >= 3 ? (int64_t)rd_le64(&r) : a.mtime_ns;
 			uint64_t sl = rd_var(&r);
 			const uint8_t *t = rd_bytes(&r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
 			if (r.err)
