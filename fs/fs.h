@@ -231,6 +231,11 @@ int fs_file_zlevel(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
  * never). */
 bool fs_retain_protected(struct fs *fs, uint64_t parent, const char *name, uint64_t *ret_ino,
 			 int64_t *ret_until_s) REQUIRES(fs_ns_lock);
+/* Worm mount, before renaming from/name to directory to: if it is a
+ * directory, lengthens its own retain to what it had from above at from
+ * (submitted; 0 when nothing to do), so moving it does not shorten the
+ * periods of the files inside. */
+int fs_retain_carry(struct fs *fs, uint64_t from, const char *name, uint64_t to) REQUIRES(fs_ns_lock);
 /* Counts and logs the refusal (FS_REF_WORM) with its date. */
 void fs_retain_refuse(struct fs *fs, uint64_t ino, int64_t until_s, const char *what) REQUIRES(fs_ns_lock);
 

@@ -648,7 +648,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	} else if (worm_protected(fs, newparent, newname, "rename over a non-empty file")) {
 		r = -EPERM;
 	} else {
-		r = fs_rename(fs, &op);
+		r = fs_retain_carry(fs, parent, name, newparent); /* retain.c */
+		if (r == 0 && (flags & RENAME_EXCHANGE))
+			r = fs_retain_carry(fs, newparent, newname, parent);
+		if (r == 0)
+			r = fs_rename(fs, &op);
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	reply_err(req, r);

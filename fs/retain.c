@@ -28,7 +28,12 @@
  *     now >= ceil(append_ns / 1 s) + period      (whole seconds)
  * where append_ns is the daemon's own clock of its last append in the live
  * namespace (storage/ns.h), which no user can set. A hard-linked file is
- * judged by the directory the operation names. A directory's retain can be
+ * judged by the directory the operation names (each link is, so the data
+ * stays until the last link's period is over). A directory renamed away
+ * from a retain above it carries that retain along: before the rename its
+ * own retain is lengthened to the longest from its old place
+ * (fs_retain_carry), unless the new place gives as much; a rename that
+ * then fails keeps the lengthened value (only ever longer). A directory's retain can be
  * set only on a worm mount (else EOPNOTSUPP), only lengthened: a shorter
  * value or removal is EPERM for everyone, root included.
  *
@@ -263,14 +268,15 @@ out:
 
 static int64_t retain_now_s(struct fs *fs) { return bz_wall_ns() / 1000000000 + fs->retain_skew_s; }
 
-/* The period of a file reached through directory dir: 1 (*ret_s), or 0
- * when nothing gives one (plain worm: never deletable). */
-static int period_from(struct fs *fs, uint64_t dir, uint64_t *ret_s) REQUIRES(fs_ns_lock)
+/* The longest retain of dir and the directories above it: 1 (*ret_s) or 0
+ * when none has one. With the mount's (have_mount): the period of a file
+ * reached through dir, 0 meaning none (plain worm: never deletable). */
+static int chain_period(struct fs *fs, uint64_t dir, bool with_mount, uint64_t *ret_s) REQUIRES(fs_ns_lock)
 {
 	uint64_t best = 0, s, parent;
 	int have = 0;
 
-	if (fs->opts.has_retain) {
+	if (with_mount && fs->opts.has_retain) {
 		best = fs->opts.retain_s;
 		have = 1;
 	}
@@ -287,6 +293,36 @@ static int period_from(struct fs *fs, uint64_t dir, uint64_t *ret_s) REQUIRES(fs
 	}
 	*ret_s = best;
 	return have;
+}
+
+static int period_from(struct fs *fs, uint64_t dir, uint64_t *ret_s) REQUIRES(fs_ns_lock)
+{
+	return chain_period(fs, dir, true, ret_s);
+}
+
+int fs_retain_carry(struct fs *fs, uint64_t from, const char *name, uint64_t to)
+{
+	struct ns_op op = {.kind = NS_SETXATTR, .name = NS_XA_RETAIN, .name_len = strlen(NS_XA_RETAIN)};
+	uint64_t ino, above, own, there;
+	struct ns_attr a;
+	char v[32];
+
+	if (!fs->opts.worm || from == to)
+		return 0;
+	if (ns_lookup(fs->ns, from, name, strlen(name), &ino) < 0 || ns_getattr(fs->ns, ino, &a) < 0 ||
+	    !S_ISDIR(a.mode))
+		return 0;
+	if (!chain_period(fs, from, false, &above))
+		return 0; /* nothing above it to carry */
+	if (dir_retain(fs, ino, &own) && own >= above)
+		return 0;
+	if (chain_period(fs, to, false, &there) && there >= above)
+		return 0; /* the new place keeps at least as long */
+	op.ino = ino;
+	op.name2 = v;
+	op.name2_len = (uint32_t)duration_format(above, v, sizeof(v));
+	op.ctime_ns = bz_wall_ns();
+	return fs_submit(fs, &op);
 }
 
 /* When a file with append clock append_ns becomes deletable through dir

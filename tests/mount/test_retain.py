@@ -144,18 +144,23 @@ def test_retain_directory_xattr(make_mount, monkeypatch):
     assert setfattr(d, "user.blazefs.retain", "3d").returncode == 0
     assert t0 + 3 * DAY <= deletable_at(m.path("audit", "sub", "g")) <= t1 + 3 * DAY
     assert getfattr(m.path("audit", "sub", "g"), "user.blazefs.retain") == "3d"
-    # the subdirectory's own copy (2d) moves with it; the walk no longer sees audit
+    # moved out of audit, the subdirectory keeps the period it had there:
+    # its own copy (2d) is lengthened to audit's 3d before the rename
     os.rename(m.path("audit", "sub"), m.path("moved"))
-    assert getfattr(m.path("moved"), "user.blazefs.retain") == "2d"
-    assert getfattr(m.path("moved", "g"), "user.blazefs.retain") == "2d"
+    assert getfattr(m.path("moved"), "user.blazefs.retain") == "3d"
+    assert getfattr(m.path("moved", "g"), "user.blazefs.retain") == "3d"
+    # a new subdirectory made now copies 3d; moved back and forth it stays 3d
+    os.mkdir(m.path("audit", "later"))
+    write(m.path("audit", "later", "h"), b"entry\n")
+    assert getfattr(m.path("audit", "later"), "user.blazefs.retain") == "3d"
     expect_refused(os.unlink, m.path("audit", "f"))
     expect_refused(os.unlink, m.path("moved", "g"))
     m.stop()
 
-    # 2.5 days later: the 2d file goes, the 3d one and the plain worm one stay
+    # 2.5 days later: 3d files and the plain worm one stay
     start_skewed(m, monkeypatch, 2 * DAY + DAY // 2)
     assert getfattr(m.path("audit"), "user.blazefs.retain") == "3d"
-    os.unlink(m.path("moved", "g"))
+    expect_refused(os.unlink, m.path("moved", "g"))
     expect_refused(os.unlink, m.path("audit", "f"))
     expect_refused(os.rename, m.path("audit", "f"), m.path("audit", "f2"))
     expect_refused(os.unlink, m.path("plain"))
@@ -163,8 +168,10 @@ def test_retain_directory_xattr(make_mount, monkeypatch):
     start_skewed(m, monkeypatch, 4 * DAY)
     os.rename(m.path("audit", "f"), m.path("audit", "f2"))
     os.unlink(m.path("audit", "f2"))
+    os.unlink(m.path("moved", "g"))
+    os.unlink(m.path("audit", "later", "h"))
     expect_refused(os.unlink, m.path("plain"))
-    assert os.listdir(m.path("audit")) == []
+    assert os.listdir(m.path("audit")) == ["later"] and os.listdir(m.path("moved")) == []
 
 
 def test_retain_hard_link_uses_named_directory(make_mount):
@@ -198,3 +205,22 @@ def test_retain_bad_option(make_mount, opt):
     assert r.returncode == 1
     assert b"invalid value for retain" in r.stderr
     assert not is_mounted(m.mnt)
+
+
+def test_retain_carried_by_directory_rename(make_mount, monkeypatch):
+    """A directory created before its parent got a retain has no copy of it;
+    moving it away must not free its files early: it carries the retain."""
+    m = make_mount(opts="retain=1h").start()
+    os.makedirs(m.path("a", "old"))
+    write(m.path("a", "old", "f"), b"data")
+    assert setfattr(m.path("a"), "user.blazefs.retain", "2d").returncode == 0
+    assert getfattr(m.path("a", "old"), "user.blazefs.retain") is None
+    os.rename(m.path("a", "old"), m.path("old"))
+    assert getfattr(m.path("old"), "user.blazefs.retain") == "2d"
+    assert getfattr(m.path("old", "f"), "user.blazefs.retain") == "2d"
+    m.stop()
+    start_skewed(m, monkeypatch, DAY)
+    expect_refused(os.unlink, m.path("old", "f"))
+    m.stop()
+    start_skewed(m, monkeypatch, 3 * DAY)
+    os.unlink(m.path("old", "f"))
