@@ -104,7 +104,7 @@ struct fs_inode {
 	uint64_t ino;                                /* immutable */
 	/* The zstd level of the file's records (immutable): its inherited
 	 * user.blazefs.zstd_level (fixed at its creation, retain.c), else
-	 * PIPE_LEVEL_DEFAULT (the mount's zstd_level). */
+	 * the mount's zstd_level (PIPE_LEVEL_DEFAULT when it is > 0). */
 	int zlevel;
 	struct fs_inode *next GUARDED_BY(fs_ns_lock); /* hash chain */
 	uint64_t nlookup GUARDED_BY(fs_ns_lock);      /* kernel references */

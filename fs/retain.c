@@ -16,7 +16,8 @@
  * creation and can never be lost without it. A file's settings are thus
  * fixed at its creation (setting them on a file is EPERM); its zstd_level
  * is read once into fs_inode.zlevel and every record appended to it is
- * compressed at that level (pipe_append_level). chunk_bytes is stored,
+ * compressed at that level (pipe_append_level); without one, at the
+ * mount's -o zstd_level. chunk_bytes is stored,
  * inherited and shown, not yet applied (records are cut at -o
  * record_bytes until the chunked engine uses it).
  *
@@ -189,8 +190,14 @@ int fs_file_zlevel(struct fs *fs, uint64_t ino)
 	int level, r = stored_get(fs, ino, NS_XA_ZSTD_LEVEL, v, sizeof(v));
 	struct ns_attr a;
 
-	if (r < 0 || ns_getattr(fs->ns, ino, &a) < 0 || !S_ISREG(a.mode) || zstd_level_parse(v, (size_t)r, &level) < 0)
-		return PIPE_LEVEL_DEFAULT;
+	if (r < 0 || ns_getattr(fs->ns, ino, &a) < 0 || !S_ISREG(a.mode) || zstd_level_parse(v, (size_t)r, &level) < 0) {
+		/* the mount's level. The encoder stores records without a level
+		 * of their own raw when its level is <= 0, but -o zstd_level
+		 * means zstd's levels (0 = zstd's default, negative = fast), so
+		 * those are passed as the record's own. */
+		level = fs->opts.pipe.zstd_level;
+		return level > 0 ? PIPE_LEVEL_DEFAULT : level;
+	}
 	return level;
 }
 

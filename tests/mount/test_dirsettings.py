@@ -148,3 +148,16 @@ def test_inherited_setting_survives_a_crash(make_mount):
     assert read(m.path("d", "f")) == b"line\n" * 1000
     assert getfattr(m.path("d", "f"), LEVEL) == "12"
     assert getfattr(m.path("d"), LEVEL) == "12"
+
+
+@pytest.mark.parametrize("level", ["0", "-3"])
+def test_mount_level_zero_and_negative_compress(make_mount, level):
+    """-o zstd_level=0 is zstd's default level and negative ones its fast
+    levels (docs/FILESYSTEM.md), not "store raw"."""
+    m = make_mount(opts="zstd_level=" + level).start()
+    text = log_text(1 << 20)
+    write(m.path("f"), text)
+    m.stop()
+    m.start()
+    assert getfattr(m.path("f"), LEVEL) == level
+    assert int(getfattr(m.path("f"), "user.blazefs.stored_bytes")) < len(text) // 2
