@@ -231,3 +231,22 @@ def test_retain_carried_by_directory_rename(make_mount, monkeypatch):
     m.stop()
     start_skewed(m, monkeypatch, 3 * DAY)
     os.unlink(m.path("old", "f"))
+
+
+def test_expired_logs_deleted_with_find(make_mount, monkeypatch):
+    """docs/ROTATING.md: under retention, dated logs are deleted with find;
+    files still within their period are refused (find reports them, they
+    stay) and go on a later run."""
+    m = make_mount(opts="retain=1d").start()
+    for day in ("20261128", "20261129", "20261130"):
+        write(m.path("app.log-" + day), b"line\n" * 100)
+        subprocess.run(["touch", "-d", "2020-01-01", m.path("app.log-" + day)], check=True)  # mtime lies
+    find = ["find", m.mnt, "-type", "f", "-name", "app.log-*", "-mtime", "+30", "-delete"]
+    r = subprocess.run(find, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.count("Operation not permitted") == 3, r
+    assert len([n for n in os.listdir(m.mnt) if n.startswith("app.log-")]) == 3
+    m.stop()
+    start_skewed(m, monkeypatch, 2 * DAY)
+    r = subprocess.run(find, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    assert sorted(os.listdir(m.mnt)) == [".blazefs"]
