@@ -213,6 +213,8 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* DURATION: integer + s/m/h/d/w/y (y = 365 d), bare integer = seconds,
  * at most 9999y. -EINVAL. */
 int fs_duration_parse(const char *s, size_t len, uint64_t *ret_s);
+/* secs in the largest unit that divides it exactly ("30d", "90s"). */
+int fs_duration_format(uint64_t secs, char *buf, size_t cap);
 /* user.blazefs.zstd_level / chunk_bytes / retain: settable on directories. */
 bool fs_setting_name(const char *name);
 /* Those and user.blazefs.deletable_at: computed on non-directories. */

@@ -94,7 +94,7 @@ int fs_duration_parse(const char *s, size_t len, uint64_t *ret_s)
 }
 
 /* The largest unit that divides secs exactly: "30d", "90s", "0s". */
-static int duration_format(uint64_t secs, char *buf, size_t cap)
+int fs_duration_format(uint64_t secs, char *buf, size_t cap)
 {
 	static const struct {
 		char unit;
@@ -327,7 +327,7 @@ int fs_retain_carry(struct fs *fs, uint64_t from, const char *name, uint64_t to)
 		return 0; /* the new place keeps at least as long */
 	op.ino = ino;
 	op.name2 = v;
-	op.name2_len = (uint32_t)duration_format(above, v, sizeof(v));
+	op.name2_len = (uint32_t)fs_duration_format(above, v, sizeof(v));
 	op.ctime_ns = bz_wall_ns();
 	return fs_submit(fs, &op);
 }
@@ -444,7 +444,7 @@ int fs_setting_info(struct fs *fs, uint64_t ino, const char *name, char *v, size
 		else /* unlinked (still open): the mount's period alone */
 			at = fs->opts.has_retain ? base + (int64_t)fs->opts.retain_s : INT64_MAX;
 		if (strcmp(name, NS_XA_RETAIN) == 0)
-			return at == INT64_MAX ? snprintf(v, cap, "never") : duration_format((uint64_t)(at - base), v, cap);
+			return at == INT64_MAX ? snprintf(v, cap, "never") : fs_duration_format((uint64_t)(at - base), v, cap);
 		if (a.size == 0)
 			at = a.append_ns / 1000000000; /* empty: deletable since its creation */
 		t = (time_t)at;

@@ -62,6 +62,9 @@ def start_skewed(m, monkeypatch, seconds, opts=None):
 
 def test_retain_mount_option(make_mount, monkeypatch):
     m = make_mount(opts="retain=1d").start()
+    opts = json.loads(read(m.path(".blazefs", "stats")))["fs"]["options"]
+    assert opts["worm"] is True and opts["retain"] == "1d"  # retain= implies worm
+    assert b'worm="true",retain="1d"' in read(m.path(".blazefs", "metrics"))
     t0 = int(time.time())
     write(m.path("log"), b"audit line\n")
     write(m.path("other"), b"x")
