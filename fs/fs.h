@@ -50,6 +50,8 @@ struct fs_opts {
 	struct pipe_opts pipe;
 	uint64_t cache_bytes; /* 0: store default */
 	bool worm;
+	bool has_retain;    /* -o retain=DURATION (implies worm) */
+	uint64_t retain_s;  /* its period in seconds */
 	bool writeback_cache;
 	bool sync_close;
 	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see xattr.c) */
@@ -101,6 +103,10 @@ BZ_CAP_DECLARE(fs_inode_cap);
  * pinned in the live namespace, so an unlinked but open file stays usable. */
 struct fs_inode {
 	uint64_t ino;                                /* immutable */
+	/* The zstd level of the file's records (immutable): its inherited
+	 * user.blazefs.zstd_level (fixed at its creation, retain.c), else
+	 * the mount's zstd_level (PIPE_LEVEL_DEFAULT when it is > 0). */
+	int zlevel;
 	struct fs_inode *next GUARDED_BY(fs_ns_lock); /* hash chain */
 	uint64_t nlookup GUARDED_BY(fs_ns_lock);      /* kernel references */
 	uint64_t refs GUARDED_BY(fs_ns_lock);         /* open handles + transient users */
@@ -155,6 +161,7 @@ struct fs {
 	struct store *store;
 	struct pipeline *pipe;
 	int64_t mount_time_ns;
+	int64_t retain_skew_s; /* test only: BLAZEFS_TEST_RETAIN_SKEW (retain.c) */
 	/* The live namespace: applied ops plus those still in the pipeline. */
 	struct ns *ns GUARDED_BY(fs_ns_lock);
 	/* Inode table (inode.c). */
@@ -204,6 +211,38 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 #endif
+
+/* ---- retain.c: per-directory settings and retention ---- */
+/* DURATION: integer + s/m/h/d/w/y (y = 365 d), bare integer = seconds,
+ * at most 9999y. -EINVAL. */
+int fs_duration_parse(const char *s, size_t len, uint64_t *ret_s);
+/* secs in the largest unit that divides it exactly ("30d", "90s"). */
+int fs_duration_format(uint64_t secs, char *buf, size_t cap);
+/* user.blazefs.zstd_level / chunk_bytes / retain: settable on directories. */
+bool fs_setting_name(const char *name);
+/* Those and user.blazefs.deletable_at: computed on non-directories. */
+bool fs_setting_info_name(const char *name);
+/* setxattr / removexattr of a setting name (validated, canonical, submitted). */
+int fs_setting_set(struct fs *fs, uint64_t ino, const char *name, const char *value, size_t size, int flags)
+	REQUIRES(fs_ns_lock);
+int fs_setting_remove(struct fs *fs, uint64_t ino, const char *name) REQUIRES(fs_ns_lock);
+/* getxattr of a fs_setting_info_name: length of the NUL-terminated value in
+ * v, or -ENODATA / -ENOENT. */
+int fs_setting_info(struct fs *fs, uint64_t ino, const char *name, char *v, size_t cap) REQUIRES(fs_ns_lock);
+/* The zstd level of ino's records: its own setting or PIPE_LEVEL_DEFAULT. */
+int fs_file_zlevel(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
+/* Worm mount: may parent/name not be unlinked or renamed (or renamed over)
+ * now? true with its inode and the second it becomes deletable (INT64_MAX:
+ * never). */
+bool fs_retain_protected(struct fs *fs, uint64_t parent, const char *name, uint64_t *ret_ino,
+			 int64_t *ret_until_s) REQUIRES(fs_ns_lock);
+/* Worm mount, before renaming from/name to directory to: if it is a
+ * directory, lengthens its own retain to what it had from above at from
+ * (submitted; 0 when nothing to do), so moving it does not shorten the
+ * periods of the files inside. */
+int fs_retain_carry(struct fs *fs, uint64_t from, const char *name, uint64_t to) REQUIRES(fs_ns_lock);
+/* Counts and logs the refusal (FS_REF_WORM) with its date. */
+void fs_retain_refuse(struct fs *fs, uint64_t ino, int64_t until_s, const char *what) REQUIRES(fs_ns_lock);
 
 /* ---- inode.c ---- */
 /* The table entry of ino or NULL. */

@@ -149,6 +149,7 @@ static int itab_get(struct fs *fs, uint64_t ino, struct fs_inode **ret_ip) REQUI
 		goto out;
 	}
 	ip->ino = ino;
+	ip->zlevel = fs_file_zlevel(fs, ino);
 	bz_mutex_init(&ip->lock);
 	bz_cond_init(&ip->grown);
 	h = hash_ino(ino, fs->itab_size);
@@ -580,13 +581,13 @@ static int publish_size(struct fs *fs, uint64_t ino, uint64_t size) EXCLUDES(fs_
 }
 
 /* Appends len bytes at *size (the live end) in pipeline-sized pieces. */
-static int append_bytes(struct fs *fs, uint64_t ino, uint64_t *size, const char *buf, size_t len)
+static int append_bytes(struct fs *fs, const struct fs_inode *ip, uint64_t *size, const char *buf, size_t len)
 {
 	int r = 0;
 
 	while (len > 0) {
 		size_t n = len;
-		r = pipe_append(fs->pipe, ino, *size, buf, n);
+		r = pipe_append_level(fs->pipe, ip->ino, *size, buf, n, ip->zlevel);
 		if (r < 0)
 			break;
 		*size += n;
@@ -600,13 +601,13 @@ static int append_bytes(struct fs *fs, uint64_t ino, uint64_t *size, const char 
  * stores nothing and reads as zeros), so a growing truncate or a gap of up
  * to FS_MAX_FILE_BYTES is instant and takes no space; the reserve check
  * (ENOSPC) covers the record (DESIGN §1 rule 8). */
-static int append_zeros(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t count)
+static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
 {
 	int r = fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
 
 	while (r == 0 && count > 0) {
 		uint64_t n = BZ_MIN(count, (uint64_t)REC_MAX_HOLE);
-		r = pipe_hole(fs->pipe, ino, *size, n);
+		r = pipe_hole(fs->pipe, ip->ino, *size, n);
 		if (r < 0)
 			break;
 		*size += n;
@@ -649,21 +650,21 @@ out:
 
 /* Places [off, off+len) with off <= *size: the overlap must equal the stored
  * bytes (1 if not: nothing changes), the rest is appended. */
-static int place_at(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t off, const char *buf, size_t len,
-		    size_t *ret_skip)
+static int place_at(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t off, const char *buf,
+		    size_t len, size_t *ret_skip)
 {
 	size_t skip = 0;
 	int r = 0;
 
 	if (off < *size) {
 		skip = (size_t)BZ_MIN((uint64_t)len, *size - off);
-		r = compare_stored(fs, ino, off, buf, skip);
+		r = compare_stored(fs, ip->ino, off, buf, skip);
 		if (r != 0)
 			return r;
 		FS_COUNT(fs, overlap_bytes, skip);
 	}
 	*ret_skip = skip;
-	return append_bytes(fs, ino, size, buf + skip, len - skip);
+	return append_bytes(fs, ip, size, buf + skip, len - skip);
 }
 
 /* Writeback cache: after a refusal the kernel keeps the refused page and,
@@ -696,11 +697,11 @@ static int drain_held(struct fs *fs, struct fs_inode *ip, uint64_t *size, int *r
 			if (hoff > ip->ghost_end)
 				break; /* the bytes below it have not arrived yet */
 			/* below the end the kernel kept after a refusal: zeros */
-			r = append_zeros(fs, ip->ino, size, hoff - *size);
+			r = append_zeros(fs, ip, size, hoff - *size);
 			if (r < 0)
 				break;
 		}
-		r = place_at(fs, ip->ino, size, hoff, data, hlen, &skip);
+		r = place_at(fs, ip, size, hoff, data, hlen, &skip);
 		if (r > 0) {
 			fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
 			refused_page(fs, ip, *size, hoff, hoff + hlen);
@@ -755,7 +756,7 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 		}
 		if (at < ip->ghost_end) { /* refused bytes: never fetched, zeros (see catch_up_kernel) */
 			start = at;
-			r = append_zeros(fs, ip->ino, size, BZ_MIN(ip->ghost_end, off) - at);
+			r = append_zeros(fs, ip, size, BZ_MIN(ip->ghost_end, off) - at);
 			r = publish_grown(fs, ip, start, *size, r);
 			continue;
 		}
@@ -775,7 +776,7 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 		start = cur;
 		if (at + got > cur) {
 			FS_COUNT(fs, retrieved_bytes, at + got - cur);
-			r = place_at(fs, ip->ino, &cur, at, buf, got, &skip);
+			r = place_at(fs, ip, &cur, at, buf, got, &skip);
 			if (r > 0) /* the kernel's page changed meanwhile: judge the write as it is */
 				r = 0;
 		}
@@ -853,11 +854,11 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 			FS_COUNT(fs, holes_filled, 1);
 			FS_COUNT(fs, hole_bytes, off - size);
 		}
-		r = append_zeros(fs, ip->ino, &size, off - size);
+		r = append_zeros(fs, ip, &size, off - size);
 		if (r < 0)
 			goto out;
 	}
-	r = place_at(fs, ip->ino, &size, off, buf, len, &skip);
+	r = place_at(fs, ip, &size, off, buf, len, &skip);
 	if (r > 0) {
 		fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
 		refused_page(fs, ip, size, off, off + len);
@@ -885,7 +886,7 @@ out:
 static int extend_locked(struct fs *fs, struct fs_inode *ip, uint64_t cur, uint64_t size) REQUIRES(fs_inode_cap)
 {
 	uint64_t start = cur;
-	int r = append_zeros(fs, ip->ino, &cur, size - cur);
+	int r = append_zeros(fs, ip, &cur, size - cur);
 
 	FS_COUNT(fs, zero_extend_bytes, cur - start);
 	return publish_grown(fs, ip, start, cur, r);
@@ -918,7 +919,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 		if (*cur < ip->ghost_end) {
 			/* refused bytes the kernel may still cache: never fetch
 			 * them; it shows zeros there once invalidated */
-			r = append_zeros(fs, ip->ino, cur, BZ_MIN(ip->ghost_end, size) - *cur);
+			r = append_zeros(fs, ip, cur, BZ_MIN(ip->ghost_end, size) - *cur);
 			if (r < 0 || *cur >= size)
 				break;
 			continue;
@@ -934,7 +935,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 				break;
 			}
 			FS_COUNT(fs, retrieved_bytes, got);
-			r = place_at(fs, ip->ino, cur, *cur, buf, got, &skip);
+			r = place_at(fs, ip, cur, *cur, buf, got, &skip);
 			if (r > 0) { /* a dirty page differs from the stored bytes */
 				fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
 				refused_page(fs, ip, *cur, *cur, *cur + got);
@@ -953,7 +954,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 			hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
 		(void)hdata;
 		(void)hlen;
-		r = append_zeros(fs, ip->ino, cur, hoff - *cur);
+		r = append_zeros(fs, ip, cur, hoff - *cur);
 		FS_COUNT(fs, zero_extend_bytes, hoff - start);
 	}
 	free(buf);
@@ -979,7 +980,7 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	while (r == 0 && fs_held_first(ip, &hoff, &data, &hlen)) {
 		if (hoff <= ip->zext || fresh) {
 			uint64_t from = *cur;
-			r = append_zeros(fs, ip->ino, cur, hoff - *cur);
+			r = append_zeros(fs, ip, cur, hoff - *cur);
 			if (hoff > ip->zext) {
 				FS_COUNT(fs, holes_filled, 1);
 				FS_COUNT(fs, hole_bytes, *cur - BZ_MAX(from, ip->zext));
@@ -995,7 +996,7 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	}
 	if (r == 0 && *cur < ip->zext) {
 		uint64_t from = *cur;
-		r = append_zeros(fs, ip->ino, cur, ip->zext - *cur);
+		r = append_zeros(fs, ip, cur, ip->zext - *cur);
 		FS_COUNT(fs, zero_extend_bytes, *cur - from);
 	}
 	if (r == 0)
@@ -1103,7 +1104,7 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 		if (r < 0 || got == 0)
 			break;
 		FS_COUNT(fs, retrieved_bytes, got);
-		r = place_at(fs, ip->ino, cur, *cur, buf, got, &skip);
+		r = place_at(fs, ip, cur, *cur, buf, got, &skip);
 		if (r > 0) { /* a cached page differs from the stored bytes */
 			fs_refuse(fs, ip, ip->ino, FS_REF_OVERWRITE, "write below the end with different bytes");
 			refused_page(fs, ip, *cur, *cur, *cur + got);

@@ -40,7 +40,7 @@
 
 struct cli {
 	char *workers, *zstd_level, *batch_bytes, *batch_records, *linger_us, *sync_interval_ms, *cache_mb,
-		*max_inflight_mb, *record_bytes;
+		*max_inflight_mb, *record_bytes, *retain;
 	int worm, writeback_cache, sync_close, noxattr, ro;
 	char *store_dir;
 	int nonopt;
@@ -60,6 +60,7 @@ static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("max_inflight_mb=%s", max_inflight_mb, 0),
 	CLI_OPT("record_bytes=%s", record_bytes, 0),
 	CLI_OPT("worm", worm, 1),
+	CLI_OPT("retain=%s", retain, 0),
 	CLI_OPT("writeback_cache", writeback_cache, 1),
 	CLI_OPT("no_writeback_cache", writeback_cache, 0),
 	CLI_OPT("sync_close", sync_close, 1),
@@ -109,6 +110,8 @@ static void usage(const char *prog)
 	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
 	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 64)\n"
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
+	       "    -o retain=DURATION     worm, but files become deletable DURATION after their last\n"
+	       "                           append (e.g. 90s, 12h, 30d, 7y; implies worm)\n"
 	       "    -o no_writeback_cache  no kernel writeback cache: every write() is a request to\n"
 	       "                           the daemon and a refusal fails that write() itself\n"
 	       "                           (default: the writeback cache is on, except with ro)\n"
@@ -182,6 +185,17 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	NUM(max_inflight_mb, 2, 65536, false, o->pipe.max_inflight_bytes = (size_t)v << 20);
 #undef NUM
 	o->worm = c->worm;
+	if (c->retain) {
+		if (fs_duration_parse(c->retain, strlen(c->retain), &o->retain_s) < 0) {
+			fprintf(stderr,
+				"blazefs: invalid value for retain: '%s' (expected an integer with a unit s, m, h, d, w "
+				"or y, e.g. 30d; at most 9999y)\n",
+				c->retain);
+			return -EINVAL;
+		}
+		o->has_retain = true;
+		o->worm = true; /* retain= implies worm */
+	}
 	/* on by default (-o no_writeback_cache turns it off); a read-only
 	 * mount writes nothing back, so there it stays off unless asked */
 	o->writeback_cache = c->writeback_cache < 0 ? !c->ro : c->writeback_cache != 0;
@@ -202,6 +216,7 @@ static void cli_free(struct cli *c)
 	free(c->cache_mb);
 	free(c->max_inflight_mb);
 	free(c->record_bytes);
+	free(c->retain);
 	free(c->store_dir);
 }
 
@@ -531,6 +546,16 @@ int main(int argc, char **argv)
 	if (r < 0)
 		bz_warn("cannot set the times of the new store's root: %s", strerror(-r));
 	fs->mount_time_ns = bz_wall_ns();
+	{
+		/* test only (retain.c): shifts the retention clock, so tests
+		 * prove expiry without sleeping */
+		const char *skew = getenv("BLAZEFS_TEST_RETAIN_SKEW");
+		if (skew && *skew) {
+			fs->retain_skew_s = strtoll(skew, NULL, 10);
+			bz_warn("BLAZEFS_TEST_RETAIN_SKEW: the retention clock runs %lld s ahead (tests only)",
+				(long long)fs->retain_skew_s);
+		}
+	}
 	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(stderr, "blazefs: cannot install signal handlers\n");
 		goto out;

@@ -568,26 +568,24 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		fuse_reply_entry(req, &e);
 }
 
-/* -o worm: is the entry a regular file with data? (then it stays) */
-static bool worm_protected(struct fs *fs, fuse_ino_t parent, const char *name, uint64_t *ret_ino)
+/* -o worm: is the entry a regular file with data, within its retention
+ * period (retain.c)? Then it stays; the refusal is counted and logged. */
+static bool worm_protected(struct fs *fs, fuse_ino_t parent, const char *name, const char *what)
 	REQUIRES(fs_ns_lock)
 {
-	struct ns_attr a;
-	uint64_t ino;
+	uint64_t ino = 0;
+	int64_t until = 0;
 
-	if (!fs->opts.worm)
+	if (!fs_retain_protected(fs, parent, name, &ino, &until))
 		return false;
-	if (ns_lookup(fs->ns, parent, name, strlen(name), &ino) < 0 || ns_getattr(fs->ns, ino, &a) < 0)
-		return false;
-	*ret_ino = ino;
-	return S_ISREG(a.mode) && a.size > 0;
+	fs_retain_refuse(fs, ino, until, what);
+	return true;
 }
 
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, enum ns_kind kind)
 {
 	struct fs *fs = fs_of(req);
 	struct ns_op op = {.kind = (uint8_t)kind, .parent = parent, .name = name};
-	uint64_t ino = 0;
 	int r;
 
 	if (is_ctl_name(parent, name) || is_ctl(parent)) {
@@ -598,8 +596,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, en
 	op.name_len = (uint32_t)strlen(name);
 	op.ctime_ns = bz_wall_ns();
 	bz_mutex_lock(&fs_ns_lock);
-	if (kind == NS_UNLINK && worm_protected(fs, parent, name, &ino)) {
-		fs_refuse(fs, fs_inode_find(fs, ino), ino, FS_REF_WORM, "unlink of a non-empty file");
+	if (kind == NS_UNLINK && worm_protected(fs, parent, name, "unlink of a non-empty file")) {
 		r = -EPERM;
 	} else if (kind == NS_UNLINK) {
 		r = fs_unlink_or_orphan(fs, parent, name);
@@ -625,7 +622,6 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	struct fs *fs = fs_of(req);
 	struct ns_op op = {.kind = NS_RENAME, .parent = parent, .name = name, .parent2 = newparent, .name2 = newname};
-	uint64_t ino = 0;
 	int r;
 
 	if (is_ctl_name(parent, name) || is_ctl_name(newparent, newname) || is_ctl(parent) || is_ctl(newparent)) {
@@ -647,14 +643,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		   ((flags & RENAME_EXCHANGE) ? NS_RENAME_EXCHANGE : 0);
 	op.ctime_ns = bz_wall_ns();
 	bz_mutex_lock(&fs_ns_lock);
-	if (worm_protected(fs, parent, name, &ino)) {
-		fs_refuse(fs, fs_inode_find(fs, ino), ino, FS_REF_WORM, "rename of a non-empty file");
+	if (worm_protected(fs, parent, name, "rename of a non-empty file")) {
 		r = -EPERM;
-	} else if (worm_protected(fs, newparent, newname, &ino)) {
-		fs_refuse(fs, fs_inode_find(fs, ino), ino, FS_REF_WORM, "rename over a non-empty file");
+	} else if (worm_protected(fs, newparent, newname, "rename over a non-empty file")) {
 		r = -EPERM;
 	} else {
-		r = fs_rename(fs, &op);
+		r = fs_retain_carry(fs, parent, name, newparent); /* retain.c */
+		if (r == 0 && (flags & RENAME_EXCHANGE))
+			r = fs_retain_carry(fs, newparent, newname, parent);
+		if (r == 0)
+			r = fs_rename(fs, &op);
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	reply_err(req, r);

@@ -13,6 +13,7 @@
  *     "store": "/var/lib/blazefs/default",
  *     "mounted_at_ns": <wall clock>,
  *     "options": {"workers": N, "zstd_level": N, "worm": bool,
+ *                 "retain": "30d" ("" without retain=),
  *                 "writeback_cache": bool, "sync_close": bool},
  *     "live_inodes": N,          inodes in the live namespace
  *     "kernel_inodes": N,        inodes the kernel holds references to
@@ -107,9 +108,18 @@ static void sb_json_str(struct sbuf *b, const char *s)
 	sb_printf(b, "\"");
 }
 
+/* -o retain=: its period ("30d"), "" without one. */
+static void retain_opt(const struct fs *fs, char *buf, size_t cap)
+{
+	buf[0] = 0;
+	if (fs->opts.has_retain)
+		fs_duration_format(fs->opts.retain_s, buf, cap);
+}
+
 static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 {
 	uint64_t live, kernel, total = 0;
+	char retain[32];
 
 	bz_mutex_lock(&fs_ns_lock);
 	live = ns_count(fs->ns);
@@ -119,10 +129,11 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	sb_printf(b, "\"fs\":{\"store\":");
 	sb_json_str(b, fs->store_dir ? fs->store_dir : "");
 	sb_printf(b, ",\"mounted_at_ns\":%lld", (long long)fs->mount_time_ns);
+	retain_opt(fs, retain, sizeof(retain));
 	sb_printf(b,
-		  ",\"options\":{\"workers\":%u,\"zstd_level\":%d,\"worm\":%s,\"writeback_cache\":%s,"
-		  "\"sync_close\":%s}",
-		  fs->opts.pipe.workers, fs->opts.pipe.zstd_level, fs->opts.worm ? "true" : "false",
+		  ",\"options\":{\"workers\":%u,\"zstd_level\":%d,\"worm\":%s,\"retain\":\"%s\","
+		  "\"writeback_cache\":%s,\"sync_close\":%s}",
+		  fs->opts.pipe.workers, fs->opts.pipe.zstd_level, fs->opts.worm ? "true" : "false", retain,
 		  fs->opts.writeback_cache ? "true" : "false", fs->opts.sync_close ? "true" : "false");
 	sb_printf(b, ",\"live_inodes\":%llu,\"kernel_inodes\":%llu", (unsigned long long)live,
 		  (unsigned long long)kernel);
@@ -388,18 +399,20 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 {
 	uint64_t live, kernel;
+	char retain[32];
 
 	bz_mutex_lock(&fs_ns_lock);
 	live = ns_count(fs->ns);
 	kernel = fs->itab_count;
 	bz_mutex_unlock(&fs_ns_lock);
 
+	retain_opt(fs, retain, sizeof(retain));
 	prom_head(p, "blazefs_info", "gauge", "Constant 1; the labels give the version and the mount options.");
 	sb_printf(p->b,
-		  "blazefs_info{%s,version=\"%s\",workers=\"%u\",zstd_level=\"%d\",worm=\"%s\","
+		  "blazefs_info{%s,version=\"%s\",workers=\"%u\",zstd_level=\"%d\",worm=\"%s\",retain=\"%s\","
 		  "writeback_cache=\"%s\",sync_close=\"%s\"} 1\n",
 		  p->lbl, PROM_VERSION, fs->opts.pipe.workers, fs->opts.pipe.zstd_level,
-		  fs->opts.worm ? "true" : "false", fs->opts.writeback_cache ? "true" : "false",
+		  fs->opts.worm ? "true" : "false", retain, fs->opts.writeback_cache ? "true" : "false",
 		  fs->opts.sync_close ? "true" : "false");
 	prom_head(p, "blazefs_mount_time_seconds", "gauge", "When the store was mounted, seconds since the epoch.");
 	sb_printf(p->b, "blazefs_mount_time_seconds{%s} ", p->lbl);

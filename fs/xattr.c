@@ -23,6 +23,14 @@
  * every listed attribute do not try to write them into the copy. Setting or
  * removing one is EPERM; a stored attribute can never take such a name.
  *
+ * Settings (retain.c) are the exception: user.blazefs.zstd_level,
+ * chunk_bytes and retain are stored attributes a user sets on a directory
+ * (validated and canonicalized there); on a file they and deletable_at
+ * are computed (retain.c fs_setting_info). They are not listed either,
+ * like every "user.blazefs." name: a copy made with cp -a or rsync -X
+ * takes the settings of the directory it lands in (inheritance), and
+ * copying to a mount without worm does not fail on a retain.
+ *
  * -o noxattr: every xattr request answers ENOSYS, after which the kernel
  * stops sending them (including the security.capability query it would
  * otherwise make before writes when KILLPRIV_V2 is not negotiated).
@@ -126,6 +134,23 @@ static void reply_value(fuse_req_t req, const void *v, size_t len, size_t size)
 		fuse_reply_buf(req, v, len);
 }
 
+/* Drops the "user.blazefs." names (settings) from a list of NUL-terminated
+ * names; returns the new length. */
+static size_t unlist_info(char *list, size_t len)
+{
+	size_t in = 0, out = 0;
+
+	while (in < len) {
+		size_t n = strnlen(list + in, len - in) + 1;
+		if (!info_reserved(list + in)) {
+			memmove(list + out, list + in, n);
+			out += n;
+		}
+		in += n;
+	}
+	return out;
+}
+
 /* ---- the operations ---- */
 
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags)
@@ -143,11 +168,22 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		reply_err(req, EPERM);
 		return;
 	}
+	if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (fs_setting_name(name)) {
+		bz_mutex_lock(&fs_ns_lock);
+		if ((flags & XATTR_CREATE) && (flags & XATTR_REPLACE))
+			r = ns_getxattr(fs->ns, ino, name, strlen(name), NULL, 0) >= 0 ? -EEXIST : -ENODATA;
+		else
+			r = fs_setting_set(fs, ino, name, value, size, flags);
+		bz_mutex_unlock(&fs_ns_lock);
+		goto out;
+	}
 	r = stored_name_check(name);
 	if (r == 0 && size > NS_XATTR_VALUE_MAX)
 		r = -E2BIG;
-	if (r == 0 && (flags & ~(XATTR_CREATE | XATTR_REPLACE)))
-		r = -EINVAL;
 	if (r < 0)
 		goto out;
 	op.name_len = (uint32_t)strlen(name);
@@ -181,6 +217,12 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		reply_err(req, ENODATA);
 		return;
 	}
+	if (fs_setting_name(name)) {
+		bz_mutex_lock(&fs_ns_lock);
+		r = fs_setting_remove(fs, ino, name);
+		bz_mutex_unlock(&fs_ns_lock);
+		goto out;
+	}
 	r = stored_name_check(name);
 	if (r < 0)
 		goto out;
@@ -206,6 +248,18 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 	}
 	if (fs_is_ctl(ino)) {
 		reply_err(req, ENODATA);
+		return;
+	}
+	if (fs_setting_info_name(name)) {
+		char v[64];
+
+		bz_mutex_lock(&fs_ns_lock);
+		r = fs_setting_info(fs, ino, name, v, sizeof(v));
+		bz_mutex_unlock(&fs_ns_lock);
+		if (r < 0)
+			reply_err(req, r);
+		else
+			reply_value(req, v, (size_t)r, size);
 		return;
 	}
 	ia = info_find(name);
@@ -267,21 +321,19 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_value(req, "", 0, size);
 		return;
 	}
-	if (size) {
-		buf = malloc(BZ_MIN(size, (size_t)NS_XATTR_TOTAL_MAX));
-		if (!buf) {
-			reply_err(req, ENOMEM);
-			return;
-		}
+	buf = malloc(NS_XATTR_TOTAL_MAX); /* the whole list: it is filtered before its size is known */
+	if (!buf) {
+		reply_err(req, ENOMEM);
+		return;
 	}
 	bz_mutex_lock(&fs_ns_lock);
-	r = ns_listxattr(fs->ns, ino, buf, size ? BZ_MIN(size, (size_t)NS_XATTR_TOTAL_MAX) : 0);
+	r = ns_listxattr(fs->ns, ino, buf, NS_XATTR_TOTAL_MAX);
 	bz_mutex_unlock(&fs_ns_lock);
+	if (r >= 0)
+		r = (int)unlist_info(buf, (size_t)r);
 	if (r < 0)
 		reply_err(req, r);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)r);
 	else
-		fuse_reply_buf(req, buf, (size_t)r);
+		reply_value(req, buf, (size_t)r, size);
 	free(buf);
 }

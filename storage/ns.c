@@ -27,6 +27,11 @@
  *    value_len bounded by NS_XATTR_TOTAL_MAX (-ENOSPC beyond, as ext4 says
  *    when an inode's attribute space is full). Any inode kind may carry them
  *    here; which names a user may set where is the filesystem's business.
+ *    One rule is the namespace's own, because it is part of what an op
+ *    means: NS_CREATE / NS_MKDIR copy the parent's inherited settings
+ *    (ns.h NS_XA_*) into the new inode in the same apply.
+ *  - per inode: append_ns, the daemon's clock of the last append (creation
+ *    ctime, then every timed ns_set_size); no op sets it otherwise.
  *  - FIFOs, sockets and device nodes (NS_MKNOD) hold no data; device nodes
  *    keep their rdev.
  *
@@ -76,6 +81,7 @@ struct inode {
 	struct xattr **xa;
 	uint64_t size; /* regular files; symlinks: target length */
 	int64_t atime_ns, mtime_ns, ctime_ns;
+	int64_t append_ns; /* creation ctime, then every ns_set_size with a time */
 	uint32_t pins;
 	uint64_t parent; /* directories: the directory holding it (root: 0) */
 	char *target;    /* symlinks */
@@ -494,6 +500,7 @@ static void fill_attr(const struct inode *in, struct ns_attr *a)
 	a->atime_ns = in->atime_ns;
 	a->mtime_ns = in->mtime_ns;
 	a->ctime_ns = in->ctime_ns;
+	a->append_ns = in->append_ns;
 	a->rdev = in->rdev;
 }
 
@@ -603,6 +610,26 @@ static int xa_remove(struct inode *in, const char *name, size_t nlen)
 	free(in->xa[i]);
 	memmove(in->xa + i, in->xa + i + 1, (in->n_xa - (size_t)i - 1) * sizeof(*in->xa));
 	in->n_xa--;
+	return 0;
+}
+
+/* Inherited settings (ns.h NS_XA_*): copies those of directory p that the
+ * new inode in (a directory or a regular file, not yet inserted) takes.
+ * -ENOMEM; in is freed by the caller on failure. */
+static int inherit_settings(const struct inode *p, struct inode *in)
+{
+	static const char *const names[] = {NS_XA_ZSTD_LEVEL, NS_XA_CHUNK_BYTES, NS_XA_RETAIN};
+	size_t n = is_dir(in) ? 3 : S_ISREG(in->mode) ? 2 : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		long k = xa_find(p, names[i], strlen(names[i]));
+		int r;
+		if (k < 0)
+			continue;
+		r = xa_set(in, p->xa[k]->data, p->xa[k]->nlen, p->xa[k]->data + p->xa[k]->nlen, p->xa[k]->vlen, 0);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -788,6 +815,7 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 	in->atime_ns = op->atime_ns;
 	in->mtime_ns = op->mtime_ns;
 	in->ctime_ns = op->ctime_ns;
+	in->append_ns = op->ctime_ns;
 	in->nlink = 1;
 	switch (op->kind) {
 	case NS_CREATE:
@@ -818,7 +846,7 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 		memcpy(in->target, op->name2, op->name2_len);
 		break;
 	}
-	if (dir_reserve(p->dir) < 0 || ino_reserve(ns) < 0)
+	if (inherit_settings(p, in) < 0 || dir_reserve(p->dir) < 0 || ino_reserve(ns) < 0)
 		goto out;
 	/* commit: nothing below fails */
 	ino_insert(ns, in);
@@ -1145,6 +1173,7 @@ int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
 	if (time_ns) {
 		in->mtime_ns = time_ns;
 		in->ctime_ns = time_ns;
+		in->append_ns = time_ns;
 	}
 	return 0;
 }
@@ -1264,6 +1293,7 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 		old->atime_ns = attr->atime_ns;
 		old->mtime_ns = attr->mtime_ns;
 		old->ctime_ns = attr->ctime_ns;
+		old->append_ns = attr->append_ns;
 		r = 0;
 		goto out;
 	}
@@ -1280,6 +1310,7 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 	in->atime_ns = attr->atime_ns;
 	in->mtime_ns = attr->mtime_ns;
 	in->ctime_ns = attr->ctime_ns;
+	in->append_ns = attr->append_ns;
 	in->rdev = S_ISCHR(attr->mode) || S_ISBLK(attr->mode) ? attr->rdev : 0;
 	if (!S_ISREG(attr->mode) && !S_ISLNK(attr->mode))
 		in->size = 0;

@@ -25,6 +25,10 @@ struct ns_attr {
 	uint32_t nlink;
 	uint64_t size; /* regular file: bytes; symlink: target length; dir: entry count */
 	int64_t atime_ns, mtime_ns, ctime_ns;
+	/* The daemon's own clock of the inode's last append: the ctime of its
+	 * creation, then the time of every ns_set_size with a time. Unlike
+	 * mtime no user can set it (retention, fs/retain.c). */
+	int64_t append_ns;
 	uint32_t rdev; /* device nodes (NS_MKNOD); else 0 */
 };
 
@@ -39,6 +43,17 @@ int ns_clone(const struct ns *ns, struct ns **ret_ns);
  * failure. A successful unlink/rmdir/rename that drops an inode's last link
  * frees it unless pinned. */
 int ns_apply(struct ns *ns, const struct ns_op *op);
+
+/* Inherited settings: a directory or regular file created by NS_CREATE /
+ * NS_MKDIR gets, in the same ns_apply, a copy of these attributes of the
+ * directory it is created in (when that has them): a directory all three,
+ * a regular file the first two. Part of what the op means on disk
+ * (docs/FORMAT.md "Namespace records"), so the live view, the engine and
+ * WAL replay all inherit identically and a created inode never exists
+ * without them. */
+#define NS_XA_ZSTD_LEVEL "user.blazefs.zstd_level"
+#define NS_XA_CHUNK_BYTES "user.blazefs.chunk_bytes"
+#define NS_XA_RETAIN "user.blazefs.retain"
 
 int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino);
 int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr);
@@ -65,8 +80,8 @@ int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn 
  * "..". -ENOENT, -ENOTDIR. Not const: recomputes the parents after a load. */
 int ns_parent(struct ns *ns, uint64_t dir, uint64_t *ret_parent);
 
-/* Data bookkeeping: sets the size (and mtime/ctime when time_ns != 0) of a
- * regular file. -ENOENT / -EISDIR. */
+/* Data bookkeeping: sets the size (and mtime/ctime/append_ns when
+ * time_ns != 0) of a regular file. -ENOENT / -EISDIR. */
 int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns);
 
 /* Pinning (live view: the kernel still references the inode). A pinned
@@ -94,7 +109,7 @@ struct ns_visit {
 };
 int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg);
 /* Rebuilding from a checkpoint: insert an inode / an entry as-is (no
- * validation beyond duplicates; nlink is taken from attr). */
+ * validation beyond duplicates; nlink and append_ns are taken from attr). */
 int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
 int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
 /* -ENOENT (no such inode), -EEXIST (duplicate), -EINVAL (name or size out

@@ -119,6 +119,7 @@ struct prec {
 	uint32_t len, cap;  /* grows (mu) while the record is open; frozen at seal */
 	uint8_t *data;
 	uint64_t hole;      /* REC_DATA: a hole of this many zero bytes (len 0, no data) */
+	int8_t level;       /* data: zstd level, or PIPE_LEVEL_DEFAULT (immutable) */
 };
 
 struct pfile {
@@ -425,7 +426,9 @@ static void seal_locked(struct pipeline *p, struct batch **disp) REQUIRES(pipe_c
 	for (uint32_t i = 0; i < pb->nprec; i++) {
 		const struct prec *r = pb->precs[i];
 		pb->b.recs[i] = (struct batch_rec){
-			.type = r->type, .ino = r->ino, .off = r->off, .len = r->len, .data = r->data, .hole = r->hole};
+			.type = r->type, .ino = r->ino, .off = r->off, .len = r->len, .data = r->data, .hole = r->hole,
+			.level = r->level == PIPE_LEVEL_DEFAULT ? 0 : r->level,
+			.own_level = r->type == REC_DATA && !r->hole && r->level != PIPE_LEVEL_DEFAULT};
 	}
 	pb->b.time_ns = bz_wall_ns();
 	pb->b.sealed_ns = bz_now_ns();
@@ -1177,13 +1180,13 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 
 /* Adds up to one record's worth of buf to file f; returns bytes taken. */
 static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uint8_t *buf, size_t len,
-		    size_t *ret_n) REQUIRES(pipe_cap)
+		    int8_t level, size_t *ret_n) REQUIRES(pipe_cap)
 {
 	struct prec *o = (f->open && f->open_gen == p->open_gen) ? f->open : NULL;
 	size_t n;
 	int r;
 
-	if (o && o->off + o->len == off && o->len < p->o.record_bytes) {
+	if (o && o->off + o->len == off && o->len < p->o.record_bytes && o->level == level) {
 		n = BZ_MIN(len, p->o.record_bytes - o->len);
 		if (o->len + n > o->cap) {
 			size_t nc = BZ_MIN(p->o.record_bytes, BZ_MAX((size_t)o->cap * 2, o->len + n));
@@ -1212,6 +1215,7 @@ static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uin
 		return -ENOMEM;
 	}
 	o->type = REC_DATA;
+	o->level = level;
 	o->ino = f->ino;
 	o->off = off;
 	o->len = (uint32_t)n;
@@ -1232,6 +1236,11 @@ out:
 
 int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len)
 {
+	return pipe_append_level(p, ino, off, buf, len, PIPE_LEVEL_DEFAULT);
+}
+
+int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level)
+{
 	const uint8_t *src = buf;
 	struct batch *disp = NULL;
 	size_t done = 0;
@@ -1239,6 +1248,8 @@ int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf,
 
 	if (len == 0)
 		return 0;
+	if (level != PIPE_LEVEL_DEFAULT && (level < -7 || level > 22))
+		return -EINVAL; /* never let a bad level fail a whole batch in the encoder */
 	bz_cap_lock(&p->mu, &pipe_cap);
 	r = wait_room(p, len);
 	if (r < 0)
@@ -1250,7 +1261,7 @@ int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf,
 			goto out;
 		while (done < len) {
 			size_t n = 0;
-			r = add_data(p, f, off + done, src + done, len - done, &n);
+			r = add_data(p, f, off + done, src + done, len - done, (int8_t)level, &n);
 			if (r < 0)
 				break;
 			done += n;
@@ -1300,6 +1311,7 @@ int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len)
 	o->ino = ino;
 	o->off = off;
 	o->hole = len;
+	o->level = PIPE_LEVEL_DEFAULT; /* a hole is not compressed */
 	if (f->tail)
 		f->tail->fnext = o;
 	else
@@ -1339,6 +1351,7 @@ int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 	}
 	memcpy(rec->data, tmp, (size_t)n);
 	rec->type = REC_NS;
+	rec->level = PIPE_LEVEL_DEFAULT;
 	rec->len = rec->cap = (uint32_t)n;
 
 	bz_cap_lock(&p->mu, &pipe_cap);

@@ -48,6 +48,12 @@ int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf,
  * record, nothing stored; reads return zeros (docs/FORMAT.md "Hole
  * records"). len <= 2^44 (-EFBIG). Same errors as pipe_append. */
 int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len);
+/* The same, the records compressed at zstd level (-7..22, zstd's meaning:
+ * negative = fast levels, 0 = zstd's default; -EINVAL outside) instead of
+ * the pipeline's zstd_level: a file with its own user.blazefs.zstd_level.
+ * A record holds bytes of one level only. */
+int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level);
+#define PIPE_LEVEL_DEFAULT INT8_MIN /* pipe_append_level: the pipeline's zstd_level */
 /* Submits a namespace change (already validated by the caller), ordered
  * with data like any record. Same errors as pipe_append. */
 int pipe_nsop(struct pipeline *p, const struct ns_op *op);

@@ -19,7 +19,7 @@
  * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
  * (inodes with rdev, symlink targets, extended attributes, entries, per-file
  * index state, free extents) is serialized into a chain of NEW NSMETA
- * pages (stream version 3: 40-byte index entries, 'P' as extents; older
+ * pages (stream version 3: 40-byte index entries, 'P' as extents, append_ns in 'I'; older
  * streams belong to format 1 stores, which are refused at open: a format 1
  * superblock makes st_sb_decode return -EPROTO). O(files) per checkpoint:
  * a known cost. The parser (st_ns_load_chain
@@ -284,6 +284,7 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	bb_le64(&z->ino, (uint64_t)a->atime_ns);
 	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
 	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
+	bb_le64(&z->ino, (uint64_t)a->append_ns);
 	bb_var(&z->ino, S_ISLNK(a->mode) ? symlink_len : 0);
 	if (S_ISLNK(a->mode))
 		bb_put(&z->ino, symlink, symlink_len);
@@ -454,6 +455,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			a.atime_ns = (int64_t)rd_le64(&r);
 			a.mtime_ns = (int64_t)rd_le64(&r);
 			a.ctime_ns = (int64_t)rd_le64(&r);
+			a.append_ns = (int64_t)rd_le64(&r);
 			uint64_t sl = rd_var(&r);
 			const uint8_t *t = rd_bytes(&r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
 			if (r.err)

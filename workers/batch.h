@@ -21,6 +21,8 @@ struct batch_rec {
 	uint32_t len;        /* raw bytes */
 	const uint8_t *data; /* raw bytes, owned by the batch */
 	uint64_t hole;       /* data: a hole of this many zero bytes (len 0, no data) */
+	int8_t level;        /* with own_level: the zstd level of this record */
+	bool own_level;      /* else the encoder's (enc_ctx_new) level */
 };
 
 /* What encoding a batch produced: a new buffer of concatenated record frames. */

@@ -5,7 +5,10 @@
  *   compress ZSTD_compressCCtx with the ctx's reused ZSTD_CCtx into a scratch
  *            buffer whose capacity is just under 97% of the raw length, so a
  *            record that would not shrink by 3% fails fast (dstSize_tooSmall)
- *            and is stored raw; level <= 0 never compresses; a record whose
+ *            and is stored raw; the ctx's level <= 0 never compresses
+ *            (a record carrying its own level, batch_rec.own_level, is
+ *            compressed at that level, 0 and negative ones included: the
+ *            per-directory user.blazefs.zstd_level); a record whose
  *            sampled byte histogram is as flat as random data's is stored
  *            raw without trying (enc_looks_random);
  *   encode   rec_hdr_encode of the header (record.h: type, codec, ino, off,
@@ -56,7 +59,7 @@ static bool enc_looks_random(const uint8_t *p, size_t len)
 
 struct enc_ctx {
 	int level;
-	ZSTD_CCtx *cctx;  /* NULL when level <= 0 */
+	ZSTD_CCtx *cctx;  /* NULL until a record needs compressing */
 	uint8_t *scratch; /* compressed payload of the current record */
 	size_t scratch_cap;
 };
@@ -70,11 +73,11 @@ int enc_ctx_new(int level, struct enc_ctx **ret_ctx)
 	if (!c)
 		return -ENOMEM;
 	c->level = level;
+	if (level > ZSTD_maxCLevel()) {
+		r = -EINVAL;
+		goto fail;
+	}
 	if (level > 0) {
-		if (level > ZSTD_maxCLevel()) {
-			r = -EINVAL;
-			goto fail;
-		}
 		c->cctx = ZSTD_createCCtx();
 		if (!c->cctx) {
 			r = -ENOMEM;
@@ -138,9 +141,17 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 		const struct batch_rec *br = &in->recs[i];
 		if (br->len > REC_MAX_RAW || (br->len && !br->data) ||
 		    (br->type != REC_DATA && br->type != REC_NS) ||
-		    (br->hole && (br->type != REC_DATA || br->len || br->hole > REC_MAX_HOLE))) {
+		    (br->hole && (br->type != REC_DATA || br->len || br->hole > REC_MAX_HOLE)) ||
+		    (br->own_level && (br->level < ZSTD_minCLevel() || br->level > ZSTD_maxCLevel()))) {
 			r = -EINVAL;
 			goto out;
+		}
+		if (br->own_level && !c->cctx) {
+			c->cctx = ZSTD_createCCtx();
+			if (!c->cctx) {
+				r = -ENOMEM;
+				goto out;
+			}
 		}
 		cap += REC_HDR_MAX + br->len;
 		max_len = BZ_MAX(max_len, (size_t)br->len);
@@ -176,9 +187,10 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 			/* a hole passes through: no payload, nothing to compress */
 			h.codec = REC_HOLE;
 			h.raw_len = br->hole;
-		} else if (c->cctx && br->len > 0 && !enc_looks_random(br->data, br->len)) {
+		} else if ((br->own_level || c->level > 0) && br->len > 0 && !enc_looks_random(br->data, br->len)) {
 			size_t limit = enc_zstd_limit(br->len);
-			size_t z = limit ? ZSTD_compressCCtx(c->cctx, c->scratch, limit, br->data, br->len, c->level) : 0;
+			int lvl = br->own_level ? br->level : c->level;
+			size_t z = limit ? ZSTD_compressCCtx(c->cctx, c->scratch, limit, br->data, br->len, lvl) : 0;
 			/* any error (dstSize_tooSmall above all) means: store raw */
 			if (limit && !ZSTD_isError(z) && z <= limit) {
 				h.codec = REC_ZSTD;

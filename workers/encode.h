@@ -9,7 +9,11 @@
 
 struct enc_ctx;
 
-/* level: zstd level (1..19; 0 or negative = store raw, no compression). */
+/* level: zstd level (1..19; 0 or negative = store raw, no compression) of
+ * the records that carry no level of their own. A record with own_level is
+ * compressed at its level whatever the ctx's: any zstd level, negative ones
+ * being zstd's fast levels and 0 zstd's default (3); levels outside
+ * ZSTD_minCLevel()..ZSTD_maxCLevel() make enc_batch fail with -EINVAL. */
 int enc_ctx_new(int level, struct enc_ctx **ret_ctx);
 void enc_ctx_free(struct enc_ctx *c); /* NULL ok */
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "fuzz_common.h"
+#include "storage/ns.h"
 #include "storage/nsop.h"
 #include "storage/record.h"
 
@@ -56,7 +57,9 @@ static size_t mk_file(uint8_t *buf, size_t cap, uint64_t ino, const char *name, 
 }
 
 /* A batch with a FIFO, a device node and extended attributes on ino 2 and
- * the root (stream version 2: 'I' with rdev, 'X' records). */
+ * the root (stream version 2: 'I' with rdev, 'X' records), and a directory
+ * and a file that inherit the root's user.blazefs.zstd_level (stream
+ * version 3 also carries every inode's append_ns). */
 static size_t mk_kinds(uint8_t *buf, size_t cap)
 {
 	uint8_t op[NSOP_MAX_LEN];
@@ -66,6 +69,12 @@ static size_t mk_kinds(uint8_t *buf, size_t cap)
 		  .rdev = 0x8800 },
 		{ .kind = NS_SETXATTR, .ino = 2, .name = "user.origin", .name_len = 11, .name2 = "host-1", .name2_len = 6 },
 		{ .kind = NS_SETXATTR, .ino = NS_ROOT_INO, .name = "trusted.x", .name_len = 9 },
+		{ .kind = NS_SETXATTR, .ino = NS_ROOT_INO, .name = NS_XA_ZSTD_LEVEL, .name_len = sizeof(NS_XA_ZSTD_LEVEL) - 1,
+		  .name2 = "19", .name2_len = 2 },
+		{ .kind = NS_MKDIR, .ino = 9, .parent = NS_ROOT_INO, .name = "inherits", .name_len = 8, .mode = S_IFDIR | 0755,
+		  .ctime_ns = 1764482400000000000 },
+		{ .kind = NS_CREATE, .ino = 10, .parent = 9, .name = "f", .name_len = 1, .mode = S_IFREG | 0644,
+		  .ctime_ns = 1764482400000000001 },
 	};
 	size_t len = 0;
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {

@@ -227,8 +227,51 @@ static void test_bad(void)
 	enc_result_free(NULL);
 }
 
+/* A record's own level (per-directory user.blazefs.zstd_level) wins over
+ * the ctx's, 0 and negative ones included (zstd's default / fast levels). */
+static uint64_t stored_at(struct enc_ctx *c, const uint8_t *text, size_t len, bool own, int level, int *ret_codec)
+{
+	struct batch_rec br = {.type = REC_DATA, .ino = 5, .len = (uint32_t)len, .data = text,
+			       .level = (int8_t)level, .own_level = own};
+	struct batch b = {.seq = 1, .nrec = 1, .recs = &br, .raw_bytes = len};
+	struct enc_result res;
+	uint64_t st;
+
+	T_CHECK_EQ(enc_batch(c, &b, &res), 0);
+	*ret_codec = check_frames(&b, &res, -1) == 1 ? (res.n_zstd ? REC_ZSTD : REC_RAW) : -1;
+	st = res.stored_bytes;
+	enc_result_free(&res);
+	return st;
+}
+
+static void test_own_level(void)
+{
+	struct tb t;
+	struct enc_ctx *c = NULL;
+	int codec;
+
+	tb_init(&t);
+	tb_add(&t, REC_DATA, 5, 0, 60000, 1);
+	T_ASSERT(enc_ctx_new(0, &c) == 0); /* the ctx's level stores raw */
+	uint64_t raw = stored_at(c, t.bufs[0], 60000, false, 0, &codec);
+	T_CHECK(raw == 60000 && codec == REC_RAW);
+	uint64_t fast = stored_at(c, t.bufs[0], 60000, true, -5, &codec);
+	T_CHECK(codec == REC_ZSTD && fast < raw);
+	uint64_t def = stored_at(c, t.bufs[0], 60000, true, 0, &codec);
+	T_CHECK(codec == REC_ZSTD && def < fast);
+	uint64_t best = stored_at(c, t.bufs[0], 60000, true, 19, &codec);
+	T_CHECK(codec == REC_ZSTD && best < def);
+	struct batch_rec br = {.type = REC_DATA, .ino = 5, .len = 10, .data = t.bufs[0], .level = 100, .own_level = true};
+	struct batch b = {.seq = 1, .nrec = 1, .recs = &br, .raw_bytes = 10};
+	struct enc_result res;
+	T_CHECK_EQ(enc_batch(c, &b, &res), -EINVAL);
+	enc_ctx_free(c);
+	tb_free(&t);
+}
+
 int main(void)
 {
+	test_own_level();
 	test_text(1);
 	test_text(3);
 	test_text(0);

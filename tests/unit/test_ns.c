@@ -1036,8 +1036,57 @@ static void test_special_xattr(void)
 	ns_free(ns);
 }
 
+/* The daemon's append clock: creation ctime, then timed ns_set_size;
+ * setattr of mtime (touch -d) does not move it. Settings inherited at
+ * NS_CREATE / NS_MKDIR (ns.h NS_XA_*). */
+static void test_append_clock_and_inherit(void)
+{
+	struct ns *ns = NULL, *c = NULL;
+	char v[32];
+	T_ASSERT(ns_new(&ns) == 0);
+	uint64_t f = mk(ns, NS_CREATE, 1, "f");
+	struct ns_attr a = attr(ns, f);
+	T_CHECK(a.append_ns == a.ctime_ns && a.append_ns != 0);
+	T_CHECK_EQ(ns_set_size(ns, f, 10, 5555), 0);
+	T_CHECK_EQ(attr(ns, f).append_ns, 5555);
+	T_CHECK_EQ(ns_set_size(ns, f, 11, 0), 0); /* untimed bookkeeping keeps it */
+	T_CHECK_EQ(attr(ns, f).append_ns, 5555);
+	struct ns_op o = {.kind = NS_SETATTR, .ino = f, .flags = NS_SET_MTIME | NS_SET_ATIME, .mtime_ns = 1,
+			  .atime_ns = 1, .ctime_ns = 9999};
+	T_CHECK_EQ(ns_apply(ns, &o), 0);
+	T_CHECK(attr(ns, f).mtime_ns == 1 && attr(ns, f).append_ns == 5555);
+
+	uint64_t d = mk(ns, NS_MKDIR, 1, "d");
+	T_CHECK_EQ(xset(ns, d, NS_XA_ZSTD_LEVEL, "19", 0), 0);
+	T_CHECK_EQ(xset(ns, d, NS_XA_CHUNK_BYTES, "65536", 0), 0);
+	T_CHECK_EQ(xset(ns, d, NS_XA_RETAIN, "30d", 0), 0);
+	T_CHECK_EQ(xset(ns, d, "user.other", "x", 0), 0);
+	uint64_t sub = mk(ns, NS_MKDIR, d, "sub");
+	uint64_t g = mk(ns, NS_CREATE, sub, "g");
+	T_CHECK_EQ(ns_getxattr(ns, sub, NS_XA_RETAIN, strlen(NS_XA_RETAIN), v, sizeof(v)), 3);
+	T_CHECK(memcmp(v, "30d", 3) == 0);
+	T_CHECK_EQ(ns_getxattr(ns, sub, NS_XA_ZSTD_LEVEL, strlen(NS_XA_ZSTD_LEVEL), v, sizeof(v)), 2);
+	T_CHECK_EQ(ns_getxattr(ns, sub, "user.other", 10, NULL, 0), -ENODATA);
+	T_CHECK_EQ(ns_getxattr(ns, g, NS_XA_ZSTD_LEVEL, strlen(NS_XA_ZSTD_LEVEL), v, sizeof(v)), 2);
+	T_CHECK(memcmp(v, "19", 2) == 0);
+	T_CHECK_EQ(ns_getxattr(ns, g, NS_XA_CHUNK_BYTES, strlen(NS_XA_CHUNK_BYTES), v, sizeof(v)), 5);
+	T_CHECK_EQ(ns_getxattr(ns, g, NS_XA_RETAIN, strlen(NS_XA_RETAIN), NULL, 0), -ENODATA);
+	uint64_t s = mk(ns, NS_SYMLINK, d, "s");
+	T_CHECK_EQ(ns_listxattr(ns, s, NULL, 0), 0);
+	/* a copy: changing the parent later leaves the child's own */
+	T_CHECK_EQ(xset(ns, d, NS_XA_ZSTD_LEVEL, "3", 0), 0);
+	T_CHECK_EQ(ns_getxattr(ns, g, NS_XA_ZSTD_LEVEL, strlen(NS_XA_ZSTD_LEVEL), v, sizeof(v)), 2);
+	/* clone keeps both */
+	T_ASSERT(ns_clone(ns, &c) == 0);
+	T_CHECK_EQ(attr(c, f).append_ns, 5555);
+	T_CHECK_EQ(ns_getxattr(c, g, NS_XA_ZSTD_LEVEL, strlen(NS_XA_ZSTD_LEVEL), v, sizeof(v)), 2);
+	ns_free(c);
+	ns_free(ns);
+}
+
 int main(void)
 {
+	test_append_clock_and_inherit();
 	test_special_xattr();
 	test_basics();
 	test_rename();

@@ -191,9 +191,10 @@ static void dump_put(struct dump *d, const char *s, size_t n)
 static int dump_inode(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len)
 {
 	char line[256];
-	int n = snprintf(line, sizeof(line), "I %llu %o %u %u %u %llu %lld %lld %lld %x ", (unsigned long long)a->ino,
-			 a->mode, a->uid, a->gid, a->nlink, (unsigned long long)a->size, (long long)a->atime_ns,
-			 (long long)a->mtime_ns, (long long)a->ctime_ns, a->rdev);
+	int n = snprintf(line, sizeof(line), "I %llu %o %u %u %u %llu %lld %lld %lld %lld %x ",
+			 (unsigned long long)a->ino, a->mode, a->uid, a->gid, a->nlink, (unsigned long long)a->size,
+			 (long long)a->atime_ns, (long long)a->mtime_ns, (long long)a->ctime_ns, (long long)a->append_ns,
+			 a->rdev);
 	dump_put(arg, line, (size_t)n);
 	if (sl)
 		dump_put(arg, sl, sl_len);
@@ -433,6 +434,15 @@ static void test_namespace(void)
 	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
 	op = (struct ns_op){.kind = NS_SETATTR, .ino = NS_ROOT_INO, .flags = NS_SET_MODE, .mode = S_IFDIR | 0711};
 	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	/* touch -d of a file with data: mtime moves, the append clock (append_ns,
+	 * stream version 3) does not, in the store as in the model */
+	op = (struct ns_op){.kind = NS_SETATTR, .ino = bb, .flags = NS_SET_MTIME, .mtime_ns = 555};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	/* a setting of dir is inherited by a file created in it, in both */
+	op = (struct ns_op){.kind = NS_SETXATTR, .ino = dir, .name = NS_XA_ZSTD_LEVEL,
+			    .name_len = sizeof(NS_XA_ZSTD_LEVEL) - 1, .name2 = "19", .name2_len = 2};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	(void)mk_file(&m, &b, dir, "inherits");
 	/* special files (rdev kept) and extended attributes (binary values) */
 	op = (struct ns_op){.kind = NS_MKNOD, .parent = dir, .name = "fifo", .name_len = 4, .mode = S_IFIFO | 0640};
 	op.ino = ns_alloc_ino(m.ns);
