@@ -1,7 +1,7 @@
 /* ns.h — an in-memory namespace: inodes, directory entries, attributes.
  * Pure data structure (no I/O, no locking: the owner serializes access).
  *
- * Two instances exist at run time: the engine's (store.c: the state applied
+ * Two instances exist at run time: the engine's (store*.c: the state applied
  * from the WAL, persisted at checkpoint) and the filesystem's live view
  * (fs/: includes operations still in the pipeline). Both change only through
  * ns_apply(), so they cannot disagree about what an operation means.

@@ -19,7 +19,7 @@
  *                      bytes set to zero
  *
  * followed by 4048 payload bytes (unused payload bytes are zero). What the
- * payload means depends on the type: see store.c and
+ * payload means depends on the type: see store_data.c, store_ckpt.c and
  * docs/FORMAT.md ("The PageStore and recovery").
  *
  * A page is valid iff magic, checksum, type and pgno all match. Reading an

@@ -1,5 +1,5 @@
 /* pager.h — fixed-size checksummed pages of store.db and their read cache.
- * Internal to the PageStore (store.c). Page layout: docs/FORMAT.md ("The PageStore and recovery")
+ * Internal to the PageStore (store*.c). Page layout: docs/FORMAT.md ("The PageStore and recovery")
  * and the comment at the top of pager.c.
  *
  * Threads: pager_write/pager_sync are called by the commit thread only;

@@ -8,12 +8,14 @@
  *   0       1     magic       0xB7
  *   1       1     version     REC_VERSION (1)
  *   2       1     type        1 = REC_DATA, 2 = REC_NS
- *   3       1     codec       0 = REC_RAW, 1 = REC_ZSTD
+ *   3       1     codec       0 = REC_RAW, 1 = REC_ZSTD, 2 = REC_HOLE
  *   4       1-10  ino         unsigned LEB128 (REC_NS: must be 0)
  *   .       1-10  off         unsigned LEB128 (REC_NS: must be 0)
- *   .       1-5   raw_len     unsigned LEB128, <= REC_MAX_RAW
+ *   .       1-7   raw_len     unsigned LEB128, <= REC_MAX_RAW
+ *                             (REC_HOLE: <= REC_MAX_HOLE = 2^44)
  *   .       1-5   stored_len  unsigned LEB128; RAW: == raw_len;
- *                             ZSTD: <= ZSTD_COMPRESSBOUND(raw_len)
+ *                             ZSTD: <= ZSTD_COMPRESSBOUND(raw_len);
+ *                             HOLE: 0
  *   .       8     hash        XXH3_64bits(raw payload), little endian
  *   .       4     hcheck      low 32 bits of XXH3_64bits(bytes [0, here)),
  *                             little endian
@@ -21,7 +23,11 @@
  *
  * Varints are minimal: an encoding longer than needed (a final byte of 0x00
  * after the first), longer than 10 bytes, or overflowing 64 bits is invalid.
- * The header is 18..46 bytes (REC_HDR_MAX = 64 bounds it).
+ * The header is 20..48 bytes (REC_HDR_MAX = 64 bounds it).
+ *
+ * A HOLE record (REC_DATA only) carries no payload: its raw_len bytes are
+ * zeros that are not stored (a sparse file's gap); its hash is XXH3 of the
+ * empty string, checked by rec_decode like a field rule.
  *
  * Decoding order: fields are validated as soon as their bytes are present, so
  * garbage (e.g. a zero-filled region: bad magic) yields -EBADMSG at once,
@@ -106,17 +112,27 @@ int rec_varint_get(const uint8_t *buf, size_t len, uint64_t *ret_v)
 
 static uint32_t hdr_check(const uint8_t *buf, size_t len) { return (uint32_t)XXH3_64bits(buf, len); }
 
+static bool codec_ok(uint8_t codec) { return codec == REC_RAW || codec == REC_ZSTD || codec == REC_HOLE; }
+
+/* Largest raw_len a codec allows. */
+static uint64_t raw_max(uint8_t codec) { return codec == REC_HOLE ? REC_MAX_HOLE : REC_MAX_RAW; }
+
+/* XXH3 of the empty string: the hash of every hole record. */
+static uint64_t empty_hash(void) { return XXH3_64bits("", 0); }
+
 /* Field rules shared by the encoder and the decoder. */
 static bool hdr_fields_ok(uint8_t type, uint8_t codec, uint64_t ino, uint64_t off, uint64_t raw_len,
 			  uint64_t stored_len)
 {
 	if (type != REC_DATA && type != REC_NS)
 		return false;
-	if (codec != REC_RAW && codec != REC_ZSTD)
+	if (!codec_ok(codec))
 		return false;
 	if (type == REC_NS && (ino != 0 || off != 0))
 		return false;
-	if (raw_len > REC_MAX_RAW)
+	if (raw_len > raw_max(codec))
+		return false;
+	if (codec == REC_HOLE && (type != REC_DATA || stored_len != 0))
 		return false;
 	if (codec == REC_RAW && stored_len != raw_len)
 		return false;
@@ -131,7 +147,8 @@ int rec_hdr_encode(const struct rec_hdr *h, uint8_t *buf, size_t cap)
 	size_t n = 0;
 	int r;
 
-	if (!hdr_fields_ok(h->type, h->codec, h->ino, h->off, h->raw_len, h->stored_len)) {
+	if (!hdr_fields_ok(h->type, h->codec, h->ino, h->off, h->raw_len, h->stored_len) ||
+	    (h->codec == REC_HOLE && h->hash != empty_hash())) {
 		r = -EINVAL;
 		goto out;
 	}
@@ -191,7 +208,7 @@ int rec_decode(const uint8_t *buf, size_t len, struct rec_hdr *ret_hdr, const ui
 		goto out;
 	}
 	h.codec = buf[n++];
-	if (h.codec != REC_RAW && h.codec != REC_ZSTD) {
+	if (!codec_ok(h.codec)) {
 		r = -EBADMSG;
 		goto out;
 	}
@@ -202,7 +219,7 @@ int rec_decode(const uint8_t *buf, size_t len, struct rec_hdr *ret_hdr, const ui
 		n += (size_t)r;
 		/* Reject impossible lengths early: a corrupted length must not
 		 * make the caller wait for (-ENODATA) megabytes that never come. */
-		if ((i == 2 && v[2] > REC_MAX_RAW) || (i == 3 && v[3] > ZSTD_COMPRESSBOUND(REC_MAX_RAW))) {
+		if ((i == 2 && v[2] > raw_max(h.codec)) || (i == 3 && v[3] > ZSTD_COMPRESSBOUND(REC_MAX_RAW))) {
 			r = -EBADMSG;
 			goto out;
 		}
@@ -213,13 +230,17 @@ int rec_decode(const uint8_t *buf, size_t len, struct rec_hdr *ret_hdr, const ui
 	}
 	h.ino = v[0];
 	h.off = v[1];
-	h.raw_len = (uint32_t)v[2];
+	h.raw_len = v[2];
 	h.stored_len = (uint32_t)v[3];
 	if (len - n < 12) {
 		r = -ENODATA;
 		goto out;
 	}
 	h.hash = bz_get_le64(buf + n);
+	if (h.codec == REC_HOLE && h.hash != empty_hash()) {
+		r = -EBADMSG;
+		goto out;
+	}
 	n += 8;
 	if (REC_CHECKSUMS && bz_get_le32(buf + n) != hdr_check(buf, n)) {
 		r = -EBADMSG;
@@ -248,7 +269,16 @@ int rec_payload_decode(const struct rec_hdr *h, const uint8_t *payload, uint8_t 
 		r = -EBADMSG;
 		goto out;
 	}
-	if (h->codec == REC_RAW) {
+	if (h->codec == REC_HOLE) {
+		if (h->hash != empty_hash()) {
+			r = -EBADMSG;
+			goto out;
+		}
+		if (h->raw_len)
+			memset(out, 0, h->raw_len);
+		r = 0;
+		goto out;
+	} else if (h->codec == REC_RAW) {
 		if (h->raw_len)
 			memcpy(out, payload, h->raw_len);
 	} else {

@@ -14,17 +14,21 @@
 
 #define REC_VERSION 1
 #define REC_HDR_MAX 64           /* no encoded header is longer */
-#define REC_MAX_RAW (16u << 20)  /* largest raw payload a decoder accepts */
+#define REC_MAX_RAW (16u << 20)  /* largest raw payload a decoder accepts (raw, zstd) */
+#define REC_MAX_HOLE (1ull << 44) /* largest raw_len of a REC_HOLE record */
 
 enum rec_type { REC_DATA = 1, REC_NS = 2 };
-enum rec_codec { REC_RAW = 0, REC_ZSTD = 1 };
+/* REC_HOLE: a data record with no payload (stored_len 0) whose raw_len
+ * zero bytes are a hole: they read as zeros and store nothing. Only with
+ * REC_DATA; hash = XXH3 of the empty string. */
+enum rec_codec { REC_RAW = 0, REC_ZSTD = 1, REC_HOLE = 2 };
 
 struct rec_hdr {
 	uint8_t type;        /* enum rec_type */
 	uint8_t codec;       /* enum rec_codec */
 	uint64_t ino;        /* data: the file; ns: 0 */
 	uint64_t off;        /* data: logical offset of the first raw byte; ns: 0 */
-	uint32_t raw_len;    /* bytes after decoding */
+	uint64_t raw_len;    /* bytes after decoding (<= REC_MAX_RAW; REC_HOLE: <= REC_MAX_HOLE) */
 	uint32_t stored_len; /* payload bytes in the frame */
 	uint64_t hash;       /* XXH3_64bits of the raw payload */
 };
@@ -44,7 +48,9 @@ int rec_decode(const uint8_t *buf, size_t len, struct rec_hdr *ret_hdr, const ui
 
 /* Turns a stored payload into raw bytes (decompressing if codec is zstd)
  * into out[0..h->raw_len) and verifies h->hash. dctx may be NULL (a
- * one-shot context is used). Returns 0 or -EBADMSG. */
+ * one-shot context is used). Returns 0 or -EBADMSG. A REC_HOLE record
+ * zero-fills out[0..raw_len): callers must treat holes without decoding
+ * them unless they sized out for raw_len. */
 struct ZSTD_DCtx_s;
 int rec_payload_decode(const struct rec_hdr *h, const uint8_t *payload, uint8_t *out,
 		       struct ZSTD_DCtx_s *dctx);

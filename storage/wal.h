@@ -1,5 +1,5 @@
 /* wal.h — the write-ahead log: preallocated, recycled segment files.
- * Used only by store.c on the commit thread (and by recovery/fsck tools).
+ * Used only by the store (store*.c) on the commit thread (and by recovery/fsck tools).
  * Format and recovery algorithm: docs/FORMAT.md ("The write-ahead log") and the comment atop wal.c.
  * Not thread-safe: one thread (the commit thread) makes every call on a wal.
  *

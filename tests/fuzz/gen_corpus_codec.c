@@ -3,7 +3,7 @@
  *      storage/util.c -lzstd -lxxhash -o gen_corpus
  *   ./gen_corpus tests/fuzz/corpus
  * writes CORPUS/record/seed-* (frames with valid checksums: raw, zstd, ns,
- * back-to-back, truncated) and CORPUS/nsop/seed-* (one per op kind). */
+ * back-to-back, truncated, holes) and CORPUS/nsop/seed-* (one per op kind). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +45,17 @@ static size_t frame(uint8_t *out, uint8_t type, bool zstd, uint64_t ino, uint64_
 		exit(1);
 	memcpy(out + hl, pl, pn);
 	return (size_t)hl + pn;
+}
+
+/* A hole record: raw_len zeros, stored as nothing. */
+static size_t hole(uint8_t *out, uint64_t ino, uint64_t off, uint64_t len)
+{
+	struct rec_hdr h = {.type = REC_DATA, .codec = REC_HOLE, .ino = ino, .off = off, .raw_len = len,
+			    .hash = rec_hash("", 0)};
+	int hl = rec_hdr_encode(&h, out, REC_HDR_MAX);
+	if (hl < 0)
+		exit(1);
+	return (size_t)hl;
 }
 
 int main(int argc, char **argv)
@@ -110,5 +121,13 @@ int main(int argc, char **argv)
 	put("record", "stream", buf, n);
 	/* a torn tail: the stream cut in the middle of its last frame */
 	put("record", "torn", buf, n - 3);
+	/* holes (REC_HOLE: no payload): an 8 TiB one alone, then one between
+	 * two data records */
+	n = hole(buf, 2, 4096, 8ull << 40);
+	put("record", "hole", buf, n);
+	n = frame(buf, REC_DATA, false, 2, 0, text, 100);
+	n += hole(buf + n, 2, 100, 1ull << 20);
+	n += frame(buf + n, REC_DATA, true, 2, 100 + (1ull << 20), text, 1000);
+	put("record", "hole-stream", buf, n);
 	return 0;
 }

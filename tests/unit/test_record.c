@@ -360,6 +360,79 @@ static void test_fields(void)
 	T_CHECK_EQ(rec_payload_decode(&h, z, out, NULL), -EBADMSG);
 }
 
+/* REC_HOLE (docs/FORMAT.md "Record frame"): a data record with no payload
+ * whose raw_len bytes read as zeros; raw_len up to 2^44; hash = XXH3(""). */
+static void test_holes(void)
+{
+	uint8_t b[256] = {0};
+	const uint64_t eh = XXH3_64bits("", 0);
+	struct rec_hdr h;
+	const uint8_t *pl;
+	size_t fl, n;
+
+	/* an 8 TiB hole: header only, built from the document */
+	n = doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 7, 4096, 8ull << 40, 0, eh);
+	T_CHECK_EQ(rec_decode(b, n, &h, &pl, &fl), 0);
+	T_CHECK_EQ(fl, n);
+	T_CHECK_EQ(h.codec, REC_HOLE);
+	T_CHECK(h.raw_len == 8ull << 40);
+	T_CHECK_EQ(h.stored_len, 0);
+	T_CHECK_EQ(h.ino, 7);
+	T_CHECK_EQ(h.off, 4096);
+	/* the library encodes the same bytes */
+	uint8_t e[REC_HDR_MAX];
+	T_CHECK_EQ(rec_hdr_encode(&h, e, sizeof(e)), (int)n);
+	T_CHECK(memcmp(e, b, n) == 0);
+	/* every proper prefix needs more bytes */
+	for (size_t i = 0; i < n; i++)
+		T_CHECK_EQ(dec(b, i), -ENODATA);
+	/* the largest hole, and one byte more */
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 2, 0, REC_MAX_HOLE, 0, eh)), 0);
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 2, 0, REC_MAX_HOLE + 1, 0, eh)), -EBADMSG);
+	/* a payload, a namespace hole, another hash: malformed */
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 2, 0, 10, 10, eh)), -EBADMSG);
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_NS, REC_HOLE, 0, 0, 10, 0, eh)), -EBADMSG);
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 2, 0, 10, 0, eh ^ 1)), -EBADMSG);
+	/* the 16 MiB limit stays for the other codecs */
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, REC_RAW, 2, 0, REC_MAX_RAW + 1, REC_MAX_RAW + 1, 0)),
+		   -EBADMSG);
+	T_CHECK_EQ(dec(b, doc_hdr(b, 0xB7, 1, REC_DATA, 3, 2, 0, 0, 0, eh)), -EBADMSG);
+	/* every single-bit flip of a hole frame is caught */
+	n = doc_hdr(b, 0xB7, 1, REC_DATA, REC_HOLE, 9, 1, 12345, 0, eh);
+	for (size_t i = 0; i < n * 8; i++) {
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+		int r = rec_decode(b, n, &h, &pl, &fl);
+		T_CHECK(r < 0 || h.raw_len != 12345 || h.ino != 9 || h.off != 1 || fl != n ||
+			h.codec != REC_HOLE ? r != 0 : false);
+		b[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	/* decoding a small hole yields zeros */
+	T_CHECK_EQ(rec_decode(b, n, &h, &pl, &fl), 0);
+	h.raw_len = 16;
+	uint8_t out[16];
+	memset(out, 0xee, sizeof(out));
+	T_CHECK_EQ(rec_payload_decode(&h, pl, out, NULL), 0);
+	for (size_t i = 0; i < sizeof(out); i++)
+		T_CHECK_EQ(out[i], 0);
+	h.hash ^= 1;
+	T_CHECK_EQ(rec_payload_decode(&h, pl, out, NULL), -EBADMSG);
+	/* the encoder refuses what the decoder refuses */
+	struct rec_hdr g = {.type = REC_DATA, .codec = REC_HOLE, .ino = 2, .raw_len = 1, .hash = eh};
+	T_CHECK(rec_hdr_encode(&g, e, sizeof(e)) > 0);
+	g.hash = 0;
+	T_CHECK_EQ(rec_hdr_encode(&g, e, sizeof(e)), -EINVAL);
+	g.hash = eh;
+	g.stored_len = 1;
+	T_CHECK_EQ(rec_hdr_encode(&g, e, sizeof(e)), -EINVAL);
+	g.stored_len = 0;
+	g.raw_len = REC_MAX_HOLE + 1;
+	T_CHECK_EQ(rec_hdr_encode(&g, e, sizeof(e)), -EINVAL);
+	g.raw_len = REC_MAX_HOLE;
+	g.ino = g.off = UINT64_MAX;
+	int hl = rec_hdr_encode(&g, e, sizeof(e));
+	T_CHECK(hl > 0 && hl <= REC_HDR_MAX);
+}
+
 static void test_encode_errors(void)
 {
 	uint8_t b[REC_HDR_MAX];
@@ -400,6 +473,7 @@ int main(void)
 	test_varints();
 	test_encode_errors();
 	test_fields();
+	test_holes();
 	test_flips_and_truncations();
 	test_roundtrips();
 	T_DONE();

@@ -1,0 +1,757 @@
+/* store_ckpt.c — the PageStore's durable roots: superblock encode/decode,
+ * the namespace checkpoint stream (serialize, parse, load its page chain),
+ * the free list, and store_checkpoint. Format: docs/FORMAT.md ("The
+ * PageStore and recovery" sections 3, 6, 7 and 8).
+ *
+ * SUPERBLOCKS. Pages 0 and 1. The superblock of generation g lives in page
+ * g % 2 (LMDB style: a checkpoint overwrites the OLDER one). A new store is
+ * written as generation 0 in page 0 and generation 1 in page 1, identical
+ * otherwise. Payload (little endian, after the page header):
+ *     0 u32 "BZSB"   4 u32 format version (1)   8 u32 page_size (4096)
+ *    12 u32 wal segments   16 u64 generation   24 u64 checkpoint_lsn
+ *    32 u32 wal_pos.segment   36 u32 0   40 u64 wal_pos.life
+ *    48 u64 wal_pos.offset   56 u64 wal segment_bytes   64 u64 next_ino
+ *    72 u64 high-water mark (pages ever allocated, = file size / 4096)
+ *    80 u64 ns chain first page   88 u64 ns chain pages   96 u64 ns bytes
+ *   104 u64 stored bytes   112 u64 logical bytes   120 u64 data pages
+ *   128 u64 checkpoints
+ *
+ * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
+ * (inodes with rdev, symlink targets, extended attributes, entries, per-file
+ * index state, free page list) is serialized into a chain of NEW NSMETA
+ * pages (stream version 2; version 1, without rdev and attributes, is still
+ * read). O(files) per checkpoint: a known cost. The parser (st_ns_load_chain
+ * -> ns_parse) treats the stream as untrusted: every read is bounds checked
+ * (struct rd); tests/fuzz (fuzz_page, fuzz_recover) feed it arbitrary
+ * store.db bytes.
+ *
+ * FREE SPACE. A page referenced by the durable superblock is never
+ * overwritten. Pages released during an interval (the previous namespace
+ * chain, index pages of deleted files) are "pending" and become free only
+ * once the next superblock is durable.
+ *
+ * CHECKPOINT. (1) write the open data page (seal it), (2) release the old
+ * namespace chain and dead index chains to pending, (3) write the new
+ * namespace chain, (4) fsync store.db, (5) write superblock g+1 into page
+ * (g+1)%2 naming checkpoint_lsn = last applied LSN and the WAL tail
+ * position, (6) fsync store.db, (7) wal_recycle, pending -> free. Any
+ * failure sets the sticky error: every later mutator returns -EIO. When
+ * nothing changed since the last checkpoint, steps 1-4 are skipped (the
+ * new superblock names the same chain: a "light" checkpoint).
+ *
+ * LOCKS. store_checkpoint runs on the commit thread (or in store_open /
+ * store_close, before or after any other thread uses the store). It holds
+ * s->lock exclusive while sealing the open page, shared while serializing
+ * the namespace (ns_serialize: REQUIRES_SHARED) and while reading the
+ * counters the new superblock names, and not at all during writes of the
+ * new chain, fsyncs and the superblock. ns_parse and st_ns_load_chain run
+ * only during open, before any other thread can see the store (NO_TSA).
+ * st_sb_encode/st_sb_decode are pure.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "store_int.h"
+
+/* ------------------------------------------------------------------ */
+/* byte buffers (stream encoding and parsing)                          */
+
+/* A growable byte buffer; the first allocation failure sticks in err. */
+struct bbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+/* A bounds-checked reader over a byte buffer; the first error sticks. */
+struct rd {
+	const uint8_t *p;
+	size_t len, pos;
+	int err;
+};
+
+static uint8_t *bb_room(struct bbuf *b, size_t n)
+{
+	if (b->err)
+		return NULL;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return NULL;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	return b->p + b->len;
+}
+
+static void bb_put(struct bbuf *b, const void *src, size_t n)
+{
+	uint8_t *d = bb_room(b, n);
+	if (!d)
+		return;
+	if (n)
+		memcpy(d, src, n);
+	b->len += n;
+}
+
+static void bb_u8(struct bbuf *b, uint8_t v) { bb_put(b, &v, 1); }
+
+static void bb_var(struct bbuf *b, uint64_t v)
+{
+	uint8_t *d = bb_room(b, 10);
+	if (!d)
+		return;
+	int n = rec_varint_put(d, 10, v);
+	if (NEVER(n <= 0)) {
+		b->err = -EINVAL;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static void bb_le64(struct bbuf *b, uint64_t v)
+{
+	uint8_t t[8];
+	bz_put_le64(t, v);
+	bb_put(b, t, 8);
+}
+
+static uint64_t rd_var(struct rd *r)
+{
+	uint64_t v = 0;
+	if (r->err)
+		return 0;
+	int n = rec_varint_get(r->p + r->pos, r->len - r->pos, &v);
+	if (n <= 0) {
+		r->err = -EBADMSG;
+		return 0;
+	}
+	r->pos += (size_t)n;
+	return v;
+}
+
+static uint32_t rd_var32(struct rd *r)
+{
+	uint64_t v = rd_var(r);
+	if (v > UINT32_MAX) {
+		r->err = -EBADMSG;
+		return 0;
+	}
+	return (uint32_t)v;
+}
+
+static const uint8_t *rd_bytes(struct rd *r, size_t n)
+{
+	if (r->err || r->len - r->pos < n) {
+		r->err = -EBADMSG;
+		return NULL;
+	}
+	const uint8_t *p = r->p + r->pos;
+	r->pos += n;
+	return p;
+}
+
+static uint8_t rd_u8(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 1);
+	return p ? *p : 0;
+}
+
+static uint64_t rd_le64(struct rd *r)
+{
+	const uint8_t *p = rd_bytes(r, 8);
+	return p ? bz_get_le64(p) : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* superblock                                                          */
+
+void st_sb_encode(const struct store_sb *sb, uint8_t *page)
+{
+	uint8_t *p = page + PAGER_HDR_SIZE;
+	struct pager_hdr h = {
+		.type = PAGER_SUPER, .pgno = sb->gen % 2, .lsn = sb->checkpoint_lsn, .next = 0, .used = 136,
+	};
+
+	memset(page, 0, PAGER_PAGE_SIZE);
+	bz_put_le32(p + 0, SB_MAGIC);
+	bz_put_le32(p + 4, SB_VERSION);
+	bz_put_le32(p + 8, PAGER_PAGE_SIZE);
+	bz_put_le32(p + 12, sb->wal_o.segments);
+	bz_put_le64(p + 16, sb->gen);
+	bz_put_le64(p + 24, sb->checkpoint_lsn);
+	bz_put_le32(p + 32, sb->wal_pos.segment);
+	bz_put_le32(p + 36, 0);
+	bz_put_le64(p + 40, sb->wal_pos.life);
+	bz_put_le64(p + 48, sb->wal_pos.offset);
+	bz_put_le64(p + 56, sb->wal_o.segment_bytes);
+	bz_put_le64(p + 64, sb->next_ino);
+	bz_put_le64(p + 72, sb->hwm);
+	bz_put_le64(p + 80, sb->ns_first);
+	bz_put_le64(p + 88, sb->ns_pages);
+	bz_put_le64(p + 96, sb->ns_bytes);
+	bz_put_le64(p + 104, sb->stored_bytes);
+	bz_put_le64(p + 112, sb->logical_bytes);
+	bz_put_le64(p + 120, sb->data_pages);
+	bz_put_le64(p + 128, sb->checkpoints);
+	pager_seal(page, &h);
+}
+
+/* 0 or -EBADMSG; *why names the failed check. */
+int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why)
+{
+	const uint8_t *p = page + PAGER_HDR_SIZE;
+	struct store_sb sb;
+
+	if (pager_check(page, pgno, PAGER_SUPER, NULL) < 0) {
+		*why = "bad checksum or header";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p) != SB_MAGIC) {
+		*why = "bad superblock magic";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p + 4) != SB_VERSION) {
+		*why = "unsupported format version";
+		return -EBADMSG;
+	}
+	if (bz_get_le32(p + 8) != PAGER_PAGE_SIZE) {
+		*why = "unsupported page size";
+		return -EBADMSG;
+	}
+	sb.wal_o.segments = bz_get_le32(p + 12);
+	sb.gen = bz_get_le64(p + 16);
+	sb.checkpoint_lsn = bz_get_le64(p + 24);
+	sb.wal_pos.segment = bz_get_le32(p + 32);
+	sb.wal_pos.life = bz_get_le64(p + 40);
+	sb.wal_pos.offset = bz_get_le64(p + 48);
+	sb.wal_o.segment_bytes = bz_get_le64(p + 56);
+	sb.next_ino = bz_get_le64(p + 64);
+	sb.hwm = bz_get_le64(p + 72);
+	sb.ns_first = bz_get_le64(p + 80);
+	sb.ns_pages = bz_get_le64(p + 88);
+	sb.ns_bytes = bz_get_le64(p + 96);
+	sb.stored_bytes = bz_get_le64(p + 104);
+	sb.logical_bytes = bz_get_le64(p + 112);
+	sb.data_pages = bz_get_le64(p + 120);
+	sb.checkpoints = bz_get_le64(p + 128);
+	if (sb.gen % 2 != pgno || sb.hwm < 2 || sb.ns_first >= sb.hwm || sb.ns_pages >= sb.hwm ||
+	    sb.ns_bytes > sb.ns_pages * PAGER_PAYLOAD || (sb.ns_pages && sb.ns_first < 2)) {
+		*why = "inconsistent superblock fields";
+		return -EBADMSG;
+	}
+	*ret = sb;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* namespace checkpoint stream                                         */
+
+struct ser {
+	struct bbuf ino, dir;
+	uint64_t n_ino, n_dir;
+};
+
+static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, size_t symlink_len)
+{
+	struct ser *z = arg;
+	bb_u8(&z->ino, 'I');
+	bb_var(&z->ino, a->ino);
+	bb_var(&z->ino, a->mode);
+	bb_var(&z->ino, a->uid);
+	bb_var(&z->ino, a->gid);
+	bb_var(&z->ino, a->nlink);
+	bb_var(&z->ino, a->size);
+	bb_var(&z->ino, a->rdev);
+	bb_le64(&z->ino, (uint64_t)a->atime_ns);
+	bb_le64(&z->ino, (uint64_t)a->mtime_ns);
+	bb_le64(&z->ino, (uint64_t)a->ctime_ns);
+	bb_var(&z->ino, S_ISLNK(a->mode) ? symlink_len : 0);
+	if (S_ISLNK(a->mode))
+		bb_put(&z->ino, symlink, symlink_len);
+	z->n_ino++;
+	return z->ino.err;
+}
+
+static int ser_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
+		     size_t value_len)
+{
+	struct ser *z = arg;
+	bb_u8(&z->ino, 'X');
+	bb_var(&z->ino, ino);
+	bb_var(&z->ino, name_len);
+	bb_put(&z->ino, name, name_len);
+	bb_var(&z->ino, value_len);
+	bb_put(&z->ino, value, value_len);
+	return z->ino.err;
+}
+
+static int ser_dirent(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
+{
+	struct ser *z = arg;
+	bb_u8(&z->dir, 'D');
+	bb_var(&z->dir, dir);
+	bb_var(&z->dir, ino);
+	bb_var(&z->dir, name_len);
+	bb_put(&z->dir, name, name_len);
+	z->n_dir++;
+	return z->dir.err;
+}
+
+static void ser_file(struct bbuf *b, const struct sfile *f)
+{
+	bb_u8(b, 'F');
+	bb_var(b, f->ino);
+	bb_var(b, f->stored_bytes);
+	bb_var(b, f->raw_bytes);
+	bb_var(b, f->n_full);
+	bb_var(b, f->last_full);
+	bb_var(b, f->n_tail);
+	for (uint32_t i = 0; i < f->n_tail; i++) {
+		const struct ient *e = &f->tail[i];
+		bb_var(b, e->off);
+		bb_var(b, e->page);
+		bb_var(b, e->raw_len);
+		bb_var(b, e->frame_len);
+		bb_var(b, e->pg_off);
+	}
+}
+
+/* Serializes everything but the free list into *out (s->lock shared). */
+static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
+{
+	struct ser z = {0};
+	struct ns_visit v = {.inode = ser_inode, .xattr = ser_xattr, .dirent = ser_dirent};
+	int r;
+
+	r = ns_walk(s->ns, &v, &z);
+	if (r == 0)
+		r = z.ino.err ? z.ino.err : z.dir.err;
+	if (r < 0)
+		goto out;
+	uint8_t hdr[8];
+	bz_put_le32(hdr, NS_MAGIC);
+	bz_put_le32(hdr + 4, NS_VERSION);
+	bb_put(out, hdr, 8);
+	bb_var(out, ns_next_ino(s->ns));
+	bb_var(out, s->stored_bytes);
+	bb_var(out, s->logical_bytes);
+	bb_put(out, z.ino.p, z.ino.len);
+	for (size_t i = 0; i < s->files.cap; i++)
+		if (s->files.slot[i])
+			ser_file(out, s->files.slot[i]);
+	bb_put(out, z.dir.p, z.dir.len);
+	r = out->err;
+out:
+	free(z.ino.p);
+	free(z.dir.p);
+	return r;
+}
+
+static void ser_free(struct bbuf *b, const struct u64vec *a, const struct u64vec *c)
+{
+	bb_u8(b, 'P');
+	bb_var(b, a->n + c->n);
+	for (size_t i = 0; i < a->n; i++)
+		bb_var(b, a->v[i]);
+	for (size_t i = 0; i < c->n; i++)
+		bb_var(b, c->v[i]);
+}
+
+/* Worst-case encoded size of the free list record. */
+static size_t free_bytes_max(size_t n) { return 1 + 10 + 10 * n; }
+
+/* Parses a namespace stream into s (at open, before any other thread). */
+static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
+{
+	struct rd r = {.p = p, .len = len};
+	int err = -EBADMSG;
+	struct sfile *f = NULL;
+	uint32_t version;
+
+	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
+		goto out;
+	version = bz_get_le32(p + 4);
+	if (version != 1 && version != NS_VERSION)
+		goto out;
+	if (p[len - 9] != 'E')
+		goto out;
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	if (XXH3_64bits(p, len - 8) != bz_get_le64(p + len - 8))
+		goto out;
+#endif
+	r.len = len - 9;
+	r.pos = 8;
+	uint64_t next_ino = rd_var(&r);
+	s->stored_bytes = rd_var(&r);
+	s->logical_bytes = rd_var(&r);
+	while (!r.err && r.pos < r.len) {
+		uint8_t tag = rd_u8(&r);
+		if (tag == 'I') {
+			struct ns_attr a = {0};
+			a.ino = rd_var(&r);
+			a.mode = rd_var32(&r);
+			a.uid = rd_var32(&r);
+			a.gid = rd_var32(&r);
+			a.nlink = rd_var32(&r);
+			a.size = rd_var(&r);
+			a.rdev = version >= 2 ? rd_var32(&r) : 0;
+			a.atime_ns = (int64_t)rd_le64(&r);
+			a.mtime_ns = (int64_t)rd_le64(&r);
+			a.ctime_ns = (int64_t)rd_le64(&r);
+			uint64_t sl = rd_var(&r);
+			const uint8_t *t = rd_bytes(&r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
+			if (r.err)
+				break;
+			err = ns_load_inode(s->ns, &a, (const char *)t, (size_t)sl);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: inode %llu: %s", (unsigned long long)a.ino,
+				       strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'X' && version >= 2) {
+			uint64_t ino = rd_var(&r), nl = rd_var(&r);
+			const uint8_t *name = rd_bytes(&r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			uint64_t vl = rd_var(&r);
+			const uint8_t *val = rd_bytes(&r, vl > NS_XATTR_VALUE_MAX ? SIZE_MAX : (size_t)vl);
+			if (r.err)
+				break;
+			err = ns_load_xattr(s->ns, ino, (const char *)name, (size_t)nl, val, (size_t)vl);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: attribute of inode %llu: %s",
+				       (unsigned long long)ino, strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'D') {
+			uint64_t dir = rd_var(&r), ino = rd_var(&r), nl = rd_var(&r);
+			const uint8_t *name = rd_bytes(&r, nl > NS_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			if (r.err)
+				break;
+			err = ns_load_dirent(s->ns, dir, (const char *)name, (size_t)nl, ino);
+			if (err < 0) {
+				bz_err("store.db: namespace checkpoint: entry %.*s in %llu: %s", (int)nl,
+				       (const char *)name, (unsigned long long)dir, strerror(-err));
+				goto out;
+			}
+		} else if (tag == 'F') {
+			f = calloc(1, sizeof(*f));
+			if (!f) {
+				err = -ENOMEM;
+				goto out;
+			}
+			f->ino = rd_var(&r);
+			f->stored_bytes = rd_var(&r);
+			f->raw_bytes = rd_var(&r);
+			f->n_full = rd_var(&r);
+			f->last_full = rd_var(&r);
+			uint64_t nt = rd_var(&r);
+			if (r.err || nt >= IDX_PER_PAGE || (f->n_full % IDX_PER_PAGE) || (!f->n_full != !f->last_full) ||
+			    f->last_full >= s->hwm || st_ftab_get(&s->files, f->ino)) {
+				r.err = -EBADMSG;
+				break;
+			}
+			f->loaded = f->n_full == 0;
+			for (uint64_t i = 0; i < nt && !r.err; i++) {
+				struct ient e;
+				e.off = rd_var(&r);
+				e.page = rd_var(&r);
+				e.raw_len = rd_var32(&r);
+				e.frame_len = rd_var32(&r);
+				e.pg_off = rd_var32(&r);
+				if (!r.err && st_sfile_tail_push(f, &e) < 0) {
+					err = -ENOMEM;
+					goto out;
+				}
+			}
+			if (r.err)
+				break;
+			err = st_ftab_put(&s->files, f);
+			if (err < 0)
+				goto out;
+			f = NULL;
+		} else if (tag == 'P') {
+			uint64_t n = rd_var(&r);
+			if (n > len)
+				r.err = -EBADMSG;
+			for (uint64_t i = 0; i < n && !r.err; i++) {
+				uint64_t pg = rd_var(&r);
+				if (pg < 2 || pg >= s->hwm) {
+					r.err = -EBADMSG;
+					break;
+				}
+				if (st_vec_push(&s->free, pg) < 0) {
+					err = -ENOMEM;
+					goto out;
+				}
+			}
+		} else {
+			r.err = -EBADMSG;
+		}
+	}
+	if (r.err)
+		goto out;
+	ns_set_next_ino(s->ns, next_ino);
+	err = 0;
+out:
+	st_sfile_free(f);
+	return err;
+}
+
+/* Reads the namespace chain named by sb (at open). */
+int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	uint8_t *buf = NULL;
+	uint64_t pg = sb->ns_first;
+	size_t len = 0;
+	uint64_t db_size = 0;
+	int r = 0;
+
+	/* The superblock passed its checksum, but never trust a length: every
+	 * page below the high-water mark was written before the checkpoint that
+	 * named it, so store.db holds at least that many pages, and the chain
+	 * cannot be longer than store.db (both found by the fuzzers). */
+	r = vfs_size(s->db_f, &db_size);
+	if (r < 0)
+		goto out;
+	if (sb->hwm > db_size / PAGER_PAGE_SIZE) {
+		bz_err("store.db: superblock names %llu pages in a file of %llu pages",
+		       (unsigned long long)sb->hwm, (unsigned long long)(db_size / PAGER_PAGE_SIZE));
+		r = -EUCLEAN;
+		goto out;
+	}
+	if (!sb->ns_pages)
+		goto out; /* a new store: the fresh namespace */
+	if (sb->ns_pages > db_size / PAGER_PAGE_SIZE) {
+		bz_err("store.db: superblock names a namespace chain of %llu pages in a file of %llu pages",
+		       (unsigned long long)sb->ns_pages, (unsigned long long)(db_size / PAGER_PAGE_SIZE));
+		r = -EUCLEAN;
+		goto out;
+	}
+	buf = malloc(sb->ns_pages * PAGER_PAYLOAD);
+	r = -ENOMEM;
+	if (!buf)
+		goto out;
+	for (uint64_t i = 0; i < sb->ns_pages; i++) {
+		struct pager_hdr h;
+		r = pager_read(s->pager, pg, PAGER_NSMETA, page, &h);
+		if (r < 0)
+			goto out;
+		r = st_vec_push(&s->chain, pg);
+		if (r < 0)
+			goto out;
+		memcpy(buf + len, page + PAGER_HDR_SIZE, h.used);
+		len += h.used;
+		pg = h.next;
+		if ((i + 1 < sb->ns_pages) != (pg != 0)) {
+			r = -EBADMSG;
+			break;
+		}
+	}
+	if (r == 0 && len != sb->ns_bytes)
+		r = -EBADMSG;
+	if (r == 0)
+		r = ns_parse(s, buf, len);
+	if (r == -EBADMSG || r == -EIO) {
+		bz_err("store.db: the namespace checkpoint (generation %llu) is corrupt",
+		       (unsigned long long)sb->gen);
+		r = -EUCLEAN;
+	}
+out:
+	free(buf);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* checkpoint                                                          */
+
+/* Moves the pages of every deleted file's index chain to pending. */
+static void release_dead_chains(struct store *s)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+
+	for (size_t i = 0; i < s->dead.n; i++) {
+		uint64_t pg = s->dead.v[i];
+		uint64_t guard = 0;
+		while (pg && guard++ < s->hwm) {
+			struct pager_hdr h;
+			if (pager_read(s->pager, pg, PAGER_INDEX, page, &h) < 0) {
+				bz_warn("store.db: index chain of a deleted file unreadable at page %llu: pages leak",
+					(unsigned long long)pg);
+				break;
+			}
+			if (st_vec_push(&s->pending, pg) < 0)
+				break;
+			pg = h.next;
+		}
+	}
+	s->dead.n = 0;
+}
+
+int store_checkpoint(struct store *s)
+{
+	struct bbuf b = {0};
+	struct u64vec chain = {0};
+	uint8_t page[PAGER_PAGE_SIZE];
+	struct store_sb sb;
+	int r;
+
+	if (st_load_error(s))
+		return -EIO;
+	if (s->read_only)
+		return -EROFS;
+	if (s->last_applied != s->last_appended) {
+		bz_err("store: checkpoint with unapplied batches (applied %llu, appended %llu)",
+		       (unsigned long long)s->last_applied, (unsigned long long)s->last_appended);
+		return -EINVAL;
+	}
+	uint64_t t0 = bz_now_ns();
+
+	if (!s->dirty && !s->dead.n) {
+		/* Nothing changed since the last checkpoint (a mount without
+		 * replay, a close without writes): the durable namespace chain
+		 * and free list stay valid; only the WAL position moves. */
+		sb = s->sb;
+		sb.gen = s->sb.gen + 1;
+		sb.checkpoint_lsn = s->last_applied;
+		wal_tail_pos(s->wal, &sb.wal_pos);
+		sb.checkpoints = s->sb.checkpoints + 1;
+		st_sb_encode(&sb, page);
+		r = pager_write(s->pager, sb.gen % 2, page);
+		if (r == 0)
+			r = pager_sync(s->pager);
+		if (r < 0)
+			goto fail;
+		wal_recycle(s->wal);
+		s->sb = sb;
+		goto done;
+	}
+
+	/* 1. seal the open data page */
+	bz_cap_wrlock(&s->lock, &store_cap);
+	r = 0;
+	if (s->open_pgno && s->open_used)
+		r = st_data_page_flush(s, 0);
+	else if (s->open_pgno)
+		r = st_vec_push(&s->free, s->open_pgno); /* allocated, never written */
+	if (r == 0)
+		s->open_pgno = 0;
+	if (r == 0)
+		r = st_run_flush(s);
+	bz_cap_wrunlock(&s->lock, &store_cap);
+	if (r < 0)
+		goto fail;
+
+	/* 2. release old chains */
+	release_dead_chains(s);
+	for (size_t i = 0; i < s->chain.n; i++) {
+		r = st_vec_push(&s->pending, s->chain.v[i]);
+		if (r < 0)
+			goto fail;
+	}
+
+	/* 3. the new namespace chain */
+	bz_cap_rdlock(&s->lock, &store_cap);
+	r = ns_serialize(s, &b);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r < 0)
+		goto fail;
+	while (chain.n * (uint64_t)PAGER_PAYLOAD < b.len + free_bytes_max(s->free.n + s->pending.n) + 9) {
+		r = st_vec_push(&chain, st_page_alloc(s));
+		if (r < 0)
+			goto fail;
+	}
+	ser_free(&b, &s->free, &s->pending);
+	bb_u8(&b, 'E');
+	bb_le64(&b, b.err ? 0 : XXH3_64bits(b.p, b.len));
+	r = b.err;
+	if (r < 0)
+		goto fail;
+	size_t done = 0;
+	for (size_t i = 0; i < chain.n; i++) {
+		size_t n = BZ_MIN(b.len - done, (size_t)PAGER_PAYLOAD);
+		struct pager_hdr h = {
+			.type = PAGER_NSMETA,
+			.pgno = chain.v[i],
+			.lsn = s->last_applied,
+			.next = i + 1 < chain.n ? chain.v[i + 1] : 0,
+			.used = (uint32_t)n,
+		};
+		memset(page, 0, sizeof(page));
+		memcpy(page + PAGER_HDR_SIZE, b.p + done, n);
+		done += n;
+		pager_seal(page, &h);
+		r = pager_write(s->pager, chain.v[i], page);
+		if (r < 0)
+			goto fail;
+	}
+
+	/* 4. everything the new superblock references is durable */
+#ifndef BZ_MUTANT_STORE_NO_FSYNC /* mutation test: the crash tests must catch this */
+	r = pager_sync(s->pager);
+	if (r < 0)
+		goto fail;
+#endif
+
+	/* 5. the other superblock */
+	sb = s->sb;
+	sb.gen = s->sb.gen + 1;
+	sb.checkpoint_lsn = s->last_applied;
+	wal_tail_pos(s->wal, &sb.wal_pos);
+	sb.wal_o = s->wal_o;
+	sb.hwm = s->hwm;
+	sb.ns_first = chain.n ? chain.v[0] : 0;
+	sb.ns_pages = chain.n;
+	sb.ns_bytes = b.len;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	sb.next_ino = ns_next_ino(s->ns);
+	sb.stored_bytes = s->stored_bytes;
+	sb.logical_bytes = s->logical_bytes;
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	sb.data_pages = s->data_pages;
+	sb.checkpoints = s->sb.checkpoints + 1;
+	st_sb_encode(&sb, page);
+	r = pager_write(s->pager, sb.gen % 2, page);
+	if (r < 0)
+		goto fail;
+	r = pager_sync(s->pager);
+	if (r < 0)
+		goto fail;
+
+	/* 6. the new checkpoint is durable */
+	wal_recycle(s->wal);
+	s->sb = sb;
+	for (size_t i = 0; i < s->pending.n; i++)
+		if (st_vec_push(&s->free, s->pending.v[i]) < 0)
+			bz_warn("store: out of memory: a free page leaks");
+	s->pending.n = 0;
+	st_vec_free(&s->chain);
+	s->chain = chain;
+	chain = (struct u64vec){0};
+	s->dirty = false;
+	st_set_u64(&s->ns_est, b.len);
+done:
+	st_set_u64(&s->n_free, s->free.n);
+	st_set_u64(&s->n_reuse, s->free.n);
+	st_set_u64(&s->checkpoints, st_get_u64(&s->checkpoints) + 1);
+	st_set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
+	st_set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));
+	bz_info("store: checkpoint %llu at lsn %llu: %zu namespace pages, %llu pages, %llu us",
+		(unsigned long long)sb.gen, (unsigned long long)sb.checkpoint_lsn, (size_t)sb.ns_pages,
+		(unsigned long long)sb.hwm, (unsigned long long)((bz_now_ns() - t0) / 1000));
+	r = 0;
+	goto out;
+fail:
+	r = st_set_error(s, r, "checkpoint");
+out:
+	free(b.p);
+	st_vec_free(&chain);
+	return r;
+}

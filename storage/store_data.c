@@ -1,0 +1,459 @@
+/* store_data.c — the PageStore's write side: the file table (ftab), page
+ * allocation, the data page stream, the per-file index, and applying a
+ * committed batch (store_apply and replay both end in st_apply_batch).
+ * Format: docs/FORMAT.md ("The PageStore and recovery" sections 4, 5, 7 and
+ * 10); page header: pager.c.
+ *
+ * DATA PAGES. Record frames exactly as store_apply received them, packed
+ * back to back in a stream of DATA pages. A frame that does not fit
+ * continues at offset 0 of the page named by the header's `next`. A page is
+ * written once: when it fills, or (partly filled) at a checkpoint, which
+ * SEALS it: later frames start a new page. Full data pages wait in a run of
+ * up to RUN_PAGES consecutive pages (one pwrite); readers find them there;
+ * the checkpoint writes the run (st_run_flush) and seals the open page
+ * (st_data_page_flush).
+ *
+ * PER-FILE INDEX. One entry per data record: (logical offset, data page,
+ * raw length, frame length, offset in page). Entries accumulate in a tail;
+ * when the tail holds 126 entries it is written as one INDEX page whose
+ * `next` is the file's previous full index page (a chain from newest to
+ * oldest), never rewritten. The tail lives inline in the namespace
+ * checkpoint. The full entries are loaded lazily (store_read.c), on the
+ * first read that needs them, so open does not depend on the amount of
+ * data; when more than index_budget entries are loaded, other files'
+ * entries are unloaded.
+ *
+ * PAGE ALLOCATION. st_page_alloc reuses a page of the free list first, else
+ * takes the high-water mark. Pages released during an interval go to "pending" and
+ * become free only once the next superblock is durable (store_ckpt.c). Data
+ * pages are never reclaimed (a page holds records of several files): a
+ * known limitation.
+ *
+ * LOCKS. Everything here runs on the commit thread ([commit] fields need no
+ * lock); the functions that touch the data stream, the file table or the
+ * namespace hold s->lock exclusive (REQUIRES(store_cap)): st_apply_batch
+ * takes it around a batch, store_checkpoint around sealing. The ftab_*
+ * and sfile_* helpers take the table or file as argument and leave locking
+ * to their callers. See store_int.h for the lock order.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store_int.h"
+
+/* ------------------------------------------------------------------ */
+/* file table                                                          */
+
+static size_t ino_hash(uint64_t ino, size_t cap)
+{
+	ino *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(ino >> 17) & (cap - 1);
+}
+
+struct sfile *st_ftab_get(const struct ftab *t, uint64_t ino)
+{
+	if (!t->cap)
+		return NULL;
+	for (size_t i = ino_hash(ino, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		if (!t->slot[i])
+			return NULL;
+		if (t->slot[i]->ino == ino)
+			return t->slot[i];
+	}
+}
+
+int st_ftab_put(struct ftab *t, struct sfile *f)
+{
+	if ((t->n + 1) * 4 > t->cap * 3) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct sfile **slot = calloc(cap, sizeof(*slot));
+		if (!slot)
+			return -ENOMEM;
+		for (size_t j = 0; j < t->cap; j++) {
+			if (!t->slot[j])
+				continue;
+			size_t i = ino_hash(t->slot[j]->ino, cap);
+			while (slot[i])
+				i = (i + 1) & (cap - 1);
+			slot[i] = t->slot[j];
+		}
+		free(t->slot);
+		t->slot = slot;
+		t->cap = cap;
+	}
+	size_t i = ino_hash(f->ino, t->cap);
+	while (t->slot[i])
+		i = (i + 1) & (t->cap - 1);
+	t->slot[i] = f;
+	t->n++;
+	return 0;
+}
+
+static void ftab_del(struct ftab *t, uint64_t ino)
+{
+	size_t i, j, k;
+
+	if (!t->cap)
+		return;
+	for (i = ino_hash(ino, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		if (!t->slot[i])
+			return;
+		if (t->slot[i]->ino == ino)
+			break;
+	}
+	t->slot[i] = NULL;
+	t->n--;
+	/* backward-shift the following cluster */
+	for (j = (i + 1) & (t->cap - 1); t->slot[j]; j = (j + 1) & (t->cap - 1)) {
+		k = ino_hash(t->slot[j]->ino, t->cap);
+		/* move slot[j] to i if its home k is not in (i, j] cyclically */
+		bool in = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+		if (!in) {
+			t->slot[i] = t->slot[j];
+			t->slot[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+void st_sfile_free(struct sfile *f)
+{
+	if (!f)
+		return;
+	free(f->full);
+	free(f->tail);
+	free(f);
+}
+
+void st_ftab_clear(struct ftab *t)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		st_sfile_free(t->slot[i]);
+	free(t->slot);
+	t->slot = NULL;
+	t->cap = t->n = 0;
+}
+
+int st_sfile_tail_push(struct sfile *f, const struct ient *e)
+{
+	if (f->n_tail == f->cap_tail) {
+		uint32_t cap = f->cap_tail ? BZ_MIN(f->cap_tail * 2, IDX_PER_PAGE) : 4;
+		struct ient *p = realloc(f->tail, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		f->tail = p;
+		f->cap_tail = cap;
+	}
+	f->tail[f->n_tail++] = *e;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* page allocation [commit]                                            */
+
+uint64_t st_page_alloc(struct store *s)
+{
+	uint64_t pg;
+	s->dirty = true;
+	if (s->free.n) {
+		pg = s->free.v[--s->free.n];
+	} else {
+		pg = s->hwm;
+		st_set_u64(&s->hwm, pg + 1);
+	}
+	st_set_u64(&s->n_free, s->free.n + s->pending.n);
+	st_set_u64(&s->n_reuse, s->free.n);
+	return pg;
+}
+
+static void index_entry_encode(uint8_t *p, const struct ient *e)
+{
+	bz_put_le64(p + 0, e->off);
+	bz_put_le64(p + 8, e->page);
+	bz_put_le32(p + 16, e->raw_len);
+	bz_put_le32(p + 20, e->frame_len);
+	bz_put_le32(p + 24, e->pg_off);
+	bz_put_le32(p + 28, 0);
+}
+
+void st_index_entry_decode(const uint8_t *p, struct ient *e)
+{
+	e->off = bz_get_le64(p + 0);
+	e->page = bz_get_le64(p + 8);
+	e->raw_len = bz_get_le32(p + 16);
+	e->frame_len = bz_get_le32(p + 20);
+	e->pg_off = bz_get_le32(p + 24);
+}
+
+/* ------------------------------------------------------------------ */
+/* data stream [commit, s->lock exclusive]                              */
+
+/* Writes the run of full data pages (one pwrite). */
+int st_run_flush(struct store *s) REQUIRES(store_cap)
+{
+	int r = 0;
+	if (s->run_n) {
+		r = pager_write_run(s->pager, s->run_first, s->run_n, s->run);
+		if (r == 0)
+			s->run_n = 0;
+	}
+	return r;
+}
+
+/* Seals the open data page and queues it in the run of pages to write
+ * (consecutive page numbers, up to RUN_PAGES; written before any
+ * checkpoint). Readers find queued pages in the run. */
+int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap)
+{
+	struct pager_hdr h = {
+		.type = PAGER_DATA, .pgno = s->open_pgno, .lsn = s->open_lsn, .next = next, .used = s->open_used,
+	};
+	int r = 0;
+
+	pager_seal(s->open_page, &h);
+	if (s->run_n && (s->run_n == RUN_PAGES || s->open_pgno != s->run_first + s->run_n))
+		r = st_run_flush(s);
+	if (r < 0)
+		return r;
+	if (!s->run_n)
+		s->run_first = s->open_pgno;
+	memcpy(s->run + (size_t)s->run_n * PAGER_PAGE_SIZE, s->open_page, PAGER_PAGE_SIZE);
+	s->run_n++;
+	st_set_u64(&s->data_pages, s->data_pages + 1);
+	return 0;
+}
+
+/* Appends one frame to the data stream; returns where it starts. */
+static int data_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, uint64_t *ret_pg,
+		       uint32_t *ret_off) REQUIRES(store_cap)
+{
+	int r = 0;
+
+	if (!s->open_pgno) {
+		s->open_pgno = st_page_alloc(s);
+		s->open_used = 0;
+		memset(s->open_page, 0, PAGER_PAGE_SIZE);
+	}
+	*ret_pg = s->open_pgno;
+	*ret_off = s->open_used;
+	while (len) {
+		size_t n = BZ_MIN(len, (size_t)(PAGER_PAYLOAD - s->open_used));
+		memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, n);
+		s->open_used += (uint32_t)n;
+		s->open_lsn = lsn;
+		frame += n;
+		len -= n;
+		if (s->open_used < PAGER_PAYLOAD)
+			continue;
+		uint64_t next = len ? st_page_alloc(s) : 0;
+		r = st_data_page_flush(s, next);
+		if (r < 0)
+			goto out;
+		s->open_pgno = next;
+		s->open_used = 0;
+		memset(s->open_page, 0, PAGER_PAGE_SIZE);
+	}
+out:
+	return r;
+}
+
+/* Drops a file's loaded full entries (they reload lazily from its chain). */
+void st_sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap)
+{
+	if (!f->loaded || !f->n_full)
+		return;
+	s->loaded_entries -= BZ_MIN(s->loaded_entries, f->n_full);
+	free(f->full);
+	f->full = NULL;
+	f->loaded = false;
+}
+
+/* Adds an index entry; writes a full INDEX page when the tail fills. */
+static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	int r = st_sfile_tail_push(f, e);
+
+	if (r < 0 || f->n_tail < IDX_PER_PAGE)
+		goto out;
+	uint64_t pg = st_page_alloc(s);
+	memset(page, 0, sizeof(page));
+	for (uint32_t i = 0; i < f->n_tail; i++)
+		index_entry_encode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &f->tail[i]);
+	struct pager_hdr h = {
+		.type = PAGER_INDEX, .pgno = pg, .lsn = lsn, .next = f->last_full, .used = f->n_tail * IDX_ENTRY_SIZE,
+	};
+	pager_seal(page, &h);
+	r = pager_write(s->pager, pg, page);
+	if (r < 0)
+		goto out;
+	if (f->loaded) {
+		struct ient *full = realloc(f->full, (f->n_full + f->n_tail) * sizeof(*full));
+		if (!full) {
+			/* The page is written: keep going unloaded (reloads lazily). */
+			st_sfile_unload(s, f);
+			free(f->full);
+			f->full = NULL;
+			f->loaded = false;
+		} else {
+			memcpy(full + f->n_full, f->tail, f->n_tail * sizeof(*full));
+			f->full = full;
+			s->loaded_entries += f->n_tail;
+		}
+	}
+	f->n_full += f->n_tail;
+	if (f->loaded && s->loaded_entries > s->index_budget)
+		st_sfile_unload(s, f); /* a writer needs no full index; readers reload it */
+	f->last_full = pg;
+	f->n_tail = 0;
+out:
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* applying batches                                                    */
+
+static void file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
+{
+	struct sfile *f = st_ftab_get(&s->files, ino);
+	if (!f)
+		return;
+	s->stored_bytes -= f->stored_bytes;
+	s->logical_bytes -= f->raw_bytes;
+	st_sfile_unload(s, f);
+	if (f->last_full && st_vec_push(&s->dead, f->last_full) < 0)
+		bz_warn("store: out of memory: index pages of inode %llu leak", (unsigned long long)ino);
+	ftab_del(&s->files, ino);
+	st_sfile_free(f);
+}
+
+static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *payload) REQUIRES(store_cap)
+{
+	uint8_t *raw = malloc(h->raw_len ? h->raw_len : 1);
+	struct ns_op op;
+	uint64_t victim = 0;
+	int r = -ENOMEM;
+
+	if (!raw)
+		goto out;
+	r = rec_payload_decode(h, payload, raw, NULL);
+	if (r == 0)
+		r = nsop_decode(raw, h->raw_len, &op);
+	if (r < 0) {
+		bz_err("store: malformed namespace record (%s)", strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	if (op.kind == NS_UNLINK)
+		(void)ns_lookup(s->ns, op.parent, op.name, op.name_len, &victim);
+	else if (op.kind == NS_RENAME && !(op.flags & NS_RENAME_EXCHANGE))
+		(void)ns_lookup(s->ns, op.parent2, op.name2, op.name2_len, &victim);
+	r = ns_apply(s->ns, &op);
+	if (r < 0) {
+		bz_warn("store: namespace op %u (ino %llu) skipped: %s", op.kind, (unsigned long long)op.ino,
+			strerror(-r));
+		r = 0;
+		goto out;
+	}
+	struct ns_attr a;
+	if (victim && ns_getattr(s->ns, victim, &a) == -ENOENT)
+		file_drop(s, victim);
+	/* The stream grows by at most one inode record and one entry per op,
+	 * both shorter than the op's payload plus NS_GROWTH_OP (see
+	 * store_space_need); removals are not subtracted until a checkpoint
+	 * measures the stream again. */
+	if (op.kind != NS_UNLINK && op.kind != NS_RMDIR && op.kind != NS_SETATTR)
+		st_set_u64(&s->ns_est, st_get_u64(&s->ns_est) + h->raw_len + NS_GROWTH_OP);
+out:
+	free(raw);
+	return r;
+}
+
+static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const struct rec_hdr *h, const uint8_t *frame,
+		      size_t frame_len) REQUIRES(store_cap)
+{
+	struct ns_attr a;
+	struct sfile *f;
+	struct ient e;
+	int r;
+
+	r = ns_getattr(s->ns, h->ino, &a);
+	/* (hole records are not stored by this engine yet: dropped) */
+	if (r < 0 || !S_ISREG(a.mode) || a.size != h->off || h->raw_len == 0 || h->codec == REC_HOLE) {
+		bz_debug("store: data record ino %llu off %llu dropped (inode %s, size %llu)",
+			 (unsigned long long)h->ino, (unsigned long long)h->off, r < 0 ? "gone" : "present",
+			 (unsigned long long)(r < 0 ? 0 : a.size));
+		return 0;
+	}
+	f = st_ftab_get(&s->files, h->ino);
+	if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		f->ino = h->ino;
+		f->loaded = true;
+		r = st_ftab_put(&s->files, f);
+		if (r < 0) {
+			st_sfile_free(f);
+			return r;
+		}
+	}
+	r = data_append(s, lsn, frame, frame_len, &e.page, &e.pg_off);
+	if (r < 0)
+		return r;
+	e.off = h->off;
+	e.raw_len = h->raw_len;
+	e.frame_len = (uint32_t)frame_len;
+	r = index_add(s, f, lsn, &e);
+	if (r < 0)
+		return r;
+	f->stored_bytes += frame_len;
+	f->raw_bytes += h->raw_len;
+	st_set_u64(&s->ns_est, st_get_u64(&s->ns_est) + NS_GROWTH_RECORD);
+	s->stored_bytes += frame_len;
+	s->logical_bytes += h->raw_len;
+	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);
+	if (NEVER(r < 0))
+		return -EIO;
+	return 0;
+}
+
+int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t *frames, size_t len)
+{
+	size_t pos = 0;
+	int r = 0;
+
+	if (lsn != s->last_applied + 1) {
+		bz_err("store: batch lsn %llu applied out of order (last applied %llu)", (unsigned long long)lsn,
+		       (unsigned long long)s->last_applied);
+		return s->replaying ? -EUCLEAN : -EINVAL;
+	}
+	s->dirty = true;
+	bz_cap_wrlock(&s->lock, &store_cap);
+	while (pos < len) {
+		struct rec_hdr h;
+		const uint8_t *payload;
+		size_t flen;
+
+		r = rec_decode(frames + pos, len - pos, &h, &payload, &flen);
+		if (r < 0) {
+			bz_err("store: batch lsn %llu: malformed record frame at byte %zu (%s)",
+			       (unsigned long long)lsn, pos, strerror(-r));
+			r = -EIO;
+			break;
+		}
+		if (h.type == REC_NS)
+			r = apply_ns(s, &h, payload);
+		else if (h.type == REC_DATA)
+			r = apply_data(s, lsn, time_ns, &h, frames + pos, flen);
+		if (r < 0)
+			break;
+		pos += flen;
+	}
+	bz_cap_wrunlock(&s->lock, &store_cap);
+	if (r < 0)
+		return st_set_error(s, r, "apply");
+	st_set_u64(&s->last_applied, lsn);
+	return 0;
+}

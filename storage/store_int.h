@@ -1,0 +1,229 @@
+/* store_int.h — private to storage/store*.c: the structures of the
+ * PageStore, its constants and the functions its files share. Nothing
+ * outside storage/store*.c includes this header (the public API is
+ * store.h). Shared internal functions carry the st_ prefix; everything else
+ * in the store*.c files is static or a public store_* function.
+ *
+ * STRUCTURES.
+ *   struct store    one open store (fields below, each marked with what
+ *                   guards it).
+ *   struct sfile    the index state of one file that has data: sizes, the
+ *                   head of its chain of full INDEX pages (newest first),
+ *                   the entries of those pages once loaded (full[0, n_full)
+ *                   iff loaded) and the tail of entries not yet in a full
+ *                   page (n_tail < IDX_PER_PAGE after each apply).
+ *   struct ient     one index entry: where one data record of a file lives.
+ *                   Entries of a file are in increasing logical offset.
+ *   struct ftab     open-addressing hash ino -> sfile (linear probing,
+ *                   backward-shift deletion; cap is 0 or a power of two,
+ *                   load <= 3/4).
+ *   struct u64vec   a growable array of page numbers (free, pending, chain,
+ *                   dead).
+ *   struct store_sb a decoded superblock (layout: store_ckpt.c and
+ *                   docs/FORMAT.md).
+ *   struct rctx     one reader's scratch (store_read, store_file_records,
+ *                   store_check): page, frame and raw buffers, a zstd
+ *                   context borrowed from the store's pool.
+ *
+ * THREADS AND LOCKS. Mutators run on the one commit thread. Lock order:
+ *     s->lock (rwlock over ns, files, open data page, counters)
+ *       -> pager cache_mu (leaf, inside pager.c)
+ *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
+ * The commit thread never waits for a reader's CPU work: s->lock prefers
+ * writers (a waiting apply goes before readers that arrive after it; never
+ * take it shared twice in one thread), and store_read holds it shared only
+ * to look up the index and COPY the frames it needs (from the open page,
+ * the run, or pager pages) into its own buffer; it decodes, decompresses
+ * and hash-checks them after dropping the lock. A read that needs a file's
+ * full index reads the chain with no lock (index pages are immutable and a
+ * live file's chain only grows at its head), then takes the lock exclusive
+ * only to read the pages added meanwhile, install the entries and copy its
+ * frames. Tools (store_file_records, store_check) still hold it for their
+ * whole walk. The commit thread holds it exclusive while applying a batch
+ * and while sealing the open page; shared while serializing a checkpoint;
+ * not at all during fsyncs. Fields marked [commit] are touched only by the
+ * commit thread (read with __atomic by store_stats); they need no lock.
+ * The Clang thread-safety tokens store_cap (s->lock) and store_dctx_cap
+ * (s->dctx_mu) are declared here so every store*.c file names the same
+ * capability.
+ */
+
+#ifndef BZ_STORE_INT_H
+#define BZ_STORE_INT_H
+
+#include <zstd.h>
+
+#include "log.h"
+#include "pager.h"
+#include "record.h"
+#include "store.h"
+#include "tsa.h"
+#include "wal.h"
+
+BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
+BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
+
+#define SB_MAGIC 0x42535a42u /* "BZSB" */
+#define SB_VERSION 1u
+#define NS_MAGIC 0x534e5a42u /* "BZNS" */
+#define NS_VERSION 2u /* 2: 'I' carries rdev; 'X' records. Version 1 is still read. */
+#define IDX_ENTRY_SIZE 32u
+#define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
+#define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
+#define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
+#define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
+#define DB_NAME "store.db"
+#define DB_TMP_NAME "store.db.tmp"
+
+/* One index entry: where one data record of a file lives. */
+struct ient {
+	uint64_t off;       /* logical offset of the record's first raw byte */
+	uint64_t page;      /* data page holding the frame's first byte */
+	uint32_t raw_len;   /* raw bytes of the record */
+	uint32_t frame_len; /* header + stored payload */
+	uint32_t pg_off;    /* payload offset of the frame in page */
+};
+
+/* Per-file index state (files that have data). */
+struct sfile {
+	uint64_t ino;
+	uint64_t stored_bytes, raw_bytes;
+	uint64_t last_full; /* newest full index page, 0 = none */
+	uint64_t n_full;    /* entries in full index pages */
+	struct ient *full;  /* [0, n_full) when loaded */
+	bool loaded;
+	uint32_t n_tail, cap_tail;
+	struct ient *tail;
+};
+
+/* Open-addressing hash table ino -> sfile (linear probing, backward-shift
+ * deletion). */
+struct ftab {
+	struct sfile **slot;
+	size_t cap, n; /* cap: power of two or 0 */
+};
+
+struct u64vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct store_sb {
+	uint64_t gen, checkpoint_lsn;
+	struct wal_pos wal_pos;
+	struct wal_opts wal_o;
+	uint64_t next_ino, hwm;
+	uint64_t ns_first, ns_pages, ns_bytes;
+	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
+};
+
+struct store {
+	/* set at open, then read-only */
+	struct vfs *vfs;
+	struct vfs_file *lock_f, *db_f;
+	struct pager *pager;
+	struct wal *wal;
+	struct wal_opts wal_o;
+	uint64_t checkpoint_bytes;
+	bool read_only;
+
+	bz_rwlock lock;
+	struct ns *ns GUARDED_BY(store_cap);
+	struct ftab files GUARDED_BY(store_cap);
+	uint8_t *open_page GUARDED_BY(store_cap); /* PAGER_PAGE_SIZE buffer */
+	uint8_t *run GUARDED_BY(store_cap);       /* full data pages not yet written: RUN_PAGES */
+	uint64_t run_first GUARDED_BY(store_cap); /* page number of run[0] */
+	uint32_t run_n GUARDED_BY(store_cap);     /* pages in run (consecutive numbers) */
+	uint64_t open_pgno GUARDED_BY(store_cap); /* 0 = no open data page */
+	uint32_t open_used GUARDED_BY(store_cap);
+	uint64_t open_lsn GUARDED_BY(store_cap);
+	uint64_t stored_bytes GUARDED_BY(store_cap), logical_bytes GUARDED_BY(store_cap);
+	uint64_t loaded_entries GUARDED_BY(store_cap); /* full index entries held in memory */
+	uint64_t index_budget;                      /* max loaded_entries (set at open) */
+
+	/* [commit] */
+	struct store_sb sb;        /* the durable superblock (newest) */
+	uint64_t hwm;              /* next never-allocated page */
+	uint64_t data_pages;       /* __atomic for store_stats */
+	uint64_t last_appended;    /* __atomic */
+	uint64_t last_applied;     /* __atomic */
+	uint64_t checkpoints;      /* __atomic */
+	uint64_t checkpoint_lsn;   /* __atomic */
+	uint64_t replayed;         /* __atomic */
+	uint64_t wal_used;         /* __atomic mirror of wal_used_since_checkpoint */
+	uint64_t n_free;           /* __atomic mirror of free.n + pending.n */
+	uint64_t n_reuse;          /* __atomic mirror of free.n (reusable now) */
+	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
+	struct u64vec free;        /* free pages (reusable now) */
+	struct u64vec pending;     /* free once the next superblock is durable */
+	struct u64vec chain;       /* pages of the durable namespace chain */
+	struct u64vec dead;        /* index chain heads of deleted files */
+	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
+	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(store_dctx_cap);
+	unsigned n_dctx GUARDED_BY(store_dctx_cap);
+	bool dirty;                /* anything applied or allocated since the last checkpoint */
+	int error;                 /* sticky, __atomic */
+	int cause;                 /* the errno that set error (written once, by the setter) */
+	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
+	bool replaying;
+};
+
+/* Per-store_read scratch: the last data page read (consecutive small
+ * records share pages), frame/raw buffers reused across records, and a
+ * zstd decompression context borrowed from the store's pool. */
+struct rpart {
+	struct ient e;     /* copied: the index may change once the lock is dropped */
+	uint64_t from, to; /* file bytes wanted from this record */
+	size_t at;         /* its frame's offset in rctx.frame */
+};
+
+struct rctx {
+	uint64_t pgno; /* page held in page[], 0 = none */
+	struct pager_hdr h;
+	uint8_t *frame, *raw;
+	size_t frame_cap, raw_cap;
+	size_t frame_len;        /* bytes of frames collected (store_read) */
+	struct rpart *parts;     /* the records a store_read decodes, in order */
+	size_t n_parts, cap_parts;
+	ZSTD_DCtx *dctx;
+	uint8_t page[PAGER_PAGE_SIZE];
+};
+
+/* [commit]/[any] counters: relaxed atomics (see struct store) */
+static inline int st_load_error(const struct store *s) { return __atomic_load_n(&s->error, __ATOMIC_RELAXED); }
+static inline void st_set_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t st_get_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* store.c: shared helpers */
+int st_vec_push(struct u64vec *v, uint64_t x);
+void st_vec_free(struct u64vec *v);
+int st_set_error(struct store *s, int r, const char *what);
+
+/* store_data.c: file table, allocation, data stream, apply */
+struct sfile *st_ftab_get(const struct ftab *t, uint64_t ino);
+int st_ftab_put(struct ftab *t, struct sfile *f);
+void st_sfile_free(struct sfile *f);
+void st_ftab_clear(struct ftab *t);
+int st_sfile_tail_push(struct sfile *f, const struct ient *e);
+uint64_t st_page_alloc(struct store *s);
+void st_index_entry_decode(const uint8_t *p, struct ient *e);
+int st_run_flush(struct store *s) REQUIRES(store_cap);
+int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);
+void st_sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap);
+int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t *frames, size_t len);
+
+/* store_ckpt.c: superblocks, namespace chain */
+void st_sb_encode(const struct store_sb *sb, uint8_t *page);
+int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why);
+int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA;
+
+/* store_read.c: index loading and frame reads (also used by store_check.c) */
+const struct ient *st_sfile_ent(const struct sfile *f, uint64_t i);
+int st_sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap);
+int st_grow(uint8_t **p, size_t *cap, size_t need);
+int st_data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t **ret_src,
+		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
+int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap);
+
+#endif
