@@ -652,7 +652,8 @@ int store_checkpoint(struct store *s)
 	/* 2. release old chains */
 	release_dead_chains(s);
 	for (size_t i = 0; i < s->chain.n; i++) {
-		r = st_vec_push(&s->pending, s->chain.v[i]);
+		/* mutant reuse_durable: free at once (the crash tests must catch it) */
+		r = st_vec_push(st_mutant() == STORE_MUTANT_REUSE_DURABLE ? &s->free : &s->pending, s->chain.v[i]);
 		if (r < 0)
 			goto fail;
 	}

@@ -225,5 +225,7 @@ int st_grow(uint8_t **p, size_t *cap, size_t need);
 int st_data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t **ret_src,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
 int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap);
+/* The test hooks' mutant (enum store_mutant; 0 outside tests). */
+int st_mutant(void);
 
 #endif

@@ -49,7 +49,7 @@
 #include "storage/wal.h"
 
 /* ------------------------------------------------------------- globals */
-static uint64_t g_target = 100000; /* states to check before stopping */
+static uint64_t g_target = 70000; /* states to check before stopping (--quick) */
 static uint64_t g_states, g_points, g_points_enum, g_idem, g_post, g_rcrash, g_create_fail,
 	g_size_mismatch, g_runs_store, g_runs_pipe, g_ops, g_acks;
 static int g_verbose;
@@ -1260,7 +1260,7 @@ int main(int argc, char **argv)
 		store_set_test_hooks(&h);
 	}
 	if (lng) {
-		if (!env && g_target == 100000)
+		if (!env && g_target == 70000)
 			g_target = 5000000;
 		if (!seed_set)
 			seed = (uint64_t)bz_wall_ns();
