@@ -59,6 +59,10 @@ static uint64_t g_fsck, g_fsck_warn_states, g_fsck_torn_wal;
 /* --mutant NAME: the engine runs with a deliberate bug (store test hook);
  * the run passes (exit 0) only if the enumeration finds a violation. */
 static const char *g_mutant;
+/* Growing truncates in the workload: 1 = REC_HOLE records (store mode; the
+ * pipeline has no hole call yet: zeros there), 2 = zeros appended as data
+ * (what the fs sends today), 0 = none. */
+static unsigned g_holes = 2;
 static const struct {
 	const char *name;
 	int id;
@@ -88,7 +92,7 @@ static uint64_t g_pages_written[8], g_db_shrinks;
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
-	g_cov_files_idx;
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes;
 
 struct run {
 	const char *mode;
@@ -800,6 +804,7 @@ static void run_create(struct run *R, struct store **ret)
 		harness_fail(R, "store_open (create): %s", strerror(-rc));
 	R->creating = false;
 	R->m->stress = true;
+	R->m->holes = (uint8_t)(R->mi == 1 && g_holes == 1 ? 2 : g_holes);
 	struct ns *ns = NULL;
 	if (store_ns_clone(*ret, &ns) == 0) {
 		R->m->next_ino = BZ_MAX(R->m->next_ino, ns_next_ino(ns));
@@ -832,6 +837,8 @@ static void coverage(struct run *R, struct vfs *img)
 	g_cov_del_named += m->st.del_named;
 	g_cov_del_big += m->st.del_big;
 	g_cov_del_many += m->st.del_many;
+	g_cov_holes += m->st.holes;
+	g_cov_hole_bytes += m->st.hole_bytes;
 	if (vfs_mem_clone(img, &copy) < 0)
 		harness_fail(R, "vfs_mem_clone");
 	o.vfs = copy;
@@ -1011,7 +1018,9 @@ static void run_store(uint64_t seed, unsigned steps)
 			rc = m_gen(&model, &g, 70);
 			if (rc < 0)
 				break;
-			if (g.mop.kind == MOP_DATA) {
+			if (g.mop.kind == MOP_DATA && g.mop.hole) {
+				rc = hole_frame_build(buf + len, cap - len, g.mop.ino, g.mop.off, g.mop.len);
+			} else if (g.mop.kind == MOP_DATA) {
 				rc = frame_build(buf + len, cap - len, REC_DATA, g.mop.ino, g.mop.off, g.data, g.mop.len,
 						 rng_chance(r, 40));
 			} else {
@@ -1188,7 +1197,7 @@ static void run_pipe(uint64_t seed, unsigned steps)
 static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
-			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [-v]\n"
+			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
 			"mutants (must be caught): free_early reuse_durable truncate_early\n");
 	exit(2);
 }
@@ -1206,6 +1215,7 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, 0, 'm' },	   { "per-point", required_argument, 0, 'c' },
 		{ "point", required_argument, 0, 'p' },	   { "steps", required_argument, 0, 'k' },
 		{ "verbose", no_argument, 0, 'v' },	   { "mutant", required_argument, 0, 'M' },
+		{ "holes", required_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
 	int o;
@@ -1243,6 +1253,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			g_mutant = optarg;
+			break;
+		case 'H':
+			g_holes = (unsigned)strtoul(optarg, NULL, 0);
 			break;
 		default:
 			usage();
@@ -1317,6 +1330,7 @@ int main(int argc, char **argv)
 	       ", reopens=%" PRIu64 ", crash-and-continue=%" PRIu64 "\n",
 	       g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	       g_cov_del_big, M_HOT_APPENDS, g_cov_del_many, g_cov_ckpt, g_cov_apply_first, g_cov_reopen, g_cov_crashcont);
+	printf("  holes: %" PRIu64 " (%" PRIu64 " bytes)\n", g_cov_holes, g_cov_hole_bytes);
 	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
 	       g_cov_records_max, g_cov_files_idx);
 	if (g_mutant) {

@@ -236,6 +236,7 @@ struct mop {
 	uint64_t ino;   /* data: the file */
 	uint64_t off;   /* data: size before */
 	uint32_t len;   /* data: bytes appended */
+	uint8_t hole;   /* data: a hole (one REC_HOLE record: zeros, never cut) */
 };
 
 struct mdirent {
@@ -261,12 +262,13 @@ struct model {
 	uint32_t cap[M_MAX_INO]; /* bytes allocated in content[] (the file's size limit) */
 	/* stress profile (m->stress): see M_HOT_CAP */
 	bool stress;
+	uint8_t holes;           /* 0 none; 1 holes as REC_HOLE records; 2 as appended zeros */
 	uint64_t hot;            /* the hot file, 0 = none (the next created file) */
 	uint64_t epoch;          /* set by the driver: checkpoints done so far */
 	uint64_t born[M_MAX_INO]; /* epoch when the file was created */
 	uint32_t napp[M_MAX_INO]; /* appends to the file */
 	struct {
-		uint64_t appends, hot_appends, big_appends;
+		uint64_t appends, hot_appends, big_appends, holes, hole_bytes;
 		uint64_t hot_files, hot_filled;  /* files made hot; hot files that reached M_HOT_CAP */
 		uint64_t del_data;               /* files that lost their last link holding data */
 		uint64_t del_named;              /* ... of them created before a checkpoint */
@@ -569,7 +571,14 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 		m->st.appends++;
 		m->napp[ino]++;
 		uint64_t off = m->size[ino];
-		g_fill(r, m->content[ino] + off, len);
+		if (m->holes && rng_chance(r, 6)) { /* a growing truncate: a hole of zeros */
+			g->mop.hole = m->holes == 1;
+			memset(m->content[ino] + off, 0, len);
+			m->st.holes++;
+			m->st.hole_bytes += len;
+		} else {
+			g_fill(r, m->content[ino] + off, len);
+		}
 		m_inode_set(m, ino, MT_REG, m->nlink[ino], off + len);
 		g->mop.kind = MOP_DATA;
 		g->mop.ino = ino;
@@ -810,6 +819,15 @@ out:
 	return r;
 }
 
+/* Appends the frame of a hole record (REC_DATA, codec REC_HOLE: no
+ * payload, raw_len zeros) to buf. Returns bytes written or a negative errno. */
+static BZ_UNUSED int hole_frame_build(uint8_t *buf, size_t cap, uint64_t ino, uint64_t off, uint64_t len)
+{
+	struct rec_hdr h = { .type = REC_DATA, .codec = REC_HOLE, .ino = ino, .off = off, .raw_len = len,
+			     .stored_len = 0, .hash = rec_hash(NULL, 0) };
+	return rec_hdr_encode(&h, buf, cap);
+}
+
 /* ------------------------------------------------------ recovered state */
 struct rstate {
 	uint64_t sig;
@@ -935,7 +953,7 @@ static BZ_UNUSED long m_match(const struct model *m, const struct rstate *r, siz
 			continue;
 		if (m->sig[p] == r->sig)
 			return (long)p;
-		if (m->all_bnd && p < hi && m->ops[p].kind == MOP_DATA) {
+		if (m->all_bnd && p < hi && m->ops[p].kind == MOP_DATA && !m->ops[p].hole) {
 			const struct mop *o = &m->ops[p];
 			uint64_t f = o->ino, sz = r->size[f];
 			if (r->type[f] == MT_REG && sz > o->off && sz < o->off + o->len) {
