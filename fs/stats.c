@@ -343,8 +343,16 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 	/* the store ("store" object in the JSON) */
 	prom_u64(p, "blazefs_store_page_size_bytes", "gauge", "Page size of store.db.", ss->page_size);
 	prom_u64(p, "blazefs_store_pages", "gauge", "Pages in store.db.", ss->pages_total);
-	prom_u64(p, "blazefs_store_free_pages", "gauge", "Free pages in store.db.", ss->pages_free);
-	prom_u64(p, "blazefs_store_data_pages", "gauge", "Data pages in store.db.", ss->data_pages);
+	prom_u64(p, "blazefs_store_free_pages", "gauge", "Free and pending pages in store.db.", ss->pages_free);
+	prom_u64(p, "blazefs_store_data_pages", "gauge", "Extent and pack pages written to store.db.", ss->data_pages);
+	prom_u64(p, "blazefs_store_free_extents", "gauge", "Extents the free and pending pages of store.db form.",
+		 ss->free_extents);
+	prom_u64(p, "blazefs_store_released_pages_total", "counter",
+		 "Pages of deleted files and old namespace chains released since the store was opened.",
+		 ss->pages_released);
+	prom_u64(p, "blazefs_store_db_truncations_total", "counter",
+		 "Times store.db was cut to give free space at its end back to the disk (since open).",
+		 ss->store_db_truncations);
 	prom_u64(p, "blazefs_store_stored_bytes", "gauge", "Bytes of the live files' record frames as stored.",
 		 ss->stored_bytes);
 	prom_u64(p, "blazefs_store_logical_bytes", "gauge", "Logical bytes of the live files.", ss->logical_bytes);

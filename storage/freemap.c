@@ -155,14 +155,40 @@ bool fm_contains(const struct freemap *m, uint64_t pg)
 	return i > 0 && pg - m->v[i - 1].start < m->v[i - 1].len;
 }
 
-bool fm_take_last(struct freemap *m, uint64_t end, uint64_t *ret_start)
+void fm_cut(struct freemap *m, uint64_t from)
 {
-	if (!m->n || m->v[m->n - 1].start + m->v[m->n - 1].len != end)
-		return false;
-	*ret_start = m->v[m->n - 1].start;
-	m->pages -= m->v[m->n - 1].len;
-	m->n--;
-	return true;
+	while (m->n && m->v[m->n - 1].start + m->v[m->n - 1].len > from) {
+		struct fm_ext *e = &m->v[m->n - 1];
+		if (e->start >= from) {
+			m->pages -= e->len;
+			m->n--;
+		} else {
+			m->pages -= e->start + e->len - from;
+			e->len = from - e->start;
+		}
+	}
+}
+
+/* The extent of m that contains pg - 1, as its start; pg if none. */
+static uint64_t ext_down(const struct freemap *m, uint64_t pg)
+{
+	if (!pg || !fm_contains(m, pg - 1))
+		return pg;
+	size_t i = upper(m, pg - 1);
+	return m->v[i - 1].start;
+}
+
+uint64_t fm_union_tail(const struct freemap *a, const struct freemap *b, uint64_t end)
+{
+	uint64_t p = end, q;
+	/* the two sets are disjoint; walk down alternately while either
+	 * continues the run */
+	do {
+		q = p;
+		p = ext_down(a, p);
+		p = ext_down(b, p);
+	} while (p != q);
+	return p;
 }
 
 void fm_clear(struct freemap *m)

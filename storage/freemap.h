@@ -31,9 +31,11 @@ bool fm_alloc(struct freemap *m, uint64_t n, uint64_t *ret_start);
 int fm_remove(struct freemap *m, uint64_t start, uint64_t len);
 /* Whether page pg is in the set. */
 bool fm_contains(const struct freemap *m, uint64_t pg);
-/* If the last extent ends exactly at end, removes it and returns its
- * start (giving space at the end of store.db back); false otherwise. */
-bool fm_take_last(struct freemap *m, uint64_t end, uint64_t *ret_start);
+/* Removes every page >= from. */
+void fm_cut(struct freemap *m, uint64_t from);
+/* The lowest page p such that [p, end) is entirely in the union of a and
+ * b; end if end-1 is in neither. */
+uint64_t fm_union_tail(const struct freemap *a, const struct freemap *b, uint64_t end);
 void fm_clear(struct freemap *m);
 void fm_free(struct freemap *m);
 

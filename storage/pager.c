@@ -6,7 +6,7 @@
  *
  *   off size field
  *     0   4  magic     0x47505a42 ("BZPG")
- *     4   1  type      1 SUPER, 2 DATA, 3 INDEX, 4 NSMETA
+ *     4   1  type      1 SUPER, 2 DATA, 3 INDEX, 4 NSMETA, 5 PACK
  *     5   3  reserved  zero
  *     8   8  pgno      the page's own number (a page written at the wrong
  *                      place, or a stale copy, never validates)

@@ -17,9 +17,10 @@
 
 enum pager_type {
 	PAGER_SUPER = 1,  /* pages 0 and 1 */
-	PAGER_DATA = 2,   /* record frames, back to back; next = next data page */
+	PAGER_DATA = 2,   /* one chunk frame's extent page; next = pgno+1 while it continues */
 	PAGER_INDEX = 3,  /* a full per-file index page; next = previous index page */
 	PAGER_NSMETA = 4, /* namespace checkpoint stream; next = next page of the chain */
+	PAGER_PACK = 5,   /* packed chunk frames (none crosses the page); next = 0 */
 };
 
 struct pager_hdr {

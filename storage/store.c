@@ -208,8 +208,8 @@ static void store_free(struct store *s) NO_TSA
 	st_ftab_clear(&s->files);
 	free(s->open_page);
 	free(s->run);
-	st_vec_free(&s->free);
-	st_vec_free(&s->pending);
+	fm_free(&s->free);
+	fm_free(&s->pending);
 	st_vec_free(&s->chain);
 	st_vec_free(&s->dead);
 	for (unsigned i = 0; i < s->n_dctx; i++)
@@ -223,7 +223,7 @@ static int read_superblocks(struct store *s, struct store_sb *ret_sb)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
 	struct store_sb sb[2];
-	bool ok[2] = {false, false};
+	bool ok[2] = {false, false}, v1 = false;
 	int r = 0;
 
 	for (unsigned i = 0; i < 2; i++) {
@@ -234,10 +234,23 @@ static int read_superblocks(struct store *s, struct store_sb *ret_sb)
 			bz_err("store.db: reading superblock %u failed: %s", i, strerror(-r));
 			goto out;
 		}
-		if (n == PAGER_PAGE_SIZE && st_sb_decode(page, i, &sb[i], &why) == 0)
+		int d = n == PAGER_PAGE_SIZE ? st_sb_decode(page, i, &sb[i], &why) : -EBADMSG;
+		if (d == 0)
 			ok[i] = true;
+		else if (d == -EPROTO)
+			v1 = true;
 		else
 			bz_warn("store.db: superblock %u is invalid (%s)", i, why);
+	}
+	if (v1 && !(ok[0] && ok[1])) {
+		/* A format 1 store (never modified: nothing is written before
+		 * the superblocks are read). A store with one format 2
+		 * superblock and one format 1 superblock cannot exist either:
+		 * format 2 stores are created with two format 2 superblocks. */
+		bz_err("store: store.db is format 1 (blazefs <= session 2); this blazefs reads format 2 only: copy the "
+		       "files out with the old binary");
+		r = -EPROTO;
+		goto out;
 	}
 	if (!ok[0] && !ok[1]) {
 		bz_err("store.db: no valid superblock: not a blazefs store, or corrupt; refusing to open "
@@ -469,8 +482,8 @@ bool store_read_only(const struct store *s) { return s->read_only; }
 void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 {
 	/* The next checkpoint writes the whole stream (namespace, index tails,
-	 * free list: at most 10 bytes a page) into new pages while the durable
-	 * chain stays allocated, after the run of full data pages, the open
+	 * free extents: at most 20 bytes each) into new pages while the durable
+	 * chain stays allocated, after the run of full pack pages, the open
 	 * page and an index page. Recovery needs no more: its replay rewrites
 	 * pages the crashed run had allocated (the file already covers them)
 	 * except data that was never flushed, which the caller's in-flight
@@ -480,7 +493,7 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 	 * data without growing the file. Data that takes free pages leaves the
 	 * disk's free space untouched and lowers n_reuse (raising need or
 	 * lowering spare by as much), so the sum stays true. */
-	uint64_t bytes = st_get_u64(&s->ns_est) + 10 * st_get_u64(&s->n_free) + 64;
+	uint64_t bytes = st_get_u64(&s->ns_est) + 20 * st_get_u64(&s->n_free_ext) + 64;
 	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
 	uint64_t reuse = st_get_u64(&s->n_reuse);
 
@@ -509,6 +522,9 @@ void store_stats(struct store *s, struct store_stats *ret)
 	bz_cap_rdunlock(&s->lock, &store_cap);
 	ret->pages_total = __atomic_load_n(&s->hwm, __ATOMIC_RELAXED);
 	ret->pages_free = st_get_u64(&s->n_free);
+	ret->free_extents = st_get_u64(&s->n_free_ext);
+	ret->pages_released = st_get_u64(&s->pages_released);
+	ret->store_db_truncations = st_get_u64(&s->truncations);
 	ret->data_pages = st_get_u64(&s->data_pages);
 	ret->wal_bytes_since_checkpoint = st_get_u64(&s->wal_used);
 	ret->checkpoints = st_get_u64(&s->checkpoints);

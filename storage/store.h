@@ -93,8 +93,11 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 struct store_stats {
 	uint64_t page_size;
 	uint64_t pages_total;      /* store.db size in pages */
-	uint64_t pages_free;
-	uint64_t data_pages;
+	uint64_t pages_free;       /* free and pending pages below the high-water mark */
+	uint64_t free_extents;     /* extents they form */
+	uint64_t pages_released;   /* pages of deleted files and old chains released (since open) */
+	uint64_t store_db_truncations; /* times store.db was cut to give space back (since open) */
+	uint64_t data_pages;       /* extent and pack pages written */
 	uint64_t stored_bytes;     /* frame bytes of all live data records */
 	uint64_t logical_bytes;    /* raw bytes of all live files */
 	uint64_t wal_bytes_since_checkpoint;
@@ -162,7 +165,7 @@ int store_read_superblocks(struct vfs *v, struct store_sb_info ret_sb[2]);
 struct store_page_info {
 	uint64_t pgno;
 	bool magic_ok, ok;   /* ok: magic, checksum, pgno and used all check out */
-	uint8_t type;        /* 1 SUPER, 2 DATA, 3 INDEX, 4 NSMETA (as stored) */
+	uint8_t type;        /* 1 SUPER, 2 DATA, 3 INDEX, 4 NSMETA, 5 PACK (as stored) */
 	uint64_t stored_pgno, lsn, next;
 	uint32_t used;
 	bool zero;           /* the page is all zero bytes */
@@ -177,8 +180,9 @@ const char *store_page_type_name(uint8_t type);
 struct store_record_info {
 	uint64_t off;        /* logical offset */
 	uint32_t raw_len, frame_len;
-	uint64_t page;       /* data page holding the frame's first byte */
-	uint32_t pg_off;     /* payload offset of the frame in that page */
+	uint64_t page;       /* the extent's first page, or the pack page */
+	uint32_t npages;     /* extent pages; 0 = packed */
+	uint32_t pg_off;     /* packed: payload offset of the frame in its page */
 	uint32_t stored_len; /* from the frame header (0 if unreadable) */
 	uint8_t codec;       /* enum rec_codec (from the frame header) */
 	int status;          /* 0, or why the frame fails (-EIO page, -EBADMSG record) */

@@ -95,6 +95,8 @@ const char *store_page_type_name(uint8_t type)
 		return "index";
 	case PAGER_NSMETA:
 		return "nsmeta";
+	case PAGER_PACK:
+		return "pack";
 	default:
 		return "?";
 	}
@@ -203,7 +205,7 @@ int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *
 		const struct ient *e = st_sfile_ent(f, i);
 		struct store_record_info ri = {
 			.off = e->off, .raw_len = e->raw_len, .frame_len = e->frame_len,
-			.page = e->page, .pg_off = e->pg_off,
+			.page = e->page, .npages = e->npages, .pg_off = e->pg_off,
 		};
 		ri.status = record_verify(s, ino, e, x, &ri.stored_len, &ri.codec);
 		r = fn(arg, &ri);
@@ -220,7 +222,8 @@ enum {
 	PG_FREE = 2,    /* on the free list */
 	PG_PENDING = 4, /* released, free at the next checkpoint */
 	PG_BAD = 8,     /* failed its checks (reported once) */
-	PG_DATA = 16,   /* counted as a data page */
+	PG_DATA = 16,   /* counted as a data page (extent or pack) */
+	PG_PACK = 32,   /* a pack page (may be named by several chunks) */
 };
 
 struct chk_ino {
@@ -289,20 +292,25 @@ static bool chk_use(struct chk *c, uint64_t pg, const char *what, uint64_t ino)
 
 static unsigned long long ull(uint64_t v) { return (unsigned long long)v; }
 
-/* frame_read with reachability marking and per-page error reports. */
+/* frame_read with reachability marking and per-page error reports. An
+ * extent's pages belong to its chunk alone: a page named twice (by two
+ * extents, by an extent and a pack entry, an index or namespace page) is an
+ * error; a pack page may be named by many packed chunks. */
 static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQUIRES_SHARED(store_cap)
 {
 	struct store *s = c->s;
 	struct rctx *x = c->x;
+	uint8_t type = e->npages ? PAGER_DATA : PAGER_PACK;
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
-	uint64_t guard = 0;
 	size_t done = 0;
 	int r;
 
-	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW) {
-		chk_say(c, STORE_CHECK_ERROR, "inode %llu: index entry at offset %llu names a %u-byte frame",
-			ull(ino), ull(e->off), e->frame_len);
+	if (!st_entry_ok(e)) {
+		chk_say(c, STORE_CHECK_ERROR,
+			"inode %llu: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u "
+			"(inconsistent placement)", ull(ino), ull(e->off), e->frame_len, e->npages, ull(e->page),
+			e->pg_off);
 		return -EIO;
 	}
 	r = st_grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
@@ -310,33 +318,44 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
 		struct pager_hdr h;
-		if (!chk_use(c, pg, "a record", ino) || guard++ > c->n_pg) {
+		bool shared = (c->pg[pg < c->n_pg ? pg : 0] & PG_PACK) && type == PAGER_PACK;
+		if (pg < 2 || pg >= c->n_pg) {
+			chk_use(c, pg, "a record", ino);
 			r = -EIO;
 			break;
 		}
+		if ((c->pg[pg] & PG_USED) && !shared) {
+			chk_say(c, STORE_CHECK_ERROR,
+				"page %llu is referenced twice (again by the record of inode %llu at offset %llu)",
+				ull(pg), ull(ino), ull(e->off));
+			r = -EIO;
+			break;
+		}
+		c->pg[pg] |= PG_USED;
 		if (c->pg[pg] & PG_BAD) {
 			r = -EIO; /* reported when first seen */
 			break;
 		}
 		if (!(c->pg[pg] & PG_DATA)) {
-			c->pg[pg] |= PG_DATA;
+			c->pg[pg] |= PG_DATA | (type == PAGER_PACK ? PG_PACK : 0);
 			c->rep.data_pages++;
 		}
-		if (st_data_page_src(s, pg, x, &src, &h) < 0) {
+		if (st_data_page_src(s, pg, type, x, &src, &h) < 0) {
 			c->pg[pg] |= PG_BAD;
 			c->rep.bad_pages++;
 			chk_say(c, STORE_CHECK_ERROR,
-				"data page %llu fails its checksum or header (first seen by a record of "
-				"inode %llu at offset %llu)", ull(pg), ull(ino), ull(e->off));
+				"data page %llu (%s) fails its checksum or header (first seen by a record of "
+				"inode %llu at offset %llu)", ull(pg), type == PAGER_PACK ? "pack" : "extent", ull(ino),
+				ull(e->off));
 			r = -EIO;
 			break;
 		}
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
 		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
-		if (done < e->frame_len && (!h.next || h.used != PAGER_PAYLOAD)) {
+		if (done < e->frame_len && (h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
 			chk_say(c, STORE_CHECK_ERROR,
-				"data page %llu: the record of inode %llu at offset %llu runs past the page's data",
+				"page %llu: the record of inode %llu at offset %llu runs past the page's data",
 				ull(pg), ull(ino), ull(e->off));
 			r = -EIO;
 			break;
@@ -356,10 +375,11 @@ static void chk_entry(struct chk *c, uint64_t ino, const struct ient *e, uint64_
 	size_t flen;
 	int r;
 
-	if (e->off + e->raw_len != *end && !*hole_said) {
+	/* entries are in offset order and do not overlap; gaps are holes */
+	if ((e->off + e->raw_len > *end || e->raw_len == 0) && !*hole_said) {
 		chk_say(c, STORE_CHECK_ERROR,
-			"inode %llu: index entry at offset %llu (%u bytes) does not end where the next begins (%llu): "
-			"a hole or an overlap", ull(ino), ull(e->off), e->raw_len, ull(*end));
+			"inode %llu: index entry at offset %llu (%u bytes) overlaps the next (at %llu) or the file's end",
+			ull(ino), ull(e->off), e->raw_len, ull(*end));
 		*hole_said = true;
 	}
 	*end = e->off;
@@ -375,7 +395,7 @@ static void chk_entry(struct chk *c, uint64_t ino, const struct ient *e, uint64_
 		goto out;
 	}
 	r = rec_decode(c->x->frame, e->frame_len, &h, &payload, &flen);
-	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
+	if (r == 0 && (h.type != REC_DATA || h.codec == REC_HOLE || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
 		       flen != e->frame_len)) {
 		c->rep.bad_records++;
 		chk_say(c, STORE_CHECK_ERROR,
@@ -472,12 +492,7 @@ static void chk_file(struct chk *c, const struct sfile *f) REQUIRES_SHARED(store
 	}
 	if (left)
 		return; /* reported above; the sums cannot match */
-	if (end != 0 && !hole_said)
-		chk_say(c, STORE_CHECK_ERROR, "inode %llu: the first record starts at offset %llu, not 0", ull(f->ino),
-			ull(end));
-	if (raw_sum != size)
-		chk_say(c, STORE_CHECK_ERROR, "inode %llu: records hold %llu bytes but the file's size is %llu",
-			ull(f->ino), ull(raw_sum), ull(size));
+	(void)size; /* gaps between the chunks and past the last are holes */
 	if (raw_sum != f->raw_bytes || frame_sum != f->stored_bytes)
 		chk_say(c, STORE_CHECK_ERROR,
 			"inode %llu: index totals (%llu raw, %llu stored) differ from the records (%llu, %llu)",
@@ -822,23 +837,25 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 		}
 	}
 
-	/* 3. free and pending pages */
+	/* 3. free and pending extents */
 	for (int k = 0; k < 2; k++) {
-		const struct u64vec *v = k ? &s->pending : &s->free;
+		const struct freemap *v = k ? &s->pending : &s->free;
 		uint8_t bit = k ? PG_PENDING : PG_FREE;
 		for (size_t i = 0; i < v->n; i++) {
-			uint64_t pg = v->v[i];
-			if (pg < 2 || pg >= c.n_pg) {
-				chk_say(&c, STORE_CHECK_ERROR, "the free list names page %llu, outside 2..%llu", ull(pg),
-					ull(c.n_pg - 1));
-				continue;
+			for (uint64_t pg = v->v[i].start; pg - v->v[i].start < v->v[i].len; pg++) {
+				if (pg < 2 || pg >= c.n_pg) {
+					chk_say(&c, STORE_CHECK_ERROR, "the free space names page %llu, outside 2..%llu",
+						ull(pg), ull(c.n_pg - 1));
+					break;
+				}
+				if (c.pg[pg] & (PG_FREE | PG_PENDING))
+					chk_say(&c, STORE_CHECK_ERROR, "page %llu is free twice", ull(pg));
+				c.pg[pg] |= bit;
 			}
-			if (c.pg[pg] & (PG_FREE | PG_PENDING))
-				chk_say(&c, STORE_CHECK_ERROR, "page %llu is on the free list twice", ull(pg));
-			c.pg[pg] |= bit;
 		}
 	}
-	/* index chains of files deleted during replay: released at the next checkpoint */
+	/* index chains of files deleted during replay, and the extents they
+	 * name: released at the next checkpoint */
 	for (size_t i = 0; i < s->dead.n; i++) {
 		uint64_t pg = s->dead.v[i], guard = 0;
 		while (pg >= 2 && pg < c.n_pg && guard++ < c.n_pg && !(c.pg[pg] & PG_PENDING)) {
@@ -846,11 +863,17 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			c.pg[pg] |= PG_PENDING;
 			if (pager_read(s->pager, pg, PAGER_INDEX, page, &h) < 0)
 				break;
+			for (uint32_t k = 0; k < h.used / IDX_ENTRY_SIZE; k++) {
+				struct ient e;
+				st_index_entry_decode(page + PAGER_HDR_SIZE + k * IDX_ENTRY_SIZE, &e);
+				for (uint64_t p = e.page; e.npages && p - e.page < e.npages && p < c.n_pg; p++)
+					c.pg[p] |= PG_PENDING;
+			}
 			pg = h.next;
 		}
 	}
 	if (s->open_pgno && s->open_pgno < c.n_pg)
-		c.pg[s->open_pgno] |= PG_USED;
+		c.pg[s->open_pgno] |= PG_USED | PG_PACK;
 
 	/* 4. the namespace */
 	r = chk_namespace(&c);
@@ -920,14 +943,12 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			for (uint64_t pg = 2; pg < c.n_pg; pg++) {
 				if (c.pg[pg] & (PG_USED | PG_FREE | PG_PENDING))
 					continue;
-				r = st_vec_push(&s->pending, pg);
+				r = st_release(s, pg, 1);
 				if (r < 0)
 					goto out;
 				c.rep.freed++;
 			}
 			s->dirty = true;
-			st_set_u64(&s->n_free, s->free.n + s->pending.n);
-			st_set_u64(&s->n_reuse, s->free.n);
 		}
 	}
 	c.done = c.total;

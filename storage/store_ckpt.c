@@ -7,37 +7,44 @@
  * g % 2 (LMDB style: a checkpoint overwrites the OLDER one). A new store is
  * written as generation 0 in page 0 and generation 1 in page 1, identical
  * otherwise. Payload (little endian, after the page header):
- *     0 u32 "BZSB"   4 u32 format version (1)   8 u32 page_size (4096)
+ *     0 u32 "BZSB"   4 u32 format version (2)   8 u32 page_size (4096)
  *    12 u32 wal segments   16 u64 generation   24 u64 checkpoint_lsn
  *    32 u32 wal_pos.segment   36 u32 0   40 u64 wal_pos.life
  *    48 u64 wal_pos.offset   56 u64 wal segment_bytes   64 u64 next_ino
- *    72 u64 high-water mark (pages ever allocated, = file size / 4096)
+ *    72 u64 high-water mark H (store.db holds at least H pages)
  *    80 u64 ns chain first page   88 u64 ns chain pages   96 u64 ns bytes
  *   104 u64 stored bytes   112 u64 logical bytes   120 u64 data pages
  *   128 u64 checkpoints
  *
  * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
  * (inodes with rdev, symlink targets, extended attributes, entries, per-file
- * index state, free page list) is serialized into a chain of NEW NSMETA
- * pages (stream version 2; version 1, without rdev and attributes, is still
- * read). O(files) per checkpoint: a known cost. The parser (st_ns_load_chain
+ * index state, free extents) is serialized into a chain of NEW NSMETA
+ * pages (stream version 3: 40-byte index entries, 'P' as extents; older
+ * streams belong to format 1 stores, which are refused at open: a format 1
+ * superblock makes st_sb_decode return -EPROTO). O(files) per checkpoint:
+ * a known cost. The parser (st_ns_load_chain
  * -> ns_parse) treats the stream as untrusted: every read is bounds checked
  * (struct rd); tests/fuzz (fuzz_page, fuzz_recover) feed it arbitrary
  * store.db bytes.
  *
  * FREE SPACE. A page referenced by the durable superblock is never
  * overwritten. Pages released during an interval (the previous namespace
- * chain, index pages of deleted files) are "pending" and become free only
- * once the next superblock is durable.
+ * chain, index pages and extents of deleted files) are "pending" and become
+ * free only once the next superblock is durable. Free space at the end of
+ * store.db is given back: the free set's last extent, if it ends at H,
+ * lowers H in the next full checkpoint, and store.db is cut to H pages only
+ * after the superblock naming the lower H is durable (give_back).
  *
- * CHECKPOINT. (1) write the open data page (seal it), (2) release the old
- * namespace chain and dead index chains to pending, (3) write the new
- * namespace chain, (4) fsync store.db, (5) write superblock g+1 into page
- * (g+1)%2 naming checkpoint_lsn = last applied LSN and the WAL tail
- * position, (6) fsync store.db, (7) wal_recycle, pending -> free. Any
- * failure sets the sticky error: every later mutator returns -EIO. When
- * nothing changed since the last checkpoint, steps 1-4 are skipped (the
- * new superblock names the same chain: a "light" checkpoint).
+ * CHECKPOINT. (1) write the open pack page (seal it) and the run, (2)
+ * release the old namespace chain and deleted files' index chains and
+ * extents to pending, (3) lower H over a free extent that ends at it, write
+ * the new namespace chain, (4) fsync store.db, (5) write superblock g+1
+ * into page (g+1)%2 naming checkpoint_lsn = last applied LSN, the WAL tail
+ * position and H, (6) fsync store.db, (7) wal_recycle, pending -> free,
+ * cut store.db to H pages. Any failure sets the sticky error: every later
+ * mutator returns -EIO. When nothing changed since the last checkpoint and
+ * there is nothing to give back, steps 1-4 are skipped (the new superblock
+ * names the same chain: a "light" checkpoint).
  *
  * LOCKS. store_checkpoint runs on the commit thread (or in store_open /
  * store_close, before or after any other thread uses the store). It holds
@@ -218,6 +225,10 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 		*why = "bad superblock magic";
 		return -EBADMSG;
 	}
+	if (bz_get_le32(p + 4) == 1) {
+		*why = "format 1 (blazefs <= session 2)";
+		return -EPROTO;
+	}
 	if (bz_get_le32(p + 4) != SB_VERSION) {
 		*why = "unsupported format version";
 		return -EBADMSG;
@@ -320,6 +331,7 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 		bb_var(b, e->page);
 		bb_var(b, e->raw_len);
 		bb_var(b, e->frame_len);
+		bb_var(b, e->npages);
 		bb_var(b, e->pg_off);
 	}
 }
@@ -355,18 +367,54 @@ out:
 	return r;
 }
 
-static void ser_free(struct bbuf *b, const struct u64vec *a, const struct u64vec *c)
+/* The 'P' record: free ∪ pending as sorted, coalesced extents (stream
+ * version 3). The two sets are disjoint (st_release refuses a page that is
+ * free), so their union is well defined. */
+static int ser_free(struct bbuf *b, const struct freemap *a, const struct freemap *c)
 {
+	struct freemap u = {0};
+	int r = fm_merge(&u, a);
+	if (r == 0)
+		r = fm_merge(&u, c);
+	if (r < 0)
+		goto out;
 	bb_u8(b, 'P');
-	bb_var(b, a->n + c->n);
-	for (size_t i = 0; i < a->n; i++)
-		bb_var(b, a->v[i]);
-	for (size_t i = 0; i < c->n; i++)
-		bb_var(b, c->v[i]);
+	bb_var(b, u.n);
+	for (size_t i = 0; i < u.n; i++) {
+		bb_var(b, u.v[i].start);
+		bb_var(b, u.v[i].len);
+	}
+	r = b->err;
+out:
+	fm_free(&u);
+	return r == -EEXIST ? -EIO : r;
 }
 
-/* Worst-case encoded size of the free list record. */
-static size_t free_bytes_max(size_t n) { return 1 + 10 + 10 * n; }
+/* Worst-case encoded size of the free extents record. */
+static size_t free_bytes_max(size_t n) { return 1 + 10 + 20 * n; }
+
+/* Parses a 'P' record into s->free: extents sorted, non-empty, neither
+ * overlapping nor touching, inside [2, H). */
+static int parse_free(struct store *s, struct rd *r, size_t len) NO_TSA
+{
+	uint64_t n = rd_var(r), prev_end = 0;
+	int err = 0;
+
+	if (n > len || s->free.n)
+		r->err = -EBADMSG;
+	for (uint64_t i = 0; i < n && !r->err; i++) {
+		uint64_t start = rd_var(r), cnt = rd_var(r);
+		if (r->err || cnt == 0 || start < 2 || start <= prev_end || start >= s->hwm || cnt > s->hwm - start) {
+			r->err = -EBADMSG;
+			break;
+		}
+		err = fm_add(&s->free, start, cnt);
+		if (err < 0)
+			break;
+		prev_end = start + cnt;
+	}
+	return err == -EEXIST ? -EBADMSG : err;
+}
 
 /* Parses a namespace stream into s (at open, before any other thread). */
 static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
@@ -379,7 +427,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
 		goto out;
 	version = bz_get_le32(p + 4);
-	if (version != 1 && version != NS_VERSION)
+	if (version != NS_VERSION)
 		goto out;
 	if (p[len - 9] != 'E')
 		goto out;
@@ -402,7 +450,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			a.gid = rd_var32(&r);
 			a.nlink = rd_var32(&r);
 			a.size = rd_var(&r);
-			a.rdev = version >= 2 ? rd_var32(&r) : 0;
+			a.rdev = rd_var32(&r);
 			a.atime_ns = (int64_t)rd_le64(&r);
 			a.mtime_ns = (int64_t)rd_le64(&r);
 			a.ctime_ns = (int64_t)rd_le64(&r);
@@ -416,7 +464,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				       strerror(-err));
 				goto out;
 			}
-		} else if (tag == 'X' && version >= 2) {
+		} else if (tag == 'X') {
 			uint64_t ino = rd_var(&r), nl = rd_var(&r);
 			const uint8_t *name = rd_bytes(&r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
 			uint64_t vl = rd_var(&r);
@@ -464,6 +512,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				e.page = rd_var(&r);
 				e.raw_len = rd_var32(&r);
 				e.frame_len = rd_var32(&r);
+				e.npages = rd_var32(&r);
 				e.pg_off = rd_var32(&r);
 				if (!r.err && st_sfile_tail_push(f, &e) < 0) {
 					err = -ENOMEM;
@@ -477,20 +526,11 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				goto out;
 			f = NULL;
 		} else if (tag == 'P') {
-			uint64_t n = rd_var(&r);
-			if (n > len)
-				r.err = -EBADMSG;
-			for (uint64_t i = 0; i < n && !r.err; i++) {
-				uint64_t pg = rd_var(&r);
-				if (pg < 2 || pg >= s->hwm) {
-					r.err = -EBADMSG;
-					break;
-				}
-				if (st_vec_push(&s->free, pg) < 0) {
-					err = -ENOMEM;
-					goto out;
-				}
-			}
+			err = parse_free(s, &r, len);
+			if (err < 0 && err != -EBADMSG)
+				goto out;
+			if (err < 0)
+				r.err = err;
 		} else {
 			r.err = -EBADMSG;
 		}
@@ -572,27 +612,73 @@ out:
 /* ------------------------------------------------------------------ */
 /* checkpoint                                                          */
 
-/* Moves the pages of every deleted file's index chain to pending. */
-static void release_dead_chains(struct store *s)
+/* Releases every deleted file's index chain: each page and the extents
+ * its entries name (the tails' extents went at file_drop). An unreadable
+ * page leaks what it names (logged); a double release fails the
+ * checkpoint. */
+static int release_dead_chains(struct store *s)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
+	int r = 0;
 
-	for (size_t i = 0; i < s->dead.n; i++) {
+	for (size_t i = 0; i < s->dead.n && r == 0; i++) {
 		uint64_t pg = s->dead.v[i];
 		uint64_t guard = 0;
-		while (pg && guard++ < s->hwm) {
+		while (pg && guard++ < s->hwm && r == 0) {
 			struct pager_hdr h;
-			if (pager_read(s->pager, pg, PAGER_INDEX, page, &h) < 0) {
+			if (pager_read(s->pager, pg, PAGER_INDEX, page, &h) < 0 || h.used % IDX_ENTRY_SIZE) {
 				bz_warn("store.db: index chain of a deleted file unreadable at page %llu: pages leak",
 					(unsigned long long)pg);
 				break;
 			}
-			if (st_vec_push(&s->pending, pg) < 0)
-				break;
+			for (uint32_t k = 0; k < h.used / IDX_ENTRY_SIZE && r == 0; k++) {
+				struct ient e;
+				st_index_entry_decode(page + PAGER_HDR_SIZE + k * IDX_ENTRY_SIZE, &e);
+				r = st_release_entry(s, &e);
+			}
+			if (r == 0)
+				r = st_release(s, pg, 1);
 			pg = h.next;
 		}
 	}
 	s->dead.n = 0;
+	return r;
+}
+
+/* Whether a checkpoint now could give space at the end of store.db back:
+ * free pages end at the high-water mark, or they end right below the
+ * durable namespace chain, which this checkpoint moves down (a chain
+ * written while nothing was free lands at the end). */
+static bool tail_free(const struct store *s)
+{
+	if (!s->free.n)
+		return false;
+	uint64_t end = s->free.v[s->free.n - 1].start + s->free.v[s->free.n - 1].len, above = 0;
+	for (size_t i = 0; i < s->chain.n; i++)
+		above += s->chain.v[i] >= end;
+	return end + above == s->hwm;
+}
+
+/* After the superblock naming s->hwm is durable: store.db is cut to H
+ * pages. Never below what a durable superblock names (the caller's
+ * superblock is the durable one). A failing ftruncate is an I/O error like
+ * any other (the caller enters the sticky error state); the checkpoint
+ * itself is durable and the pages past H are unused either way. */
+static int give_back(struct store *s)
+{
+	uint64_t size = 0, want = s->sb.hwm * (uint64_t)PAGER_PAGE_SIZE;
+	int r = vfs_size(s->db_f, &size);
+
+	if (r < 0 || size <= want)
+		goto out;
+	r = vfs_ftruncate(s->db_f, want);
+	if (r < 0)
+		goto out;
+	st_set_u64(&s->truncations, s->truncations + 1);
+	bz_info("store.db: gave %llu unused bytes back (now %llu pages)", (unsigned long long)(size - want),
+		(unsigned long long)s->sb.hwm);
+out:
+	return r;
 }
 
 int store_checkpoint(struct store *s)
@@ -614,7 +700,7 @@ int store_checkpoint(struct store *s)
 	}
 	uint64_t t0 = bz_now_ns();
 
-	if (!s->dirty && !s->dead.n) {
+	if (!s->dirty && !s->dead.n && !tail_free(s)) {
 		/* Nothing changed since the last checkpoint (a mount without
 		 * replay, a close without writes): the durable namespace chain
 		 * and free list stay valid; only the WAL position moves. */
@@ -634,13 +720,13 @@ int store_checkpoint(struct store *s)
 		goto done;
 	}
 
-	/* 1. seal the open data page */
+	/* 1. seal the open pack page */
 	bz_cap_wrlock(&s->lock, &store_cap);
 	r = 0;
 	if (s->open_pgno && s->open_used)
 		r = st_data_page_flush(s, 0);
 	else if (s->open_pgno)
-		r = st_vec_push(&s->free, s->open_pgno); /* allocated, never written */
+		r = fm_add(&s->free, s->open_pgno, 1); /* allocated, never written */
 	if (r == 0)
 		s->open_pgno = 0;
 	if (r == 0)
@@ -649,14 +735,15 @@ int store_checkpoint(struct store *s)
 	if (r < 0)
 		goto fail;
 
-	/* 2. release old chains */
-	release_dead_chains(s);
-	for (size_t i = 0; i < s->chain.n; i++) {
-		/* mutant reuse_durable: free at once (the crash tests must catch it) */
-		r = st_vec_push(st_mutant() == STORE_MUTANT_REUSE_DURABLE ? &s->free : &s->pending, s->chain.v[i]);
-		if (r < 0)
-			goto fail;
-	}
+	/* 2. release deleted files' index chains and extents, the old chain
+	 * (mutant reuse_durable: the old chain is free at once; the crash
+	 * tests must catch it) */
+	r = release_dead_chains(s);
+	for (size_t i = 0; r == 0 && i < s->chain.n; i++)
+		r = st_mutant() == STORE_MUTANT_REUSE_DURABLE ? fm_add(&s->free, s->chain.v[i], 1) :
+								st_release(s, s->chain.v[i], 1);
+	if (r < 0)
+		goto fail;
 
 	/* 3. the new namespace chain */
 	bz_cap_rdlock(&s->lock, &store_cap);
@@ -669,7 +756,19 @@ int store_checkpoint(struct store *s)
 		if (r < 0)
 			goto fail;
 	}
-	ser_free(&b, &s->free, &s->pending);
+	/* Give back the pages at the end of store.db that are free or pending
+	 * (pending ones are named by the durable superblock, but nothing
+	 * writes them before the next superblock, which no longer names
+	 * them, is durable: store.db is cut only after that, in step 7). */
+	uint64_t cut = fm_union_tail(&s->free, &s->pending, s->hwm);
+	if (cut < s->hwm) {
+		fm_cut(&s->free, cut);
+		fm_cut(&s->pending, cut);
+		st_set_u64(&s->hwm, cut);
+	}
+	r = ser_free(&b, &s->free, &s->pending);
+	if (r < 0)
+		goto fail;
 	bb_u8(&b, 'E');
 	bb_le64(&b, b.err ? 0 : XXH3_64bits(b.p, b.len));
 	r = b.err;
@@ -729,18 +828,21 @@ int store_checkpoint(struct store *s)
 	/* 6. the new checkpoint is durable */
 	wal_recycle(s->wal);
 	s->sb = sb;
-	for (size_t i = 0; i < s->pending.n; i++)
-		if (st_vec_push(&s->free, s->pending.v[i]) < 0)
-			bz_warn("store: out of memory: a free page leaks");
-	s->pending.n = 0;
+	if (fm_merge(&s->free, &s->pending) < 0)
+		bz_warn("store: out of memory: free pages leak");
+	fm_clear(&s->pending);
 	st_vec_free(&s->chain);
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
 	st_set_u64(&s->ns_est, b.len);
+	r = give_back(s);
+	if (r < 0) {
+		bz_err("store.db: giving unused space back failed: %s", strerror(-r));
+		goto fail;
+	}
 done:
-	st_set_u64(&s->n_free, s->free.n);
-	st_set_u64(&s->n_reuse, s->free.n);
+	st_free_mirror(s);
 	st_set_u64(&s->checkpoints, st_get_u64(&s->checkpoints) + 1);
 	st_set_u64(&s->checkpoint_lsn, sb.checkpoint_lsn);
 	st_set_u64(&s->wal_used, wal_used_since_checkpoint(s->wal));

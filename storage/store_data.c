@@ -4,30 +4,38 @@
  * Format: docs/FORMAT.md ("The PageStore and recovery" sections 4, 5, 7 and
  * 10); page header: pager.c.
  *
- * DATA PAGES. Record frames exactly as store_apply received them, packed
- * back to back in a stream of DATA pages. A frame that does not fit
- * continues at offset 0 of the page named by the header's `next`. A page is
- * written once: when it fills, or (partly filled) at a checkpoint, which
- * SEALS it: later frames start a new page. Full data pages wait in a run of
- * up to RUN_PAGES consecutive pages (one pwrite); readers find them there;
- * the checkpoint writes the run (st_run_flush) and seals the open page
- * (st_data_page_flush).
+ * CHUNKS. Each stored data record is one chunk: its frame exactly as
+ * store_apply received it (checksums end to end). A frame of at most one
+ * page payload (4048 bytes) is PACKED into the open PACK page (frames never
+ * cross pages; a frame that does not fit closes the page); a larger one is
+ * written at once as an EXTENT of its own: consecutive pages from a first
+ * fit (or the high-water mark), the frame from payload offset 0, next =
+ * pgno+1 while it continues. Full pack pages wait in a run of up to
+ * RUN_PAGES consecutive pages (one pwrite); readers find them there; the
+ * checkpoint writes the run (st_run_flush) and seals the open pack page
+ * (st_data_page_flush). A HOLE record stores nothing: the file grows and
+ * the gap between entries reads as zeros.
  *
- * PER-FILE INDEX. One entry per data record: (logical offset, data page,
- * raw length, frame length, offset in page). Entries accumulate in a tail;
- * when the tail holds 126 entries it is written as one INDEX page whose
- * `next` is the file's previous full index page (a chain from newest to
- * oldest), never rewritten. The tail lives inline in the namespace
- * checkpoint. The full entries are loaded lazily (store_read.c), on the
- * first read that needs them, so open does not depend on the amount of
- * data; when more than index_budget entries are loaded, other files'
- * entries are unloaded.
+ * PER-FILE INDEX. One 40-byte entry per chunk: (logical offset, page, raw
+ * length, frame length, extent pages or 0 = packed, offset in pack page).
+ * Entries accumulate in a tail; when the tail holds IDX_PER_PAGE (101)
+ * entries it is written as one INDEX page whose `next` is the file's
+ * previous full index page (a chain from newest to oldest), never
+ * rewritten. The tail lives inline in the namespace checkpoint. The full
+ * entries are loaded lazily (store_read.c), on the first read that needs
+ * them, so open does not depend on the amount of data; when more than
+ * index_budget entries are loaded, other files' entries are unloaded.
  *
- * PAGE ALLOCATION. st_page_alloc reuses a page of the free list first, else
- * takes the high-water mark. Pages released during an interval go to "pending" and
- * become free only once the next superblock is durable (store_ckpt.c). Data
- * pages are never reclaimed (a page holds records of several files): a
- * known limitation.
+ * FREE SPACE. Extents (storage/freemap.c): st_extent_alloc takes a first
+ * fit from s->free, else the high-water mark. Pages that stop being
+ * referenced (st_release) go to s->pending and become free only once the
+ * next superblock is durable (store_ckpt.c). When the last link of a file
+ * goes, the extents of its tail entries are released at once and its
+ * index chain is queued (s->dead) for the checkpoint, which reads it and
+ * releases its pages and the extents they name. Pack pages hold chunks of
+ * several files and are not reclaimed (docs/FORMAT.md §7). Releasing a page
+ * that is already free is refused (-EIO, sticky): a page is never handed
+ * out twice.
  *
  * LOCKS. Everything here runs on the commit thread ([commit] fields need no
  * lock); the functions that touch the data stream, the file table or the
@@ -152,19 +160,66 @@ int st_sfile_tail_push(struct sfile *f, const struct ient *e)
 /* ------------------------------------------------------------------ */
 /* page allocation [commit]                                            */
 
-uint64_t st_page_alloc(struct store *s)
+/* Publishes the free-space figures store_space/store_stats read. */
+void st_free_mirror(struct store *s)
+{
+	st_set_u64(&s->n_free, s->free.pages + s->pending.pages);
+	st_set_u64(&s->n_reuse, s->free.pages);
+	st_set_u64(&s->n_free_ext, s->free.n + s->pending.n);
+}
+
+/* n consecutive pages: first fit among the free extents, else at the
+ * high-water mark. */
+uint64_t st_extent_alloc(struct store *s, uint64_t n)
 {
 	uint64_t pg;
 	s->dirty = true;
-	if (s->free.n) {
-		pg = s->free.v[--s->free.n];
-	} else {
+	if (!fm_alloc(&s->free, n, &pg)) {
 		pg = s->hwm;
-		st_set_u64(&s->hwm, pg + 1);
+		st_set_u64(&s->hwm, pg + n);
 	}
-	st_set_u64(&s->n_free, s->free.n + s->pending.n);
-	st_set_u64(&s->n_reuse, s->free.n);
+	st_free_mirror(s);
 	return pg;
+}
+
+uint64_t st_page_alloc(struct store *s) { return st_extent_alloc(s, 1); }
+
+/* Pages [start, start+n) stop being referenced: free once the next
+ * superblock is durable. A page already free or pending is a bug (a double
+ * release): refused, logged, and the store fails rather than hand the page
+ * out twice. */
+int st_release(struct store *s, uint64_t start, uint64_t n)
+{
+	int r = -EINVAL;
+	if (start >= 2 && n && start + n <= s->hwm) {
+		for (uint64_t pg = start; pg < start + n; pg++)
+			if (fm_contains(&s->free, pg)) {
+				r = -EEXIST;
+				goto out;
+			}
+		r = fm_add(&s->pending, start, n);
+	}
+out:
+	if (r == -ENOMEM) {
+		bz_warn("store: out of memory: %llu pages at %llu leak", (unsigned long long)n,
+			(unsigned long long)start);
+		r = 0;
+	} else if (r < 0) {
+		bz_err("store: releasing pages %llu..%llu, which are %s: refusing", (unsigned long long)start,
+		       (unsigned long long)(start + n - 1), r == -EEXIST ? "already free" : "outside the store");
+		r = -EIO;
+	} else {
+		st_set_u64(&s->pages_released, s->pages_released + n);
+	}
+	st_free_mirror(s);
+	return r;
+}
+
+/* Releases what one index entry owns: its extent (packed chunks share
+ * their pack page and are not reclaimed: docs/FORMAT.md §7). */
+int st_release_entry(struct store *s, const struct ient *e)
+{
+	return e->npages ? st_release(s, e->page, e->npages) : 0;
 }
 
 static void index_entry_encode(uint8_t *p, const struct ient *e)
@@ -173,8 +228,9 @@ static void index_entry_encode(uint8_t *p, const struct ient *e)
 	bz_put_le64(p + 8, e->page);
 	bz_put_le32(p + 16, e->raw_len);
 	bz_put_le32(p + 20, e->frame_len);
-	bz_put_le32(p + 24, e->pg_off);
-	bz_put_le32(p + 28, 0);
+	bz_put_le32(p + 24, e->npages);
+	bz_put_le32(p + 28, e->pg_off);
+	bz_put_le64(p + 32, 0);
 }
 
 void st_index_entry_decode(const uint8_t *p, struct ient *e)
@@ -183,13 +239,14 @@ void st_index_entry_decode(const uint8_t *p, struct ient *e)
 	e->page = bz_get_le64(p + 8);
 	e->raw_len = bz_get_le32(p + 16);
 	e->frame_len = bz_get_le32(p + 20);
-	e->pg_off = bz_get_le32(p + 24);
+	e->npages = bz_get_le32(p + 24);
+	e->pg_off = bz_get_le32(p + 28);
 }
 
 /* ------------------------------------------------------------------ */
 /* data stream [commit, s->lock exclusive]                              */
 
-/* Writes the run of full data pages (one pwrite). */
+/* Writes the run of full pack pages (one pwrite). */
 int st_run_flush(struct store *s) REQUIRES(store_cap)
 {
 	int r = 0;
@@ -201,13 +258,13 @@ int st_run_flush(struct store *s) REQUIRES(store_cap)
 	return r;
 }
 
-/* Seals the open data page and queues it in the run of pages to write
+/* Seals the open pack page and queues it in the run of pages to write
  * (consecutive page numbers, up to RUN_PAGES; written before any
  * checkpoint). Readers find queued pages in the run. */
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap)
 {
 	struct pager_hdr h = {
-		.type = PAGER_DATA, .pgno = s->open_pgno, .lsn = s->open_lsn, .next = next, .used = s->open_used,
+		.type = PAGER_PACK, .pgno = s->open_pgno, .lsn = s->open_lsn, .next = next, .used = s->open_used,
 	};
 	int r = 0;
 
@@ -224,38 +281,78 @@ int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap)
 	return 0;
 }
 
-/* Appends one frame to the data stream; returns where it starts. */
-static int data_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, uint64_t *ret_pg,
-		       uint32_t *ret_off) REQUIRES(store_cap)
+/* Packs one frame of at most PAGER_PAYLOAD bytes into the open pack page
+ * (closing it first if the frame does not fit in its room); fills in where
+ * it went. */
+static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+	REQUIRES(store_cap)
 {
 	int r = 0;
 
+	if (s->open_pgno && s->open_used + len > PAGER_PAYLOAD) {
+		r = st_data_page_flush(s, 0);
+		if (r < 0)
+			goto out;
+		s->open_pgno = 0;
+	}
 	if (!s->open_pgno) {
 		s->open_pgno = st_page_alloc(s);
 		s->open_used = 0;
 		memset(s->open_page, 0, PAGER_PAGE_SIZE);
 	}
-	*ret_pg = s->open_pgno;
-	*ret_off = s->open_used;
-	while (len) {
-		size_t n = BZ_MIN(len, (size_t)(PAGER_PAYLOAD - s->open_used));
-		memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, n);
-		s->open_used += (uint32_t)n;
-		s->open_lsn = lsn;
-		frame += n;
-		len -= n;
-		if (s->open_used < PAGER_PAYLOAD)
-			continue;
-		uint64_t next = len ? st_page_alloc(s) : 0;
-		r = st_data_page_flush(s, next);
-		if (r < 0)
-			goto out;
-		s->open_pgno = next;
-		s->open_used = 0;
-		memset(s->open_page, 0, PAGER_PAGE_SIZE);
+	e->page = s->open_pgno;
+	e->pg_off = s->open_used;
+	e->npages = 0;
+	memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, len);
+	s->open_used += (uint32_t)len;
+	s->open_lsn = lsn;
+	if (s->open_used == PAGER_PAYLOAD) {
+		r = st_data_page_flush(s, 0);
+		s->open_pgno = 0;
 	}
 out:
 	return r;
+}
+
+/* Writes one frame of more than PAGER_PAYLOAD bytes as an extent of its
+ * own: consecutive pages, the frame from payload offset 0, next = pgno+1
+ * while it continues; one pwrite. */
+static int extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+{
+	uint32_t n = (uint32_t)((len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD);
+	uint8_t *buf = calloc(n, PAGER_PAGE_SIZE);
+	int r = -ENOMEM;
+
+	if (!buf)
+		goto out;
+	uint64_t first = st_extent_alloc(s, n);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t at = (size_t)i * PAGER_PAYLOAD, k = BZ_MIN(len - at, (size_t)PAGER_PAYLOAD);
+		uint8_t *pg = buf + (size_t)i * PAGER_PAGE_SIZE;
+		struct pager_hdr h = {
+			.type = PAGER_DATA, .pgno = first + i, .lsn = lsn, .next = i + 1 < n ? first + i + 1 : 0,
+			.used = (uint32_t)k,
+		};
+		memcpy(pg + PAGER_HDR_SIZE, frame + at, k);
+		pager_seal(pg, &h);
+	}
+	r = pager_write_run(s->pager, first, n, buf);
+	if (r < 0)
+		goto out;
+	st_set_u64(&s->data_pages, s->data_pages + n);
+	e->page = first;
+	e->npages = n;
+	e->pg_off = 0;
+out:
+	free(buf);
+	return r;
+}
+
+/* Stores one chunk frame (packed or as its own extent). */
+static int chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+	REQUIRES(store_cap)
+{
+	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : extent_write(s, lsn, frame, len, e);
 }
 
 /* Drops a file's loaded full entries (they reload lazily from its chain). */
@@ -314,18 +411,27 @@ out:
 /* ------------------------------------------------------------------ */
 /* applying batches                                                    */
 
-static void file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
+/* The last link of a file went: its tail entries' extents are released
+ * now, its index chain (and the extents its pages name) at the next
+ * checkpoint (store_ckpt.c: reading pages does not belong in an apply). */
+static int file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
 {
 	struct sfile *f = st_ftab_get(&s->files, ino);
+	int r = 0;
+
 	if (!f)
-		return;
+		goto out;
 	s->stored_bytes -= f->stored_bytes;
 	s->logical_bytes -= f->raw_bytes;
 	st_sfile_unload(s, f);
+	for (uint32_t i = 0; i < f->n_tail && r == 0; i++)
+		r = st_release_entry(s, &f->tail[i]);
 	if (f->last_full && st_vec_push(&s->dead, f->last_full) < 0)
 		bz_warn("store: out of memory: index pages of inode %llu leak", (unsigned long long)ino);
 	ftab_del(&s->files, ino);
 	st_sfile_free(f);
+out:
+	return r;
 }
 
 static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *payload) REQUIRES(store_cap)
@@ -358,7 +464,7 @@ static int apply_ns(struct store *s, const struct rec_hdr *h, const uint8_t *pay
 	}
 	struct ns_attr a;
 	if (victim && ns_getattr(s->ns, victim, &a) == -ENOENT)
-		file_drop(s, victim);
+		r = file_drop(s, victim);
 	/* The stream grows by at most one inode record and one entry per op,
 	 * both shorter than the op's payload plus NS_GROWTH_OP (see
 	 * store_space_need); removals are not subtracted until a checkpoint
@@ -379,8 +485,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 	int r;
 
 	r = ns_getattr(s->ns, h->ino, &a);
-	/* (hole records are not stored by this engine yet: dropped) */
-	if (r < 0 || !S_ISREG(a.mode) || a.size != h->off || h->raw_len == 0 || h->codec == REC_HOLE) {
+	if (r < 0 || !S_ISREG(a.mode) || a.size != h->off || h->raw_len == 0 || h->off + h->raw_len < h->off) {
 		bz_debug("store: data record ino %llu off %llu dropped (inode %s, size %llu)",
 			 (unsigned long long)h->ino, (unsigned long long)h->off, r < 0 ? "gone" : "present",
 			 (unsigned long long)(r < 0 ? 0 : a.size));
@@ -399,11 +504,13 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 			return r;
 		}
 	}
-	r = data_append(s, lsn, frame, frame_len, &e.page, &e.pg_off);
+	if (h->codec == REC_HOLE)
+		goto size; /* a gap: nothing stored, no entry */
+	r = chunk_store(s, lsn, frame, frame_len, &e);
 	if (r < 0)
 		return r;
 	e.off = h->off;
-	e.raw_len = h->raw_len;
+	e.raw_len = (uint32_t)h->raw_len;
 	e.frame_len = (uint32_t)frame_len;
 	r = index_add(s, f, lsn, &e);
 	if (r < 0)
@@ -413,6 +520,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 	st_set_u64(&s->ns_est, st_get_u64(&s->ns_est) + NS_GROWTH_RECORD);
 	s->stored_bytes += frame_len;
 	s->logical_bytes += h->raw_len;
+size:
 	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);
 	if (NEVER(r < 0))
 		return -EIO;

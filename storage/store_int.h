@@ -53,6 +53,7 @@
 
 #include <zstd.h>
 
+#include "freemap.h"
 #include "log.h"
 #include "pager.h"
 #include "record.h"
@@ -64,11 +65,11 @@ BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
 BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
-#define SB_VERSION 1u
+#define SB_VERSION 2u   /* format 2: chunks in extents and pack pages, free extents */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 2u /* 2: 'I' carries rdev; 'X' records. Version 1 is still read. */
-#define IDX_ENTRY_SIZE 32u
-#define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 126 */
+#define NS_VERSION 3u /* 3: 40-byte index entries, free extents. Only 3 is read. */
+#define IDX_ENTRY_SIZE 40u
+#define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
 #define RUN_PAGES 64u /* full data pages written together (256 KiB) */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
@@ -76,13 +77,16 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define DB_NAME "store.db"
 #define DB_TMP_NAME "store.db.tmp"
 
-/* One index entry: where one data record of a file lives. */
+/* One index entry: where one chunk (one data record's frame) of a file
+ * lives: an extent of npages pages starting at page, or (npages 0) packed
+ * at pg_off in pack page `page`. */
 struct ient {
-	uint64_t off;       /* logical offset of the record's first raw byte */
-	uint64_t page;      /* data page holding the frame's first byte */
-	uint32_t raw_len;   /* raw bytes of the record */
+	uint64_t off;       /* logical offset of the chunk's first raw byte */
+	uint64_t page;      /* the extent's first page, or the pack page */
+	uint32_t raw_len;   /* raw bytes of the chunk */
 	uint32_t frame_len; /* header + stored payload */
-	uint32_t pg_off;    /* payload offset of the frame in page */
+	uint32_t npages;    /* extent pages; 0 = packed */
+	uint32_t pg_off;    /* packed: payload offset of the frame in page; extent: 0 */
 };
 
 /* Per-file index state (files that have data). */
@@ -132,10 +136,10 @@ struct store {
 	struct ns *ns GUARDED_BY(store_cap);
 	struct ftab files GUARDED_BY(store_cap);
 	uint8_t *open_page GUARDED_BY(store_cap); /* PAGER_PAGE_SIZE buffer */
-	uint8_t *run GUARDED_BY(store_cap);       /* full data pages not yet written: RUN_PAGES */
+	uint8_t *run GUARDED_BY(store_cap);       /* full pack pages not yet written: RUN_PAGES */
 	uint64_t run_first GUARDED_BY(store_cap); /* page number of run[0] */
 	uint32_t run_n GUARDED_BY(store_cap);     /* pages in run (consecutive numbers) */
-	uint64_t open_pgno GUARDED_BY(store_cap); /* 0 = no open data page */
+	uint64_t open_pgno GUARDED_BY(store_cap); /* 0 = no open pack page */
 	uint32_t open_used GUARDED_BY(store_cap);
 	uint64_t open_lsn GUARDED_BY(store_cap);
 	uint64_t stored_bytes GUARDED_BY(store_cap), logical_bytes GUARDED_BY(store_cap);
@@ -152,13 +156,17 @@ struct store {
 	uint64_t checkpoint_lsn;   /* __atomic */
 	uint64_t replayed;         /* __atomic */
 	uint64_t wal_used;         /* __atomic mirror of wal_used_since_checkpoint */
-	uint64_t n_free;           /* __atomic mirror of free.n + pending.n */
-	uint64_t n_reuse;          /* __atomic mirror of free.n (reusable now) */
+	uint64_t n_free;           /* __atomic mirror of free.pages + pending.pages */
+	uint64_t n_reuse;          /* __atomic mirror of free.pages (reusable now) */
+	uint64_t n_free_ext;       /* __atomic mirror of free.n + pending.n (extents) */
+	uint64_t truncations;      /* __atomic: store.db given back to the disk */
+	uint64_t pages_released;   /* __atomic: pages of deleted files and old chains freed */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
-	struct u64vec free;        /* free pages (reusable now) */
-	struct u64vec pending;     /* free once the next superblock is durable */
+	struct freemap free;       /* free page extents (reusable now) */
+	struct freemap pending;    /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
-	struct u64vec dead;        /* index chain heads of deleted files */
+	struct u64vec dead;        /* index chain heads of deleted files (their
+				    * tails' extents went to pending at once) */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
 	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(store_dctx_cap);
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
@@ -207,6 +215,10 @@ void st_sfile_free(struct sfile *f);
 void st_ftab_clear(struct ftab *t);
 int st_sfile_tail_push(struct sfile *f, const struct ient *e);
 uint64_t st_page_alloc(struct store *s);
+uint64_t st_extent_alloc(struct store *s, uint64_t n);
+void st_free_mirror(struct store *s);
+int st_release(struct store *s, uint64_t start, uint64_t n);
+int st_release_entry(struct store *s, const struct ient *e);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);
@@ -222,8 +234,9 @@ int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA;
 const struct ient *st_sfile_ent(const struct sfile *f, uint64_t i);
 int st_sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap);
 int st_grow(uint8_t **p, size_t *cap, size_t need);
-int st_data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t **ret_src,
+int st_data_page_src(struct store *s, uint64_t pg, uint8_t type, struct rctx *x, const uint8_t **ret_src,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
+bool st_entry_ok(const struct ient *e);
 int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap);
 /* The test hooks' mutant (enum store_mutant; 0 outside tests). */
 int st_mutant(void);

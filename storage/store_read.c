@@ -196,30 +196,31 @@ int st_grow(uint8_t **p, size_t *cap, size_t need)
 	return 0;
 }
 
-/* Where the bytes of data page pg are: the open page, the run of full pages
- * not yet written, or the reader's held copy x->page (read and verified
- * once; written data pages never change, so the copy stays valid). */
-int st_data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t **ret_src,
+/* Where the bytes of page pg (type PAGER_PACK or PAGER_DATA) are: the open
+ * pack page, the run of full pack pages not yet written, or the reader's
+ * held copy x->page (read and verified once; a page named by a live index
+ * entry never changes while the entry lives, so the copy stays valid). */
+int st_data_page_src(struct store *s, uint64_t pg, uint8_t type, struct rctx *x, const uint8_t **ret_src,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap)
 {
 	int r;
 
-	if (pg == s->open_pgno) {
+	if (type == PAGER_PACK && pg == s->open_pgno) {
 		*ret_src = s->open_page;
 		ret_h->used = s->open_used;
 		ret_h->next = 0;
 		return 0;
 	}
-	if (s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
+	if (type == PAGER_PACK && s->run_n && pg >= s->run_first && pg < s->run_first + s->run_n) {
 		const uint8_t *src = s->run + (size_t)(pg - s->run_first) * PAGER_PAGE_SIZE;
 		*ret_src = src;
 		ret_h->used = bz_get_le32(src + 32);
 		ret_h->next = bz_get_le64(src + 24);
 		return 0;
 	}
-	if (x->pgno != pg) {
+	if (x->pgno != pg || x->h.type != type) {
 		x->pgno = 0;
-		r = pager_read(s->pager, pg, PAGER_DATA, x->page, &x->h);
+		r = pager_read(s->pager, pg, type, x->page, &x->h);
 		if (r < 0)
 			return r;
 		x->pgno = pg;
@@ -229,18 +230,32 @@ int st_data_page_src(struct store *s, uint64_t pg, struct rctx *x, const uint8_t
 	return 0;
 }
 
-/* Copies the frame of e into x->frame[dst, dst + e->frame_len). */
+/* Whether an index entry's placement fields are consistent (never trust
+ * the index: found by fuzz_page). */
+bool st_entry_ok(const struct ient *e)
+{
+	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW || e->frame_len == 0 || e->page < 2)
+		return false;
+	if (e->npages == 0)
+		return e->frame_len <= PAGER_PAYLOAD && e->pg_off <= PAGER_PAYLOAD - e->frame_len;
+	return e->pg_off == 0 && e->npages == (e->frame_len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD &&
+	       e->page + e->npages > e->page;
+}
+
+/* Copies the frame of e into x->frame[dst, dst + e->frame_len): from its
+ * pack page, or through the pages of its extent (next = pgno+1 while the
+ * frame continues, each page verified). */
 static int frame_copy(struct store *s, const struct ient *e, struct rctx *x, size_t dst) REQUIRES_SHARED(store_cap)
 {
+	uint8_t type = e->npages ? PAGER_DATA : PAGER_PACK;
 	uint64_t pg = e->page;
 	uint32_t at = e->pg_off;
 	size_t done = 0;
 	int r;
 
-	/* Never trust a length from the index (found by fuzz_page). */
-	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW) {
-		bz_err("store: index entry at offset %llu names a %u-byte frame: corrupt index",
-		       (unsigned long long)e->off, e->frame_len);
+	if (!st_entry_ok(e)) {
+		bz_err("store: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u: corrupt index",
+		       (unsigned long long)e->off, e->frame_len, e->npages, (unsigned long long)e->page, e->pg_off);
 		return -EIO;
 	}
 	r = st_grow(&x->frame, &x->frame_cap, dst + e->frame_len);
@@ -248,18 +263,13 @@ static int frame_copy(struct store *s, const struct ient *e, struct rctx *x, siz
 	while (r == 0 && done < e->frame_len) {
 		const uint8_t *src;
 		struct pager_hdr h;
-		if (!pg) {
-			bz_err("store: inode index names data page 0");
-			r = -EIO;
-			break;
-		}
-		r = st_data_page_src(s, pg, x, &src, &h);
+		r = st_data_page_src(s, pg, type, x, &src, &h);
 		if (r < 0)
 			break;
 		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
 		memcpy(x->frame + dst + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
-		if (done < e->frame_len && (!h.next || h.used != PAGER_PAYLOAD)) {
+		if (done < e->frame_len && (h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
 			bz_err("store.db: page %llu: a record frame runs past the page's data", (unsigned long long)pg);
 			r = -EIO;
 			break;
@@ -393,15 +403,15 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, 
 		else
 			hi = mid;
 	}
+	/* Gaps before, between and after the entries are holes: store_read
+	 * zero-fills the range before decoding the parts into it. */
 	uint64_t pos = off;
 	for (uint64_t i = lo; i < total && pos < end; i++) {
 		const struct ient *e = st_sfile_ent(f, i);
-		if (e->off > pos) {
-			bz_err("store: inode %llu: index has a hole at offset %llu", (unsigned long long)ino,
-			       (unsigned long long)pos);
-			r = -EIO;
-			goto out;
-		}
+		if (e->off >= end)
+			break;
+		if (e->off > pos)
+			pos = e->off;
 		uint64_t to = BZ_MIN(end, e->off + e->raw_len);
 		if (to <= pos)
 			continue;
@@ -409,12 +419,6 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, 
 		if (r < 0)
 			goto out;
 		pos = to;
-	}
-	if (pos < end) {
-		bz_err("store: inode %llu: index ends at %llu below its size %llu", (unsigned long long)ino,
-		       (unsigned long long)pos, (unsigned long long)a.size);
-		r = -EIO;
-		goto out;
 	}
 	n = (size_t)(end - off);
 done:
@@ -440,6 +444,8 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r == 0 && need_load)
 		r = load_and_collect(s, ino, off, len, &n, x);
+	if (r == 0 && n)
+		memset(buf, 0, n); /* holes */
 	for (size_t i = 0; r == 0 && i < x->n_parts; i++)
 		r = record_decode(s, ino, &x->parts[i], (uint8_t *)buf + (x->parts[i].from - off), x);
 	if (r == 0)

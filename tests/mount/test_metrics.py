@@ -138,6 +138,8 @@ STORE = {
     "cache_misses": "blazefs_cache_misses_total", "checksum_errors": "blazefs_checksum_errors_total",
     "replayed_batches": "blazefs_store_replayed_batches", "error": "blazefs_store_error",
     "space_need": "blazefs_store_space_need_bytes", "space_spare": "blazefs_store_space_spare_bytes",
+    "free_extents": "blazefs_store_free_extents", "pages_released": "blazefs_store_released_pages_total",
+    "store_db_truncations": "blazefs_store_db_truncations_total",
 }
 FS = {
     "live_inodes": "blazefs_inodes", "kernel_inodes": "blazefs_kernel_inodes", "open_files": "blazefs_open_files",

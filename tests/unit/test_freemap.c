@@ -60,9 +60,7 @@ static void test_basic(void)
 	T_CHECK_EQ(m.n, 2);
 	T_CHECK_EQ(fm_remove(&m, 16, 1), -ENOENT);
 	T_CHECK_EQ(fm_remove(&m, 13, 2), -ENOENT);
-	T_CHECK(!fm_take_last(&m, 30, &s));
-	T_CHECK(fm_take_last(&m, 25, &s));
-	T_CHECK_EQ(s, 18);
+	fm_cut(&m, 18); /* [18, 25) */
 	T_CHECK_EQ(m.pages, 2);
 	struct freemap o = {0};
 	T_CHECK_EQ(fm_add(&o, 16, 2), 0);
@@ -73,6 +71,28 @@ static void test_basic(void)
 	T_CHECK_EQ(fm_merge(&m, &o), -EEXIST);
 	fm_free(&o);
 	fm_free(&m);
+	/* the union tail of two disjoint sets, and cutting above a page */
+	struct freemap a = {0}, c = {0};
+	T_CHECK_EQ(fm_add(&a, 10, 5), 0);  /* 10..14 */
+	T_CHECK_EQ(fm_add(&c, 15, 3), 0);  /* 15..17 */
+	T_CHECK_EQ(fm_add(&a, 18, 2), 0);  /* 18..19 */
+	T_CHECK_EQ(fm_add(&c, 5, 2), 0);   /* 5..6 */
+	T_CHECK_EQ(fm_union_tail(&a, &c, 20), 10);
+	T_CHECK_EQ(fm_union_tail(&a, &c, 21), 21);
+	T_CHECK_EQ(fm_union_tail(&a, &c, 7), 5);
+	T_CHECK_EQ(fm_union_tail(&a, &c, 0), 0);
+	fm_cut(&a, 12);
+	fm_cut(&c, 12);
+	T_CHECK_EQ(a.n, 1);
+	T_CHECK_EQ(a.v[0].len, 2);
+	T_CHECK_EQ(a.pages, 2);
+	T_CHECK_EQ(c.n, 1);
+	T_CHECK_EQ(c.pages, 2);
+	fm_cut(&c, 0);
+	T_CHECK_EQ(c.n, 0);
+	T_CHECK_EQ(c.pages, 0);
+	fm_free(&a);
+	fm_free(&c);
 }
 
 static void test_model(void)

@@ -256,19 +256,38 @@ static int dump_files(struct store *s)
 }
 
 struct recs {
-	uint64_t n, bad, raw, stored;
+	uint64_t n, bad, raw, stored, end, holes, hole_bytes;
 };
 
+static void hole_line(struct recs *c, uint64_t to)
+{
+	if (to <= c->end)
+		return;
+	printf("%12llu %9llu %9s %9s  %-5s %-22s  %s\n", (ull)c->end, (ull)(to - c->end), "-", "-", "hole", "-",
+	       "zeros");
+	c->holes++;
+	c->hole_bytes += to - c->end;
+}
+
+/* One chunk: offset, raw, stored, frame, codec, where (extent first..last
+ * or pack page+offset), status; a gap before it is printed as a hole. */
 static int record_line(void *arg, const struct store_record_info *ri)
 {
 	struct recs *c = arg;
+	char where[48];
+	hole_line(c, ri->off);
 	c->n++;
 	c->raw += ri->raw_len;
 	c->stored += ri->frame_len;
 	c->bad += ri->status != 0;
-	printf("%12llu %9u %9u %9u  %-4s %10llu %6u  %s\n", (ull)ri->off, ri->raw_len, ri->stored_len, ri->frame_len,
-	       ri->status == -EIO && !ri->stored_len ? "?" : ri->codec == 1 ? "zstd" : "raw", (ull)ri->page,
-	       ri->pg_off, ri->status == 0 ? "ok" : ri->status == -EIO ? "BAD PAGE" : "BAD RECORD");
+	c->end = ri->off + ri->raw_len;
+	if (ri->npages)
+		snprintf(where, sizeof(where), "extent %llu..%llu", (ull)ri->page, (ull)(ri->page + ri->npages - 1));
+	else
+		snprintf(where, sizeof(where), "packed %llu+%u", (ull)ri->page, ri->pg_off);
+	printf("%12llu %9u %9u %9u  %-5s %-22s  %s\n", (ull)ri->off, ri->raw_len, ri->stored_len, ri->frame_len,
+	       ri->status == -EIO && !ri->stored_len ? "?" : ri->codec == 1 ? "zstd" : "raw", where,
+	       ri->status == 0 ? "ok" : ri->status == -EIO ? "BAD PAGE" : "BAD RECORD");
 	return 0;
 }
 
@@ -293,11 +312,14 @@ static int dump_file(struct store *s, const char *path)
 		p += n;
 	}
 	printf("%s: inode %llu\n", path, (ull)ino);
-	printf("%12s %9s %9s %9s  %-4s %10s %6s\n", "offset", "raw", "stored", "frame", "codec", "page", "at");
+	printf("%12s %9s %9s %9s  %-5s %-22s\n", "offset", "raw", "stored", "frame", "codec", "where");
 	r = store_file_records(s, ino, record_line, &c);
+	uint64_t size = 0;
+	if (r == 0 && store_file_size(s, ino, &size) == 0)
+		hole_line(&c, size);
 	if (r == 0)
-		printf("%llu records, %llu raw bytes, %llu frame bytes, %llu bad\n", (ull)c.n, (ull)c.raw,
-		       (ull)c.stored, (ull)c.bad);
+		printf("%llu records, %llu raw bytes, %llu frame bytes, %llu bad, %llu holes (%llu bytes)\n", (ull)c.n,
+		       (ull)c.raw, (ull)c.stored, (ull)c.bad, (ull)c.holes, (ull)c.hole_bytes);
 out:
 	ns_free(ns);
 	if (r < 0) {
