@@ -219,6 +219,10 @@ out:
  * their pack page and are not reclaimed: docs/FORMAT.md §7). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
+	/* mutant free_early: a chunk's extent is free at once, not pending
+	 * until the next superblock is durable (the crash tests must catch it) */
+	if (e->npages && st_mutant() == STORE_MUTANT_FREE_EARLY)
+		return fm_add(&s->free, e->page, e->npages);
 	return e->npages ? st_release(s, e->page, e->npages) : 0;
 }
 
