@@ -126,9 +126,9 @@ struct store_test_hooks {
 };
 enum store_mutant {
 	STORE_MUTANT_NONE = 0,
-	/* space released by a checkpoint (dropped chunks, superseded tails,
-	 * cleaned pack pages, deleted files' pages) is free at once instead of
-	 * pending until the next superblock is durable */
+	/* a chunk's extent, when released (a deleted file's, a superseded
+	 * tail's), is free at once instead of pending until the next
+	 * superblock is durable */
 	STORE_MUTANT_FREE_EARLY = 1,
 	/* the previous namespace chain, still named by the durable superblock,
 	 * is free at once: the new chain may overwrite it before the new
