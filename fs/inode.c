@@ -26,11 +26,12 @@
  *     different -> EPERM.
  *   - off > size: EPERM, except on a "fresh" descriptor (the open that created
  *     the file, or truncated it to empty with O_TRUNC): there the gap is
- *     appended as zero bytes first. This is what makes GNU cp of a sparse
+ *     appended first, as a hole (stored as nothing, reads as zeros). This is
+ *     what makes GNU cp of a sparse
  *     file work (cp seeks the destination over holes, then writes); it
  *     deviates from DESIGN §2 only for descriptors that are producing a new
  *     file.
- *   - Growing truncate: zeros appended.
+ *   - Growing truncate: a hole appended (instant, no space).
  *
  * With the writeback cache (-o writeback_cache, see wb.c) the kernel sends
  * dirty pages back in any order, so a page write past the end is held
@@ -58,12 +59,12 @@
 #include <string.h>
 
 #include "fs/fs.h"
+#include "storage/record.h"
 
 bz_mutex fs_ns_lock = {PTHREAD_MUTEX_INITIALIZER};
 
 #define FS_CHUNK (64u << 10)
 
-static const char zeros[FS_CHUNK];
 
 static const char *const refusal_names[FS_REF_COUNT] = {
 	[FS_REF_OVERWRITE] = "overwrite",
@@ -595,24 +596,17 @@ static int append_bytes(struct fs *fs, uint64_t ino, uint64_t *size, const char 
 	return r;
 }
 
-/* Appends count zero bytes at *size. A growing truncate or a gap can be
- * huge (up to FS_MAX_FILE_BYTES): each piece checks that the caller was not
- * interrupted (EINTR: the zeros so far stay) and that the disk keeps its
- * reserve (ENOSPC), so the request is never unbounded (DESIGN §1 rule 8). */
+/* Appends count zero bytes at *size as a HOLE (storage v2: one record that
+ * stores nothing and reads as zeros), so a growing truncate or a gap of up
+ * to FS_MAX_FILE_BYTES is instant and takes no space; the reserve check
+ * (ENOSPC) covers the record (DESIGN §1 rule 8). */
 static int append_zeros(struct fs *fs, uint64_t ino, uint64_t *size, uint64_t count)
 {
 	int r = fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
 
 	while (r == 0 && count > 0) {
-		size_t n = (size_t)BZ_MIN(count, (uint64_t)FS_CHUNK);
-		if (fs_interrupted()) {
-			r = -EINTR;
-			break;
-		}
-		r = fs_space_check(fs, fs_space_zeros_cost(fs, n)); /* the disk may fill meanwhile */
-		if (r < 0)
-			break;
-		r = pipe_append(fs->pipe, ino, *size, zeros, n);
+		uint64_t n = BZ_MIN(count, (uint64_t)REC_MAX_HOLE);
+		r = pipe_hole(fs->pipe, ino, *size, n);
 		if (r < 0)
 			break;
 		*size += n;

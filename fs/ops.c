@@ -67,9 +67,9 @@ static int64_t ns_of(const struct timespec *ts) { return (int64_t)ts->tv_sec * 1
 /* st_blocks of a regular file: the bytes it really occupies in the store,
  * as ZFS reports compressed sizes, so du shows what is stored and
  * du --apparent-size the logical size. Applied data counts its record
- * frames as stored (store_file_info: compressed payloads plus headers);
- * bytes still in the pipeline count raw until applied, so a file with
- * data never shows 0 blocks. Takes the store's lock shared (the order
+ * frames as stored (store_file_info: compressed payloads plus headers;
+ * holes store nothing); bytes still in the pipeline (beyond the applied
+ * size) count raw until applied, so a file with data never shows 0 blocks. Takes the store's lock shared (the order
  * fs_ns_lock -> store lock is allowed). */
 static blkcnt_t stored_blocks(struct fs *fs, const struct ns_attr *a)
 {
@@ -80,7 +80,7 @@ static blkcnt_t stored_blocks(struct fs *fs, const struct ns_attr *a)
 		return 0;
 	if (store_file_info(fs->store, a->ino, &info) < 0)
 		memset(&info, 0, sizeof(info)); /* not applied yet: all of it is pending */
-	bytes = info.stored_bytes + (a->size > info.raw_bytes ? a->size - info.raw_bytes : 0);
+	bytes = info.stored_bytes + (a->size > info.size ? a->size - info.size : 0);
 	return (blkcnt_t)((bytes + 511) / 512);
 }
 

@@ -111,13 +111,10 @@ int fs_space_nsop(struct fs *fs, const struct ns_op *op)
 
 uint64_t fs_space_zeros_cost(struct fs *fs, uint64_t count)
 {
-	uint64_t rec = fs->opts.pipe.record_bytes ? fs->opts.pipe.record_bytes : (64u << 10);
-	uint64_t records = count / rec + 1;
-
-	if (fs->opts.pipe.zstd_level <= 0)
-		return count + records * SPACE_RECORD_COST; /* stored raw */
-	/* zstd stores a record of zeros in a few dozen bytes */
-	return records * (SPACE_RECORD_COST + 64);
+	/* zeros are appended as hole records (REC_HOLE, at most 2^44 bytes
+	 * each), which store no payload and take no index entry */
+	(void)fs;
+	return (count / REC_MAX_HOLE + 1) * SPACE_RECORD_COST;
 }
 
 uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare)

@@ -111,6 +111,7 @@ struct prec {
 	uint64_t ino, off;
 	uint32_t len, cap;  /* grows (mu) while the record is open; frozen at seal */
 	uint8_t *data;
+	uint64_t hole;      /* REC_DATA: a hole of this many zero bytes (len 0, no data) */
 };
 
 struct pfile {
@@ -401,7 +402,7 @@ static void seal_locked(struct pipeline *p, struct batch **disp) REQUIRES(pipe_c
 	for (uint32_t i = 0; i < pb->nprec; i++) {
 		const struct prec *r = pb->precs[i];
 		pb->b.recs[i] = (struct batch_rec){
-			.type = r->type, .ino = r->ino, .off = r->off, .len = r->len, .data = r->data};
+			.type = r->type, .ino = r->ino, .off = r->off, .len = r->len, .data = r->data, .hole = r->hole};
 	}
 	pb->b.time_ns = bz_wall_ns();
 	pb->b.sealed_ns = bz_now_ns();
@@ -1192,6 +1193,56 @@ out:
 	return r;
 }
 
+/* A hole record: one pending record (no bytes) in the file's list, so
+ * reads see zeros there until it is applied, and appends continue behind
+ * it in a new record. */
+int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len)
+{
+	struct batch *disp = NULL;
+	struct pfile *f = NULL;
+	struct prec *o = NULL;
+	int r;
+
+	if (len == 0)
+		return 0;
+	if (len > REC_MAX_HOLE)
+		return -EFBIG;
+	bz_cap_lock(&p->mu, &pipe_cap);
+	r = wait_room(p, REC_HDR_MAX);
+	if (r == 0)
+		r = pfile_get(p, ino, &f);
+	if (r == 0)
+		r = ob_reserve(p);
+	if (r < 0)
+		goto out;
+	o = calloc(1, sizeof(*o));
+	if (!o) {
+		r = -ENOMEM;
+		goto out;
+	}
+	o->type = REC_DATA;
+	o->ino = ino;
+	o->off = off;
+	o->hole = len;
+	if (f->tail)
+		f->tail->fnext = o;
+	else
+		f->head = o;
+	f->tail = o;
+	f->open = NULL; /* the next append starts a new record behind the hole */
+	__atomic_fetch_add(&p->pending_recs, 1, __ATOMIC_RELEASE);
+	ob_add(p, o); /* no raw bytes: its encoded frame is charged once encoded */
+	if (ob_full(p))
+		seal_locked(p, &disp);
+out:
+	if (r < 0 && f && !f->head)
+		pfile_remove(p, f);
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	if (disp)
+		dispatch(p, disp);
+	return r;
+}
+
 int pipe_nsop(struct pipeline *p, const struct ns_op *op)
 {
 	uint8_t tmp[NSOP_MAX_LEN];
@@ -1333,12 +1384,14 @@ int pipe_read(struct pipeline *p, uint64_t ino, uint64_t off, void *buf, size_t 
 		bz_cap_lock(&p->mu, &pipe_cap);
 		f = pfile_find(p, ino);
 		if (f && f->head) {
-			uint64_t pend = f->tail->off + f->tail->len;
+			uint64_t pend = f->tail->off + f->tail->len + f->tail->hole;
 			pstart = f->head->off;
 			mem_hi = BZ_MIN(hi, pend);
 			for (const struct prec *rc = f->head; rc; rc = rc->fnext) {
-				uint64_t lo = BZ_MAX(off, rc->off), rhi = BZ_MIN(mem_hi, rc->off + rc->len);
-				if (lo < rhi)
+				uint64_t lo = BZ_MAX(off, rc->off), rhi = BZ_MIN(mem_hi, rc->off + rc->len + rc->hole);
+				if (lo < rhi && rc->hole)
+					memset(dst + (lo - off), 0, rhi - lo);
+				else if (lo < rhi)
 					memcpy(dst + (lo - off), rc->data + (lo - rc->off), rhi - lo);
 			}
 		}

@@ -43,6 +43,10 @@ int pipe_stop(struct pipeline *p);
  * end). Copies buf. Blocks while in-flight bytes exceed max_inflight_bytes.
  * Returns 0, -EROFS after a WAL failure, -ESHUTDOWN after pipe_stop. */
 int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len);
+/* Appends a hole of len zero bytes at off (the file's current end): one
+ * record, nothing stored; reads return zeros (docs/FORMAT.md "Hole
+ * records"). len <= 2^44 (-EFBIG). Same errors as pipe_append. */
+int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len);
 /* Submits a namespace change (already validated by the caller), ordered
  * with data like any record. Same errors as pipe_append. */
 int pipe_nsop(struct pipeline *p, const struct ns_op *op);

@@ -87,6 +87,7 @@ struct store_file_info {
 	uint64_t records;      /* data records in the file's index */
 	uint64_t raw_bytes;    /* logical bytes */
 	uint64_t stored_bytes; /* bytes of the records' frames as stored */
+	uint64_t size;         /* applied size (data and holes) */
 };
 int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_info);
 

@@ -219,11 +219,18 @@ out:
  * their pack page and are not reclaimed: docs/FORMAT.md §7). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
+	if (!e->npages)
+		return 0;
+	if (!st_entry_ok(e)) {
+		bz_err("store: index entry at offset %llu names %u pages at %llu for a %u-byte frame: not released",
+		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
+		return -EIO;
+	}
 	/* mutant free_early: a chunk's extent is free at once, not pending
 	 * until the next superblock is durable (the crash tests must catch it) */
-	if (e->npages && st_mutant() == STORE_MUTANT_FREE_EARLY)
+	if (st_mutant() == STORE_MUTANT_FREE_EARLY)
 		return fm_add(&s->free, e->page, e->npages);
-	return e->npages ? st_release(s, e->page, e->npages) : 0;
+	return st_release(s, e->page, e->npages);
 }
 
 static void index_entry_encode(uint8_t *p, const struct ient *e)

@@ -492,6 +492,7 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 	r = ns_getattr(s->ns, ino, &a);
 	if (r == 0) {
 		const struct sfile *f = st_ftab_get(&s->files, ino);
+		fi.size = a.size;
 		if (f) {
 			fi.records = f->n_full + f->n_tail;
 			fi.raw_bytes = f->raw_bytes;

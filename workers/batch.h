@@ -20,6 +20,7 @@ struct batch_rec {
 	uint64_t off;        /* data: logical offset */
 	uint32_t len;        /* raw bytes */
 	const uint8_t *data; /* raw bytes, owned by the batch */
+	uint64_t hole;       /* data: a hole of this many zero bytes (len 0, no data) */
 };
 
 /* What encoding a batch produced: a new buffer of concatenated record frames. */

@@ -137,7 +137,8 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 	for (uint32_t i = 0; i < in->nrec; i++) {
 		const struct batch_rec *br = &in->recs[i];
 		if (br->len > REC_MAX_RAW || (br->len && !br->data) ||
-		    (br->type != REC_DATA && br->type != REC_NS)) {
+		    (br->type != REC_DATA && br->type != REC_NS) ||
+		    (br->hole && (br->type != REC_DATA || br->len || br->hole > REC_MAX_HOLE))) {
 			r = -EINVAL;
 			goto out;
 		}
@@ -171,7 +172,11 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 		t0 = bz_now_ns();
 		h.hash = rec_hash(br->data, br->len);
 		t1 = bz_now_ns();
-		if (c->cctx && br->len > 0 && !enc_looks_random(br->data, br->len)) {
+		if (br->hole) {
+			/* a hole passes through: no payload, nothing to compress */
+			h.codec = REC_HOLE;
+			h.raw_len = br->hole;
+		} else if (c->cctx && br->len > 0 && !enc_looks_random(br->data, br->len)) {
 			size_t limit = enc_zstd_limit(br->len);
 			size_t z = limit ? ZSTD_compressCCtx(c->cctx, c->scratch, limit, br->data, br->len, c->level) : 0;
 			/* any error (dstSize_tooSmall above all) means: store raw */

@@ -2,9 +2,10 @@
 
 Each test makes its own small ext4 filesystem (a loop-mounted image in the
 test's temp dir) as the store's disk, fills it — with namespace operations,
-with data, with a growing truncate — and checks that every refused call gets
+with data — and checks that every refused call gets
 ENOSPC cleanly, that fsync'd data survives, that df reports what writes can
-really use, and that the store remounts. The WAL (4 x 64 MiB) is
+really use, and that the store remounts; a growing truncate far beyond the
+disk is a hole that takes no space. The WAL (4 x 64 MiB) is
 preallocated, so the image is 400 MiB."""
 import errno
 import json
@@ -160,32 +161,33 @@ def test_data_fills_disk_enospc_and_df_is_true(small_disk):
     assert m.stop() == 0, m.logtext()
 
 
-def test_growing_truncate_is_charged(small_disk):
+def test_growing_truncate_is_a_hole(small_disk):
+    """A growing truncate far beyond the disk stores a hole (storage v2):
+    it succeeds at once and takes no space; the disk stays usable."""
     m = small_disk.start()
     kept = fsynced_file(m, "kept", 100000)
     with open(m.path("t"), "wb"):
         pass
-    # 64 GiB of zeros: about a million records, far more than the disk holds
-    err = None
-    try:
-        os.truncate(m.path("t"), 64 << 30)
-        if WRITEBACK:
-            fd = os.open(m.path("t"), os.O_WRONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except OSError as e:
-        err = e
-    assert err is not None and err.errno in ((errno.ENOSPC,) if not WRITEBACK else
-                                             (errno.ENOSPC, errno.EIO)), err
-    os.truncate(m.path("t"), 1 << 20)  # a truncate that fits still works
-    assert os.path.getsize(m.path("t")) == 1 << 20
+    sv = os.statvfs(m.mnt)
+    before = sv.f_bavail * sv.f_frsize
+    os.truncate(m.path("t"), 64 << 30)  # 64 GiB: far more than the disk holds
+    if WRITEBACK:
+        fd = os.open(m.path("t"), os.O_WRONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    assert os.path.getsize(m.path("t")) == 64 << 30
+    with open(m.path("t"), "rb") as f:
+        f.seek(40 << 30)
+        assert f.read(4096) == bytes(4096)
+    sv = os.statvfs(m.mnt)
+    assert sv.f_bavail * sv.f_frsize > before - (4 << 20)
     s = stats(m)
     assert s["error"] == 0 and s["fs"]["failed"] is False, s
     assert m.stop() == 0, m.logtext()
     m.start()
     with open(m.path("kept"), "rb") as f:
         assert f.read() == kept
-    assert os.path.getsize(m.path("t")) == 1 << 20
+    assert os.path.getsize(m.path("t")) == 64 << 30
     assert m.stop() == 0, m.logtext()

@@ -83,3 +83,64 @@ def test_many_small_files_share_pages(make_mount):
     for i in (0, 777, 1999):
         with open(m.path("d", "f%04d" % i), "rb") as f:
             assert f.read() == (b"%04d " % i) * 20
+
+
+def test_truncate_8t_is_a_hole(make_mount):
+    """A growing truncate stores a hole: instant, no space, reads as zeros,
+    survives a remount (the fs's 16 TiB maximum stays: 1P is EFBIG)."""
+    m = make_mount().start()
+    p = m.path("sparse")
+    write(p, b"head\n")
+    before = db_size(m)
+    os.truncate(p, 8 << 40)
+    assert os.stat(p).st_size == 8 << 40
+    with open(p, "rb") as f:
+        assert f.read(5) == b"head\n"
+        f.seek(5 << 40)
+        assert f.read(65536) == bytes(65536)
+        f.seek((8 << 40) - 10)
+        assert f.read(100) == bytes(10)
+    try:
+        os.truncate(p, 1 << 50)
+        raise AssertionError("truncate to 1 PiB succeeded")
+    except OSError as e:
+        assert e.errno == 27  # EFBIG
+    # appending after the hole works and lands at 8 TiB
+    with open(p, "ab") as f:
+        f.write(b"tail\n")
+    cycle(m)
+    st = os.stat(p)
+    assert st.st_size == (8 << 40) + 5
+    assert st.st_blocks * 512 < 1 << 20  # du: stored bytes only
+    assert db_size(m) < before + (1 << 20)
+    with open(p, "rb") as f:
+        assert f.read(5) == b"head\n"
+        f.seek(3 << 40)
+        assert f.read(4096) == bytes(4096)
+        f.seek(8 << 40)
+        assert f.read() == b"tail\n"
+
+
+def test_sparse_copy_stores_the_gap_as_a_hole(make_mount, workdir):
+    """cp --sparse=always seeks the destination over runs of zeros: the gap
+    is a hole on blazefs, not stored zeros."""
+    import subprocess
+    src = os.path.join(workdir, "src")
+    with open(src, "wb") as f:
+        f.write(b"x" * 4096)
+        f.seek(64 * MIB)
+        f.write(b"y" * 4096)
+    m = make_mount().start()
+    subprocess.run(["cp", "--sparse=always", src, m.path("dst")], check=True)
+    cycle(m)
+    assert os.path.getsize(m.path("dst")) == 64 * MIB + 4096
+    assert db_size(m) < 4 * MIB
+    # the store holds the 8 KiB written, not 64 MiB of (compressed) zeros
+    import json
+    with open(m.path(".blazefs", "stats"), "rb") as f:
+        store = json.loads(f.read())["store"]
+    assert store["logical_bytes"] == 8192, store
+    with open(m.path("dst"), "rb") as f:
+        data = f.read()
+    with open(src, "rb") as f:
+        assert data == f.read()

@@ -24,6 +24,7 @@
 
 #include "storage/ns.h"
 #include "storage/pipeline.h"
+#include "storage/record.h"
 #include "storage/store.h"
 #include "storage/vfs.h"
 #include "t.h"
@@ -928,12 +929,80 @@ static void test_failure(unsigned op_mask, const char *what)
 	fprintf(stderr, "failure (%s): waiters EIO, appends EROFS ok\n", what);
 }
 
+
+/* ---------------------------------------------------------------- */
+/* holes: pipe_hole appends a record that stores nothing; reads see   */
+/* zeros there while it is pending and once it is applied             */
+
+static void test_holes(unsigned workers)
+{
+	struct vfs *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	static uint8_t rb[70000];
+	size_t got = 0;
+	uint64_t ino;
+	const uint64_t big = 8ull << 40;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = workers;
+	o.linger_us = 30u * 1000 * 1000; /* nothing seals by itself */
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	T_CHECK_EQ(mk_file(p, ino, "sparse"), 0);
+	T_CHECK_EQ(pipe_append(p, ino, 0, "head", 4), 0);
+	T_CHECK_EQ(pipe_hole(p, ino, 4, 65536), 0);
+	T_CHECK_EQ(pipe_append(p, ino, 65540, "mid", 3), 0);
+	T_CHECK_EQ(pipe_hole(p, ino, 65543, big), 0);
+	T_CHECK_EQ(pipe_hole(p, ino, 65543 + big, REC_MAX_HOLE + 1), -EFBIG);
+	for (int round = 0; round < 2; round++) {
+		/* round 0: all pending; round 1: applied */
+		memset(rb, 0xee, sizeof(rb));
+		T_CHECK_EQ(pipe_read(p, ino, 0, rb, sizeof(rb), &got), 0);
+		T_CHECK_EQ(got, sizeof(rb));
+		T_CHECK(memcmp(rb, "head", 4) == 0);
+		size_t zeros = 0;
+		for (size_t i = 4; i < 65540; i++)
+			zeros += rb[i] == 0;
+		T_CHECK_EQ(zeros, 65536);
+		T_CHECK(memcmp(rb + 65540, "mid", 3) == 0);
+		T_CHECK(rb[65543] == 0 && rb[sizeof(rb) - 1] == 0);
+		memset(rb, 0xee, 100);
+		T_CHECK_EQ(pipe_read(p, ino, 65543 + big - 50, rb, 100, &got), 0);
+		T_CHECK_EQ(got, 50);
+		T_CHECK(rb[0] == 0 && rb[49] == 0);
+		T_CHECK_EQ(pipe_barrier_wait(p, PIPE_DURABLE), 0);
+		T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	}
+	/* appending continues behind the hole */
+	T_CHECK_EQ(pipe_append(p, ino, 65543 + big, "tail", 4), 0);
+	T_CHECK_EQ(pipe_stop(p), 0);
+	uint64_t size = 0;
+	T_CHECK_EQ(store_file_size(s, ino, &size), 0);
+	T_CHECK(size == 65547 + big);
+	T_CHECK_EQ(store_read(s, ino, 65543 + big - 2, rb, 10, &got), 0);
+	T_CHECK_EQ(got, 6);
+	T_CHECK(memcmp(rb, "\0\0tail", 6) == 0);
+	struct store_stats st;
+	store_stats(s, &st);
+	T_CHECK(st.logical_bytes == 11);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+}
+
 int main(void)
 {
 	const char *only = getenv("PIPE_TEST_ONLY");
 
 	if (!only || strstr(only, "ryw"))
 		test_read_your_writes();
+	if (!only || strstr(only, "holes")) {
+		test_holes(0);
+		test_holes(2);
+	}
 	if (!only || strstr(only, "model")) {
 		test_model(0);
 		test_model(1);
