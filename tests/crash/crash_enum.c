@@ -59,10 +59,10 @@ static uint64_t g_fsck, g_fsck_warn_states, g_fsck_torn_wal;
 /* --mutant NAME: the engine runs with a deliberate bug (store test hook);
  * the run passes (exit 0) only if the enumeration finds a violation. */
 static const char *g_mutant;
-/* Growing truncates in the workload: 1 = REC_HOLE records (store mode; the
- * pipeline has no hole call yet: zeros there), 2 = zeros appended as data
- * (what the fs sends today), 0 = none. */
-static unsigned g_holes = 2;
+/* Growing truncates in the workload: 1 = one hole record each (REC_HOLE
+ * frames in store mode, pipe_hole in pipeline mode), 2 = zeros appended as
+ * data (what the fs sent before holes), 0 = none. */
+static unsigned g_holes = 1;
 static const struct {
 	const char *name;
 	int id;
@@ -804,7 +804,7 @@ static void run_create(struct run *R, struct store **ret)
 		harness_fail(R, "store_open (create): %s", strerror(-rc));
 	R->creating = false;
 	R->m->stress = true;
-	R->m->holes = (uint8_t)(R->mi == 1 && g_holes == 1 ? 2 : g_holes);
+	R->m->holes = (uint8_t)g_holes;
 	struct ns *ns = NULL;
 	if (store_ns_clone(*ret, &ns) == 0) {
 		R->m->next_ino = BZ_MAX(R->m->next_ino, ns_next_ino(ns));
@@ -1149,7 +1149,9 @@ static void run_pipe(uint64_t seed, unsigned steps)
 		}
 		if (m_gen(&model, &g, 70) < 0)
 			break;
-		if (g.mop.kind == MOP_DATA)
+		if (g.mop.kind == MOP_DATA && g.mop.hole)
+			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len);
+		else if (g.mop.kind == MOP_DATA)
 			rc = pipe_append(p, g.mop.ino, g.mop.off, g.data, g.mop.len);
 		else
 			rc = pipe_nsop(p, &g.ns);
