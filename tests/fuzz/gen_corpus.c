@@ -7,9 +7,10 @@
  * The "chunks" pair holds what the v2 structures are made of: many small
  * files (packed tails), a file of 300 small appends (index pages: v1 full
  * pages of 126 entries, v2 entries past the inline tail), large appends
- * (whole chunks), a file deleted after a checkpoint named it and one
- * replaced by a rename (freed space in the stream's free list), and, in the
- * WAL, appends and an unlink still to replay.
+ * (whole chunks), holes between and after chunks, a file deleted after a
+ * checkpoint named it and one replaced by a rename (freed space in the
+ * stream's free list), and, in the WAL, appends, a hole and an unlink still
+ * to replay.
  * Usage: fuzz_gen_corpus CORPUS_DIR (e.g. tests/fuzz/corpus).
  * (The record/nsop seeds come from gen_corpus_codec.c.) */
 #include <stdio.h>
@@ -123,6 +124,18 @@ static size_t mk_appends(uint8_t *buf, size_t cap, uint64_t ino, uint64_t *off, 
 
 static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal);
 
+/* A hole record of len bytes at *off of ino (REC_HOLE: no payload). */
+static size_t mk_hole(uint8_t *buf, size_t cap, uint64_t ino, uint64_t *off, uint64_t len)
+{
+	struct rec_hdr h = { .type = REC_DATA, .codec = REC_HOLE, .ino = ino, .off = *off, .raw_len = len,
+			     .hash = rec_hash(NULL, 0) };
+	int n = rec_hdr_encode(&h, buf, cap);
+	if (n < 0)
+		abort();
+	*off += len;
+	return (size_t)n;
+}
+
 /* The "chunks" store (see the top of the file); returns 0 or -1. */
 static int gen_chunks(const char *dir, const struct store_opts *o)
 {
@@ -155,9 +168,11 @@ static int gen_chunks(const char *dir, const struct store_opts *o)
 	for (unsigned b = 0; b < 10; b++) /* 300 small appends: index pages */
 		if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 30, 40), true) < 0)
 			return -1;
-	for (unsigned b = 0; b < 3; b++) /* large appends: whole chunks */
-		if (batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 12288), true) < 0)
+	for (unsigned b = 0; b < 3; b++) { /* large appends: whole chunks, holes between */
+		if (batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 12288), true) < 0 ||
+		    batch(s, buf, mk_hole(buf, sizeof(buf), 71, &off_big, 5000 + 40000 * b), true) < 0)
 			return -1;
+	}
 	if (batch(s, buf, mk_appends(buf, sizeof(buf), 72, &off_gone, 4, 3000), true) < 0 || store_checkpoint(s) < 0)
 		return -1;
 	/* deleted after a checkpoint named it; s01 replaced by a rename */
@@ -172,6 +187,7 @@ static int gen_chunks(const char *dir, const struct store_opts *o)
 	/* in the WAL: more appends, an unlink of a file with data */
 	if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 20, 40), true) < 0 ||
 	    batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 9000), true) < 0 ||
+	    batch(s, buf, mk_hole(buf, sizeof(buf), 70, &off_hot, 1ull << 40), true) < 0 ||
 	    batch(s, buf,
 		  mk_nsop(buf, sizeof(buf),
 			  &(struct ns_op){ .kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "s05", .name_len = 3 }),
