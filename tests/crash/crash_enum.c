@@ -87,7 +87,7 @@ static const char *const io_name[IO_N] = { "wal-write",	 "wal-sync",	"wal-create
 static uint64_t g_ph_states[PH_N], g_io_states[IO_N];
 /* Every store.db page written, by page type (header byte 4; 6+ = other),
  * and store.db truncations that shrank it, over all runs. */
-static uint64_t g_pages_written[8], g_db_shrinks;
+static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
 /* Workload coverage, summed over runs (struct model's st, and the final
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
@@ -111,6 +111,7 @@ struct run {
 	const char *cur_desc;
 	int phase;       /* PH_*: what the driver (or the commit thread) is doing */
 	int cat;         /* IO_*: the call at the current crash point */
+	bool shrink_pending; /* a store.db shrink not yet made durable by a store.db sync */
 };
 
 /* Per-mode budgets: in --mode both the pipeline gets 30% of the states. */
@@ -123,6 +124,8 @@ static inline void count_state(struct run *R)
 	__atomic_fetch_add(&g_mstates[R->mi], 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&g_ph_states[R->phase], 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&g_io_states[R->cat], 1, __ATOMIC_RELAXED);
+	if (R->shrink_pending)
+		__atomic_fetch_add(&g_trunc_pending_states, 1, __ATOMIC_RELAXED);
 }
 static inline bool budget_left(const struct run *R)
 {
@@ -769,6 +772,10 @@ static void run_hook(void *arg, enum vfs_op op, const struct probe_io *io)
 	R->srng.s = mix2(R->seed, R->point);
 	enumerate(R);
 out:
+	if (R->hook_on && R->cat == IO_DB_SHRINK)
+		R->shrink_pending = true; /* the points after this one have it pending */
+	else if (R->hook_on && R->cat == IO_DB_SYNC)
+		R->shrink_pending = false;
 	pthread_mutex_unlock(&R->hook_mu);
 }
 
@@ -958,6 +965,7 @@ static void crash_continue(struct run *R, struct store **s)
 	vfs_destroy(R->rec);
 	R->rec = rec;
 	R->probe = probe;
+	R->shrink_pending = false;
 	R->hook_on = true;
 	pthread_mutex_unlock(&R->hook_mu);
 	R->phase = PH_OPEN;
@@ -1000,6 +1008,8 @@ static void run_store(uint64_t seed, unsigned steps)
 	size_t cap = (16u << 10) + per_op;
 	uint8_t nsbuf[NSOP_MAX_LEN];
 	int rc;
+
+	uint64_t big_dels = 0;
 
 	run_init(&R, "store", seed, &model, false);
 	R.every = 1;
@@ -1065,10 +1075,14 @@ static void run_store(uint64_t seed, unsigned steps)
 		} else if (c < 4) { /* power cut with everything synced, then carry on */
 			flush_group(&R, s, group, &ng, false);
 			crash_continue(&R, &s);
-		} else if (c < 7) { /* a checkpoint before the WAL asks for one */
+		} else if (c < 7 || (model.st.del_big > big_dels && c < 50)) {
+			/* a checkpoint before the WAL asks for one; half the
+			 * time right after a large file went (its space freed
+			 * at the end of store.db: H lowered, store.db cut) */
 			flush_group(&R, s, group, &ng, apply_first);
 			checkpoint(&R, s);
 		}
+		big_dels = model.st.del_big;
 	}
 	flush_group(&R, s, group, &ng, false);
 	R.phase = PH_CLOSE;
@@ -1323,9 +1337,10 @@ int main(int argc, char **argv)
 		if (g_io_states[i])
 			printf(" %s=%" PRIu64, io_name[i], g_io_states[i]);
 	printf("\n  store.db pages written: super=%" PRIu64 " data=%" PRIu64 " index=%" PRIu64 " nsmeta=%" PRIu64
-	       " pack=%" PRIu64 " other=%" PRIu64 "; store.db shrunk %" PRIu64 " times\n",
+	       " pack=%" PRIu64 " other=%" PRIu64 "; store.db shrunk %" PRIu64 " times, states with the shrink "
+	       "pending %" PRIu64 "\n",
 	       g_pages_written[1], g_pages_written[2], g_pages_written[3], g_pages_written[4], g_pages_written[5],
-	       g_pages_written[0] + g_pages_written[6] + g_pages_written[7], g_db_shrinks);
+	       g_pages_written[0] + g_pages_written[6] + g_pages_written[7], g_db_shrinks, g_trunc_pending_states);
 	printf("  workload: appends=%" PRIu64 " (hot file %" PRIu64 ", of them >= 8 KiB %" PRIu64 "), hot files=%" PRIu64
 	       " (filled %" PRIu64 "), files deleted with data=%" PRIu64 " (after a checkpoint named them %" PRIu64
 	       ", >= 64 KiB %" PRIu64 ", with > %u appends %" PRIu64 "), checkpoints by the driver=%" PRIu64 ", apply-before-sync groups=%" PRIu64
