@@ -8,10 +8,11 @@
  *                  (the lock order and which lock guards which field)
  *   store.c        this file: lifecycle, WAL-facing API, shared helpers
  *                  (st_vec_*, st_set_error)
- *   store_data.c   data pages, page allocation, the per-file index (ftab),
- *                  applying batches
- *   store_ckpt.c   superblocks, the namespace checkpoint stream, free list,
- *                  store_checkpoint
+ *   store_data.c   chunks (extents, pack pages), page allocation and
+ *                  release, the per-file index (ftab), applying batches
+ *   store_ckpt.c   superblocks, the namespace checkpoint stream, free
+ *                  extents, giving store.db space back, store_checkpoint
+ *   freemap.c      the extent sets (free, pending)
  *   store_read.c   the read path (store_read, lazy index loading, zstd
  *                  context pool) and the [any] queries
  *   store_check.c  offline tools: superblock dump, page scan, per-file
@@ -22,7 +23,8 @@
  * see pager.c for the 48-byte page header) and the WAL segments (wal.c).
  *
  * RECOVERY. Read pages 0 and 1; take the valid superblock with the highest
- * generation (none valid: -EUCLEAN, never reinitialize). Load its namespace
+ * generation (none valid: -EUCLEAN, never reinitialize; a format 1 store:
+ * -EPROTO, never modified). Load its namespace
  * chain. Allocation restarts at its high-water mark and free list, so pages
  * a crashed run wrote beyond them are simply reused. wal_replay from the
  * superblock's WAL position applies every committed batch with LSN >
@@ -421,6 +423,11 @@ int store_close(struct store *s)
 		return 0;
 	if (!s->read_only && !st_load_error(s))
 		r = store_checkpoint(s);
+	/* What that checkpoint released is free now: a second one gives the
+	 * space at the end of store.db back to the disk before it sits
+	 * unmounted (docs/FORMAT.md §7). */
+	if (r == 0 && !s->read_only && st_tail_free(s))
+		r = store_checkpoint(s);
 	store_free(s);
 	return r;
 }
@@ -503,7 +510,12 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 
 bool store_need_checkpoint(struct store *s)
 {
-	return !s->read_only && st_get_u64(&s->wal_used) >= s->checkpoint_bytes;
+	/* Also when deleted files hold a quarter of store.db (at least 1 MiB):
+	 * their space is reusable only after a checkpoint (FORMAT.md §7), so a
+	 * rotating log reuses the previous file's space instead of growing. */
+	uint64_t dead = st_get_u64(&s->dead_bytes);
+	return !s->read_only && (st_get_u64(&s->wal_used) >= s->checkpoint_bytes ||
+				 (dead >= (1u << 20) && dead >= st_get_u64(&s->hwm) * PAGER_PAGE_SIZE / 4));
 }
 
 /* ------------------------------------------------------------------ */

@@ -55,7 +55,6 @@ int store_wal_sync(struct store *s);
 int store_apply(struct store *s, uint64_t lsn, int64_t time_ns, const void *frames, size_t len);
 /* Opened with read_only (nothing may be appended, synced or checkpointed). */
 bool store_read_only(const struct store *s);
-/* Whether the WAL has grown past the checkpoint threshold. */
 /* Space accounting for the out-of-space reserve. *ret_need: disk bytes
  * store.db may still need to grow by for the next checkpoint (and for a
  * recovery from a crash now), beyond the data still to be applied: an
@@ -66,6 +65,9 @@ bool store_read_only(const struct store *s);
  * need + what it has in flight can always checkpoint and recover. Any
  * thread. */
 void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare);
+/* Whether a checkpoint is due: the WAL has grown past the checkpoint
+ * threshold, or files deleted since the last one hold a quarter of
+ * store.db (their space comes back only after a checkpoint). */
 bool store_need_checkpoint(struct store *s);
 /* Checkpoint: requires every appended batch to be applied. Writes pending
  * pages, fsyncs the store, writes the other superblock, fsyncs, recycles the

@@ -649,7 +649,7 @@ static int release_dead_chains(struct store *s)
  * free pages end at the high-water mark, or they end right below the
  * durable namespace chain, which this checkpoint moves down (a chain
  * written while nothing was free lands at the end). */
-static bool tail_free(const struct store *s)
+bool st_tail_free(const struct store *s)
 {
 	if (!s->free.n)
 		return false;
@@ -700,7 +700,7 @@ int store_checkpoint(struct store *s)
 	}
 	uint64_t t0 = bz_now_ns();
 
-	if (!s->dirty && !s->dead.n && !tail_free(s)) {
+	if (!s->dirty && !s->dead.n && !st_tail_free(s)) {
 		/* Nothing changed since the last checkpoint (a mount without
 		 * replay, a close without writes): the durable namespace chain
 		 * and free list stay valid; only the WAL position moves. */
@@ -839,6 +839,7 @@ int store_checkpoint(struct store *s)
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
+	st_set_u64(&s->dead_bytes, 0);
 	st_set_u64(&s->ns_est, b.len);
 	r = give_back(s);
 	if (r < 0) {

@@ -434,6 +434,7 @@ static int file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
 		goto out;
 	s->stored_bytes -= f->stored_bytes;
 	s->logical_bytes -= f->raw_bytes;
+	st_set_u64(&s->dead_bytes, s->dead_bytes + f->stored_bytes);
 	st_sfile_unload(s, f);
 	for (uint32_t i = 0; i < f->n_tail && r == 0; i++)
 		r = st_release_entry(s, &f->tail[i]);

@@ -26,7 +26,7 @@
  *                   context borrowed from the store's pool.
  *
  * THREADS AND LOCKS. Mutators run on the one commit thread. Lock order:
- *     s->lock (rwlock over ns, files, open data page, counters)
+ *     s->lock (rwlock over ns, files, open pack page, counters)
  *       -> pager cache_mu (leaf, inside pager.c)
  *       -> s->dctx_mu (leaf: the pool of readers' zstd contexts)
  * The commit thread never waits for a reader's CPU work: s->lock prefers
@@ -71,7 +71,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
-#define RUN_PAGES 64u /* full data pages written together (256 KiB) */
+#define RUN_PAGES 64u /* full pack pages written together (256 KiB) */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
 #define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
 #define DB_NAME "store.db"
@@ -161,6 +161,7 @@ struct store {
 	uint64_t n_free_ext;       /* __atomic mirror of free.n + pending.n (extents) */
 	uint64_t truncations;      /* __atomic: store.db given back to the disk */
 	uint64_t pages_released;   /* __atomic: pages of deleted files and old chains freed */
+	uint64_t dead_bytes;       /* __atomic: stored bytes of files deleted since the last checkpoint */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
@@ -229,6 +230,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 void st_sb_encode(const struct store_sb *sb, uint8_t *page);
 int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why);
 int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA;
+bool st_tail_free(const struct store *s);
 
 /* store_read.c: index loading and frame reads (also used by store_check.c) */
 const struct ient *st_sfile_ent(const struct sfile *f, uint64_t i);

@@ -5,12 +5,13 @@
  * frames themselves: "Record frames and namespace operations").
  *
  * A read looks up the file's index entries covering [off, off + len),
- * copies their frames (which may span pages: a frame continues at offset 0
- * of the page named by `next`) from the open data page, the run of full
- * pages not yet written, or the pager, then decodes, decompresses and
- * checks each record's xxh3. A frame whose checks fail is -EIO and counted
- * in record_errors; bytes are never returned from it. The entries must
- * cover [off, min(off + len, size)) without a gap, else -EIO.
+ * copies their frames (packed: from the open pack page, the run of full
+ * pack pages not yet written, or the pager; extent: through its consecutive
+ * pages, next = pgno+1) after checking each entry's placement
+ * (st_entry_ok), then decodes, decompresses and checks each record's xxh3.
+ * A frame whose checks fail is -EIO and counted in record_errors; bytes are
+ * never returned from it. Gaps between the entries, and past the last one
+ * up to the file's size, are holes: zeros.
  *
  * LOCKS. [any] thread. store_read holds s->lock shared only to look up the
  * index and COPY the frames it needs into its rctx; it decodes after

@@ -1337,7 +1337,11 @@ static void test_reclaim(void)
 				   .name_len = (uint32_t)strlen(name)};
 		T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
 		model_file(&m, x)->live = false;
+		T_CHECK(!store_need_checkpoint(s));
 		T_CHECK_EQ(commit(s, &m, &b), 0);
+		/* the deleted file holds most of store.db: a checkpoint is due
+		 * (its space is reusable only after one) */
+		T_CHECK(store_need_checkpoint(s));
 		/* the checkpoint that drops the file releases its pages; they
 		 * are free once it is durable; the next one gives them back */
 		T_CHECK_EQ(store_checkpoint(s), 0);
