@@ -126,6 +126,24 @@ struct store_test_hooks {
 	 * record, with no store lock held: e.g. block there to prove that the
 	 * commit thread never waits for a reader's decompression. */
 	void (*before_decode)(void *arg, uint64_t ino, uint64_t off);
+	/* A deliberate bug (enum store_mutant, 0 = none) that the crash
+	 * enumeration must catch: crash_enum --mutant NAME, tools/test's
+	 * mutant stage. Tests only; no option of the daemon reaches it. */
+	int mutant;
+};
+enum store_mutant {
+	STORE_MUTANT_NONE = 0,
+	/* a chunk's extent, when released (a deleted file's, a superseded
+	 * tail's), is free at once instead of pending until the next
+	 * superblock is durable */
+	STORE_MUTANT_FREE_EARLY = 1,
+	/* the previous namespace chain, still named by the durable superblock,
+	 * is free at once: the new chain may overwrite it before the new
+	 * superblock is durable */
+	STORE_MUTANT_REUSE_DURABLE = 2,
+	/* store.db is cut to a smaller high-water mark before the superblock
+	 * naming it is durable */
+	STORE_MUTANT_TRUNCATE_EARLY = 3,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 

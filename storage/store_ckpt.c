@@ -737,10 +737,13 @@ int store_checkpoint(struct store *s)
 	if (r < 0)
 		goto fail;
 
-	/* 2. release deleted files' index chains and extents, the old chain */
+	/* 2. release deleted files' index chains and extents, the old chain
+	 * (mutant reuse_durable: the old chain is free at once; the crash
+	 * tests must catch it) */
 	r = release_dead_chains(s);
 	for (size_t i = 0; r == 0 && i < s->chain.n; i++)
-		r = st_release(s, s->chain.v[i], 1);
+		r = st_mutant() == STORE_MUTANT_REUSE_DURABLE ? fm_add(&s->free, s->chain.v[i], 1) :
+								st_release(s, s->chain.v[i], 1);
 	if (r < 0)
 		goto fail;
 
@@ -764,6 +767,10 @@ int store_checkpoint(struct store *s)
 		fm_cut(&s->free, cut);
 		fm_cut(&s->pending, cut);
 		st_set_u64(&s->hwm, cut);
+		/* mutant truncate_early: cut store.db now, before the superblock
+		 * naming the lower H is durable (the crash tests must catch it) */
+		if (st_mutant() == STORE_MUTANT_TRUNCATE_EARLY)
+			(void)vfs_ftruncate(s->db_f, cut * (uint64_t)PAGER_PAGE_SIZE);
 	}
 	r = ser_free(&b, &s->free, &s->pending);
 	if (r < 0)

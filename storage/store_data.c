@@ -226,6 +226,10 @@ int st_release_entry(struct store *s, const struct ient *e)
 		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
 		return -EIO;
 	}
+	/* mutant free_early: a chunk's extent is free at once, not pending
+	 * until the next superblock is durable (the crash tests must catch it) */
+	if (st_mutant() == STORE_MUTANT_FREE_EARLY)
+		return fm_add(&s->free, e->page, e->npages);
 	return st_release(s, e->page, e->npages);
 }
 

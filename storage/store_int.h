@@ -240,5 +240,7 @@ int st_data_page_src(struct store *s, uint64_t pg, uint8_t type, struct rctx *x,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
 bool st_entry_ok(const struct ient *e);
 int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap);
+/* The test hooks' mutant (enum store_mutant; 0 outside tests). */
+int st_mutant(void);
 
 #endif

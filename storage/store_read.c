@@ -297,6 +297,8 @@ void store_set_test_hooks(const struct store_test_hooks *h)
 		memset(&test_hooks, 0, sizeof(test_hooks));
 }
 
+int st_mutant(void) { return test_hooks.mutant; }
+
 /* Decodes part p (its frame already copied into x->frame) and copies the
  * wanted bytes into out. Needs no lock: the frame is the reader's copy. */
 static int record_decode(struct store *s, uint64_t ino, const struct rpart *p, uint8_t *out, struct rctx *x)

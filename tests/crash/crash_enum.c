@@ -49,12 +49,50 @@
 #include "storage/wal.h"
 
 /* ------------------------------------------------------------- globals */
-static uint64_t g_target = 100000; /* states to check before stopping */
+static uint64_t g_target = 70000; /* states to check before stopping (--quick) */
 static uint64_t g_states, g_points, g_points_enum, g_idem, g_post, g_rcrash, g_create_fail,
 	g_size_mismatch, g_runs_store, g_runs_pipe, g_ops, g_acks;
 static int g_verbose;
 static long g_only_point = -1;
 static unsigned g_per_point = 24;
+static uint64_t g_fsck, g_fsck_warn_states, g_fsck_torn_wal;
+/* --mutant NAME: the engine runs with a deliberate bug (store test hook);
+ * the run passes (exit 0) only if the enumeration finds a violation. */
+static const char *g_mutant;
+/* Growing truncates in the workload: 1 = one hole record each (REC_HOLE
+ * frames in store mode, pipe_hole in pipeline mode), 2 = zeros appended as
+ * data (what the fs sent before holes), 0 = none. */
+static unsigned g_holes = 1;
+static const struct {
+	const char *name;
+	int id;
+} mutants[] = {
+	{ "free_early", STORE_MUTANT_FREE_EARLY },
+	{ "reuse_durable", STORE_MUTANT_REUSE_DURABLE },
+	{ "truncate_early", STORE_MUTANT_TRUNCATE_EARLY },
+};
+
+/* What the engine was doing at a crash point (store mode: set by the driver
+ * around each call; pipeline mode: the commit thread runs, PH_PIPE). */
+enum { PH_CREATE, PH_OPEN, PH_APPEND, PH_SYNC, PH_APPLY, PH_CKPT, PH_CLOSE, PH_PIPE, PH_N };
+static const char *const ph_name[PH_N] = { "create", "recovery", "wal-append", "wal-sync",
+					   "apply",  "checkpoint", "close", "pipeline" };
+/* Which call the power failed before. */
+enum { IO_WAL_WRITE, IO_WAL_SYNC, IO_WAL_OTHER, IO_DB_SUPER, IO_DB_DATA, IO_DB_INDEX, IO_DB_NSMETA, IO_DB_PACK,
+       IO_DB_OTHER, IO_DB_SYNC, IO_DB_GROW, IO_DB_SHRINK, IO_DIR, IO_OTHER, IO_N };
+static const char *const io_name[IO_N] = { "wal-write",	 "wal-sync",	"wal-create/size", "db-write-super",
+					   "db-write-data",	 "db-write-index", "db-write-nsmeta", "db-write-pack",
+					   "db-write-other", "db-sync",	"db-grow",	   "db-shrink",
+					   "dir-op",	 "other" };
+static uint64_t g_ph_states[PH_N], g_io_states[IO_N];
+/* Every store.db page written, by page type (header byte 4; 6+ = other),
+ * and store.db truncations that shrank it, over all runs. */
+static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
+/* Workload coverage, summed over runs (struct model's st, and the final
+ * images' files). */
+static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
+	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes;
 
 struct run {
 	const char *mode;
@@ -71,6 +109,9 @@ struct run {
 	unsigned every;  /* enumerate every k-th non-sync point */
 	struct rng srng; /* state sampling, reseeded per point */
 	const char *cur_desc;
+	int phase;       /* PH_*: what the driver (or the commit thread) is doing */
+	int cat;         /* IO_*: the call at the current crash point */
+	bool shrink_pending; /* a store.db shrink not yet made durable by a store.db sync */
 };
 
 /* Per-mode budgets: in --mode both the pipeline gets 30% of the states. */
@@ -81,6 +122,10 @@ static inline void count_state(struct run *R)
 {
 	__atomic_fetch_add(&g_states, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&g_mstates[R->mi], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&g_ph_states[R->phase], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&g_io_states[R->cat], 1, __ATOMIC_RELAXED);
+	if (R->shrink_pending)
+		__atomic_fetch_add(&g_trunc_pending_states, 1, __ATOMIC_RELAXED);
 }
 static inline bool budget_left(const struct run *R)
 {
@@ -96,8 +141,13 @@ static BZ_PRINTF(3, 4) void violation(struct run *R, const char *state, const ch
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
-	printf("\n  reproduce: crash_enum --mode %s --seed %" PRIu64 " --point %" PRIu64 " -v\n", R->mode, R->seed,
-	       R->point);
+	printf("\n  reproduce: crash_enum --mode %s --seed %" PRIu64 " --point %" PRIu64 "%s%s -v\n", R->mode, R->seed,
+	       R->point, g_mutant ? " --mutant " : "", g_mutant ? g_mutant : "");
+	if (g_mutant) {
+		printf("crash_enum: mutant %s CAUGHT after %" PRIu64 " states (as it must be)\n", g_mutant, g_states);
+		fflush(stdout);
+		_exit(0);
+	}
 	printf("crash_enum: FAILED after %" PRIu64 " states\n", g_states);
 	fflush(stdout);
 	_exit(1);
@@ -111,7 +161,8 @@ static BZ_PRINTF(2, 3) void harness_fail(struct run *R, const char *fmt, ...)
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
-	printf("\ncrash_enum: FAILED (engine or harness error during the workload)\n");
+	printf("\ncrash_enum: FAILED (engine or harness error during the workload%s)\n",
+	       g_mutant ? "; a mutant counts as caught only by a violation" : "");
 	fflush(stdout);
 	_exit(1);
 }
@@ -162,7 +213,7 @@ struct nested {
 	struct rng rng;
 };
 
-static void nested_hook(void *arg, enum vfs_op op)
+static void nested_hook(void *arg, enum vfs_op op, const struct probe_io *io)
 {
 	struct nested *N = arg;
 	struct run *R = N->R;
@@ -171,6 +222,7 @@ static void nested_hook(void *arg, enum vfs_op op)
 	struct rstate rs;
 	char desc[400];
 	(void)op;
+	(void)io;
 
 	if (N->off || !N->budget || !rng_chance(&N->rng, 35))
 		return;
@@ -321,6 +373,37 @@ static void dump_wal(struct run *R, struct vfs *img)
 		(void)wal_inspect(img, &wo, dump_entry, NULL);
 }
 
+struct fsck_ctx {
+	char first_error[256];
+};
+static void fsck_problem(void *arg, enum store_check_sev sev, const char *msg)
+{
+	struct fsck_ctx *c = arg;
+	if (sev == STORE_CHECK_ERROR && !c->first_error[0] && strncmp(msg, "WAL: ", 5))
+		snprintf(c->first_error, sizeof(c->first_error), "%s", msg);
+}
+
+/* blazectl fsck's check on a recovered store: no error in the PageStore (a
+ * page referenced twice, referenced and free, a record that does not
+ * verify, ...). Not failed: leaked pages (warnings, counted) and a torn
+ * WAL tail beyond the recovered log's end (fsck calls it an error until
+ * --repair cuts it; a crash leaves one by design, counted). */
+static void fsck_state(struct run *R, struct store *s, const char *desc)
+{
+	struct fsck_ctx c = { { 0 } };
+	struct store_check_ops ops = { .problem = fsck_problem };
+	struct store_check_report rep;
+	int rc = store_check(s, 0, &ops, &c, &rep);
+	if (rc < 0)
+		violation(R, desc, "store_check (fsck) of the recovered store failed: %s", strerror(-rc));
+	if (rep.errors > (rep.wal_torn ? 1u : 0u))
+		violation(R, desc, "fsck of the recovered store: %" PRIu64 " errors, the first: %s", rep.errors,
+			  c.first_error);
+	g_fsck++;
+	g_fsck_warn_states += rep.warnings > 0;
+	g_fsck_torn_wal += rep.wal_torn;
+}
+
 /* Recovers one crash image (consumed) and checks it. */
 static void check_image(struct run *R, struct vfs *img, const char *desc, bool deep_ok)
 {
@@ -368,6 +451,7 @@ static void check_image(struct run *R, struct vfs *img, const char *desc, bool d
 			violation(R, desc, "recovery is not idempotent: reopening changed the state %s", r2.err);
 		if (m_check_content(R->m, s, &r2, why, sizeof(why)) < 0)
 			violation(R, desc, "content after reopen: %s", why);
+		fsck_state(R, s, desc);
 		store_close(s);
 		s = NULL;
 		g_idem++;
@@ -635,7 +719,35 @@ static void enumerate(struct run *R)
 	free(keep);
 }
 
-static void run_hook(void *arg, enum vfs_op op)
+/* The call's category (IO_*), and store.db pages written by type. */
+static int classify(enum vfs_op op, const struct probe_io *io)
+{
+	bool sync = op == VFS_OP_FDATASYNC || op == VFS_OP_FSYNC;
+	if (!io->name)
+		return IO_DIR;
+	if (!strncmp(io->name, "wal.", 4))
+		return op == VFS_OP_PWRITE ? IO_WAL_WRITE : sync ? IO_WAL_SYNC : IO_WAL_OTHER;
+	if (strcmp(io->name, "store.db"))
+		return op == VFS_OP_OPEN ? IO_DIR : IO_OTHER;
+	if (sync)
+		return IO_DB_SYNC;
+	if (op == VFS_OP_FTRUNCATE || op == VFS_OP_FALLOCATE)
+		return io->off < io->len ? IO_DB_SHRINK : IO_DB_GROW;
+	if (op != VFS_OP_PWRITE)
+		return IO_DB_OTHER;
+	int cat = IO_DB_OTHER;
+	for (uint64_t k = 0; io->off % 4096 == 0 && k + 48 <= io->len; k += 4096) {
+		const uint8_t *pg = io->buf + k;
+		unsigned t = bz_get_le32(pg) == 0x47505a42u ? pg[4] : 0; /* PAGER_MAGIC */
+		__atomic_fetch_add(&g_pages_written[BZ_MIN(t, 7u)], 1, __ATOMIC_RELAXED);
+		if (k == 0)
+			cat = t == 1 ? IO_DB_SUPER : t == 2 ? IO_DB_DATA : t == 3 ? IO_DB_INDEX : t == 4 ? IO_DB_NSMETA :
+			      t == 5 ? IO_DB_PACK : IO_DB_OTHER;
+	}
+	return cat;
+}
+
+static void run_hook(void *arg, enum vfs_op op, const struct probe_io *io)
 {
 	struct run *R = arg;
 	bool sync = op == VFS_OP_FDATASYNC || op == VFS_OP_FSYNC || op == VFS_OP_SYNC_DIR;
@@ -643,6 +755,9 @@ static void run_hook(void *arg, enum vfs_op op)
 	pthread_mutex_lock(&R->hook_mu);
 	if (!R->hook_on)
 		goto out;
+	R->cat = classify(op, io);
+	if (R->cat == IO_DB_SHRINK)
+		g_db_shrinks++;
 	R->point++;
 	g_points++;
 	if (g_only_point >= 0) {
@@ -657,6 +772,10 @@ static void run_hook(void *arg, enum vfs_op op)
 	R->srng.s = mix2(R->seed, R->point);
 	enumerate(R);
 out:
+	if (R->hook_on && R->cat == IO_DB_SHRINK)
+		R->shrink_pending = true; /* the points after this one have it pending */
+	else if (R->hook_on && R->cat == IO_DB_SYNC)
+		R->shrink_pending = false;
 	pthread_mutex_unlock(&R->hook_mu);
 }
 
@@ -686,15 +805,62 @@ static void run_create(struct run *R, struct store **ret)
 {
 	R->creating = true;
 	R->hook_on = true;
+	R->phase = PH_CREATE;
 	int rc = open_on(R, R->probe, ret);
 	if (rc < 0)
 		harness_fail(R, "store_open (create): %s", strerror(-rc));
 	R->creating = false;
+	R->m->stress = true;
+	R->m->holes = (uint8_t)g_holes;
 	struct ns *ns = NULL;
 	if (store_ns_clone(*ret, &ns) == 0) {
 		R->m->next_ino = BZ_MAX(R->m->next_ino, ns_next_ino(ns));
 		ns_free(ns);
 	}
+}
+
+static int cov_records(void *arg, const struct store_record_info *ri)
+{
+	(void)ri;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+/* Workload coverage of one run: the model's counters, and per live file of
+ * the final image its data records (v1: > 126 = full index pages). */
+static void coverage(struct run *R, struct vfs *img)
+{
+	struct model *m = R->m;
+	struct vfs *copy = NULL;
+	struct store *s = NULL;
+	struct store_opts o = R->sopts;
+
+	g_cov_appends += m->st.appends;
+	g_cov_hot += m->st.hot_appends;
+	g_cov_big += m->st.big_appends;
+	g_cov_hotfiles += m->st.hot_files;
+	g_cov_hotfull += m->st.hot_filled;
+	g_cov_del += m->st.del_data;
+	g_cov_del_named += m->st.del_named;
+	g_cov_del_big += m->st.del_big;
+	g_cov_del_many += m->st.del_many;
+	g_cov_holes += m->st.holes;
+	g_cov_hole_bytes += m->st.hole_bytes;
+	if (vfs_mem_clone(img, &copy) < 0)
+		harness_fail(R, "vfs_mem_clone");
+	o.vfs = copy;
+	o.read_only = true;
+	if (store_open(&o, &s) == 0) {
+		for (uint64_t i = 2; i < M_MAX_INO; i++) {
+			uint64_t n = 0;
+			if (m->type[i] != MT_REG || store_file_records(s, i, cov_records, &n) < 0)
+				continue;
+			g_cov_records_max = BZ_MAX(g_cov_records_max, n);
+			g_cov_files_idx += n > 126;
+		}
+		store_close(s);
+	}
+	vfs_destroy(copy);
 }
 
 /* The final durable image must hold everything. */
@@ -707,6 +873,7 @@ static void run_finish(struct run *R)
 	m_ack(R->m, m_submitted(R->m));
 	if (vfs_rec_crash(R->rec, &durable_only, &img) < 0)
 		harness_fail(R, "vfs_rec_crash (final)");
+	coverage(R, img);
 	check_image(R, img, "final durable image after a clean close", false);
 	g_ops += m_submitted(R->m);
 	vfs_destroy(R->probe);
@@ -722,11 +889,43 @@ struct pend {
 	size_t len;
 };
 
-static void flush_group(struct run *R, struct store *s, struct pend *g, size_t *ng)
+static void apply_group(struct run *R, struct store *s, struct pend *g, size_t ng)
+{
+	R->phase = PH_APPLY;
+	for (size_t i = 0; i < ng; i++) {
+		int rc = store_apply(s, g[i].lsn, R->m->time_ns, g[i].buf, g[i].len);
+		if (rc < 0)
+			harness_fail(R, "store_apply(lsn %" PRIu64 "): %s", g[i].lsn, strerror(-rc));
+		free(g[i].buf);
+		g[i].buf = NULL;
+	}
+}
+
+static void checkpoint(struct run *R, struct store *s)
+{
+	if (g_verbose && g_only_point >= 0)
+		printf("checkpoint at point %" PRIu64 "\n", R->point);
+	R->phase = PH_CKPT;
+	int rc = store_checkpoint(s);
+	if (rc < 0)
+		harness_fail(R, "store_checkpoint: %s", strerror(-rc));
+	g_cov_ckpt++;
+}
+
+/* Syncs the WAL (the acknowledgement) and applies the group. apply_first:
+ * apply before the sync, as the pipeline's commit thread may (it applies
+ * every appended batch, synced or not): whatever apply writes to store.db
+ * then precedes the WAL's durability. */
+static void flush_group(struct run *R, struct store *s, struct pend *g, size_t *ng, bool apply_first)
 {
 	int rc;
+	if (apply_first && *ng) {
+		apply_group(R, s, g, *ng);
+		g_cov_apply_first++;
+	}
 	if (*ng) {
 		size_t upto = m_submitted(R->m);
+		R->phase = PH_SYNC;
 		rc = store_wal_sync(s);
 		if (rc < 0)
 			harness_fail(R, "store_wal_sync: %s", strerror(-rc));
@@ -735,20 +934,66 @@ static void flush_group(struct run *R, struct store *s, struct pend *g, size_t *
 		if (g_verbose && g_only_point >= 0)
 			printf("synced: acked %zu ops, point %" PRIu64 "\n", upto, R->point);
 	}
-	for (size_t i = 0; i < *ng; i++) {
-		rc = store_apply(s, g[i].lsn, R->m->time_ns, g[i].buf, g[i].len);
-		if (rc < 0)
-			harness_fail(R, "store_apply(lsn %" PRIu64 "): %s", g[i].lsn, strerror(-rc));
-		free(g[i].buf);
-	}
+	if (!apply_first)
+		apply_group(R, s, g, *ng);
 	*ng = 0;
-	if (store_need_checkpoint(s)) {
-		if (g_verbose && g_only_point >= 0)
-			printf("checkpoint at point %" PRIu64 "\n", R->point);
-		rc = store_checkpoint(s);
-		if (rc < 0)
-			harness_fail(R, "store_checkpoint: %s", strerror(-rc));
-	}
+	if (store_need_checkpoint(s))
+		checkpoint(R, s);
+}
+
+/* "Power cut, then carry on": everything is synced; the run continues on a
+ * new recording vfs holding only the durable image, starting with its
+ * recovery (whose I/O is enumerated like any other). The old store is
+ * closed on the old disk with the hook off. */
+static void crash_continue(struct run *R, struct store **s)
+{
+	struct vfs *img = NULL, *rec = NULL, *probe = NULL;
+	int rc = vfs_rec_crash(R->rec, &durable_only, &img);
+	if (rc < 0)
+		harness_fail(R, "vfs_rec_crash (continue): %s", strerror(-rc));
+	pthread_mutex_lock(&R->hook_mu);
+	R->hook_on = false;
+	pthread_mutex_unlock(&R->hook_mu);
+	R->phase = PH_CLOSE;
+	(void)store_close(*s); /* on the abandoned disk */
+	*s = NULL;
+	if (vfs_rec_from(img, &rec) < 0 || probe_new(rec, run_hook, R, &probe) < 0)
+		harness_fail(R, "cannot create the recording vfs");
+	vfs_destroy(img);
+	pthread_mutex_lock(&R->hook_mu);
+	vfs_destroy(R->probe);
+	vfs_destroy(R->rec);
+	R->rec = rec;
+	R->probe = probe;
+	R->shrink_pending = false;
+	R->hook_on = true;
+	pthread_mutex_unlock(&R->hook_mu);
+	R->phase = PH_OPEN;
+	rc = open_on(R, R->probe, s);
+	if (rc < 0)
+		violation(R, "the durable image after a synced workload", "recovery failed: %s", strerror(-rc));
+	g_cov_crashcont++;
+}
+
+static void reopen(struct run *R, struct store **s)
+{
+	R->phase = PH_CLOSE;
+	int rc = store_close(*s);
+	*s = NULL;
+	if (rc < 0)
+		harness_fail(R, "store_close: %s", strerror(-rc));
+	R->phase = PH_OPEN;
+	rc = open_on(R, R->probe, s);
+	if (rc < 0)
+		harness_fail(R, "store_open (reopen): %s", strerror(-rc));
+	g_cov_reopen++;
+}
+
+static uint64_t store_ckpts(struct store *s)
+{
+	struct store_stats st;
+	store_stats(s, &st);
+	return st.checkpoints;
 }
 
 static void run_store(uint64_t seed, unsigned steps)
@@ -758,9 +1003,13 @@ static void run_store(uint64_t seed, unsigned steps)
 	struct store *s = NULL;
 	struct pend group[4];
 	size_t ng = 0;
-	size_t cap = 4 * (REC_HDR_MAX + NSOP_MAX_LEN + ZSTD_compressBound(M_MAX_APPEND));
+	/* a batch: ops while it holds < 16 KiB, the last one up to M_BIG_APPEND */
+	size_t per_op = REC_HDR_MAX + BZ_MAX((size_t)NSOP_MAX_LEN, ZSTD_compressBound(M_BIG_APPEND));
+	size_t cap = (16u << 10) + per_op;
 	uint8_t nsbuf[NSOP_MAX_LEN];
 	int rc;
+
+	uint64_t big_dels = 0;
 
 	run_init(&R, "store", seed, &model, false);
 	R.every = 1;
@@ -769,15 +1018,19 @@ static void run_store(uint64_t seed, unsigned steps)
 	for (unsigned step = 0; step < steps && budget_left(&R); step++) {
 		uint8_t *buf = malloc(cap);
 		size_t len = 0;
-		unsigned nops = 1 + (unsigned)rng_below(r, 4);
+		/* 40% of the batches carry many ops (many records per file) */
+		unsigned nops = 1 + (unsigned)rng_below(r, rng_chance(r, 40) ? 32 : 4);
 		if (!buf)
 			harness_fail(&R, "out of memory");
+		model.epoch = store_ckpts(s);
 		for (unsigned k = 0; k < nops && len < (16u << 10); k++) {
 			struct gen_op g;
 			rc = m_gen(&model, &g, 70);
 			if (rc < 0)
 				break;
-			if (g.mop.kind == MOP_DATA) {
+			if (g.mop.kind == MOP_DATA && g.mop.hole) {
+				rc = hole_frame_build(buf + len, cap - len, g.mop.ino, g.mop.off, g.mop.len);
+			} else if (g.mop.kind == MOP_DATA) {
 				rc = frame_build(buf + len, cap - len, REC_DATA, g.mop.ino, g.mop.off, g.data, g.mop.len,
 						 rng_chance(r, 40));
 			} else {
@@ -795,15 +1048,15 @@ static void run_store(uint64_t seed, unsigned steps)
 			break;
 		}
 		model.bnd[m_submitted(&model)] = 1;
+		bool apply_first = rng_chance(r, 30);
 		if (!store_wal_has_room(s, len)) {
-			flush_group(&R, s, group, &ng);
-			rc = store_checkpoint(s);
-			if (rc < 0)
-				harness_fail(&R, "store_checkpoint: %s", strerror(-rc));
+			flush_group(&R, s, group, &ng, apply_first);
+			checkpoint(&R, s);
 			if (!store_wal_has_room(s, len))
 				harness_fail(&R, "no WAL room for %zu bytes right after a checkpoint", len);
 		}
 		model.time_ns += 1000;
+		R.phase = PH_APPEND;
 		rc = store_wal_append(s, model.time_ns, buf, len, &group[ng].lsn);
 		if (rc < 0)
 			harness_fail(&R, "store_wal_append(%zu bytes): %s", len, strerror(-rc));
@@ -814,18 +1067,25 @@ static void run_store(uint64_t seed, unsigned steps)
 		group[ng].len = len;
 		ng++;
 		if (ng == BZ_ARRAY_SIZE(group) || rng_chance(r, 55))
-			flush_group(&R, s, group, &ng);
-		if (rng_chance(r, 1)) { /* clean close + reopen (recovery of a clean store) */
-			flush_group(&R, s, group, &ng);
-			rc = store_close(s);
-			if (rc < 0)
-				harness_fail(&R, "store_close: %s", strerror(-rc));
-			rc = open_on(&R, R.probe, &s);
-			if (rc < 0)
-				harness_fail(&R, "store_open (reopen): %s", strerror(-rc));
+			flush_group(&R, s, group, &ng, apply_first);
+		unsigned c = (unsigned)rng_below(r, 100);
+		if (c < 2) { /* clean close + reopen (recovery of a clean store) */
+			flush_group(&R, s, group, &ng, false);
+			reopen(&R, &s);
+		} else if (c < 4) { /* power cut with everything synced, then carry on */
+			flush_group(&R, s, group, &ng, false);
+			crash_continue(&R, &s);
+		} else if (c < 7 || (model.st.del_big > big_dels && c < 50)) {
+			/* a checkpoint before the WAL asks for one; half the
+			 * time right after a large file went (its space freed
+			 * at the end of store.db: H lowered, store.db cut) */
+			flush_group(&R, s, group, &ng, apply_first);
+			checkpoint(&R, s);
 		}
+		big_dels = model.st.del_big;
 	}
-	flush_group(&R, s, group, &ng);
+	flush_group(&R, s, group, &ng, false);
+	R.phase = PH_CLOSE;
 	rc = store_close(s);
 	if (rc < 0)
 		harness_fail(&R, "store_close: %s", strerror(-rc));
@@ -878,14 +1138,34 @@ static void run_pipe(uint64_t seed, unsigned steps)
 	po.linger_us = 100 + (unsigned)rng_below(r, 400);
 	po.sync_interval_ms = 5 + (unsigned)rng_below(r, 20);
 	po.max_inflight_bytes = 256 << 10;
+	R.phase = PH_PIPE;
 	rc = pipe_start(s, &po, &p);
 	if (rc < 0)
 		harness_fail(&R, "pipe_start: %s", strerror(-rc));
 	for (unsigned step = 0; step < steps && budget_left(&R); step++) {
 		struct gen_op g;
+		model.epoch = store_ckpts(s);
+		unsigned c = (unsigned)rng_below(r, 100);
+		if (c < 2) { /* stop the pipeline (drain: all acked), then reopen or cut the power */
+			rc = pipe_stop(p);
+			p = NULL;
+			if (rc < 0)
+				harness_fail(&R, "pipe_stop: %s", strerror(-rc));
+			m_ack(&model, m_submitted(&model));
+			if (c == 0)
+				reopen(&R, &s);
+			else
+				crash_continue(&R, &s);
+			R.phase = PH_PIPE;
+			rc = pipe_start(s, &po, &p);
+			if (rc < 0)
+				harness_fail(&R, "pipe_start: %s", strerror(-rc));
+		}
 		if (m_gen(&model, &g, 70) < 0)
 			break;
-		if (g.mop.kind == MOP_DATA)
+		if (g.mop.kind == MOP_DATA && g.mop.hole)
+			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len);
+		else if (g.mop.kind == MOP_DATA)
 			rc = pipe_append(p, g.mop.ino, g.mop.off, g.data, g.mop.len);
 		else
 			rc = pipe_nsop(p, &g.ns);
@@ -921,6 +1201,7 @@ static void run_pipe(uint64_t seed, unsigned steps)
 	if (rc < 0)
 		harness_fail(&R, "pipe_stop: %s", strerror(-rc));
 	m_ack(&model, m_submitted(&model));
+	R.phase = PH_CLOSE;
 	rc = store_close(s);
 	if (rc < 0)
 		harness_fail(&R, "store_close: %s", strerror(-rc));
@@ -932,7 +1213,8 @@ static void run_pipe(uint64_t seed, unsigned steps)
 static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
-			"                  [--per-point M] [--point K] [--steps N] [-v]\n");
+			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
+			"mutants (must be caught): free_early reuse_durable truncate_early\n");
 	exit(2);
 }
 
@@ -948,7 +1230,9 @@ int main(int argc, char **argv)
 		{ "states", required_argument, 0, 'n' },   { "seed", required_argument, 0, 's' },
 		{ "mode", required_argument, 0, 'm' },	   { "per-point", required_argument, 0, 'c' },
 		{ "point", required_argument, 0, 'p' },	   { "steps", required_argument, 0, 'k' },
-		{ "verbose", no_argument, 0, 'v' },	   { 0, 0, 0, 0 },
+		{ "verbose", no_argument, 0, 'v' },	   { "mutant", required_argument, 0, 'M' },
+		{ "holes", required_argument, 0, 'H' },
+		{ 0, 0, 0, 0 },
 	};
 	int o;
 
@@ -983,14 +1267,29 @@ int main(int argc, char **argv)
 		case 'v':
 			g_verbose++;
 			break;
+		case 'M':
+			g_mutant = optarg;
+			break;
+		case 'H':
+			g_holes = (unsigned)strtoul(optarg, NULL, 0);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (strcmp(mode, "store") && strcmp(mode, "pipe") && strcmp(mode, "both"))
 		usage();
+	if (g_mutant) {
+		struct store_test_hooks h = { 0 };
+		for (size_t i = 0; i < BZ_ARRAY_SIZE(mutants); i++)
+			if (!strcmp(g_mutant, mutants[i].name))
+				h.mutant = mutants[i].id;
+		if (!h.mutant)
+			usage();
+		store_set_test_hooks(&h);
+	}
 	if (lng) {
-		if (!env && g_target == 100000)
+		if (!env && g_target == 70000)
 			g_target = 5000000;
 		if (!seed_set)
 			seed = (uint64_t)bz_wall_ns();
@@ -998,8 +1297,9 @@ int main(int argc, char **argv)
 	if (!g_verbose)
 		bz_log_set_level(BZ_LOG_ERR);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("crash_enum: seed=%" PRIu64 " mode=%s target=%" PRIu64 " states per-point=%u steps=%u%s\n", seed, mode,
-	       g_target, g_per_point, steps, lng ? " (long)" : "");
+	printf("crash_enum: seed=%" PRIu64 " mode=%s target=%" PRIu64 " states per-point=%u steps=%u%s%s%s\n", seed,
+	       mode, g_target, g_per_point, steps, lng ? " (long)" : "", g_mutant ? " mutant=" : "",
+	       g_mutant ? g_mutant : "");
 	uint64_t t0 = bz_now_ns();
 	bool one = g_only_point >= 0;
 	bool do_store = strcmp(mode, "pipe") != 0, do_pipe = strcmp(mode, "store") != 0;
@@ -1026,5 +1326,34 @@ int main(int argc, char **argv)
 	       "; creation states that did not open=%" PRIu64 "; states with ns size != store size=%" PRIu64
 	       "; %.1fs\n",
 	       g_idem, g_post, g_rcrash, g_create_fail, g_size_mismatch, (double)(bz_now_ns() - t0) / 1e9);
+	printf("  fsck of recovered states: %" PRIu64 " (with warnings, e.g. leaked pages: %" PRIu64
+	       "; with a torn WAL tail left past the log's end: %" PRIu64 ")\n",
+	       g_fsck, g_fsck_warn_states, g_fsck_torn_wal);
+	printf("  states by phase:");
+	for (int i = 0; i < PH_N; i++)
+		printf(" %s=%" PRIu64, ph_name[i], g_ph_states[i]);
+	printf("\n  states by the call cut:");
+	for (int i = 0; i < IO_N; i++)
+		if (g_io_states[i])
+			printf(" %s=%" PRIu64, io_name[i], g_io_states[i]);
+	printf("\n  store.db pages written: super=%" PRIu64 " data=%" PRIu64 " index=%" PRIu64 " nsmeta=%" PRIu64
+	       " pack=%" PRIu64 " other=%" PRIu64 "; store.db shrunk %" PRIu64 " times, states with the shrink "
+	       "pending %" PRIu64 "\n",
+	       g_pages_written[1], g_pages_written[2], g_pages_written[3], g_pages_written[4], g_pages_written[5],
+	       g_pages_written[0] + g_pages_written[6] + g_pages_written[7], g_db_shrinks, g_trunc_pending_states);
+	printf("  workload: appends=%" PRIu64 " (hot file %" PRIu64 ", of them >= 8 KiB %" PRIu64 "), hot files=%" PRIu64
+	       " (filled %" PRIu64 "), files deleted with data=%" PRIu64 " (after a checkpoint named them %" PRIu64
+	       ", >= 64 KiB %" PRIu64 ", with > %u appends %" PRIu64 "), checkpoints by the driver=%" PRIu64 ", apply-before-sync groups=%" PRIu64
+	       ", reopens=%" PRIu64 ", crash-and-continue=%" PRIu64 "\n",
+	       g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
+	       g_cov_del_big, M_HOT_APPENDS, g_cov_del_many, g_cov_ckpt, g_cov_apply_first, g_cov_reopen, g_cov_crashcont);
+	printf("  holes: %" PRIu64 " (%" PRIu64 " bytes)\n", g_cov_holes, g_cov_hole_bytes);
+	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
+	       g_cov_records_max, g_cov_files_idx);
+	if (g_mutant) {
+		printf("crash_enum: mutant %s NOT caught in %" PRIu64 " states: the enumeration misses this bug\n",
+		       g_mutant, g_states);
+		return 1;
+	}
 	return 0;
 }

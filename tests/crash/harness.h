@@ -57,7 +57,16 @@ static inline uint64_t mix2(uint64_t a, uint64_t b)
 }
 
 /* ------------------------------------------------------------ probe vfs */
-typedef void (*probe_hook_fn)(void *arg, enum vfs_op op);
+/* What the hook is told about the call about to happen: the file's name
+ * (NULL for directory ops: rename, unlink, sync_dir), and for a pwrite its
+ * offset, length and bytes (for a ftruncate/fallocate: off = the new size,
+ * len = the current size). */
+struct probe_io {
+	const char *name;
+	uint64_t off, len;
+	const uint8_t *buf;
+};
+typedef void (*probe_hook_fn)(void *arg, enum vfs_op op, const struct probe_io *io);
 
 struct probe {
 	struct vfs base;
@@ -68,16 +77,21 @@ struct probe {
 struct probe_file {
 	struct vfs_file base;
 	struct vfs_file *inner;
+	char name[32];
 };
 
 static inline struct probe *probe_of(struct vfs *v) { return (struct probe *)v; }
 static inline struct vfs_file *pf_inner(struct vfs_file *f) { return ((struct probe_file *)f)->inner; }
-static inline void probe_fire(struct vfs *v, enum vfs_op op)
+static inline void probe_fire_io(struct vfs *v, enum vfs_op op, const char *name, uint64_t off, uint64_t len,
+				 const void *buf)
 {
 	struct probe *p = probe_of(v);
+	struct probe_io io = { .name = name, .off = off, .len = len, .buf = buf };
 	if (p->hook)
-		p->hook(p->arg, op);
+		p->hook(p->arg, op, &io);
 }
+static inline void probe_fire(struct vfs *v, enum vfs_op op) { probe_fire_io(v, op, NULL, 0, 0, NULL); }
+static inline const char *pf_name(struct vfs_file *f) { return ((struct probe_file *)f)->name; }
 
 static int probe_open(struct vfs *v, const char *name, int flags, struct vfs_file **ret_file)
 {
@@ -86,8 +100,9 @@ static int probe_open(struct vfs *v, const char *name, int flags, struct vfs_fil
 
 	if (!pf)
 		return -ENOMEM;
+	snprintf(pf->name, sizeof(pf->name), "%s", name);
 	if (flags & VFS_O_CREAT)
-		probe_fire(v, VFS_OP_OPEN);
+		probe_fire_io(v, VFS_OP_OPEN, pf->name, 0, 0, NULL);
 	r = vfs_open(probe_of(v)->inner, name, flags, &pf->inner);
 	if (r < 0) {
 		free(pf);
@@ -108,27 +123,31 @@ static int probe_pread(struct vfs_file *f, void *buf, size_t len, uint64_t off, 
 }
 static int probe_pwrite(struct vfs_file *f, const void *buf, size_t len, uint64_t off)
 {
-	probe_fire(f->vfs, VFS_OP_PWRITE);
+	probe_fire_io(f->vfs, VFS_OP_PWRITE, pf_name(f), off, len, buf);
 	return vfs_pwrite(pf_inner(f), buf, len, off);
 }
 static int probe_fdatasync(struct vfs_file *f)
 {
-	probe_fire(f->vfs, VFS_OP_FDATASYNC);
+	probe_fire_io(f->vfs, VFS_OP_FDATASYNC, pf_name(f), 0, 0, NULL);
 	return vfs_fdatasync(pf_inner(f));
 }
 static int probe_fsync(struct vfs_file *f)
 {
-	probe_fire(f->vfs, VFS_OP_FSYNC);
+	probe_fire_io(f->vfs, VFS_OP_FSYNC, pf_name(f), 0, 0, NULL);
 	return vfs_fsync(pf_inner(f));
 }
 static int probe_fallocate(struct vfs_file *f, uint64_t off, uint64_t len)
 {
-	probe_fire(f->vfs, VFS_OP_FALLOCATE);
+	uint64_t cur = 0;
+	(void)vfs_size(pf_inner(f), &cur);
+	probe_fire_io(f->vfs, VFS_OP_FALLOCATE, pf_name(f), BZ_MAX(cur, off + len), cur, NULL);
 	return vfs_fallocate(pf_inner(f), off, len);
 }
 static int probe_ftruncate(struct vfs_file *f, uint64_t len)
 {
-	probe_fire(f->vfs, VFS_OP_FTRUNCATE);
+	uint64_t cur = 0;
+	(void)vfs_size(pf_inner(f), &cur);
+	probe_fire_io(f->vfs, VFS_OP_FTRUNCATE, pf_name(f), len, cur, NULL);
 	return vfs_ftruncate(pf_inner(f), len);
 }
 static int probe_size(struct vfs_file *f, uint64_t *ret_size) { return vfs_size(pf_inner(f), ret_size); }
@@ -200,6 +219,13 @@ static const struct vfs_crash durable_only = { .keep = NULL, .torn_op = -1 };
 #define M_MAX_DIRENTS 512
 #define M_MAX_OPS 4096
 #define M_MAX_APPEND (20u << 10)
+/* Stress profile (crash_enum; fault_store keeps the plain one): one "hot"
+ * file at a time takes many small appends (hundreds of records: full index
+ * pages, a long-lived open tail) and now and then a large one (whole chunks
+ * at once); it may grow to M_HOT_CAP, then the next created file is hot. */
+#define M_HOT_CAP (1u << 20)
+#define M_BIG_APPEND (24u << 10)
+#define M_HOT_APPENDS 150 /* > 126 entries: a full v1 index page; > 100: past v2's inline tail */
 
 enum { MT_FREE = 0, MT_REG = 1, MT_DIR = 2, MT_SPECIAL = 3 /* FIFO or device: size slot = rdev */ };
 enum { MOP_DATA = 1, MOP_NS = 2 };
@@ -210,6 +236,7 @@ struct mop {
 	uint64_t ino;   /* data: the file */
 	uint64_t off;   /* data: size before */
 	uint32_t len;   /* data: bytes appended */
+	uint8_t hole;   /* data: a hole (one REC_HOLE record: zeros, never cut) */
 };
 
 struct mdirent {
@@ -232,6 +259,22 @@ struct model {
 	uint64_t cur_sig;
 	/* all bytes ever appended to each inode (allocated at create, before publication) */
 	uint8_t *content[M_MAX_INO];
+	uint32_t cap[M_MAX_INO]; /* bytes allocated in content[] (the file's size limit) */
+	/* stress profile (m->stress): see M_HOT_CAP */
+	bool stress;
+	uint8_t holes;           /* 0 none; 1 holes as REC_HOLE records; 2 as appended zeros */
+	uint64_t hot;            /* the hot file, 0 = none (the next created file) */
+	uint64_t epoch;          /* set by the driver: checkpoints done so far */
+	uint64_t born[M_MAX_INO]; /* epoch when the file was created */
+	uint32_t napp[M_MAX_INO]; /* appends to the file */
+	struct {
+		uint64_t appends, hot_appends, big_appends, holes, hole_bytes;
+		uint64_t hot_files, hot_filled;  /* files made hot; hot files that reached M_HOT_CAP */
+		uint64_t del_data;               /* files that lost their last link holding data */
+		uint64_t del_named;              /* ... of them created before a checkpoint */
+		uint64_t del_big;                /* ... of them holding >= 64 KiB */
+		uint64_t del_many;               /* ... of them with > M_HOT_APPENDS appends */
+	} st;
 	/* the op log: written by the generator, then published via submitted */
 	struct mop ops[M_MAX_OPS];
 	uint64_t sig[M_MAX_OPS + 1]; /* sig[p]: state after the first p ops */
@@ -294,6 +337,7 @@ static BZ_UNUSED int m_init(struct model *m, uint64_t seed, uint64_t first_ino, 
 	m->content[M_POST_INO] = malloc(M_POST_LEN);
 	if (!m->content[M_POST_INO])
 		return -ENOMEM;
+	m->cap[M_POST_INO] = M_POST_LEN;
 	m_fill_post(m->content[M_POST_INO], M_POST_LEN);
 	return 0;
 }
@@ -375,8 +419,17 @@ static void m_xattr_set(struct model *m, uint64_t ino, uint32_t ver)
 /* Drops one link of a regular file (frees it, and its attribute, at 0). */
 static void m_unlink_ino(struct model *m, uint64_t ino)
 {
-	if (m->nlink[ino] <= 1)
+	if (m->nlink[ino] <= 1) {
 		m_xattr_set(m, ino, 0);
+		if (m->size[ino]) {
+			m->st.del_data++;
+			m->st.del_named += m->born[ino] < m->epoch;
+			m->st.del_big += m->size[ino] >= (64u << 10);
+			m->st.del_many += m->napp[ino] > M_HOT_APPENDS;
+		}
+		if (m->hot == ino)
+			m->hot = 0;
+	}
 	if (m->nlink[ino] > 1)
 		m_inode_set(m, ino, MT_REG, m->nlink[ino] - 1, m->size[ino]);
 	else
@@ -388,6 +441,18 @@ static size_t m_live_files(const struct model *m)
 	for (size_t i = 2; i < M_MAX_INO; i++)
 		n += m->type[i] == MT_REG;
 	return n;
+}
+
+/* Stress profile: the hot file keeps most of its names until it had
+ * M_HOT_APPENDS appends (so that it grows long), one pick in 5 still takes
+ * it. */
+static bool m_young_hot(const struct model *m, uint64_t ino)
+{
+	return m->stress && ino == m->hot && m->napp[ino] <= M_HOT_APPENDS;
+}
+static bool m_spare_hot(struct model *m, struct rng *r, uint64_t ino)
+{
+	return m_young_hot(m, ino) && !rng_chance(r, 20);
 }
 
 /* Generated operation, ready for submission. */
@@ -486,10 +551,34 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 		long di = m_pick_dirent(m, r, MT_REG);
 		uint64_t ino = di >= 0 ? m->d[di].ino : 0;
 		uint32_t len = g_append_len(r);
-		if (di < 0 || m->size[ino] + len > M_FILE_CAP)
+		if (m->stress && m->hot && rng_chance(r, 60)) {
+			/* the hot file: mostly small appends, now and then a large one */
+			unsigned c = (unsigned)rng_below(r, 100);
+			ino = m->hot;
+			di = 0;
+			len = c < 80 ? 1 + (uint32_t)rng_below(r, 200) : c < 93 ? g_append_len(r) :
+			      (8u << 10) + (uint32_t)rng_below(r, M_BIG_APPEND - (8u << 10) + 1);
+			if (m->size[ino] + len > m->cap[ino]) {
+				m->hot = 0; /* full: the next created file is hot */
+				m->st.hot_filled++;
+				return false;
+			}
+			m->st.hot_appends++;
+			m->st.big_appends += len >= (8u << 10);
+		}
+		if (di < 0 || m->size[ino] + len > m->cap[ino])
 			return false;
+		m->st.appends++;
+		m->napp[ino]++;
 		uint64_t off = m->size[ino];
-		g_fill(r, m->content[ino] + off, len);
+		if (m->holes && rng_chance(r, 6)) { /* a growing truncate: a hole of zeros */
+			g->mop.hole = m->holes == 1;
+			memset(m->content[ino] + off, 0, len);
+			m->st.holes++;
+			m->st.hole_bytes += len;
+		} else {
+			g_fill(r, m->content[ino] + off, len);
+		}
 		m_inode_set(m, ino, MT_REG, m->nlink[ino], off + len);
 		g->mop.kind = MOP_DATA;
 		g->mop.ino = ino;
@@ -508,10 +597,18 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 		uint64_t parent = m_pick_dir(m, r);
 		snprintf(g->name, sizeof(g->name), "%c%u", dir ? 'd' : 'f', m->name_ctr++);
 		if (!dir) {
-			m->content[ino] = malloc(M_FILE_CAP);
+			bool hot = m->stress && !m->hot;
+			m->cap[ino] = hot ? M_HOT_CAP : M_FILE_CAP;
+			m->content[ino] = malloc(m->cap[ino]);
 			if (!m->content[ino]) {
 				*ret_err = -ENOMEM;
 				return false;
+			}
+			m->born[ino] = m->epoch;
+			m->napp[ino] = 0;
+			if (hot) {
+				m->hot = ino;
+				m->st.hot_files++;
 			}
 		}
 		g_ns_base(m, g, dir ? NS_MKDIR : NS_CREATE);
@@ -593,7 +690,7 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 		long ti = -1;
 		if (rng_chance(r, 30)) {
 			ti = m_pick_dirent(m, r, MT_REG);
-			if (ti >= 0 && m->d[ti].ino == src.ino)
+			if (ti >= 0 && (m->d[ti].ino == src.ino || m_spare_hot(m, r, m->d[ti].ino)))
 				ti = -1;
 		}
 		uint64_t parent2;
@@ -623,8 +720,18 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 	}
 	case W_UNLINK: {
 		long si = m_pick_dirent(m, r, MT_REG);
-		if (si < 0)
+		if (si < 0 || m_spare_hot(m, r, m->d[si].ino))
 			return false;
+		if (m->stress && rng_chance(r, 35)) {
+			/* the file with the most appends (records, index pages);
+			 * the hot file only once it had M_HOT_APPENDS */
+			for (size_t i = 0; i < M_MAX_DIRENTS; i++) {
+				uint64_t f = m->d[i].ino;
+				if (m->d[i].used && m->type[f] == MT_REG && m->napp[f] > m->napp[m->d[si].ino] &&
+				    !m_young_hot(m, f))
+					si = (long)i;
+			}
+		}
 		struct mdirent src = m->d[si];
 		memcpy(g->name, src.name, (size_t)src.len + 1);
 		g_ns_base(m, g, NS_UNLINK);
@@ -710,6 +817,15 @@ static BZ_UNUSED int frame_build(uint8_t *buf, size_t cap, uint8_t type, uint64_
 out:
 	free(tmp);
 	return r;
+}
+
+/* Appends the frame of a hole record (REC_DATA, codec REC_HOLE: no
+ * payload, raw_len zeros) to buf. Returns bytes written or a negative errno. */
+static BZ_UNUSED int hole_frame_build(uint8_t *buf, size_t cap, uint64_t ino, uint64_t off, uint64_t len)
+{
+	struct rec_hdr h = { .type = REC_DATA, .codec = REC_HOLE, .ino = ino, .off = off, .raw_len = len,
+			     .stored_len = 0, .hash = rec_hash(NULL, 0) };
+	return rec_hdr_encode(&h, buf, cap);
 }
 
 /* ------------------------------------------------------ recovered state */
@@ -837,7 +953,7 @@ static BZ_UNUSED long m_match(const struct model *m, const struct rstate *r, siz
 			continue;
 		if (m->sig[p] == r->sig)
 			return (long)p;
-		if (m->all_bnd && p < hi && m->ops[p].kind == MOP_DATA) {
+		if (m->all_bnd && p < hi && m->ops[p].kind == MOP_DATA && !m->ops[p].hole) {
 			const struct mop *o = &m->ops[p];
 			uint64_t f = o->ino, sz = r->size[f];
 			if (r->type[f] == MT_REG && sz > o->off && sz < o->off + o->len) {

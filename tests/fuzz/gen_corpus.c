@@ -4,6 +4,13 @@
  *   recover/<name>.bin      u32 le len(store.db) | u8 segment | store.db |
  *                           that WAL segment (trailing zeros cut), taken with
  *                           batches still in the WAL
+ * The "chunks" pair holds what the v2 structures are made of: many small
+ * files (packed tails), a file of 300 small appends (index pages: v1 full
+ * pages of 126 entries, v2 entries past the inline tail), large appends
+ * (whole chunks), holes between and after chunks, a file deleted after a
+ * checkpoint named it and one replaced by a rename (freed space in the
+ * stream's free list), and, in the WAL, appends, a hole and an unlink still
+ * to replay.
  * Usage: fuzz_gen_corpus CORPUS_DIR (e.g. tests/fuzz/corpus).
  * (The record/nsop seeds come from gen_corpus_codec.c.) */
 #include <stdio.h>
@@ -27,7 +34,11 @@ static int frame(uint8_t *buf, size_t cap, uint8_t type, uint64_t ino, uint64_t 
 static int batch(struct store *s, const uint8_t *buf, size_t len, bool apply)
 {
 	uint64_t lsn;
-	int rc = store_wal_append(s, 1700000000000000000ll, buf, len, &lsn);
+	int rc = 0;
+	if (!store_wal_has_room(s, len))
+		rc = store_checkpoint(s);
+	if (rc == 0)
+		rc = store_wal_append(s, 1700000000000000000ll, buf, len, &lsn);
 	if (rc == 0)
 		rc = store_wal_sync(s);
 	if (rc == 0 && apply)
@@ -87,6 +98,118 @@ static size_t mk_kinds(uint8_t *buf, size_t cap)
 		len += (size_t)k;
 	}
 	return len;
+}
+
+static size_t mk_nsop(uint8_t *buf, size_t cap, const struct ns_op *o)
+{
+	uint8_t op[NSOP_MAX_LEN];
+	int n = nsop_encode(o, op, sizeof(op));
+	if (n < 0)
+		abort();
+	n = frame(buf, cap, REC_NS, 0, 0, op, (size_t)n);
+	if (n < 0)
+		abort();
+	return (size_t)n;
+}
+
+/* n appends of len bytes each to ino starting at *off, in one batch. */
+static size_t mk_appends(uint8_t *buf, size_t cap, uint64_t ino, uint64_t *off, unsigned n, size_t len)
+{
+	uint8_t data[16384];
+	size_t total = 0;
+	if (len > sizeof(data))
+		abort();
+	for (unsigned k = 0; k < n; k++) {
+		for (size_t i = 0; i < len; i++)
+			data[i] = (uint8_t)("2026-11-30T09:00:00Z GET /index.html 200\n"[(*off + i) % 41]);
+		int r = frame(buf + total, cap - total, REC_DATA, ino, *off, data, len);
+		if (r < 0)
+			abort();
+		total += (size_t)r;
+		*off += len;
+	}
+	return total;
+}
+
+static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal);
+
+/* A hole record of len bytes at *off of ino (REC_HOLE: no payload). */
+static size_t mk_hole(uint8_t *buf, size_t cap, uint64_t ino, uint64_t *off, uint64_t len)
+{
+	struct rec_hdr h = { .type = REC_DATA, .codec = REC_HOLE, .ino = ino, .off = *off, .raw_len = len,
+			     .hash = rec_hash(NULL, 0) };
+	int n = rec_hdr_encode(&h, buf, cap);
+	if (n < 0)
+		abort();
+	*off += len;
+	return (size_t)n;
+}
+
+/* The "chunks" store (see the top of the file); returns 0 or -1. */
+static int gen_chunks(const char *dir, const struct store_opts *o)
+{
+	static uint8_t buf[48 << 10];
+	struct vfs *v = NULL, *snap = NULL;
+	struct store *s = NULL;
+	struct store_opts so = *o;
+	uint64_t off_hot = 0, off_big = 0, off_gone = 0;
+	char name[16];
+	size_t len;
+
+	if (vfs_mem_new(&v) < 0)
+		return -1;
+	so.vfs = v;
+	if (store_open(&so, &s) < 0)
+		return -1;
+	for (unsigned i = 0; i < 40; i += 4) { /* small files: packed tails */
+		len = 0;
+		for (unsigned k = i; k < i + 4; k++) {
+			snprintf(name, sizeof(name), "s%02u", k);
+			len += mk_file(buf + len, sizeof(buf) - len, 20 + k, name, 10 + 7 * k);
+		}
+		if (batch(s, buf, len, true) < 0)
+			return -1;
+	}
+	if (batch(s, buf, mk_file(buf, sizeof(buf), 70, "hot.log", 0), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 71, "big.bin", 0), true) < 0 ||
+	    batch(s, buf, mk_file(buf, sizeof(buf), 72, "gone.log", 0), true) < 0)
+		return -1;
+	for (unsigned b = 0; b < 10; b++) /* 300 small appends: index pages */
+		if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 30, 40), true) < 0)
+			return -1;
+	for (unsigned b = 0; b < 3; b++) { /* large appends: whole chunks, holes between */
+		if (batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 12288), true) < 0 ||
+		    batch(s, buf, mk_hole(buf, sizeof(buf), 71, &off_big, 5000 + 40000 * b), true) < 0)
+			return -1;
+	}
+	if (batch(s, buf, mk_appends(buf, sizeof(buf), 72, &off_gone, 4, 3000), true) < 0 || store_checkpoint(s) < 0)
+		return -1;
+	/* deleted after a checkpoint named it; s01 replaced by a rename */
+	len = mk_nsop(buf, sizeof(buf),
+		      &(struct ns_op){ .kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "gone.log", .name_len = 8 });
+	len += mk_nsop(buf + len, sizeof(buf) - len,
+		       &(struct ns_op){ .kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "s00", .name_len = 3,
+					.parent2 = NS_ROOT_INO, .name2 = "s01", .name2_len = 3 });
+	if (batch(s, buf, len, true) < 0 || store_checkpoint(s) < 0)
+		return -1;
+	dump(dir, "page", "chunks.db", v, false);
+	/* in the WAL: more appends, an unlink of a file with data */
+	if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 20, 40), true) < 0 ||
+	    batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 9000), true) < 0 ||
+	    batch(s, buf, mk_hole(buf, sizeof(buf), 70, &off_hot, 1ull << 40), true) < 0 ||
+	    batch(s, buf,
+		  mk_nsop(buf, sizeof(buf),
+			  &(struct ns_op){ .kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "s05", .name_len = 3 }),
+		  true) < 0)
+		return -1;
+	if (vfs_mem_clone(v, &snap) < 0)
+		return -1;
+	dump(dir, "recover", "chunks.bin", snap, true);
+	vfs_destroy(snap);
+	if (store_close(s) < 0)
+		return -1;
+	vfs_destroy(v);
+	return 0;
 }
 
 static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal)
@@ -190,5 +313,8 @@ int main(int argc, char **argv)
 		return 1;
 	dump(argv[1], "page", "kinds.db", v, false);
 	vfs_destroy(v);
+	/* 5: chunks, tails, index pages, freed space */
+	if (gen_chunks(argv[1], &o) < 0)
+		return 1;
 	return 0;
 }
