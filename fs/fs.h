@@ -295,6 +295,7 @@ void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
  * what the kernel still caches past the live end of every file open for
  * writing (retrieve), so the barrier covers it. */
 void fs_catch_up_all(struct fs *fs) EXCLUDES(fs_ns_lock);
+void fs_catch_up_ino(struct fs *fs, uint64_t ino) EXCLUDES(fs_ns_lock); /* one file, if open for writing */
 /* Writeback cache: the daemon holds page writes of ip not stored yet, or
  * owes a growing truncate's zeros (the kernel's size is above 0 then). */
 bool fs_file_has_pending(struct fs_inode *ip) EXCLUDES(fs_ns_lock);

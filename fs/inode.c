@@ -1119,6 +1119,50 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 	return r;
 }
 
+/* Fetches what the kernel caches past the stored end of ip (the writeback
+ * cache's dirty pages) and appends it; `why` names the caller in a warning. */
+static void catch_up_one(struct fs *fs, struct fs_inode *ip, const char *why) EXCLUDES(fs_ns_lock)
+{
+	uint64_t cur = 0, start;
+	int held_err = 0, r;
+
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	r = fs_live_size(fs, ip->ino, &cur);
+	start = cur;
+	if (r == 0)
+		r = fetch_cached(fs, ip, &cur, &held_err);
+	r = publish_grown(fs, ip, start, cur, r);
+	if (held_err < 0)
+		ip->wb_err = held_err; /* for the writer's next fsync/close */
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	if (r < 0)
+		bz_warn("inode %llu: fetching the kernel's cached pages for %s: %s", (unsigned long long)ip->ino, why,
+			strerror(-r));
+}
+
+/* lseek(SEEK_DATA/SEEK_HOLE) with the writeback cache: the kernel does not
+ * write its dirty pages back first, so a file open for writing is caught up
+ * (as for a directory fsync) before the daemon answers from its own size. */
+void fs_catch_up_ino(struct fs *fs, uint64_t ino)
+{
+	struct fs_inode *ip = NULL;
+
+	bz_mutex_lock(&fs_ns_lock);
+	for (struct fs_open *of = fs->opens; of; of = of->next)
+		if (of->inode && of->inode->ino == ino && (of->flags & O_ACCMODE) != O_RDONLY) {
+			if (fs_inode_get(fs, ino, &ip) < 0)
+				ip = NULL;
+			break;
+		}
+	bz_mutex_unlock(&fs_ns_lock);
+	if (!ip)
+		return;
+	catch_up_one(fs, ip, "lseek");
+	bz_mutex_lock(&fs_ns_lock);
+	fs_inode_put(fs, ip);
+	bz_mutex_unlock(&fs_ns_lock);
+}
+
 /* The kernel does not send its dirty pages for an fsync of a directory (nor
  * for sync/syncfs), so `sync MOUNTPOINT` would not cover what writers still
  * have in the kernel cache: fetch it first, as a truncate does. Only files
@@ -1144,24 +1188,8 @@ void fs_catch_up_all(struct fs *fs)
 			n++;
 	}
 	bz_mutex_unlock(&fs_ns_lock);
-	for (size_t i = 0; i < n; i++) {
-		struct fs_inode *ip = v[i];
-		uint64_t cur = 0, start;
-		int held_err = 0, r;
-
-		bz_cap_lock(&ip->lock, &fs_inode_cap);
-		r = fs_live_size(fs, ip->ino, &cur);
-		start = cur;
-		if (r == 0)
-			r = fetch_cached(fs, ip, &cur, &held_err);
-		r = publish_grown(fs, ip, start, cur, r);
-		if (held_err < 0)
-			ip->wb_err = held_err; /* for the writer's next fsync/close */
-		bz_cap_unlock(&ip->lock, &fs_inode_cap);
-		if (r < 0)
-			bz_warn("inode %llu: fetching the kernel's cached pages for a directory fsync: %s",
-				(unsigned long long)ip->ino, strerror(-r));
-	}
+	for (size_t i = 0; i < n; i++)
+		catch_up_one(fs, v[i], "a directory fsync");
 	bz_mutex_lock(&fs_ns_lock);
 	for (size_t i = 0; i < n; i++)
 		fs_inode_put(fs, v[i]);

@@ -9,7 +9,8 @@
  * and every record or chunk checksum they need -- bypassing the daemon's
  * page cache. The daemon stops at the end of the file, after `len` bytes, or
  * at the first damaged range, and fills:
- *   done     bytes verified from `off` (up to the damage or the end; a
+ *   done     bytes verified from `off`, holes included (they store
+ *            nothing) (up to the damage or the end; a
  *            damaged range is NOT counted: resume at bad_off + bad_len);
  *   bad_off, bad_len  the damaged range, in 4 KiB-aligned file bytes that
  *            cannot be read (bad_len = 0: none found);

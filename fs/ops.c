@@ -1075,32 +1075,46 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	reply_err(req, EOPNOTSUPP);
 }
 
+/* SEEK_DATA / SEEK_HOLE: holes are the gaps between a file's stored chunks
+ * (store_seek, over the applied state); bytes still in the pipeline, past
+ * the applied size, count as data (a hole record among them is reported as
+ * data until it is applied: allowed, a filesystem may always report data). */
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	uint64_t size = 0;
+	uint64_t size = 0, applied = 0, at = 0;
 	int r;
 
 	(void)fi;
-	if (is_ctl(ino)) {
+	if (is_ctl(ino) || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
 		reply_err(req, EINVAL);
 		return;
 	}
+	if (fs->opts.writeback_cache)
+		fs_catch_up_ino(fs, ino); /* the kernel's dirty pages first */
 	r = fs_live_size(fs, ino, &size);
-	if (r < 0) {
-		reply_err(req, r);
-		return;
+	if (r == 0 && (off < 0 || (uint64_t)off >= size))
+		r = -ENXIO; /* no data at or after off, and no hole either */
+	if (r == 0) {
+		r = store_file_size(fs->store, ino, &applied);
+		if (r == -ENOENT)
+			r = 0; /* created, not yet applied: all pipeline */
 	}
-	if (off < 0 || (uint64_t)off >= size) {
-		reply_err(req, ENXIO); /* no data at or after off, and no hole either */
-		return;
+	if (r == 0 && (uint64_t)off >= applied) {
+		at = whence == SEEK_DATA ? (uint64_t)off : size; /* all pipeline: data */
+	} else if (r == 0) {
+		r = store_seek(fs->store, ino, (uint64_t)off, whence, &at);
+		if (r == -ENXIO && whence == SEEK_DATA && applied < size) {
+			at = applied; /* no stored data after off, but the pipeline's */
+			r = 0;
+		} else if (r == 0 && whence == SEEK_HOLE && at >= applied) {
+			at = size; /* the applied end is followed by pipeline data */
+		}
 	}
-	if (whence == SEEK_DATA)
-		fuse_reply_lseek(req, off);
-	else if (whence == SEEK_HOLE)
-		fuse_reply_lseek(req, (off_t)size); /* no holes: the only hole is at the end */
+	if (r < 0)
+		reply_err(req, -r);
 	else
-		reply_err(req, EINVAL);
+		fuse_reply_lseek(req, (off_t)at);
 }
 
 /* ---- directories ---- */

@@ -11,7 +11,9 @@
  * (or the end of the call's range), make the reported range. So damage is named in whole 4 KiB
  * blocks of the file, the granularity a reader sees it at.
  *
- * One call verifies at most SCRUB_MAX_CALL bytes so each request stays
+ * Holes (gaps between stored chunks, store_seek) are skipped: they store
+ * nothing, and `done` counts them as verified. One call covers at most
+ * SCRUB_MAX_CALL bytes so each request stays
  * short (the caller paces itself: blazectl's --rate). Nothing here takes a
  * lock beyond what a read takes: the commit thread waits for a scrub no
  * longer than for any reader.
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <fuse_lowlevel.h>
 
 #include "fs.h"
@@ -67,12 +70,31 @@ static int scrub_range(struct fs *fs, uint64_t ino, struct bz_scrub_arg *a)
 		goto out;
 	}
 	while (pos < end) {
-		size_t want = (size_t)BZ_MIN((uint64_t)SCRUB_PIECE, end - pos);
+		uint64_t data, hole;
+		size_t want;
 
 		if (fs_interrupted()) {
 			r = -EINTR;
 			goto out;
 		}
+		/* Holes store nothing: skip them (a growing truncate to 8 TiB is
+		 * one gap). No stored data after pos (the rest is a hole or still
+		 * in the pipeline, whose bytes the WAL checks): done. */
+		r = store_seek(fs->store, ino, pos, SEEK_DATA, &data);
+		if (r == -ENXIO) {
+			pos = end;
+			break;
+		}
+		if (r == 0)
+			r = store_seek(fs->store, ino, data, SEEK_HOLE, &hole);
+		if (r < 0)
+			goto out;
+		if (data >= end) {
+			pos = end;
+			break;
+		}
+		pos = data;
+		want = (size_t)BZ_MIN((uint64_t)SCRUB_PIECE, BZ_MIN(hole, end) - pos);
 		r = scrub_read(fs, ino, pos, buf, want, &n);
 		if (r == 0) {
 			if (n == 0)

@@ -80,6 +80,12 @@ int store_checkpoint(struct store *s);
  * *ret_n < len at the applied end. Every page and record checksum is
  * verified: a mismatch returns -EIO and logs the page number. */
 int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n);
+/* lseek's SEEK_DATA / SEEK_HOLE (whence) over the APPLIED state of ino:
+ * *ret = the first offset >= off that is data / in a hole (the applied size
+ * counts as a hole). Holes are the gaps between a file's chunks (and a file
+ * with no chunks is one hole). -ENXIO: off >= the applied size, or
+ * (SEEK_DATA) no data at or after off; -EINVAL: another whence. */
+int store_seek(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t *ret);
 /* While on, the calling thread's store_read calls read every page from
  * store.db itself, bypassing (and not filling) the page cache: an online
  * scrub verifies the disk, not a copy verified earlier (store_scrub.c). */

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -459,6 +460,96 @@ out:
 		free(x->parts);
 		free(x);
 	}
+	return r;
+}
+
+/* The locked half of store_seek. *need_load as read_locked's. */
+static int seek_locked(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t *ret, bool *need_load)
+	REQUIRES_SHARED(store_cap)
+{
+	struct ns_attr a;
+	struct sfile *f;
+	int r;
+
+	*need_load = false;
+	r = ns_getattr(s->ns, ino, &a);
+	if (r < 0)
+		goto out;
+	if (!S_ISREG(a.mode)) {
+		r = S_ISDIR(a.mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	if (off >= a.size) {
+		r = -ENXIO;
+		goto out;
+	}
+	f = st_ftab_get(&s->files, ino);
+	uint64_t total = f ? f->n_full + f->n_tail : 0;
+	if (f && !f->loaded && f->n_full && (f->n_tail == 0 || off < f->tail[0].off)) {
+		*need_load = true;
+		r = 0;
+		goto out;
+	}
+	/* the last entry with e.off <= off (or the first one) */
+	uint64_t lo = f && !f->loaded ? f->n_full : 0, hi = total;
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (st_sfile_ent(f, mid)->off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	uint64_t pos = off;
+	r = whence == SEEK_DATA ? -ENXIO : 0;
+	for (uint64_t i = lo; i < total; i++) {
+		const struct ient *e = st_sfile_ent(f, i);
+		uint64_t end = e->off + e->raw_len;
+		if (end <= pos)
+			continue;
+		if (whence == SEEK_DATA) {
+			*ret = BZ_MAX(pos, e->off);
+			r = 0;
+			goto out;
+		}
+		if (e->off > pos)
+			break; /* a gap: the hole starts at pos */
+		pos = end;
+	}
+	if (whence == SEEK_HOLE)
+		*ret = BZ_MIN(pos, a.size);
+out:
+	return r;
+}
+
+int store_seek(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t *ret)
+{
+	bool need_load = false;
+	int r = -EINVAL;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		goto out;
+	/* A file's full index may be unloaded by the memory budget between the
+	 * load and the lookup: try a few times. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		bz_cap_rdlock(&s->lock, &store_cap);
+		r = seek_locked(s, ino, off, whence, ret, &need_load);
+		bz_cap_rdunlock(&s->lock, &store_cap);
+		if (r < 0 || !need_load)
+			goto out;
+		struct rctx *x = calloc(1, sizeof(*x));
+		size_t n = 0;
+		r = x ? load_and_collect(s, ino, off, 0, &n, x) : -ENOMEM; /* len 0: loads, collects nothing */
+		if (x) {
+			free(x->frame);
+			free(x->raw);
+			free(x->parts);
+			free(x);
+		}
+		if (r < 0)
+			goto out;
+	}
+	r = -EAGAIN;
+out:
 	return r;
 }
 
