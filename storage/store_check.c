@@ -567,8 +567,10 @@ static int chk_namespace(struct chk *c) REQUIRES_SHARED(store_cap)
 	r = ns_walk(c->s->ns, &v, c);
 	if (r < 0)
 		goto out;
-	qsort(c->ino, c->n_ino, sizeof(*c->ino), chk_ino_cmp);
-	qsort(c->dent, c->n_dent, sizeof(*c->dent), chk_dent_cmp);
+	if (c->n_ino) /* qsort's base must not be NULL, even for 0 elements */
+		qsort(c->ino, c->n_ino, sizeof(*c->ino), chk_ino_cmp);
+	if (c->n_dent)
+		qsort(c->dent, c->n_dent, sizeof(*c->dent), chk_dent_cmp);
 	uint64_t next_ino = ns_next_ino(c->s->ns);
 	for (size_t i = 0; i < c->n_ino; i++) {
 		struct chk_ino *in = &c->ino[i];
