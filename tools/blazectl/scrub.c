@@ -380,7 +380,8 @@ int blazectl_scrub(int argc, char **argv)
 		fprintf(stderr, "blazectl: walking %s: %s\n", s.mount, strerror(errno ? errno : ENOMEM));
 		goto out;
 	}
-	qsort(s.f, s.n, sizeof(*s.f), by_ino);
+	if (s.n) /* qsort wants a non-NULL base */
+		qsort(s.f, s.n, sizeof(*s.f), by_ino);
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
