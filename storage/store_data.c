@@ -33,7 +33,12 @@
  * goes, the extents of its tail entries are released at once and its
  * index chain is queued (s->dead) for the checkpoint, which reads it and
  * releases its pages and the extents they name. Pack pages hold chunks of
- * several files and are not reclaimed (docs/FORMAT.md §7). Releasing a page
+ * several files: s->packs counts each one's live frame bytes (saved in the
+ * checkpoint's 'K' record); releasing a packed entry subtracts its frame
+ * and a page reaching 0 is released, except the open pack page, released
+ * when sealed (st_pack_closed) if nothing names it (docs/FORMAT.md §7).
+ * Every release (extent, pack page) goes through the free_early mutant
+ * hook. Releasing a page
  * that is already free is refused (-EIO, sticky): a page is never handed
  * out twice.
  *
@@ -215,12 +220,162 @@ out:
 	return r;
 }
 
-/* Releases what one index entry owns: its extent (packed chunks share
- * their pack page and are not reclaimed: docs/FORMAT.md §7). */
+/* ------------------------------------------------------------------ */
+/* pack page live bytes [commit]                                       */
+
+static size_t pg_hash(uint64_t pg, size_t cap)
+{
+	pg *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(pg >> 17) & (cap - 1);
+}
+
+/* The slot of pg, or the empty slot where it would go (cap > 0). */
+static size_t ptab_slot(const struct ptab *t, uint64_t pg)
+{
+	size_t i = pg_hash(pg, t->cap);
+	while (t->pg[i] && t->pg[i] != pg)
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+void st_ptab_free(struct ptab *t)
+{
+	free(t->pg);
+	free(t->live);
+	t->pg = NULL;
+	t->live = NULL;
+	t->cap = t->n = 0;
+}
+
+static int ptab_grow(struct ptab *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 64;
+	struct ptab nt = {.pg = calloc(cap, sizeof(uint64_t)), .live = calloc(cap, sizeof(uint32_t)), .cap = cap};
+	if (!nt.pg || !nt.live) {
+		st_ptab_free(&nt);
+		return -ENOMEM;
+	}
+	for (size_t j = 0; j < t->cap; j++) {
+		if (!t->pg[j])
+			continue;
+		size_t i = ptab_slot(&nt, t->pg[j]);
+		nt.pg[i] = t->pg[j];
+		nt.live[i] = t->live[j];
+		nt.n++;
+	}
+	st_ptab_free(t);
+	*t = nt;
+	return 0;
+}
+
+static void ptab_del(struct ptab *t, size_t i)
+{
+	size_t j, k;
+	t->pg[i] = 0;
+	t->live[i] = 0;
+	t->n--;
+	for (j = (i + 1) & (t->cap - 1); t->pg[j]; j = (j + 1) & (t->cap - 1)) {
+		k = pg_hash(t->pg[j], t->cap);
+		bool in = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+		if (!in) {
+			t->pg[i] = t->pg[j];
+			t->live[i] = t->live[j];
+			t->pg[j] = 0;
+			t->live[j] = 0;
+			i = j;
+		}
+	}
+}
+
+static void pack_mirror(struct store *s)
+{
+	st_set_u64(&s->pack_pages, s->packs.n);
+}
+
+uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
+{
+	if (!s->packs.cap || !pg)
+		return 0;
+	size_t i = ptab_slot(&s->packs, pg);
+	return s->packs.pg[i] ? s->packs.live[i] : 0;
+}
+
+/* n more frame bytes of pack page pg are named by an index entry. */
+int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n)
+{
+	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
+		return -ENOMEM;
+	size_t i = ptab_slot(&s->packs, pg);
+	if (!s->packs.pg[i]) {
+		s->packs.pg[i] = pg;
+		s->packs.n++;
+	}
+	s->packs.live[i] += n;
+	st_set_u64(&s->pack_live, s->pack_live + n);
+	pack_mirror(s);
+	return 0;
+}
+
+/* Pack page pg stops being referenced: pending (mutant free_early: free
+ * at once, like a chunk's extent; the crash tests must catch it). */
+static int pack_release(struct store *s, uint64_t pg)
+{
+	if (st_mutant() == STORE_MUTANT_FREE_EARLY)
+		return fm_add(&s->free, pg, 1);
+	return st_release(s, pg, 1);
+}
+
+/* The commit thread is the only writer of open_pgno; it reads it here
+ * from paths that may not hold s->lock (release_dead_chains). */
+static uint64_t open_pack_page(const struct store *s) NO_TSA { return s->open_pgno; }
+
+/* A packed frame of frame_len bytes in pg is no longer named: its live
+ * bytes drop; a page reaching 0 that is not the open pack page is
+ * released (the open one is, when it closes: st_pack_closed). */
+static int pack_live_sub(struct store *s, uint64_t pg, uint32_t n)
+{
+	size_t i = s->packs.cap ? ptab_slot(&s->packs, pg) : 0;
+	int r = 0;
+
+	if (!s->packs.cap || !s->packs.pg[i] || s->packs.live[i] < n) {
+		bz_err("store: pack page %llu: releasing %u live bytes it does not hold", (unsigned long long)pg, n);
+		r = -EIO;
+		goto out;
+	}
+	s->packs.live[i] -= n;
+	st_set_u64(&s->pack_live, s->pack_live - n);
+	if (s->packs.live[i] || pg == open_pack_page(s))
+		goto out;
+	ptab_del(&s->packs, i);
+	r = pack_release(s, pg);
+out:
+	pack_mirror(s);
+	return r;
+}
+
+/* The pack page pg was closed (sealed): released if nothing names it. */
+int st_pack_closed(struct store *s, uint64_t pg)
+{
+	int r = 0;
+	if (st_pack_live_get(s, pg))
+		goto out;
+	if (s->packs.cap) {
+		size_t i = ptab_slot(&s->packs, pg);
+		if (s->packs.pg[i])
+			ptab_del(&s->packs, i);
+	}
+	r = pack_release(s, pg);
+out:
+	pack_mirror(s);
+	return r;
+}
+
+/* Releases what one index entry owns: its extent, or its share of a pack
+ * page (the page goes when no entry names it any more). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
 	if (!e->npages)
-		return 0;
+		return pack_live_sub(s, e->page, e->frame_len);
 	if (!st_entry_ok(e)) {
 		bz_err("store: index entry at offset %llu names %u pages at %llu for a %u-byte frame: not released",
 		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
@@ -301,10 +456,13 @@ static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	int r = 0;
 
 	if (s->open_pgno && s->open_used + len > PAGER_PAYLOAD) {
+		uint64_t pg = s->open_pgno;
 		r = st_data_page_flush(s, 0);
+		s->open_pgno = 0;
+		if (r == 0)
+			r = st_pack_closed(s, pg);
 		if (r < 0)
 			goto out;
-		s->open_pgno = 0;
 	}
 	if (!s->open_pgno) {
 		s->open_pgno = st_page_alloc(s);
@@ -317,6 +475,9 @@ static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, len);
 	s->open_used += (uint32_t)len;
 	s->open_lsn = lsn;
+	r = st_pack_live_add(s, e->page, (uint32_t)len);
+	if (r < 0)
+		goto out;
 	if (s->open_used == PAGER_PAYLOAD) {
 		r = st_data_page_flush(s, 0);
 		s->open_pgno = 0;

@@ -108,6 +108,18 @@ struct ftab {
 	size_t cap, n; /* cap: power of two or 0 */
 };
 
+/* Live bytes of each pack page: the frame bytes still named by an index
+ * entry (tail, full index page, or a deleted file's chain not yet
+ * released). Open-addressing hash pgno -> live (linear probing,
+ * backward-shift deletion; cap 0 or a power of two, load <= 3/4). A page
+ * is in the table iff its live bytes are > 0, except the open pack page.
+ * Saved in each checkpoint ('K' record), loaded at open, kept by replay. */
+struct ptab {
+	uint64_t *pg;
+	uint32_t *live;
+	size_t cap, n;
+};
+
 struct u64vec {
 	uint64_t *v;
 	size_t n, cap;
@@ -163,6 +175,9 @@ struct store {
 	uint64_t pages_released;   /* __atomic: pages of deleted files and old chains freed */
 	uint64_t dead_bytes;       /* __atomic: stored bytes of files deleted since the last checkpoint */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
+	struct ptab packs;         /* live bytes per pack page (store_check reads it in tools) */
+	uint64_t pack_live;        /* __atomic: sum of packs' live bytes */
+	uint64_t pack_pages;       /* __atomic: packs.n */
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
@@ -220,6 +235,10 @@ uint64_t st_extent_alloc(struct store *s, uint64_t n);
 void st_free_mirror(struct store *s);
 int st_release(struct store *s, uint64_t start, uint64_t n);
 int st_release_entry(struct store *s, const struct ient *e);
+int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n);
+uint32_t st_pack_live_get(const struct store *s, uint64_t pg);
+int st_pack_closed(struct store *s, uint64_t pg);
+void st_ptab_free(struct ptab *t);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);
