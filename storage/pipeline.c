@@ -1609,7 +1609,7 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"checkpoints\":%llu,\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"cache_hits\":%llu,"
 	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
 	   "\"free_extents\":%llu,\"pages_released\":%llu,\"store_db_truncations\":%llu,\"pack_pages\":%llu,"
-	   "\"pack_live_bytes\":%llu,\"error\":%d}}",
+	   "\"pack_live_bytes\":%llu,\"pages_cleaned\":%llu,\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
@@ -1620,7 +1620,7 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   (unsigned long long)ss->space_need, (unsigned long long)ss->space_spare,
 	   (unsigned long long)ss->free_extents, (unsigned long long)ss->pages_released,
 	   (unsigned long long)ss->store_db_truncations, (unsigned long long)ss->pack_pages,
-	   (unsigned long long)ss->pack_live_bytes, ss->error);
+	   (unsigned long long)ss->pack_live_bytes, (unsigned long long)ss->pages_cleaned, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

@@ -539,6 +539,7 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->pages_released = st_get_u64(&s->pages_released);
 	ret->pack_pages = st_get_u64(&s->pack_pages);
 	ret->pack_live_bytes = st_get_u64(&s->pack_live);
+	ret->pages_cleaned = st_get_u64(&s->pages_cleaned);
 	ret->store_db_truncations = st_get_u64(&s->truncations);
 	ret->data_pages = st_get_u64(&s->data_pages);
 	ret->wal_bytes_since_checkpoint = st_get_u64(&s->wal_used);

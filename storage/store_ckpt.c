@@ -389,6 +389,8 @@ static int parse_packs(struct store *s, struct rd *r, size_t len) NO_TSA
 		err = st_pack_live_add(s, pg, (uint32_t)live);
 		if (err < 0)
 			break;
+		if (live < PAGER_PAYLOAD / 2)
+			s->clean_due = true; /* the first checkpoint looks for pages to clean */
 		prev = pg;
 	}
 	return err;
@@ -772,7 +774,7 @@ int store_checkpoint(struct store *s)
 	}
 	uint64_t t0 = bz_now_ns();
 
-	if (!s->dirty && !s->dead.n && !st_tail_free(s)) {
+	if (!s->dirty && !s->dead.n && !s->clean_due && !st_tail_free(s)) {
 		/* Nothing changed since the last checkpoint (a mount without
 		 * replay, a close without writes): the durable namespace chain
 		 * and free list stay valid; only the WAL position moves. */
@@ -794,9 +796,11 @@ int store_checkpoint(struct store *s)
 
 	/* 1. seal the open pack page */
 	bz_cap_wrlock(&s->lock, &store_cap);
-	r = 0;
+	r = st_pack_clean(s, s->last_applied);
 	uint64_t sealed = s->open_used ? s->open_pgno : 0;
-	if (s->open_pgno && s->open_used)
+	if (r < 0)
+		; /* failed below */
+	else if (s->open_pgno && s->open_used)
 		r = st_data_page_flush(s, 0);
 	else if (s->open_pgno)
 		r = fm_add(&s->free, s->open_pgno, 1); /* allocated, never written */

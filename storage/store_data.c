@@ -344,6 +344,8 @@ static int pack_live_sub(struct store *s, uint64_t pg, uint32_t n)
 	}
 	s->packs.live[i] -= n;
 	st_set_u64(&s->pack_live, s->pack_live - n);
+	if (s->packs.live[i] && s->packs.live[i] < PAGER_PAYLOAD / 2)
+		s->clean_due = true;
 	if (s->packs.live[i] || pg == open_pack_page(s))
 		goto out;
 	ptab_del(&s->packs, i);
@@ -525,6 +527,125 @@ static int chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	REQUIRES(store_cap)
 {
 	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : extent_write(s, lsn, frame, len, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* pack page cleaning [commit, s->lock exclusive, at a checkpoint]     */
+
+/* Moves one inline-tail entry's packed frame into the open pack page (the
+ * same frame bytes; the entry is updated); its old page loses the bytes. */
+static int clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
+	REQUIRES(store_cap)
+{
+	struct rec_hdr h;
+	const uint8_t *payload;
+	size_t flen;
+	struct ient ne = *e;
+	int r = st_frame_read(s, e, x);
+
+	if (r == 0)
+		r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
+		       flen != e->frame_len))
+		r = -EBADMSG;
+	if (r < 0) {
+		bz_err("store: cleaning pack page %llu: the frame of inode %llu at offset %llu is unreadable (%s)",
+		       (unsigned long long)e->page, (unsigned long long)ino, (unsigned long long)e->off, strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	r = pack_append(s, lsn, x->frame, e->frame_len, &ne);
+	if (r < 0)
+		goto out;
+	r = pack_live_sub(s, e->page, e->frame_len);
+	*e = ne;
+out:
+	return r;
+}
+
+/* CLEANING: up to PACK_CLEAN_MAX pack pages whose live bytes are under half
+ * a page payload and whose live frames are all named by inline tail entries
+ * (entries of full index pages are write-once and cannot move) have those
+ * frames copied into the open pack page; the old pages reach 0 live bytes
+ * and go to pending. Called before the checkpoint seals the open page, so
+ * the copies are durable before the superblock that stops naming the old
+ * pages. Costs one pass over every file's tail entries. */
+int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
+{
+	struct ptab tb = {0};
+	uint64_t pick[PACK_CLEAN_MAX];
+	size_t n_pick = 0;
+	struct rctx *x = NULL;
+	int r = 0;
+
+	if (!s->packs.n) {
+		s->clean_due = false;
+		goto out;
+	}
+	/* tail bytes per candidate page */
+	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
+		const struct sfile *f = s->files.slot[i];
+		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
+			const struct ient *e = &f->tail[k];
+			if (e->npages || e->page == s->open_pgno || st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2)
+				continue;
+			if ((tb.n + 1) * 4 > tb.cap * 3 && ptab_grow(&tb) < 0) {
+				r = -ENOMEM;
+				break;
+			}
+			size_t j = ptab_slot(&tb, e->page);
+			if (!tb.pg[j]) {
+				tb.pg[j] = e->page;
+				tb.n++;
+			}
+			tb.live[j] += e->frame_len;
+		}
+	}
+	if (r == 0 && !tb.n)
+		s->clean_due = false;
+	if (r < 0 || !tb.n)
+		goto out;
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* the pages whose live frames are all in tails and under half of
+	 * the page's used bytes (a page just filled is never moved again) */
+	for (size_t j = 0; j < tb.cap && n_pick < PACK_CLEAN_MAX; j++) {
+		const uint8_t *src;
+		struct pager_hdr h;
+		if (!tb.pg[j] || tb.live[j] != st_pack_live_get(s, tb.pg[j]))
+			continue;
+		if (st_data_page_src(s, tb.pg[j], PAGER_PACK, x, &src, &h) < 0 || tb.live[j] * 2 >= h.used)
+			continue; /* unreadable: its frames stay (a read reports them) */
+		pick[n_pick++] = tb.pg[j];
+	}
+	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
+		struct sfile *f = s->files.slot[i];
+		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
+			struct ient *e = &f->tail[k];
+			bool moved = false;
+			for (size_t q = 0; q < n_pick && !e->npages && !moved; q++)
+				if (e->page == pick[q]) {
+					r = clean_move(s, lsn, f->ino, e, x);
+					moved = true;
+				}
+		}
+	}
+	if (r == 0)
+		st_set_u64(&s->pages_cleaned, s->pages_cleaned + n_pick);
+	/* more may wait (the bound was reached): the next checkpoint goes on */
+	s->clean_due = r == 0 && n_pick == PACK_CLEAN_MAX;
+out:
+	if (x) {
+		free(x->frame);
+		free(x->raw);
+		free(x->parts);
+		free(x);
+	}
+	st_ptab_free(&tb);
+	return r;
 }
 
 /* Drops a file's loaded full entries (they reload lazily from its chain). */

@@ -71,6 +71,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
+#define PACK_CLEAN_MAX 16u /* pack pages cleaned per checkpoint at most */
 #define RUN_PAGES 64u /* full pack pages written together (256 KiB) */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
 #define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
@@ -178,6 +179,7 @@ struct store {
 	struct ptab packs;         /* live bytes per pack page (store_check reads it in tools) */
 	uint64_t pack_live;        /* __atomic: sum of packs' live bytes */
 	uint64_t pack_pages;       /* __atomic: packs.n */
+	uint64_t pages_cleaned;    /* __atomic: pack pages emptied by cleaning (since open) */
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
@@ -187,6 +189,7 @@ struct store {
 	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(store_dctx_cap);
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
+	bool clean_due;            /* a pack page fell under half live: the next checkpoint cleans */
 	int error;                 /* sticky, __atomic */
 	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
@@ -238,6 +241,7 @@ int st_release_entry(struct store *s, const struct ient *e);
 int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n);
 uint32_t st_pack_live_get(const struct store *s, uint64_t pg);
 int st_pack_closed(struct store *s, uint64_t pg);
+int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 void st_ptab_free(struct ptab *t);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);

@@ -1467,8 +1467,13 @@ static void test_pack_reclaim(void)
 		T_CHECK_EQ(store_checkpoint(s), 0);
 		store_stats(s, &st2);
 		T_CHECK_EQ(st2.pack_live_bytes, st2.stored_bytes);
-		T_CHECK(st2.pack_pages <= 15 + 1); /* c's 15 frames keep at most 15 pages */
-		T_CHECK(st2.pages_free >= st0.pack_pages - st2.pack_pages);
+		/* c's 15 frames were in 15 mostly dead pages: cleaning (the
+		 * second checkpoint: the first released a's index page frames
+		 * after cleaning) moved them into one */
+		T_CHECK(st2.pack_pages <= 2);
+		T_CHECK(st2.pages_cleaned >= 10 || k == 1); /* k 1: cleaned before the close */
+		/* the emptied pages are free or given back to the disk */
+		T_CHECK(st2.pages_free + st0.pages_total >= st2.pages_total + st0.pack_pages - st2.pack_pages);
 		T_CHECK_EQ(check_errors(s, &rep), 0);
 		T_CHECK_EQ(verify(s, &m, 5), 0);
 		if (k == 0)
