@@ -369,6 +369,14 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 	prom_u64(p, "blazefs_store_released_pages_total", "counter",
 		 "Pages of deleted files and old namespace chains released since the store was opened.",
 		 ss->pages_released);
+	prom_u64(p, "blazefs_store_pack_pages", "gauge", "Pack pages of store.db holding live frames.",
+		 ss->pack_pages);
+	prom_u64(p, "blazefs_store_pack_live_bytes", "gauge",
+		 "Frame bytes in pack pages still named by an index entry (the rest is reclaimable).",
+		 ss->pack_live_bytes);
+	prom_u64(p, "blazefs_store_cleaned_pages_total", "counter",
+		 "Pack pages emptied by cleaning (their live frames moved) since the store was opened.",
+		 ss->pages_cleaned);
 	prom_u64(p, "blazefs_store_db_truncations_total", "counter",
 		 "Times store.db was cut to give free space at its end back to the disk (since open).",
 		 ss->store_db_truncations);

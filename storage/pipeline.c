@@ -1608,7 +1608,8 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"stored_bytes\":%llu,\"logical_bytes\":%llu,\"wal_bytes_since_checkpoint\":%llu,"
 	   "\"checkpoints\":%llu,\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"cache_hits\":%llu,"
 	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
-	   "\"free_extents\":%llu,\"pages_released\":%llu,\"store_db_truncations\":%llu,\"error\":%d}}",
+	   "\"free_extents\":%llu,\"pages_released\":%llu,\"store_db_truncations\":%llu,\"pack_pages\":%llu,"
+	   "\"pack_live_bytes\":%llu,\"pages_cleaned\":%llu,\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
@@ -1618,7 +1619,8 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   (unsigned long long)ss->checksum_errors, (unsigned long long)ss->replayed_batches,
 	   (unsigned long long)ss->space_need, (unsigned long long)ss->space_spare,
 	   (unsigned long long)ss->free_extents, (unsigned long long)ss->pages_released,
-	   (unsigned long long)ss->store_db_truncations, ss->error);
+	   (unsigned long long)ss->store_db_truncations, (unsigned long long)ss->pack_pages,
+	   (unsigned long long)ss->pack_live_bytes, (unsigned long long)ss->pages_cleaned, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

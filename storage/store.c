@@ -208,6 +208,7 @@ static void store_free(struct store *s) NO_TSA
 	vfs_close(s->lock_f);
 	ns_free(s->ns);
 	st_ftab_clear(&s->files);
+	st_ptab_free(&s->packs);
 	free(s->open_page);
 	free(s->run);
 	fm_free(&s->free);
@@ -536,6 +537,9 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->pages_free = st_get_u64(&s->n_free);
 	ret->free_extents = st_get_u64(&s->n_free_ext);
 	ret->pages_released = st_get_u64(&s->pages_released);
+	ret->pack_pages = st_get_u64(&s->pack_pages);
+	ret->pack_live_bytes = st_get_u64(&s->pack_live);
+	ret->pages_cleaned = st_get_u64(&s->pages_cleaned);
 	ret->store_db_truncations = st_get_u64(&s->truncations);
 	ret->data_pages = st_get_u64(&s->data_pages);
 	ret->wal_bytes_since_checkpoint = st_get_u64(&s->wal_used);

@@ -111,6 +111,9 @@ struct store_stats {
 	uint64_t pages_released;   /* pages of deleted files and old chains released (since open) */
 	uint64_t store_db_truncations; /* times store.db was cut to give space back (since open) */
 	uint64_t data_pages;       /* extent and pack pages written */
+	uint64_t pack_pages;       /* pack pages holding live frames */
+	uint64_t pack_live_bytes;  /* frame bytes still named in those pages */
+	uint64_t pages_cleaned;    /* pack pages emptied by cleaning (since open) */
 	uint64_t stored_bytes;     /* frame bytes of all live data records */
 	uint64_t logical_bytes;    /* raw bytes of all live files */
 	uint64_t wal_bytes_since_checkpoint;

@@ -244,6 +244,7 @@ struct chk {
 	struct store_check_report rep;
 	uint8_t *pg;   /* per-page state, n_pg entries */
 	uint64_t n_pg; /* = s->hwm */
+	uint64_t *live; /* per page: packed frame bytes named by entries */
 	uint64_t done, total;
 	struct rctx *x;
 	struct chk_ino *ino;
@@ -313,6 +314,8 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 			e->pg_off);
 		return -EIO;
 	}
+	if (!e->npages && e->page < c->n_pg)
+		c->live[e->page] += e->frame_len;
 	r = st_grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
 
 	while (r == 0 && done < e->frame_len) {
@@ -810,8 +813,9 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 	bz_cap_wrlock(&s->lock, &store_cap);
 	c.n_pg = s->hwm;
 	c.pg = calloc(c.n_pg ? c.n_pg : 1, 1);
+	c.live = calloc(c.n_pg ? c.n_pg : 1, sizeof(*c.live));
 	c.x = calloc(1, sizeof(*c.x));
-	if (!c.pg || !c.x)
+	if (!c.pg || !c.live || !c.x)
 		goto out;
 	c.total = s->stored_bytes;
 	chk_progress(&c);
@@ -870,6 +874,12 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 				st_index_entry_decode(page + PAGER_HDR_SIZE + k * IDX_ENTRY_SIZE, &e);
 				for (uint64_t p = e.page; e.npages && p - e.page < e.npages && p < c.n_pg; p++)
 					c.pg[p] |= PG_PENDING;
+				/* a packed frame keeps its share of the pack page
+				 * until that checkpoint */
+				if (!e.npages && e.page >= 2 && e.page < c.n_pg) {
+					c.live[e.page] += e.frame_len;
+					c.pg[e.page] |= PG_USED | PG_PACK;
+				}
 			}
 			pg = h.next;
 		}
@@ -901,8 +911,17 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			"store totals (%llu stored, %llu logical bytes) differ from the files' (%llu, %llu)",
 			ull(s->stored_bytes), ull(s->logical_bytes), ull(stored), ull(logical));
 
+	/* 5b. pack pages' live bytes: what the entries name, as the store
+	 * counts it (a page is released when its count reaches 0) */
+	for (uint64_t pg = 2; pg < c.n_pg; pg++) {
+		uint32_t have = st_pack_live_get(s, pg);
+		if (c.live[pg] != have)
+			chk_say(&c, STORE_CHECK_ERROR, "pack page %llu: the index names %llu live bytes, the store counts %u",
+				ull(pg), ull(c.live[pg]), have);
+	}
+
 	/* 6. page accounting */
-	uint64_t first_leak = 0;
+	uint64_t first_leak = 0, pack_leaks = 0;
 	for (uint64_t pg = 2; pg < c.n_pg; pg++) {
 		uint8_t st = c.pg[pg];
 		if ((st & PG_USED) && (st & (PG_FREE | PG_PENDING)))
@@ -915,6 +934,13 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			if (!c.rep.unreachable)
 				first_leak = pg;
 			c.rep.unreachable++;
+			/* a pack page is released when its last frame goes: a
+			 * leaked one is a bug in that accounting */
+			size_t n = 0;
+			if (vfs_pread(s->db_f, page, PAGER_PAGE_SIZE, pg * PAGER_PAGE_SIZE, &n) == 0 &&
+			    n == PAGER_PAGE_SIZE && pager_check(page, pg, PAGER_PACK, NULL) == 0 && !pack_leaks++)
+				chk_say(&c, STORE_CHECK_ERROR, "pack page %llu is leaked: no entry names it and it is "
+					"not free", ull(pg));
 		}
 	}
 	if (vfs_size(s->db_f, &file_bytes) == 0)
@@ -962,6 +988,7 @@ out:
 	if (r < 0 && r != -ENOMEM)
 		bz_err("store: check failed: %s", strerror(-r));
 	free(c.pg);
+	free(c.live);
 	rctx_free(c.x);
 	free(c.ino);
 	free(c.dent);

@@ -337,6 +337,65 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 	}
 }
 
+struct pack_live {
+	uint64_t pg, live;
+};
+
+static int pack_live_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct pack_live *)a)->pg, y = ((const struct pack_live *)b)->pg;
+	return x < y ? -1 : x > y;
+}
+
+/* The 'K' record: every pack page with live bytes, as (page, live) varint
+ * pairs in increasing page order (stream version 3; exactly one per
+ * stream). [commit] */
+static int ser_packs(struct bbuf *b, const struct ptab *t)
+{
+	struct pack_live *v = malloc((t->n ? t->n : 1) * sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->pg[i])
+			v[n++] = (struct pack_live){t->pg[i], t->live[i]};
+	qsort(v, n, sizeof(*v), pack_live_cmp);
+	bb_u8(b, 'K');
+	bb_var(b, n);
+	for (size_t i = 0; i < n; i++) {
+		bb_var(b, v[i].pg);
+		bb_var(b, v[i].live);
+	}
+	free(v);
+	return b->err;
+}
+
+/* Parses the 'K' record into s->packs: pages increasing inside [2, H),
+ * live bytes in (0, page payload]. */
+static int parse_packs(struct store *s, struct rd *r, size_t len) NO_TSA
+{
+	uint64_t n = rd_var(r), prev = 1;
+	int err = 0;
+
+	if (n > len || s->packs.n)
+		r->err = -EBADMSG;
+	for (uint64_t i = 0; i < n && !r->err; i++) {
+		uint64_t pg = rd_var(r), live = rd_var(r);
+		if (r->err || pg <= prev || pg >= s->hwm || live == 0 || live > PAGER_PAYLOAD) {
+			r->err = -EBADMSG;
+			break;
+		}
+		err = st_pack_live_add(s, pg, (uint32_t)live);
+		if (err < 0)
+			break;
+		if (live < PAGER_PAYLOAD / 2)
+			s->clean_due = true; /* the first checkpoint looks for pages to clean */
+		prev = pg;
+	}
+	return err;
+}
+
 /* Serializes everything but the free list into *out (s->lock shared). */
 static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
 {
@@ -360,6 +419,9 @@ static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store
 	for (size_t i = 0; i < s->files.cap; i++)
 		if (s->files.slot[i])
 			ser_file(out, s->files.slot[i]);
+	r = ser_packs(out, &s->packs);
+	if (r < 0)
+		goto out;
 	bb_put(out, z.dir.p, z.dir.len);
 	r = out->err;
 out:
@@ -424,6 +486,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	int err = -EBADMSG;
 	struct sfile *f = NULL;
 	uint32_t version;
+	unsigned seen_k = 0;
 
 	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
 		goto out;
@@ -527,6 +590,13 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			if (err < 0)
 				goto out;
 			f = NULL;
+		} else if (tag == 'K') {
+			if (seen_k++)
+				r.err = -EBADMSG;
+			else
+				err = parse_packs(s, &r, len);
+			if (err < 0)
+				goto out;
 		} else if (tag == 'P') {
 			err = parse_free(s, &r, len);
 			if (err < 0 && err != -EBADMSG)
@@ -537,6 +607,8 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			r.err = -EBADMSG;
 		}
 	}
+	if (!seen_k)
+		r.err = -EBADMSG; /* every version-3 stream has its 'K' record */
 	if (r.err)
 		goto out;
 	ns_set_next_ino(s->ns, next_ino);
@@ -702,7 +774,7 @@ int store_checkpoint(struct store *s)
 	}
 	uint64_t t0 = bz_now_ns();
 
-	if (!s->dirty && !s->dead.n && !st_tail_free(s)) {
+	if (!s->dirty && !s->dead.n && !s->clean_due && !st_tail_free(s)) {
 		/* Nothing changed since the last checkpoint (a mount without
 		 * replay, a close without writes): the durable namespace chain
 		 * and free list stay valid; only the WAL position moves. */
@@ -724,13 +796,18 @@ int store_checkpoint(struct store *s)
 
 	/* 1. seal the open pack page */
 	bz_cap_wrlock(&s->lock, &store_cap);
-	r = 0;
-	if (s->open_pgno && s->open_used)
+	r = st_pack_clean(s, s->last_applied);
+	uint64_t sealed = s->open_used ? s->open_pgno : 0;
+	if (r < 0)
+		; /* failed below */
+	else if (s->open_pgno && s->open_used)
 		r = st_data_page_flush(s, 0);
 	else if (s->open_pgno)
 		r = fm_add(&s->free, s->open_pgno, 1); /* allocated, never written */
 	if (r == 0)
 		s->open_pgno = 0;
+	if (r == 0 && sealed)
+		r = st_pack_closed(s, sealed); /* every frame in it was deleted meanwhile */
 	if (r == 0)
 		r = st_run_flush(s);
 	bz_cap_wrunlock(&s->lock, &store_cap);

@@ -33,7 +33,12 @@
  * goes, the extents of its tail entries are released at once and its
  * index chain is queued (s->dead) for the checkpoint, which reads it and
  * releases its pages and the extents they name. Pack pages hold chunks of
- * several files and are not reclaimed (docs/FORMAT.md §7). Releasing a page
+ * several files: s->packs counts each one's live frame bytes (saved in the
+ * checkpoint's 'K' record); releasing a packed entry subtracts its frame
+ * and a page reaching 0 is released, except the open pack page, released
+ * when sealed (st_pack_closed) if nothing names it (docs/FORMAT.md §7).
+ * Every release (extent, pack page) goes through the free_early mutant
+ * hook. Releasing a page
  * that is already free is refused (-EIO, sticky): a page is never handed
  * out twice.
  *
@@ -215,12 +220,164 @@ out:
 	return r;
 }
 
-/* Releases what one index entry owns: its extent (packed chunks share
- * their pack page and are not reclaimed: docs/FORMAT.md §7). */
+/* ------------------------------------------------------------------ */
+/* pack page live bytes [commit]                                       */
+
+static size_t pg_hash(uint64_t pg, size_t cap)
+{
+	pg *= 0x9e3779b97f4a7c15ull;
+	return (size_t)(pg >> 17) & (cap - 1);
+}
+
+/* The slot of pg, or the empty slot where it would go (cap > 0). */
+static size_t ptab_slot(const struct ptab *t, uint64_t pg)
+{
+	size_t i = pg_hash(pg, t->cap);
+	while (t->pg[i] && t->pg[i] != pg)
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+void st_ptab_free(struct ptab *t)
+{
+	free(t->pg);
+	free(t->live);
+	t->pg = NULL;
+	t->live = NULL;
+	t->cap = t->n = 0;
+}
+
+static int ptab_grow(struct ptab *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 64;
+	struct ptab nt = {.pg = calloc(cap, sizeof(uint64_t)), .live = calloc(cap, sizeof(uint32_t)), .cap = cap};
+	if (!nt.pg || !nt.live) {
+		st_ptab_free(&nt);
+		return -ENOMEM;
+	}
+	for (size_t j = 0; j < t->cap; j++) {
+		if (!t->pg[j])
+			continue;
+		size_t i = ptab_slot(&nt, t->pg[j]);
+		nt.pg[i] = t->pg[j];
+		nt.live[i] = t->live[j];
+		nt.n++;
+	}
+	st_ptab_free(t);
+	*t = nt;
+	return 0;
+}
+
+static void ptab_del(struct ptab *t, size_t i)
+{
+	size_t j, k;
+	t->pg[i] = 0;
+	t->live[i] = 0;
+	t->n--;
+	for (j = (i + 1) & (t->cap - 1); t->pg[j]; j = (j + 1) & (t->cap - 1)) {
+		k = pg_hash(t->pg[j], t->cap);
+		bool in = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+		if (!in) {
+			t->pg[i] = t->pg[j];
+			t->live[i] = t->live[j];
+			t->pg[j] = 0;
+			t->live[j] = 0;
+			i = j;
+		}
+	}
+}
+
+static void pack_mirror(struct store *s)
+{
+	st_set_u64(&s->pack_pages, s->packs.n);
+}
+
+uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
+{
+	if (!s->packs.cap || !pg)
+		return 0;
+	size_t i = ptab_slot(&s->packs, pg);
+	return s->packs.pg[i] ? s->packs.live[i] : 0;
+}
+
+/* n more frame bytes of pack page pg are named by an index entry. */
+int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n)
+{
+	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
+		return -ENOMEM;
+	size_t i = ptab_slot(&s->packs, pg);
+	if (!s->packs.pg[i]) {
+		s->packs.pg[i] = pg;
+		s->packs.n++;
+	}
+	s->packs.live[i] += n;
+	st_set_u64(&s->pack_live, s->pack_live + n);
+	pack_mirror(s);
+	return 0;
+}
+
+/* Pack page pg stops being referenced: pending (mutant free_early: free
+ * at once, like a chunk's extent; the crash tests must catch it). */
+static int pack_release(struct store *s, uint64_t pg)
+{
+	if (st_mutant() == STORE_MUTANT_FREE_EARLY)
+		return fm_add(&s->free, pg, 1);
+	return st_release(s, pg, 1);
+}
+
+/* The commit thread is the only writer of open_pgno; it reads it here
+ * from paths that may not hold s->lock (release_dead_chains). */
+static uint64_t open_pack_page(const struct store *s) NO_TSA { return s->open_pgno; }
+
+/* A packed frame of frame_len bytes in pg is no longer named: its live
+ * bytes drop; a page reaching 0 that is not the open pack page is
+ * released (the open one is, when it closes: st_pack_closed). */
+static int pack_live_sub(struct store *s, uint64_t pg, uint32_t n)
+{
+	size_t i = s->packs.cap ? ptab_slot(&s->packs, pg) : 0;
+	int r = 0;
+
+	if (!s->packs.cap || !s->packs.pg[i] || s->packs.live[i] < n) {
+		bz_err("store: pack page %llu: releasing %u live bytes it does not hold", (unsigned long long)pg, n);
+		r = -EIO;
+		goto out;
+	}
+	s->packs.live[i] -= n;
+	st_set_u64(&s->pack_live, s->pack_live - n);
+	if (s->packs.live[i] && s->packs.live[i] < PAGER_PAYLOAD / 2)
+		s->clean_due = true;
+	if (s->packs.live[i] || pg == open_pack_page(s))
+		goto out;
+	ptab_del(&s->packs, i);
+	r = pack_release(s, pg);
+out:
+	pack_mirror(s);
+	return r;
+}
+
+/* The pack page pg was closed (sealed): released if nothing names it. */
+int st_pack_closed(struct store *s, uint64_t pg)
+{
+	int r = 0;
+	if (st_pack_live_get(s, pg))
+		goto out;
+	if (s->packs.cap) {
+		size_t i = ptab_slot(&s->packs, pg);
+		if (s->packs.pg[i])
+			ptab_del(&s->packs, i);
+	}
+	r = pack_release(s, pg);
+out:
+	pack_mirror(s);
+	return r;
+}
+
+/* Releases what one index entry owns: its extent, or its share of a pack
+ * page (the page goes when no entry names it any more). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
 	if (!e->npages)
-		return 0;
+		return pack_live_sub(s, e->page, e->frame_len);
 	if (!st_entry_ok(e)) {
 		bz_err("store: index entry at offset %llu names %u pages at %llu for a %u-byte frame: not released",
 		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
@@ -301,10 +458,13 @@ static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	int r = 0;
 
 	if (s->open_pgno && s->open_used + len > PAGER_PAYLOAD) {
+		uint64_t pg = s->open_pgno;
 		r = st_data_page_flush(s, 0);
+		s->open_pgno = 0;
+		if (r == 0)
+			r = st_pack_closed(s, pg);
 		if (r < 0)
 			goto out;
-		s->open_pgno = 0;
 	}
 	if (!s->open_pgno) {
 		s->open_pgno = st_page_alloc(s);
@@ -317,6 +477,9 @@ static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, len);
 	s->open_used += (uint32_t)len;
 	s->open_lsn = lsn;
+	r = st_pack_live_add(s, e->page, (uint32_t)len);
+	if (r < 0)
+		goto out;
 	if (s->open_used == PAGER_PAYLOAD) {
 		r = st_data_page_flush(s, 0);
 		s->open_pgno = 0;
@@ -364,6 +527,125 @@ static int chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	REQUIRES(store_cap)
 {
 	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : extent_write(s, lsn, frame, len, e);
+}
+
+/* ------------------------------------------------------------------ */
+/* pack page cleaning [commit, s->lock exclusive, at a checkpoint]     */
+
+/* Moves one inline-tail entry's packed frame into the open pack page (the
+ * same frame bytes; the entry is updated); its old page loses the bytes. */
+static int clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
+	REQUIRES(store_cap)
+{
+	struct rec_hdr h;
+	const uint8_t *payload;
+	size_t flen;
+	struct ient ne = *e;
+	int r = st_frame_read(s, e, x);
+
+	if (r == 0)
+		r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
+		       flen != e->frame_len))
+		r = -EBADMSG;
+	if (r < 0) {
+		bz_err("store: cleaning pack page %llu: the frame of inode %llu at offset %llu is unreadable (%s)",
+		       (unsigned long long)e->page, (unsigned long long)ino, (unsigned long long)e->off, strerror(-r));
+		r = -EIO;
+		goto out;
+	}
+	r = pack_append(s, lsn, x->frame, e->frame_len, &ne);
+	if (r < 0)
+		goto out;
+	r = pack_live_sub(s, e->page, e->frame_len);
+	*e = ne;
+out:
+	return r;
+}
+
+/* CLEANING: up to PACK_CLEAN_MAX pack pages whose live bytes are under half
+ * a page payload and whose live frames are all named by inline tail entries
+ * (entries of full index pages are write-once and cannot move) have those
+ * frames copied into the open pack page; the old pages reach 0 live bytes
+ * and go to pending. Called before the checkpoint seals the open page, so
+ * the copies are durable before the superblock that stops naming the old
+ * pages. Costs one pass over every file's tail entries. */
+int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
+{
+	struct ptab tb = {0};
+	uint64_t pick[PACK_CLEAN_MAX];
+	size_t n_pick = 0;
+	struct rctx *x = NULL;
+	int r = 0;
+
+	if (!s->packs.n) {
+		s->clean_due = false;
+		goto out;
+	}
+	/* tail bytes per candidate page */
+	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
+		const struct sfile *f = s->files.slot[i];
+		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
+			const struct ient *e = &f->tail[k];
+			if (e->npages || e->page == s->open_pgno || st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2)
+				continue;
+			if ((tb.n + 1) * 4 > tb.cap * 3 && ptab_grow(&tb) < 0) {
+				r = -ENOMEM;
+				break;
+			}
+			size_t j = ptab_slot(&tb, e->page);
+			if (!tb.pg[j]) {
+				tb.pg[j] = e->page;
+				tb.n++;
+			}
+			tb.live[j] += e->frame_len;
+		}
+	}
+	if (r == 0 && !tb.n)
+		s->clean_due = false;
+	if (r < 0 || !tb.n)
+		goto out;
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* the pages whose live frames are all in tails and under half of
+	 * the page's used bytes (a page just filled is never moved again) */
+	for (size_t j = 0; j < tb.cap && n_pick < PACK_CLEAN_MAX; j++) {
+		const uint8_t *src;
+		struct pager_hdr h;
+		if (!tb.pg[j] || tb.live[j] != st_pack_live_get(s, tb.pg[j]))
+			continue;
+		if (st_data_page_src(s, tb.pg[j], PAGER_PACK, x, &src, &h) < 0 || tb.live[j] * 2 >= h.used)
+			continue; /* unreadable: its frames stay (a read reports them) */
+		pick[n_pick++] = tb.pg[j];
+	}
+	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
+		struct sfile *f = s->files.slot[i];
+		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
+			struct ient *e = &f->tail[k];
+			bool moved = false;
+			for (size_t q = 0; q < n_pick && !e->npages && !moved; q++)
+				if (e->page == pick[q]) {
+					r = clean_move(s, lsn, f->ino, e, x);
+					moved = true;
+				}
+		}
+	}
+	if (r == 0)
+		st_set_u64(&s->pages_cleaned, s->pages_cleaned + n_pick);
+	/* more may wait (the bound was reached): the next checkpoint goes on */
+	s->clean_due = r == 0 && n_pick == PACK_CLEAN_MAX;
+out:
+	if (x) {
+		free(x->frame);
+		free(x->raw);
+		free(x->parts);
+		free(x);
+	}
+	st_ptab_free(&tb);
+	return r;
 }
 
 /* Drops a file's loaded full entries (they reload lazily from its chain). */

@@ -71,6 +71,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
+#define PACK_CLEAN_MAX 16u /* pack pages cleaned per checkpoint at most */
 #define RUN_PAGES 64u /* full pack pages written together (256 KiB) */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
 #define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
@@ -106,6 +107,18 @@ struct sfile {
 struct ftab {
 	struct sfile **slot;
 	size_t cap, n; /* cap: power of two or 0 */
+};
+
+/* Live bytes of each pack page: the frame bytes still named by an index
+ * entry (tail, full index page, or a deleted file's chain not yet
+ * released). Open-addressing hash pgno -> live (linear probing,
+ * backward-shift deletion; cap 0 or a power of two, load <= 3/4). A page
+ * is in the table iff its live bytes are > 0, except the open pack page.
+ * Saved in each checkpoint ('K' record), loaded at open, kept by replay. */
+struct ptab {
+	uint64_t *pg;
+	uint32_t *live;
+	size_t cap, n;
 };
 
 struct u64vec {
@@ -163,6 +176,10 @@ struct store {
 	uint64_t pages_released;   /* __atomic: pages of deleted files and old chains freed */
 	uint64_t dead_bytes;       /* __atomic: stored bytes of files deleted since the last checkpoint */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
+	struct ptab packs;         /* live bytes per pack page (store_check reads it in tools) */
+	uint64_t pack_live;        /* __atomic: sum of packs' live bytes */
+	uint64_t pack_pages;       /* __atomic: packs.n */
+	uint64_t pages_cleaned;    /* __atomic: pack pages emptied by cleaning (since open) */
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
@@ -172,6 +189,7 @@ struct store {
 	ZSTD_DCtx *dctx_pool[DCTX_POOL] GUARDED_BY(store_dctx_cap);
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
+	bool clean_due;            /* a pack page fell under half live: the next checkpoint cleans */
 	int error;                 /* sticky, __atomic */
 	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
@@ -220,6 +238,11 @@ uint64_t st_extent_alloc(struct store *s, uint64_t n);
 void st_free_mirror(struct store *s);
 int st_release(struct store *s, uint64_t start, uint64_t n);
 int st_release_entry(struct store *s, const struct ient *e);
+int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n);
+uint32_t st_pack_live_get(const struct store *s, uint64_t pg);
+int st_pack_closed(struct store *s, uint64_t pg);
+int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap);
+void st_ptab_free(struct ptab *t);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);

@@ -92,7 +92,17 @@ static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
-	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes;
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned;
+
+/* Pack pages cleaned by this store since open (counted before each close). */
+static void cov_pack(struct store *s)
+{
+	struct store_stats st;
+	if (!s)
+		return;
+	store_stats(s, &st);
+	g_cov_cleaned += st.pages_cleaned;
+}
 
 struct run {
 	const char *mode;
@@ -955,6 +965,7 @@ static void crash_continue(struct run *R, struct store **s)
 	R->hook_on = false;
 	pthread_mutex_unlock(&R->hook_mu);
 	R->phase = PH_CLOSE;
+	cov_pack(*s);
 	(void)store_close(*s); /* on the abandoned disk */
 	*s = NULL;
 	if (vfs_rec_from(img, &rec) < 0 || probe_new(rec, run_hook, R, &probe) < 0)
@@ -978,6 +989,7 @@ static void crash_continue(struct run *R, struct store **s)
 static void reopen(struct run *R, struct store **s)
 {
 	R->phase = PH_CLOSE;
+	cov_pack(*s);
 	int rc = store_close(*s);
 	*s = NULL;
 	if (rc < 0)
@@ -1086,6 +1098,7 @@ static void run_store(uint64_t seed, unsigned steps)
 	}
 	flush_group(&R, s, group, &ng, false);
 	R.phase = PH_CLOSE;
+	cov_pack(s);
 	rc = store_close(s);
 	if (rc < 0)
 		harness_fail(&R, "store_close: %s", strerror(-rc));
@@ -1202,6 +1215,7 @@ static void run_pipe(uint64_t seed, unsigned steps)
 		harness_fail(&R, "pipe_stop: %s", strerror(-rc));
 	m_ack(&model, m_submitted(&model));
 	R.phase = PH_CLOSE;
+	cov_pack(s);
 	rc = store_close(s);
 	if (rc < 0)
 		harness_fail(&R, "store_close: %s", strerror(-rc));
@@ -1348,6 +1362,7 @@ int main(int argc, char **argv)
 	       g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	       g_cov_del_big, M_HOT_APPENDS, g_cov_del_many, g_cov_ckpt, g_cov_apply_first, g_cov_reopen, g_cov_crashcont);
 	printf("  holes: %" PRIu64 " (%" PRIu64 " bytes)\n", g_cov_holes, g_cov_hole_bytes);
+	printf("  pack pages cleaned (live frames moved, page freed): %" PRIu64 "\n", g_cov_cleaned);
 	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
 	       g_cov_records_max, g_cov_files_idx);
 	if (g_mutant) {

@@ -141,6 +141,8 @@ STORE = {
     "space_need": "blazefs_store_space_need_bytes", "space_spare": "blazefs_store_space_spare_bytes",
     "free_extents": "blazefs_store_free_extents", "pages_released": "blazefs_store_released_pages_total",
     "store_db_truncations": "blazefs_store_db_truncations_total",
+    "pack_pages": "blazefs_store_pack_pages", "pack_live_bytes": "blazefs_store_pack_live_bytes",
+    "pages_cleaned": "blazefs_store_cleaned_pages_total",
 }
 FS = {
     "live_inodes": "blazefs_inodes", "kernel_inodes": "blazefs_kernel_inodes", "open_files": "blazefs_open_files",

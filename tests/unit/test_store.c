@@ -1405,6 +1405,97 @@ static void test_reclaim(void)
 	vfs_destroy(v);
 }
 
+static uint64_t check_errors(struct store *s, struct store_check_report *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	if (store_check(s, 0, NULL, NULL, rep) != 0)
+		return 1000;
+	return rep->errors + rep->unreachable;
+}
+
+/* Pack pages: live bytes per page, kept across a checkpoint (the 'K'
+ * record) and a crash (WAL replay); a deleted file's packed frames
+ * (inline tail and full index pages) give their pages back once no other
+ * file's frame is in them. */
+static void test_pack_reclaim(void)
+{
+	struct vfs *v, *crash;
+	struct store *s = NULL;
+	struct model m;
+	struct batch b = {0};
+	struct store_stats st0, st1, st2;
+	struct store_check_report rep;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	model_init(&m);
+	T_ASSERT(open_store(v, &s) == 0);
+	uint64_t a = mk_file(&m, &b, NS_ROOT_INO, "a");
+	uint64_t c = mk_file(&m, &b, NS_ROOT_INO, "c");
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	for (int i = 0; i < 150; i++) { /* a: a full index page of packed entries and a tail */
+		append(&m, &b, model_file(&m, a), 300, false);
+		if (i % 10 == 0)
+			append(&m, &b, model_file(&m, c), 200, false);
+		if (i % 50 == 49) {
+			T_CHECK_EQ(commit(s, &m, &b), 0);
+			T_CHECK_EQ(store_checkpoint(s), 0);
+		}
+	}
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	store_stats(s, &st0);
+	T_CHECK(st0.pack_pages >= 10);
+	T_CHECK(st0.pack_live_bytes == st0.stored_bytes); /* every frame is packed */
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	/* reopened: the counts come back from the checkpoint */
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	store_stats(s, &st1);
+	T_CHECK_EQ(st1.pack_pages, st0.pack_pages);
+	T_CHECK_EQ(st1.pack_live_bytes, st0.pack_live_bytes);
+	/* delete a; a crash before the checkpoint replays the unlink */
+	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "a", .name_len = 1};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	model_file(&m, a)->live = false;
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_ASSERT(vfs_mem_clone(v, &crash) == 0);
+	T_CHECK_EQ(store_close(s), 0);
+	for (int k = 0; k < 2; k++) {
+		T_ASSERT(open_store(k ? v : crash, &s) == 0);
+		T_CHECK_EQ(check_errors(s, &rep), 0);
+		T_CHECK_EQ(store_checkpoint(s), 0); /* releases a's full index page's frames */
+		T_CHECK_EQ(store_checkpoint(s), 0);
+		store_stats(s, &st2);
+		T_CHECK_EQ(st2.pack_live_bytes, st2.stored_bytes);
+		/* c's 15 frames were in 15 mostly dead pages: cleaning (the
+		 * second checkpoint: the first released a's index page frames
+		 * after cleaning) moved them into one */
+		T_CHECK(st2.pack_pages <= 2);
+		T_CHECK(st2.pages_cleaned >= 10 || k == 1); /* k 1: cleaned before the close */
+		/* the emptied pages are free or given back to the disk */
+		T_CHECK(st2.pages_free + st0.pages_total >= st2.pages_total + st0.pack_pages - st2.pack_pages);
+		T_CHECK_EQ(check_errors(s, &rep), 0);
+		T_CHECK_EQ(verify(s, &m, 5), 0);
+		if (k == 0)
+			T_CHECK_EQ(store_close(s), 0);
+	}
+	/* delete c too: no pack page is left */
+	struct ns_op op2 = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "c", .name_len = 1};
+	T_CHECK_EQ(nsop_add(&m, &b, &op2), 0);
+	model_file(&m, c)->live = false;
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	store_stats(s, &st2);
+	T_CHECK_EQ(st2.pack_pages, 0);
+	T_CHECK_EQ(st2.pack_live_bytes, 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	free(b.p);
+	model_free(&m);
+	vfs_destroy(crash);
+	vfs_destroy(v);
+}
+
 static void hole_add(struct batch *b, uint64_t ino, uint64_t off, uint64_t len)
 {
 	uint8_t hdr[REC_HDR_MAX];
@@ -1567,6 +1658,7 @@ int main(void)
 	test_space_bound();
 	test_reader_never_blocks_commit();
 	test_reclaim();
+	test_pack_reclaim();
 	test_holes();
 	test_format1_refused();
 	T_DONE();
