@@ -1,9 +1,8 @@
 """Log rotation with the real logrotate (issue 14.6; docs/ROTATING.md):
 `create` mode with `dateext` rotates, `maxage` and `rotate N` delete old
 files; `copytruncate` is refused without losing a byte; under `-o worm`
-rotation is refused and nothing changes. (That the deleted files' space comes
-back needs space reclamation, which arrives with storage v2: not checked
-here.)"""
+rotation is refused and nothing changes; the deleted files' space comes back
+(storage v2)."""
 import os
 import re
 import shutil
@@ -153,3 +152,26 @@ def test_shipped_example_config(bz, workdir, need_logrotate):
     assert len(rotated) == 1 and re.fullmatch(r"app\.log-\d{8}", rotated[0]), rotated
     assert read(os.path.join(bz.mnt, rotated[0])) == b"example\n" * 1000
     assert os.stat(app).st_size == 0 and os.stat(app).st_mode & 0o777 == 0o640
+
+
+def test_rotation_gives_space_back(make_mount, workdir, need_logrotate):
+    """`rotate 2` deletes the older rotated files; storage v2 reclaims their
+    space (at the checkpoints), so store.db stays near what is live instead
+    of growing with everything ever written."""
+    m = make_mount().start()
+    app = os.path.join(m.mnt, "app.log")
+    body = f"    create 0640 root root\n    dateext\n    dateformat {DATEFORMAT}\n    rotate 2\n"
+    chunk = 4 << 20
+    rounds = 10
+    for _ in range(rounds):
+        append(app, os.urandom(chunk))  # incompressible: stored bytes = written bytes
+        t = int(time.time())
+        r = run_logrotate(workdir, m.mnt, body)
+        assert r.returncode == 0, r.stdout + r.stderr
+        next_second(t)
+    live = sum(os.stat(os.path.join(m.mnt, n)).st_size for n in os.listdir(m.mnt) if n.startswith("app.log"))
+    assert live == 2 * chunk  # the two newest rotated files; app.log is empty
+    assert m.stop() == 0  # the unmount's checkpoints give the end of store.db back
+    db = os.path.getsize(os.path.join(m.store, "store.db"))
+    print(f"store.db {db} bytes for {live} live of {rounds * chunk} written")
+    assert db < rounds * chunk // 2, f"store.db {db} bytes: the deleted files' space did not come back"
