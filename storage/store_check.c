@@ -618,7 +618,7 @@ static int chk_namespace(struct chk *c) REQUIRES_SHARED(store_cap)
 	}
 	while (qh < qt) {
 		struct chk_dent key = {.dir = queue[qh++]};
-		struct chk_dent *d = bsearch(&key, c->dent, c->n_dent, sizeof(key), chk_dent_cmp);
+		struct chk_dent *d = c->n_dent ? bsearch(&key, c->dent, c->n_dent, sizeof(key), chk_dent_cmp) : NULL;
 		if (!d)
 			continue;
 		while (d > c->dent && d[-1].dir == key.dir)

@@ -687,7 +687,8 @@ static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struc
 			f->full = NULL;
 			f->loaded = false;
 		} else {
-			memcpy(full + f->n_full, f->tail, f->n_tail * sizeof(*full));
+			if (f->n_tail) /* memcpy from a NULL tail is undefined even for 0 bytes */
+				memcpy(full + f->n_full, f->tail, f->n_tail * sizeof(*full));
 			f->full = full;
 			s->loaded_entries += f->n_tail;
 		}
