@@ -359,6 +359,22 @@ static int record_collect(struct store *s, const struct ient *e, uint64_t from, 
 	return 0;
 }
 
+/* Binary search over the entries a reader may use (all when loaded, else
+ * the tail): the last one with e.off <= off, or the first one. */
+static uint64_t entry_at(const struct sfile *f, uint64_t off) REQUIRES_SHARED(store_cap)
+{
+	uint64_t lo = f->loaded ? 0 : f->n_full, hi = f->n_full + f->n_tail;
+
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (st_sfile_ent(f, mid)->off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* The locked half of store_read (s->lock shared or exclusive): finds the
  * records of the range and copies their frames into x (record_collect);
  * store_read decodes them after dropping the lock. Sets *need_load (and
@@ -395,16 +411,8 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, 
 		r = 0;
 		goto out;
 	}
-	/* binary search: the last entry with e.off <= off */
 	uint64_t total = f->n_full + f->n_tail;
-	uint64_t lo = f->loaded ? 0 : f->n_full, hi = total;
-	while (hi - lo > 1) {
-		uint64_t mid = lo + (hi - lo) / 2;
-		if (st_sfile_ent(f, mid)->off <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
+	uint64_t lo = entry_at(f, off);
 	/* Gaps before, between and after the entries are holes: store_read
 	 * zero-fills the range before decoding the parts into it. */
 	uint64_t pos = off;
@@ -490,15 +498,7 @@ static int seek_locked(struct store *s, uint64_t ino, uint64_t off, int whence, 
 		r = 0;
 		goto out;
 	}
-	/* the last entry with e.off <= off (or the first one) */
-	uint64_t lo = f && !f->loaded ? f->n_full : 0, hi = total;
-	while (hi - lo > 1) {
-		uint64_t mid = lo + (hi - lo) / 2;
-		if (st_sfile_ent(f, mid)->off <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
+	uint64_t lo = f ? entry_at(f, off) : 0;
 	uint64_t pos = off;
 	r = whence == SEEK_DATA ? -ENXIO : 0;
 	for (uint64_t i = lo; i < total; i++) {
