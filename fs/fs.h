@@ -107,6 +107,7 @@ struct fs_inode {
 	 * user.blazefs.zstd_level (fixed at its creation, retain.c), else
 	 * the mount's zstd_level (PIPE_LEVEL_DEFAULT when it is > 0). */
 	int zlevel;
+	uint32_t chunk; /* its user.blazefs.chunk_bytes, 0 = the mount's record_bytes */
 	struct fs_inode *next GUARDED_BY(fs_ns_lock); /* hash chain */
 	uint64_t nlookup GUARDED_BY(fs_ns_lock);      /* kernel references */
 	uint64_t refs GUARDED_BY(fs_ns_lock);         /* open handles + transient users */
@@ -231,6 +232,8 @@ int fs_setting_remove(struct fs *fs, uint64_t ino, const char *name) REQUIRES(fs
 int fs_setting_info(struct fs *fs, uint64_t ino, const char *name, char *v, size_t cap) REQUIRES(fs_ns_lock);
 /* The zstd level of ino's records: its own setting or PIPE_LEVEL_DEFAULT. */
 int fs_file_zlevel(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
+/* The chunk_bytes a regular file was created with, 0 = none (the defaults). */
+uint32_t fs_file_chunk(struct fs *fs, uint64_t ino) REQUIRES(fs_ns_lock);
 /* Worm mount: may parent/name not be unlinked or renamed (or renamed over)
  * now? true with its inode and the second it becomes deletable (INT64_MAX:
  * never). */

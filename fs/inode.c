@@ -150,6 +150,7 @@ static int itab_get(struct fs *fs, uint64_t ino, struct fs_inode **ret_ip) REQUI
 	}
 	ip->ino = ino;
 	ip->zlevel = fs_file_zlevel(fs, ino);
+	ip->chunk = fs_file_chunk(fs, ino);
 	bz_mutex_init(&ip->lock);
 	bz_cond_init(&ip->grown);
 	h = hash_ino(ino, fs->itab_size);
@@ -587,7 +588,7 @@ static int append_bytes(struct fs *fs, const struct fs_inode *ip, uint64_t *size
 
 	while (len > 0) {
 		size_t n = len;
-		r = pipe_append_level(fs->pipe, ip->ino, *size, buf, n, ip->zlevel);
+		r = pipe_append_level(fs->pipe, ip->ino, *size, buf, n, ip->zlevel, ip->chunk);
 		if (r < 0)
 			break;
 		*size += n;

@@ -104,7 +104,7 @@ static void usage(const char *prog)
 	       "    -o zstd_level=N        zstd level, -7..22 (default 1; 0 = zstd's default 3)\n"
 	       "    -o batch_bytes=N       seal a batch at N bytes, 4K..64M (K/M/G suffix ok; default 1M)\n"
 	       "    -o batch_records=N     seal a batch at N records, 1..65536 (default 64)\n"
-	       "    -o record_bytes=N      max bytes of one record, 4K..1M (default 64K)\n"
+	       "    -o record_bytes=N      max bytes of one record and chunk size, 4K..1M (default 256K)\n"
 	       "    -o linger_us=N         seal a batch N us after its first record, 0..1000000 (default 2000)\n"
 	       "    -o sync_interval_ms=N  fdatasync the WAL at least every N ms, 1..3600000 (default 1000)\n"
 	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
@@ -489,6 +489,12 @@ int main(int argc, char **argv)
 	}
 	if (fs->opts.cache_bytes)
 		so.cache_bytes = fs->opts.cache_bytes;
+	/* chunks of the largest power of two a record holds: a full record
+	 * is a chunk, stored as the worker compressed it */
+	so.chunk_bytes = 4096;
+	while (so.chunk_bytes * 2 <= fs->opts.pipe.record_bytes && so.chunk_bytes < (1u << 20))
+		so.chunk_bytes *= 2;
+	so.zstd_level = fs->opts.pipe.zstd_level;
 	/* The lock is held by another process. If it has the store mounted,
 	 * that is a second mount: refuse at once, naming the mount point. If
 	 * not, it is a daemon finishing an unmount (umount returns before the

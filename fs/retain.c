@@ -17,9 +17,10 @@
  * fixed at its creation (setting them on a file is EPERM); its zstd_level
  * is read once into fs_inode.zlevel and every record appended to it is
  * compressed at that level (pipe_append_level); without one, at the
- * mount's -o zstd_level. chunk_bytes is stored,
- * inherited and shown, not yet applied (records are cut at -o
- * record_bytes until the chunked engine uses it).
+ * mount's -o zstd_level. Its chunk_bytes is read once into fs_inode.chunk:
+ * the pipeline cuts its records there (pipe_append_level) and the store
+ * seals its open chunk there (storage/store_chunk.c reads both attributes
+ * itself, for the chunks it compresses).
  *
  * Retention. Only on a worm mount. A regular file with data, named
  * (parent, name), has a period: the longest of the mount's retain= and the
@@ -199,6 +200,17 @@ int fs_file_zlevel(struct fs *fs, uint64_t ino)
 		return level > 0 ? PIPE_LEVEL_DEFAULT : level;
 	}
 	return level;
+}
+
+uint32_t fs_file_chunk(struct fs *fs, uint64_t ino)
+{
+	char v[16];
+	uint64_t bytes = 0;
+	int r = stored_get(fs, ino, NS_XA_CHUNK_BYTES, v, sizeof(v));
+
+	if (r < 0 || chunk_bytes_parse(v, (size_t)r, &bytes) < 0)
+		return 0;
+	return (uint32_t)bytes;
 }
 
 int fs_setting_set(struct fs *fs, uint64_t ino, const char *name, const char *value, size_t size, int flags)

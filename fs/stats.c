@@ -377,6 +377,13 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 	prom_u64(p, "blazefs_store_cleaned_pages_total", "counter",
 		 "Pack pages emptied by cleaning (their live frames moved) since the store was opened.",
 		 ss->pages_cleaned);
+	prom_u64(p, "blazefs_store_chunks_sealed_total", "counter",
+		 "Chunks sealed from files' open chunks (small appends compressed together) since open.",
+		 ss->chunks_sealed);
+	prom_u64(p, "blazefs_store_tails_written_total", "counter",
+		 "Open chunks written as tail frames (at checkpoints and spills) since open.", ss->tails_written);
+	prom_u64(p, "blazefs_store_open_chunk_bytes", "gauge", "Memory held by the files' open chunk buffers.",
+		 ss->open_chunk_bytes);
 	prom_u64(p, "blazefs_store_db_truncations_total", "counter",
 		 "Times store.db was cut to give free space at its end back to the disk (since open).",
 		 ss->store_db_truncations);

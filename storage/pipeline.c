@@ -249,7 +249,7 @@ void pipe_opts_default(struct pipe_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->workers = n < 1 ? 1 : (unsigned)BZ_MIN(n, 4);
 	o->zstd_level = 1;
-	o->record_bytes = 64 << 10;
+	o->record_bytes = 256 << 10; /* = the store's default chunk_bytes: full records are stored as chunks */
 	o->batch_bytes = 1 << 20;
 	o->batch_records = 64;
 	o->linger_us = 2000;
@@ -1180,16 +1180,16 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 
 /* Adds up to one record's worth of buf to file f; returns bytes taken. */
 static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uint8_t *buf, size_t len,
-		    int8_t level, size_t *ret_n) REQUIRES(pipe_cap)
+		    int8_t level, size_t chunk, size_t *ret_n) REQUIRES(pipe_cap)
 {
 	struct prec *o = (f->open && f->open_gen == p->open_gen) ? f->open : NULL;
-	size_t n;
+	size_t n, cut = chunk ? BZ_MIN(chunk, p->o.record_bytes) : p->o.record_bytes;
 	int r;
 
-	if (o && o->off + o->len == off && o->len < p->o.record_bytes && o->level == level) {
-		n = BZ_MIN(len, p->o.record_bytes - o->len);
+	if (o && o->off + o->len == off && o->len < cut && o->level == level) {
+		n = BZ_MIN(len, cut - o->len);
 		if (o->len + n > o->cap) {
-			size_t nc = BZ_MIN(p->o.record_bytes, BZ_MAX((size_t)o->cap * 2, o->len + n));
+			size_t nc = BZ_MIN(cut, BZ_MAX((size_t)o->cap * 2, o->len + n));
 			uint8_t *d = realloc(o->data, nc);
 			if (!d)
 				return -ENOMEM;
@@ -1201,14 +1201,14 @@ static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uin
 		p->ob->b.raw_bytes += n;
 		goto out;
 	}
-	n = BZ_MIN(len, p->o.record_bytes);
+	n = BZ_MIN(len, cut);
 	r = ob_reserve(p);
 	if (r < 0)
 		return r;
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
-	o->cap = (uint32_t)BZ_MIN(p->o.record_bytes, BZ_MAX(n, (size_t)PREC_MIN_CAP));
+	o->cap = (uint32_t)BZ_MIN(cut, BZ_MAX(n, (size_t)PREC_MIN_CAP));
 	o->data = malloc(o->cap);
 	if (!o->data) {
 		free(o);
@@ -1236,10 +1236,11 @@ out:
 
 int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len)
 {
-	return pipe_append_level(p, ino, off, buf, len, PIPE_LEVEL_DEFAULT);
+	return pipe_append_level(p, ino, off, buf, len, PIPE_LEVEL_DEFAULT, 0);
 }
 
-int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level)
+int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level,
+		      size_t chunk)
 {
 	const uint8_t *src = buf;
 	struct batch *disp = NULL;
@@ -1261,7 +1262,7 @@ int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void
 			goto out;
 		while (done < len) {
 			size_t n = 0;
-			r = add_data(p, f, off + done, src + done, len - done, (int8_t)level, &n);
+			r = add_data(p, f, off + done, src + done, len - done, (int8_t)level, chunk, &n);
 			if (r < 0)
 				break;
 			done += n;
@@ -1609,7 +1610,8 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"checkpoints\":%llu,\"checkpoint_lsn\":%llu,\"last_lsn\":%llu,\"cache_hits\":%llu,"
 	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
 	   "\"free_extents\":%llu,\"pages_released\":%llu,\"store_db_truncations\":%llu,\"pack_pages\":%llu,"
-	   "\"pack_live_bytes\":%llu,\"pages_cleaned\":%llu,\"error\":%d}}",
+	   "\"pack_live_bytes\":%llu,\"pages_cleaned\":%llu,\"chunks_sealed\":%llu,\"tails_written\":%llu,"
+	   "\"open_chunk_bytes\":%llu,\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
@@ -1620,7 +1622,9 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   (unsigned long long)ss->space_need, (unsigned long long)ss->space_spare,
 	   (unsigned long long)ss->free_extents, (unsigned long long)ss->pages_released,
 	   (unsigned long long)ss->store_db_truncations, (unsigned long long)ss->pack_pages,
-	   (unsigned long long)ss->pack_live_bytes, (unsigned long long)ss->pages_cleaned, ss->error);
+	   (unsigned long long)ss->pack_live_bytes, (unsigned long long)ss->pages_cleaned,
+	   (unsigned long long)ss->chunks_sealed, (unsigned long long)ss->tails_written,
+	   (unsigned long long)ss->open_chunk_bytes, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

@@ -21,7 +21,7 @@ struct pipeline;
 struct pipe_opts {
 	unsigned workers;          /* 0 = encode inline on the commit thread; default min(cores, 4) */
 	int zstd_level;            /* default 1 */
-	size_t record_bytes;       /* max raw bytes of one record; default 64 KiB */
+	size_t record_bytes;       /* max raw bytes of one record; default 256 KiB */
 	size_t batch_bytes;        /* seal at this many raw bytes; default 1 MiB */
 	unsigned batch_records;    /* seal at this many records; default 64 */
 	unsigned linger_us;        /* seal this long after the first record; default 2000 */
@@ -50,9 +50,13 @@ int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf,
 int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len);
 /* The same, the records compressed at zstd level (-7..22, zstd's meaning:
  * negative = fast levels, 0 = zstd's default; -EINVAL outside) instead of
- * the pipeline's zstd_level: a file with its own user.blazefs.zstd_level.
- * A record holds bytes of one level only. */
-int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level);
+ * the pipeline's zstd_level: a file with its own user.blazefs.zstd_level;
+ * and cut at chunk raw bytes (0 = record_bytes; never more than
+ * record_bytes): the file's user.blazefs.chunk_bytes, so a full record is
+ * one of the file's chunks (storage/store_chunk.c). A record holds bytes
+ * of one level only. */
+int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level,
+		      size_t chunk);
 #define PIPE_LEVEL_DEFAULT INT8_MIN /* pipe_append_level: the pipeline's zstd_level */
 /* Submits a namespace change (already validated by the caller), ordered
  * with data like any record. Same errors as pipe_append. */

@@ -96,6 +96,8 @@ void store_opts_default(struct store_opts *o)
 	o->wal_segments = 4;
 	o->checkpoint_bytes = 0; /* 0: half of the log */
 	o->cache_bytes = 32ull << 20;
+	o->chunk_bytes = 256u << 10;
+	o->zstd_level = 1;
 	o->create = true;
 }
 
@@ -217,6 +219,7 @@ static void store_free(struct store *s) NO_TSA
 	st_vec_free(&s->dead);
 	for (unsigned i = 0; i < s->n_dctx; i++)
 		ZSTD_freeDCtx(s->dctx_pool[i]);
+	st_oc_fini(s);
 	bz_mutex_destroy(&s->dctx_mu);
 	bz_rwlock_destroy(&s->lock);
 	free(s);
@@ -275,7 +278,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	uint64_t last = 0;
 	int r = -EINVAL;
 
-	if (!o || !o->vfs)
+	if (!o || !o->vfs || (o->chunk_bytes && (o->chunk_bytes < 4096 || o->chunk_bytes > (1u << 20) ||
+						 (o->chunk_bytes & (o->chunk_bytes - 1)))) ||
+	    o->zstd_level < ZSTD_minCLevel() || o->zstd_level > ZSTD_maxCLevel())
 		goto out;
 	r = -ENOMEM;
 	s = calloc(1, sizeof(*s));
@@ -338,6 +343,12 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s->checkpoints = sb.checkpoints;
 	s->last_applied = s->last_appended = sb.checkpoint_lsn;
 	s->index_budget = BZ_MAX(o->cache_bytes / 2 / sizeof(struct ient), (uint64_t)1024);
+	s->chunk_bytes = o->chunk_bytes ? o->chunk_bytes : 256u << 10;
+	s->zstd_level = o->zstd_level;
+	s->open_budget = BZ_MAX(o->cache_bytes / 4, 16ull << 20);
+	r = st_oc_init(s);
+	if (r < 0)
+		goto out;
 	s->checkpoint_bytes = o->checkpoint_bytes ? o->checkpoint_bytes
 						  : sb.wal_o.segment_bytes * sb.wal_o.segments / 2;
 
@@ -540,6 +551,9 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->pack_pages = st_get_u64(&s->pack_pages);
 	ret->pack_live_bytes = st_get_u64(&s->pack_live);
 	ret->pages_cleaned = st_get_u64(&s->pages_cleaned);
+	ret->chunks_sealed = st_get_u64(&s->chunks_sealed);
+	ret->tails_written = st_get_u64(&s->tails_written);
+	ret->open_chunk_bytes = st_get_u64(&s->open_bytes);
 	ret->store_db_truncations = st_get_u64(&s->truncations);
 	ret->data_pages = st_get_u64(&s->data_pages);
 	ret->wal_bytes_since_checkpoint = st_get_u64(&s->wal_used);

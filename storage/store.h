@@ -22,6 +22,10 @@ struct store_opts {
 	uint32_t wal_segments;      /* for a new store; default 4 */
 	uint64_t checkpoint_bytes;  /* checkpoint when this much WAL is used; default 1/2 of the log */
 	uint64_t cache_bytes;       /* page cache for reads; default 32 MiB */
+	uint32_t chunk_bytes;       /* raw bytes of a chunk (power of two, 4 KiB..1 MiB); default 256 KiB;
+				     * a file's user.blazefs.chunk_bytes overrides it */
+	int zstd_level;             /* level open chunks are compressed at; default 1; a file's
+				     * user.blazefs.zstd_level overrides it */
 	bool create;                /* create the store if the directory is empty (default true) */
 	bool read_only;             /* fsck/dump, -o ro: nothing is ever written (shared lock, WAL
 				     * replayed into memory, no checkpoint); mutators -EROFS */
@@ -114,6 +118,9 @@ struct store_stats {
 	uint64_t pack_pages;       /* pack pages holding live frames */
 	uint64_t pack_live_bytes;  /* frame bytes still named in those pages */
 	uint64_t pages_cleaned;    /* pack pages emptied by cleaning (since open) */
+	uint64_t chunks_sealed;    /* chunks sealed from open chunks (since open) */
+	uint64_t tails_written;    /* open chunks written as tail frames (since open) */
+	uint64_t open_chunk_bytes; /* memory held by open chunks' buffers */
 	uint64_t stored_bytes;     /* frame bytes of all live data records */
 	uint64_t logical_bytes;    /* raw bytes of all live files */
 	uint64_t wal_bytes_since_checkpoint;
@@ -202,7 +209,10 @@ struct store_record_info {
 	uint32_t stored_len; /* from the frame header (0 if unreadable) */
 	uint8_t codec;       /* enum rec_codec (from the frame header) */
 	int status;          /* 0, or why the frame fails (-EIO page, -EBADMSG record) */
+	uint8_t kind;        /* STORE_REC_CHUNK, _TAIL (the open chunk as last written),
+			      * _OPEN (open-chunk bytes only in the WAL: no frame) */
 };
+enum { STORE_REC_CHUNK = 0, STORE_REC_TAIL = 1, STORE_REC_OPEN = 2 };
 typedef int (*store_record_fn)(void *arg, const struct store_record_info *ri);
 /* Calls fn for each record of file ino in ascending offset order, verifying
  * each frame fully (header and payload hash). -ENOENT: no such inode. */

@@ -210,6 +210,20 @@ int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *
 		ri.status = record_verify(s, ino, e, x, &ri.stored_len, &ri.codec);
 		r = fn(arg, &ri);
 	}
+	if (f && r == 0 && f->has_otail) {
+		const struct ient *e = &f->otail;
+		struct store_record_info ri = {
+			.off = e->off, .raw_len = e->raw_len, .frame_len = e->frame_len,
+			.page = e->page, .npages = e->npages, .pg_off = e->pg_off, .kind = STORE_REC_TAIL,
+		};
+		ri.status = record_verify(s, ino, e, x, &ri.stored_len, &ri.codec);
+		r = fn(arg, &ri);
+	}
+	if (f && r == 0 && f->odirty) {
+		uint32_t t = f->has_otail ? f->otail.raw_len : 0;
+		struct store_record_info ri = {.off = f->ostart + t, .raw_len = f->olen - t, .kind = STORE_REC_OPEN};
+		r = fn(arg, &ri);
+	}
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	rctx_free(x);
 	return r;
@@ -450,6 +464,19 @@ static void chk_file(struct chk *c, const struct sfile *f) REQUIRES_SHARED(store
 		chk_say(c, STORE_CHECK_ERROR, "index of inode %llu: no such inode in the namespace", ull(f->ino));
 	else if (!S_ISREG(in->mode))
 		chk_say(c, STORE_CHECK_ERROR, "index of inode %llu: the inode is not a regular file", ull(f->ino));
+	/* the open chunk [ostart, size): its tail frame, and bytes replayed
+	 * from the WAL into its buffer that no tail holds yet */
+	if (f->ostart > size || (uint64_t)f->ostart + f->olen != size) {
+		chk_say(c, STORE_CHECK_ERROR, "inode %llu: open chunk at %llu (%u bytes) does not end at the size %llu",
+			ull(f->ino), ull(f->ostart), f->olen, ull(size));
+	} else if (f->has_otail) {
+		uint64_t tend = (f->obuf && f->odirty) ? f->ostart + f->otail.raw_len : size;
+		bool said = false;
+		chk_entry(c, f->ino, &f->otail, &tend, &said, &raw_sum, &frame_sum);
+	}
+	if (f->odirty)
+		raw_sum += f->olen - (f->has_otail ? f->otail.raw_len : 0);
+	end = BZ_MIN(end, f->ostart);
 	for (uint32_t i = f->n_tail; i-- > 0;)
 		chk_entry(c, f->ino, &f->tail[i], &end, &hole_said, &raw_sum, &frame_sum);
 	while (left) {

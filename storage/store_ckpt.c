@@ -335,6 +335,16 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 		bb_var(b, e->npages);
 		bb_var(b, e->pg_off);
 	}
+	/* stream version 4: the open chunk (store_chunk.c) */
+	bb_var(b, f->ostart);
+	bb_u8(b, f->has_otail);
+	if (f->has_otail) {
+		bb_var(b, f->otail.page);
+		bb_var(b, f->otail.raw_len);
+		bb_var(b, f->otail.frame_len);
+		bb_var(b, f->otail.npages);
+		bb_var(b, f->otail.pg_off);
+	}
 }
 
 struct pack_live {
@@ -491,8 +501,8 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
 		goto out;
 	version = bz_get_le32(p + 4);
-	if (version != NS_VERSION)
-		goto out;
+	if (version != NS_VERSION && version != 3)
+		goto out; /* 3: before open chunks ('F' without them) */
 	if (p[len - 9] != 'E')
 		goto out;
 #ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -586,6 +596,33 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 			}
 			if (r.err)
 				break;
+			struct ns_attr fa;
+			if (ns_getattr(s->ns, f->ino, &fa) < 0) {
+				r.err = -EBADMSG;
+				break;
+			}
+			if (version == 3) {
+				f->ostart = fa.size; /* every record was a sealed chunk */
+			} else {
+				f->ostart = rd_var(&r);
+				uint8_t has = rd_u8(&r);
+				if (has) {
+					f->otail.off = f->ostart;
+					f->otail.page = rd_var(&r);
+					f->otail.raw_len = rd_var32(&r);
+					f->otail.frame_len = rd_var32(&r);
+					f->otail.npages = rd_var32(&r);
+					f->otail.pg_off = rd_var32(&r);
+					f->has_otail = true;
+				}
+				if (!r.err && (has > 1 || f->ostart > fa.size ||
+					       (has ? f->ostart + f->otail.raw_len != fa.size || !f->otail.raw_len
+						    : f->ostart != fa.size)))
+					r.err = -EBADMSG;
+			}
+			if (r.err)
+				break;
+			f->olen = (uint32_t)(fa.size - f->ostart);
 			err = st_ftab_put(&s->files, f);
 			if (err < 0)
 				goto out;
@@ -794,9 +831,12 @@ int store_checkpoint(struct store *s)
 		goto done;
 	}
 
-	/* 1. seal the open pack page */
+	/* 1. write the changed open chunks as tails, clean, seal the open
+	 * pack page */
 	bz_cap_wrlock(&s->lock, &store_cap);
-	r = st_pack_clean(s, s->last_applied);
+	r = st_oc_write_tails(s, s->last_applied);
+	if (r == 0)
+		r = st_pack_clean(s, s->last_applied);
 	uint64_t sealed = s->open_used ? s->open_pgno : 0;
 	if (r < 0)
 		; /* failed below */

@@ -136,6 +136,7 @@ void st_sfile_free(struct sfile *f)
 		return;
 	free(f->full);
 	free(f->tail);
+	free(f->obuf);
 	free(f);
 }
 
@@ -523,7 +524,7 @@ out:
 }
 
 /* Stores one chunk frame (packed or as its own extent). */
-static int chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 	REQUIRES(store_cap)
 {
 	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : extent_write(s, lsn, frame, len, e);
@@ -534,7 +535,7 @@ static int chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size
 
 /* Moves one inline-tail entry's packed frame into the open pack page (the
  * same frame bytes; the entry is updated); its old page loses the bytes. */
-static int clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
+int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
 	REQUIRES(store_cap)
 {
 	struct rec_hdr h;
@@ -585,9 +586,9 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	/* tail bytes per candidate page */
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		const struct sfile *f = s->files.slot[i];
-		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
-			const struct ient *e = &f->tail[k];
-			if (e->npages || e->page == s->open_pgno || st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2)
+		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
+			const struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
+			if (!e || e->npages || e->page == s->open_pgno || st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2)
 				continue;
 			if ((tb.n + 1) * 4 > tb.cap * 3 && ptab_grow(&tb) < 0) {
 				r = -ENOMEM;
@@ -623,12 +624,12 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	}
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		struct sfile *f = s->files.slot[i];
-		for (uint32_t k = 0; f && k < f->n_tail && r == 0; k++) {
-			struct ient *e = &f->tail[k];
+		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
+			struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
 			bool moved = false;
-			for (size_t q = 0; q < n_pick && !e->npages && !moved; q++)
+			for (size_t q = 0; e && q < n_pick && !e->npages && !moved; q++)
 				if (e->page == pick[q]) {
-					r = clean_move(s, lsn, f->ino, e, x);
+					r = st_clean_move(s, lsn, f->ino, e, x);
 					moved = true;
 				}
 		}
@@ -660,7 +661,7 @@ void st_sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap)
 }
 
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
-static int index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
+int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
 	uint8_t page[PAGER_PAGE_SIZE];
 	int r = st_sfile_tail_push(f, e);
@@ -721,6 +722,8 @@ static int file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
 	st_sfile_unload(s, f);
 	for (uint32_t i = 0; i < f->n_tail && r == 0; i++)
 		r = st_release_entry(s, &f->tail[i]);
+	if (r == 0)
+		r = st_oc_drop(s, f);
 	if (f->last_full && st_vec_push(&s->dead, f->last_full) < 0)
 		bz_warn("store: out of memory: index pages of inode %llu leak", (unsigned long long)ino);
 	ftab_del(&s->files, ino);
@@ -776,7 +779,6 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 {
 	struct ns_attr a;
 	struct sfile *f;
-	struct ient e;
 	int r;
 
 	r = ns_getattr(s->ns, h->ino, &a);
@@ -793,27 +795,26 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 			return -ENOMEM;
 		f->ino = h->ino;
 		f->loaded = true;
+		f->ostart = h->off;
 		r = st_ftab_put(&s->files, f);
 		if (r < 0) {
 			st_sfile_free(f);
 			return r;
 		}
 	}
-	if (h->codec == REC_HOLE)
-		goto size; /* a gap: nothing stored, no entry */
-	r = chunk_store(s, lsn, frame, frame_len, &e);
+	if (h->codec == REC_HOLE) {
+		/* a gap: the open chunk is sealed, nothing stored, no entry */
+		r = st_oc_seal(s, f, lsn);
+		if (r < 0)
+			return r;
+		f->ostart = h->off + h->raw_len;
+		goto size;
+	}
+	r = st_oc_append(s, f, lsn, h, frame, frame_len);
 	if (r < 0)
 		return r;
-	e.off = h->off;
-	e.raw_len = (uint32_t)h->raw_len;
-	e.frame_len = (uint32_t)frame_len;
-	r = index_add(s, f, lsn, &e);
-	if (r < 0)
-		return r;
-	f->stored_bytes += frame_len;
 	f->raw_bytes += h->raw_len;
 	st_set_u64(&s->ns_est, st_get_u64(&s->ns_est) + NS_GROWTH_RECORD);
-	s->stored_bytes += frame_len;
 	s->logical_bytes += h->raw_len;
 size:
 	r = ns_set_size(s->ns, h->ino, h->off + h->raw_len, time_ns);

@@ -67,7 +67,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
 #define SB_VERSION 2u   /* format 2: chunks in extents and pack pages, free extents */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 3u /* 3: 40-byte index entries, free extents. Only 3 is read. */
+#define NS_VERSION 4u /* 4: the open chunk in 'F'. 3 is read too (stores of session 3). */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
@@ -100,6 +100,20 @@ struct sfile {
 	bool loaded;
 	uint32_t n_tail, cap_tail;
 	struct ient *tail;
+	/* The OPEN CHUNK (store_chunk.c): the file's bytes [ostart, size)
+	 * not in a sealed chunk. On disk, as of the last time it was written,
+	 * they are the frame `otail` (has_otail; it covers exactly
+	 * [ostart, ostart + otail.raw_len)); in memory, once loaded, obuf
+	 * holds [ostart, ostart + olen). Without obuf, olen == otail.raw_len
+	 * (or 0 and no otail). odirty: obuf holds bytes otail does not. */
+	uint64_t ostart;
+	uint32_t olen, ocap;
+	uint8_t *obuf;
+	bool has_otail, odirty;
+	struct ient otail;
+	uint32_t chunk;  /* the file's chunk_bytes, 0 = not resolved yet */
+	int level;       /* the file's zstd level (resolved with chunk) */
+	struct sfile *lru_prev, *lru_next; /* files with obuf, most recent first */
 };
 
 /* Open-addressing hash table ino -> sfile (linear probing, backward-shift
@@ -158,6 +172,8 @@ struct store {
 	uint64_t stored_bytes GUARDED_BY(store_cap), logical_bytes GUARDED_BY(store_cap);
 	uint64_t loaded_entries GUARDED_BY(store_cap); /* full index entries held in memory */
 	uint64_t index_budget;                      /* max loaded_entries (set at open) */
+	uint32_t chunk_bytes;                       /* default chunk size (set at open) */
+	int zstd_level;                             /* default level of chunks (set at open) */
 
 	/* [commit] */
 	struct store_sb sb;        /* the durable superblock (newest) */
@@ -194,6 +210,16 @@ struct store {
 	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
 	bool replaying;
+	/* open chunks [commit]: buffers of files with obuf, LRU order */
+	struct sfile *lru_head GUARDED_BY(store_cap), *lru_tail GUARDED_BY(store_cap);
+	uint64_t open_bytes;       /* __atomic: sum of ocap of the buffers */
+	uint64_t open_budget;      /* max open_bytes before spilling (set at open) */
+	uint64_t chunks_sealed;    /* __atomic: chunks sealed from open chunks (since open) */
+	uint64_t tails_written;    /* __atomic: tail frames written (checkpoints, spills) */
+	ZSTD_CCtx *cctx;           /* [commit] compresses open chunks */
+	ZSTD_DCtx *odctx;          /* [commit] decodes records into open chunks */
+	uint8_t *cbuf;             /* [commit] scratch: one encoded chunk frame */
+	size_t cbuf_cap;
 };
 
 /* Per-store_read scratch: the last data page read (consecutive small
@@ -203,6 +229,7 @@ struct rpart {
 	struct ient e;     /* copied: the index may change once the lock is dropped */
 	uint64_t from, to; /* file bytes wanted from this record */
 	size_t at;         /* its frame's offset in rctx.frame */
+	bool raw;          /* at holds the raw bytes [from, to) themselves (an open chunk's buffer) */
 };
 
 struct rctx {
@@ -248,6 +275,20 @@ int st_run_flush(struct store *s) REQUIRES(store_cap);
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);
 void st_sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap);
 int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t *frames, size_t len);
+int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+	REQUIRES(store_cap);
+int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap);
+int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x) REQUIRES(store_cap);
+
+/* store_chunk.c: the open chunk of each file */
+int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct rec_hdr *h, const uint8_t *frame,
+		 size_t frame_len) REQUIRES(store_cap);
+int st_oc_seal(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap);
+int st_oc_write_tails(struct store *s, uint64_t lsn) REQUIRES(store_cap);
+int st_oc_drop(struct store *s, struct sfile *f) REQUIRES(store_cap);
+void st_oc_resolve(struct store *s, struct sfile *f) REQUIRES(store_cap);
+int st_oc_init(struct store *s);
+void st_oc_fini(struct store *s);
 
 /* store_ckpt.c: superblocks, namespace chain */
 void st_sb_encode(const struct store_sb *sb, uint8_t *page);

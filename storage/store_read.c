@@ -310,6 +310,11 @@ static int record_decode(struct store *s, uint64_t ino, const struct rpart *p, u
 	size_t flen;
 	int r;
 
+	if (p->raw) { /* bytes copied from an open chunk's buffer */
+		memcpy(out, x->frame + p->at, (size_t)(p->to - p->from));
+		r = 0;
+		goto out;
+	}
 	if (test_hooks.before_decode)
 		test_hooks.before_decode(test_hooks.arg, ino, e->off);
 	r = st_grow(&x->raw, &x->raw_cap, e->raw_len);
@@ -359,6 +364,45 @@ static int record_collect(struct store *s, const struct ient *e, uint64_t from, 
 	return 0;
 }
 
+/* Collects [from, to) of the file's open chunk: from its buffer (a copy of
+ * the raw bytes), else from its tail frame. */
+static int open_collect(struct store *s, const struct sfile *f, uint64_t from, uint64_t to, struct rctx *x)
+	REQUIRES_SHARED(store_cap)
+{
+	int r = 0;
+
+	if (from < f->ostart || to > f->ostart + f->olen) {
+		bz_err("store: inode %llu: bytes %llu..%llu are past its open chunk (%llu + %u)",
+		       (unsigned long long)f->ino, (unsigned long long)from, (unsigned long long)to,
+		       (unsigned long long)f->ostart, f->olen);
+		r = -EIO;
+		goto out;
+	}
+	if (!f->obuf) {
+		r = f->has_otail ? record_collect(s, &f->otail, from, to, x) : -EIO;
+		goto out;
+	}
+	if (x->n_parts == x->cap_parts) {
+		size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
+		struct rpart *np = realloc(x->parts, c * sizeof(*np));
+		if (!np) {
+			r = -ENOMEM;
+			goto out;
+		}
+		x->parts = np;
+		x->cap_parts = c;
+	}
+	size_t n = (size_t)(to - from);
+	r = st_grow(&x->frame, &x->frame_cap, x->frame_len + n);
+	if (r < 0)
+		goto out;
+	memcpy(x->frame + x->frame_len, f->obuf + (from - f->ostart), n);
+	x->parts[x->n_parts++] = (struct rpart){.from = from, .to = to, .at = x->frame_len, .raw = true};
+	x->frame_len += n;
+out:
+	return r;
+}
+
 /* Binary search over the entries a reader may use (all when loaded, else
  * the tail): the last one with e.off <= off, or the first one. */
 static uint64_t entry_at(const struct sfile *f, uint64_t off) REQUIRES_SHARED(store_cap)
@@ -406,29 +450,35 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, 
 		r = -EIO;
 		goto out;
 	}
-	if (!f->loaded && (f->n_tail == 0 || off < f->tail[0].off)) {
+	if (off < f->ostart && !f->loaded && (f->n_tail == 0 || off < f->tail[0].off)) {
 		*need_load = true;
 		r = 0;
 		goto out;
 	}
 	uint64_t total = f->n_full + f->n_tail;
-	uint64_t lo = entry_at(f, off);
+	uint64_t lo = entry_at(f, off), send = BZ_MIN(end, f->ostart);
 	/* Gaps before, between and after the entries are holes: store_read
-	 * zero-fills the range before decoding the parts into it. */
+	 * zero-fills the range before decoding the parts into it. The open
+	 * chunk [ostart, size) follows the sealed ones. */
 	uint64_t pos = off;
-	for (uint64_t i = lo; i < total && pos < end; i++) {
+	for (uint64_t i = lo; i < total && pos < send; i++) {
 		const struct ient *e = st_sfile_ent(f, i);
-		if (e->off >= end)
+		if (e->off >= send)
 			break;
 		if (e->off > pos)
 			pos = e->off;
-		uint64_t to = BZ_MIN(end, e->off + e->raw_len);
+		uint64_t to = BZ_MIN(send, e->off + e->raw_len);
 		if (to <= pos)
 			continue;
 		r = record_collect(s, e, pos, to, x);
 		if (r < 0)
 			goto out;
 		pos = to;
+	}
+	if (end > f->ostart) {
+		r = open_collect(s, f, BZ_MAX(off, f->ostart), end, x);
+		if (r < 0)
+			goto out;
 	}
 	n = (size_t)(end - off);
 done:
@@ -493,6 +543,11 @@ static int seek_locked(struct store *s, uint64_t ino, uint64_t off, int whence, 
 	}
 	f = st_ftab_get(&s->files, ino);
 	uint64_t total = f ? f->n_full + f->n_tail : 0;
+	if (f && f->olen && off >= f->ostart) { /* the open chunk is data up to the size */
+		*ret = whence == SEEK_DATA ? off : a.size;
+		r = 0;
+		goto out;
+	}
 	if (f && !f->loaded && f->n_full && (f->n_tail == 0 || off < f->tail[0].off)) {
 		*need_load = true;
 		r = 0;
@@ -515,8 +570,13 @@ static int seek_locked(struct store *s, uint64_t ino, uint64_t off, int whence, 
 			break; /* a gap: the hole starts at pos */
 		pos = end;
 	}
+	if (f && f->olen && whence == SEEK_DATA && r == -ENXIO) {
+		*ret = BZ_MAX(pos, f->ostart); /* SEEK_DATA: no sealed chunk left, the open one */
+		r = 0;
+		goto out;
+	}
 	if (whence == SEEK_HOLE)
-		*ret = BZ_MIN(pos, a.size);
+		*ret = BZ_MIN(f && f->olen && pos >= f->ostart ? a.size : pos, a.size);
 out:
 	return r;
 }
@@ -586,9 +646,11 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 		const struct sfile *f = st_ftab_get(&s->files, ino);
 		fi.size = a.size;
 		if (f) {
-			fi.records = f->n_full + f->n_tail;
+			fi.records = f->n_full + f->n_tail + (f->olen ? 1 : 0);
 			fi.raw_bytes = f->raw_bytes;
-			fi.stored_bytes = f->stored_bytes;
+			/* bytes of the open chunk no tail holds yet count raw */
+			fi.stored_bytes = f->stored_bytes +
+					  (f->odirty ? f->olen - (f->has_otail ? f->otail.raw_len : 0) : 0);
 		}
 	}
 	bz_cap_rdunlock(&s->lock, &store_cap);

@@ -144,6 +144,7 @@ static int bld_open(struct bld *b, const char *dir)
 	o.wal_segment_bytes = 256 << 10;
 	o.wal_segments = 4;
 	o.cache_bytes = 1 << 20;
+	o.chunk_bytes = 4096; /* records of >= 2 KiB are chunks of their own */
 	int r = store_open(&o, &b->s);
 	if (r < 0) {
 		vfs_destroy(b->v);
@@ -175,7 +176,7 @@ static void build_base(const char *dir)
 	nsop(&b, &ln);
 	commit(&b);
 	for (int i = 0; i < 200; i++) {
-		append(&b, a, 300, true);
+		append(&b, a, 2100, true);
 		if (i % 20 == 19)
 			commit(&b);
 	}
@@ -416,7 +417,7 @@ int main(int argc, char **argv)
 	EXPECT(args, 0, "/d/a ");
 	T_CHECK(strstr(out, "/a2 ") && strstr(out, "/s ") && strstr(out, "/d/e ") && strstr(out, "/big "));
 	snprintf(args, sizeof(args), "dump %s file /d/a", dir);
-	EXPECT(args, 0, "200 records, 60000 raw bytes");
+	EXPECT(args, 0, "200 records, 420000 raw bytes");
 	T_CHECK(strstr(out, "zstd") != NULL && strstr(out, " 0 bad") != NULL);
 	snprintf(args, sizeof(args), "dump %s file /nope", dir);
 	EXPECT(args, 8, NULL);
@@ -517,7 +518,8 @@ int main(int argc, char **argv)
 	snprintf(args, sizeof(args), "fsck %s", dir);
 	EXPECT(args, 0, ": clean");
 	snprintf(args, sizeof(args), "dump %s file /big", dir);
-	EXPECT(args, 0, "8 records"); /* 6 + the 2 valid batches */
+	EXPECT(args, 0, "7 records, 56010 raw bytes"); /* 6 chunks + the 2 valid batches' open chunk */
+	T_CHECK(strstr(out, "tail packed") != NULL);
 
 	/* a deleted file's pack pages are reclaimed with it (their live bytes
 	 * reach 0): nothing leaks, --repair has nothing to free */

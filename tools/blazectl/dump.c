@@ -281,10 +281,17 @@ static int record_line(void *arg, const struct store_record_info *ri)
 	c->stored += ri->frame_len;
 	c->bad += ri->status != 0;
 	c->end = ri->off + ri->raw_len;
+	if (ri->kind == STORE_REC_OPEN) {
+		printf("%12llu %9u %9s %9s  %-5s %-22s  %s\n", (ull)ri->off, ri->raw_len, "-", "-", "-", "open chunk",
+		       "in the WAL until the next checkpoint");
+		return 0;
+	}
 	if (ri->npages)
-		snprintf(where, sizeof(where), "extent %llu..%llu", (ull)ri->page, (ull)(ri->page + ri->npages - 1));
+		snprintf(where, sizeof(where), "%sextent %llu..%llu", ri->kind == STORE_REC_TAIL ? "tail " : "",
+			 (ull)ri->page, (ull)(ri->page + ri->npages - 1));
 	else
-		snprintf(where, sizeof(where), "packed %llu+%u", (ull)ri->page, ri->pg_off);
+		snprintf(where, sizeof(where), "%spacked %llu+%u", ri->kind == STORE_REC_TAIL ? "tail " : "",
+			 (ull)ri->page, ri->pg_off);
 	printf("%12llu %9u %9u %9u  %-5s %-22s  %s\n", (ull)ri->off, ri->raw_len, ri->stored_len, ri->frame_len,
 	       ri->status == -EIO && !ri->stored_len ? "?" : ri->codec == 1 ? "zstd" : "raw", where,
 	       ri->status == 0 ? "ok" : ri->status == -EIO ? "BAD PAGE" : "BAD RECORD");
