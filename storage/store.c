@@ -278,7 +278,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	uint64_t last = 0;
 	int r = -EINVAL;
 
-	if (!o || !o->vfs || (o->chunk_bytes && (o->chunk_bytes < 4096 || o->chunk_bytes > (1u << 20) ||
+	if (!o || !o->vfs || (o->chunk_bytes && (o->chunk_bytes < 512 || o->chunk_bytes > (1u << 20) ||
 						 (o->chunk_bytes & (o->chunk_bytes - 1)))) ||
 	    o->zstd_level < ZSTD_minCLevel() || o->zstd_level > ZSTD_maxCLevel())
 		goto out;
@@ -345,7 +345,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	s->index_budget = BZ_MAX(o->cache_bytes / 2 / sizeof(struct ient), (uint64_t)1024);
 	s->chunk_bytes = o->chunk_bytes ? o->chunk_bytes : 256u << 10;
 	s->zstd_level = o->zstd_level;
-	s->open_budget = BZ_MAX(o->cache_bytes / 4, 16ull << 20);
+	s->open_budget = o->open_chunk_budget ? o->open_chunk_budget : BZ_MAX(o->cache_bytes / 4, 16ull << 20);
 	r = st_oc_init(s);
 	if (r < 0)
 		goto out;

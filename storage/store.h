@@ -22,10 +22,13 @@ struct store_opts {
 	uint32_t wal_segments;      /* for a new store; default 4 */
 	uint64_t checkpoint_bytes;  /* checkpoint when this much WAL is used; default 1/2 of the log */
 	uint64_t cache_bytes;       /* page cache for reads; default 32 MiB */
-	uint32_t chunk_bytes;       /* raw bytes of a chunk (power of two, 4 KiB..1 MiB); default 256 KiB;
+	uint32_t chunk_bytes;       /* raw bytes of a chunk (power of two, 512..1 MiB; the daemon and
+				     * the attribute take 4 KiB and up, tests less); default 256 KiB;
 				     * a file's user.blazefs.chunk_bytes overrides it */
 	int zstd_level;             /* level open chunks are compressed at; default 1; a file's
 				     * user.blazefs.zstd_level overrides it */
+	uint64_t open_chunk_budget; /* memory for open chunks' buffers before the least recently
+				     * appended are spilled; 0 = max(cache_bytes / 4, 16 MiB) */
 	bool create;                /* create the store if the directory is empty (default true) */
 	bool read_only;             /* fsck/dump, -o ro: nothing is ever written (shared lock, WAL
 				     * replayed into memory, no checkpoint); mutators -EROFS */

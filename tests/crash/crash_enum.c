@@ -92,7 +92,7 @@ static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
-	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned;
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned, g_cov_sealed, g_cov_tails;
 
 /* Pack pages cleaned by this store since open (counted before each close). */
 static void cov_pack(struct store *s)
@@ -102,6 +102,8 @@ static void cov_pack(struct store *s)
 		return;
 	store_stats(s, &st);
 	g_cov_cleaned += st.pages_cleaned;
+	g_cov_sealed += st.chunks_sealed;
+	g_cov_tails += st.tails_written;
 }
 
 struct run {
@@ -806,6 +808,11 @@ static void run_init(struct run *R, const char *mode, uint64_t seed, struct mode
 	R->sopts.wal_segments = 4;
 	R->sopts.checkpoint_bytes = (32 + rng_below(&m->gen, 64)) << 10;
 	R->sopts.cache_bytes = 1 << 20;
+	/* open chunks (storage/store_chunk.c): small chunks so that appends
+	 * seal them, and a small budget so that buffers are spilled as tails
+	 * between checkpoints */
+	R->sopts.chunk_bytes = rng_below(&m->gen, 2) ? 512 : 4096;
+	R->sopts.open_chunk_budget = 8u << 10;
 	R->sopts.create = true;
 	R->cap = g_per_point;
 	R->every = 1;
@@ -1363,6 +1370,8 @@ int main(int argc, char **argv)
 	       g_cov_del_big, M_HOT_APPENDS, g_cov_del_many, g_cov_ckpt, g_cov_apply_first, g_cov_reopen, g_cov_crashcont);
 	printf("  holes: %" PRIu64 " (%" PRIu64 " bytes)\n", g_cov_holes, g_cov_hole_bytes);
 	printf("  pack pages cleaned (live frames moved, page freed): %" PRIu64 "\n", g_cov_cleaned);
+	printf("  open chunks: sealed %" PRIu64 ", tails written %" PRIu64 " (checkpoints and spills)\n", g_cov_sealed,
+	       g_cov_tails);
 	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
 	       g_cov_records_max, g_cov_files_idx);
 	if (g_mutant) {

@@ -225,7 +225,7 @@ static const struct vfs_crash durable_only = { .keep = NULL, .torn_op = -1 };
  * at once); it may grow to M_HOT_CAP, then the next created file is hot. */
 #define M_HOT_CAP (1u << 20)
 #define M_BIG_APPEND (24u << 10)
-#define M_HOT_APPENDS 150 /* > 126 entries: a full v1 index page; > 100: past v2's inline tail */
+#define M_HOT_APPENDS 200 /* with chunk_bytes 512, ~130 chunks: past v2's inline tail of 100 entries */
 
 enum { MT_FREE = 0, MT_REG = 1, MT_DIR = 2, MT_SPECIAL = 3 /* FIFO or device: size slot = rdev */ };
 enum { MOP_DATA = 1, MOP_NS = 2 };
@@ -556,7 +556,7 @@ static bool m_gen_try(struct model *m, struct gen_op *g, int what, int *ret_err)
 			unsigned c = (unsigned)rng_below(r, 100);
 			ino = m->hot;
 			di = 0;
-			len = c < 80 ? 1 + (uint32_t)rng_below(r, 200) : c < 93 ? g_append_len(r) :
+			len = c < 45 ? 1 + (uint32_t)rng_below(r, 200) : c < 93 ? 256 + (uint32_t)rng_below(r, 768) :
 			      (8u << 10) + (uint32_t)rng_below(r, M_BIG_APPEND - (8u << 10) + 1);
 			if (m->size[ino] + len > m->cap[ino]) {
 				m->hot = 0; /* full: the next created file is hot */
