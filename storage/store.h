@@ -163,6 +163,10 @@ enum store_mutant {
 	/* store.db is cut to a smaller high-water mark before the superblock
 	 * naming it is durable */
 	STORE_MUTANT_TRUNCATE_EARLY = 3,
+	/* a checkpoint does not write the changed open chunks as tails: the
+	 * bytes appended since the last tail are in neither the new
+	 * checkpoint nor the WAL it lets go */
+	STORE_MUTANT_TAIL_SKIP = 4,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 

@@ -70,6 +70,7 @@ static const struct {
 	{ "free_early", STORE_MUTANT_FREE_EARLY },
 	{ "reuse_durable", STORE_MUTANT_REUSE_DURABLE },
 	{ "truncate_early", STORE_MUTANT_TRUNCATE_EARLY },
+	{ "tail_skip", STORE_MUTANT_TAIL_SKIP },
 };
 
 /* What the engine was doing at a crash point (store mode: set by the driver
@@ -1235,7 +1236,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
 			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
-			"mutants (must be caught): free_early reuse_durable truncate_early\n");
+			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip\n");
 	exit(2);
 }
 

@@ -4,9 +4,10 @@
  *   recover/<name>.bin      u32 le len(store.db) | u8 segment | store.db |
  *                           that WAL segment (trailing zeros cut), taken with
  *                           batches still in the WAL
- * The "chunks" pair holds what the v2 structures are made of: many small
- * files (packed tails), a file of 300 small appends (index pages: v1 full
- * pages of 126 entries, v2 entries past the inline tail), large appends
+ * The "chunks" pair (chunk_bytes 512) holds what the v2 structures are
+ * made of: many small files (open chunks written as packed tails), a file
+ * of 300 appends of one chunk each (index pages: entries past the inline
+ * tail) then 90 small ones (sealed chunks, an open chunk), large appends
  * (whole chunks), holes between and after chunks, a file deleted after a
  * checkpoint named it and one replaced by a rename (freed space in the
  * stream's free list), and, in the WAL, appends, a hole and an unlink still
@@ -159,9 +160,10 @@ static int gen_chunks(const char *dir, const struct store_opts *o)
 	if (vfs_mem_new(&v) < 0)
 		return -1;
 	so.vfs = v;
+	so.chunk_bytes = 512; /* records of >= 256 bytes are chunks, smaller ones gather in open chunks */
 	if (store_open(&so, &s) < 0)
 		return -1;
-	for (unsigned i = 0; i < 40; i += 4) { /* small files: packed tails */
+	for (unsigned i = 0; i < 40; i += 4) { /* small files: open chunks, packed tails */
 		len = 0;
 		for (unsigned k = i; k < i + 4; k++) {
 			snprintf(name, sizeof(name), "s%02u", k);
@@ -174,9 +176,12 @@ static int gen_chunks(const char *dir, const struct store_opts *o)
 	    batch(s, buf, mk_file(buf, sizeof(buf), 71, "big.bin", 0), true) < 0 ||
 	    batch(s, buf, mk_file(buf, sizeof(buf), 72, "gone.log", 0), true) < 0)
 		return -1;
-	for (unsigned b = 0; b < 10; b++) /* 300 small appends: index pages */
-		if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 30, 40), true) < 0)
+	for (unsigned b = 0; b < 10; b++) /* 300 appends, each a chunk: index pages */
+		if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 30, 300), true) < 0)
 			return -1;
+	/* 90 small appends: sealed chunks of 512 bytes and an open chunk (tail) */
+	if (batch(s, buf, mk_appends(buf, sizeof(buf), 70, &off_hot, 90, 40), true) < 0)
+		return -1;
 	for (unsigned b = 0; b < 3; b++) { /* large appends: whole chunks, holes between */
 		if (batch(s, buf, mk_appends(buf, sizeof(buf), 71, &off_big, 1, 12288), true) < 0 ||
 		    batch(s, buf, mk_hole(buf, sizeof(buf), 71, &off_big, 5000 + 40000 * b), true) < 0)
