@@ -513,6 +513,9 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 	 * disk's free space untouched and lowers n_reuse (raising need or
 	 * lowering spare by as much), so the sum stays true. */
 	uint64_t bytes = st_get_u64(&s->ns_est) + 20 * st_get_u64(&s->n_free_ext) + 64;
+	/* and the open chunks' tails (store_chunk.c): at most their buffers'
+	 * bytes, plus a frame header and the rest of a page each */
+	bytes += st_get_u64(&s->open_bytes) + st_get_u64(&s->open_files) * (PAGER_PAGE_SIZE + REC_HDR_MAX);
 	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
 	uint64_t reuse = st_get_u64(&s->n_reuse);
 

@@ -137,6 +137,7 @@ static void obuf_free(struct store *s, struct sfile *f) REQUIRES(store_cap)
 		return;
 	lru_unlink(s, f);
 	st_set_u64(&s->open_bytes, s->open_bytes - f->ocap);
+	st_set_u64(&s->open_files, s->open_files - 1);
 	free(f->obuf);
 	f->obuf = NULL;
 	f->ocap = 0;
@@ -161,6 +162,8 @@ static int obuf_reserve(struct store *s, struct sfile *f, uint64_t need) REQUIRE
 		goto out;
 	}
 	st_set_u64(&s->open_bytes, s->open_bytes + cap - f->ocap);
+	if (!f->obuf)
+		st_set_u64(&s->open_files, s->open_files + 1);
 	f->obuf = b;
 	f->ocap = (uint32_t)cap;
 	lru_front(s, f);

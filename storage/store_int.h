@@ -213,6 +213,7 @@ struct store {
 	/* open chunks [commit]: buffers of files with obuf, LRU order */
 	struct sfile *lru_head GUARDED_BY(store_cap), *lru_tail GUARDED_BY(store_cap);
 	uint64_t open_bytes;       /* __atomic: sum of ocap of the buffers */
+	uint64_t open_files;       /* __atomic: files with a buffer */
 	uint64_t open_budget;      /* max open_bytes before spilling (set at open) */
 	uint64_t chunks_sealed;    /* __atomic: chunks sealed from open chunks (since open) */
 	uint64_t tails_written;    /* __atomic: tail frames written (checkpoints, spills) */

@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 
-from conftest import EXTRA_OPTS, read, write
+from conftest import BIN, EXTRA_OPTS, read, write
 
 LEVEL = "user.blazefs.zstd_level"
 CHUNK = "user.blazefs.chunk_bytes"
+BLAZECTL = os.path.join(os.path.dirname(os.path.dirname(BIN)), "tools", "blazectl")
 
 
 def setfattr(path, name, value):
@@ -161,3 +162,58 @@ def test_mount_level_zero_and_negative_compress(make_mount, level):
     m.start()
     assert getfattr(m.path("f"), LEVEL) == level
     assert int(getfattr(m.path("f"), "user.blazefs.stored_bytes")) < len(text) // 2
+
+
+def dump_chunks(store, path):
+    """(offset, raw, kind) of each chunk blazectl dump lists for path in an
+    unmounted store; kind is 'chunk', 'tail' or 'open'."""
+    r = subprocess.run([BLAZECTL, "dump", store, "file", path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = []
+    for line in r.stdout.splitlines()[2:]:
+        f = line.split()
+        if len(f) < 6 or not f[0].isdigit() or not f[1].isdigit() or f[4] == "hole":
+            continue
+        kind = "open" if "open chunk" in line else "tail" if " tail " in line else "chunk"
+        out.append((int(f[0]), int(f[1]), kind))
+    return out
+
+
+def test_chunk_bytes_applied_to_small_and_bulk_appends(make_mount):
+    """A directory's chunk_bytes is the size of its files' chunks: small
+    fsync'd appends gather into one open chunk sealed at chunk_bytes, and a
+    bulk write is cut there; the default directory's chunks are larger."""
+    m = make_mount().start()
+    os.mkdir(m.path("small"))
+    assert setfattr(m.path("small"), CHUNK, "8K").returncode == 0
+    text = log_text(64 << 10)
+    lines = text.splitlines(keepends=True)
+    for d in ("small", "."):
+        fd = os.open(m.path(d, "audit.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for ln in lines:  # the audit pattern: one line, one fsync
+                os.write(fd, ln)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    write(m.path("small", "bulk.bin"), text)
+    m.stop()
+
+    small = dump_chunks(m.store, "/small/audit.log")
+    bulk = dump_chunks(m.store, "/small/bulk.bin")
+    dflt = dump_chunks(m.store, "/audit.log")
+    for chunks in (small, bulk):
+        assert chunks and all(raw <= 8192 for _, raw, _ in chunks), chunks
+        sealed = [c for c in chunks if c[2] == "chunk"]
+        assert len(sealed) >= len(text) // 8192 - 1, chunks
+        assert sum(raw for _, raw, _ in chunks) == len(text)
+    # the same lines in the default directory: not cut at 8 KiB
+    assert dflt and max(raw for _, raw, _ in dflt) > 8192, dflt
+    assert sum(raw for _, raw, _ in dflt) == len(text)
+
+    # and the data reads back, with what it costs on disk far below the
+    # bytes (one frame per chunk, not one per line)
+    m.start()
+    for p in (m.path("small", "audit.log"), m.path("audit.log"), m.path("small", "bulk.bin")):
+        assert read(p) == text
+        assert int(getfattr(p, "user.blazefs.stored_bytes")) < len(text) // 2
