@@ -759,11 +759,16 @@ static int release_dead_chains(struct store *s)
 /* Whether a checkpoint now could give space at the end of store.db back:
  * free pages end at the high-water mark, or they end right below the
  * durable namespace chain, which this checkpoint moves down (a chain
- * written while nothing was free lands at the end). */
+ * written while nothing was free lands at the end), or below stranded
+ * pack pages, which its cleaning moves down (st_pack_stranded). */
 bool st_tail_free(const struct store *s)
 {
+	uint64_t strand;
+
 	if (!s->free.n)
 		return false;
+	if (st_pack_stranded(s, &strand, 1))
+		return true; /* cleaning moves it lower, then the end is free */
 	uint64_t end = s->free.v[s->free.n - 1].start + s->free.v[s->free.n - 1].len, above = 0;
 	for (size_t i = 0; i < s->chain.n; i++)
 		above += s->chain.v[i] >= end;

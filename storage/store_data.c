@@ -564,6 +564,49 @@ out:
 	return r;
 }
 
+static bool in_vec(const struct u64vec *v, uint64_t x)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->v[i] == x)
+			return true;
+	return false;
+}
+
+/* STRANDED pack pages: the live pack pages just below the space at the end
+ * of store.db that is free, pending or the durable namespace chain (which
+ * the checkpoint rewrites lower), from the top down, while free space lies
+ * below them: moving their frames lower lets a checkpoint give the end of
+ * store.db back (a small file's tail written after a large file that was
+ * then deleted). Stops at any other page, and at the page cleaning last
+ * found it could not move (s->strand_stuck). [commit] */
+size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA
+{
+	uint64_t c = fm_union_tail(&s->free, &s->pending, s->hwm);
+	size_t n = 0;
+
+	while (n < max && c > 2) {
+		uint64_t p = c - 1;
+		if (in_vec(&s->chain, p) || fm_contains(&s->free, p) || fm_contains(&s->pending, p)) {
+			c = p;
+			continue;
+		}
+		if (p == s->open_pgno || p == s->strand_stuck || !st_pack_live_get(s, p) || !s->free.n ||
+		    s->free.v[0].start >= p)
+			break;
+		ret[n++] = p;
+		c = p;
+	}
+	return n;
+}
+
+static bool in_list(const uint64_t *v, size_t n, uint64_t x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
 /* CLEANING: up to PACK_CLEAN_MAX pack pages whose live bytes are under half
  * a page payload and whose live frames are all named by inline tail entries
  * (entries of full index pages are write-once and cannot move) have those
@@ -574,8 +617,8 @@ out:
 int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 {
 	struct ptab tb = {0};
-	uint64_t pick[PACK_CLEAN_MAX];
-	size_t n_pick = 0;
+	uint64_t pick[PACK_CLEAN_MAX], strand[PACK_CLEAN_MAX];
+	size_t n_pick = 0, n_strand = st_pack_stranded(s, strand, PACK_CLEAN_MAX);
 	struct rctx *x = NULL;
 	int r = 0;
 
@@ -588,7 +631,8 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		const struct sfile *f = s->files.slot[i];
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
 			const struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
-			if (!e || e->npages || e->page == s->open_pgno || st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2)
+			if (!e || e->npages || e->page == s->open_pgno ||
+			    (st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2 && !in_list(strand, n_strand, e->page)))
 				continue;
 			if ((tb.n + 1) * 4 > tb.cap * 3 && ptab_grow(&tb) < 0) {
 				r = -ENOMEM;
@@ -612,16 +656,23 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		goto out;
 	}
 	/* the pages whose live frames are all in tails and under half of
-	 * the page's used bytes (a page just filled is never moved again) */
+	 * the page's used bytes (a page just filled is never moved again),
+	 * or stranded at the end of store.db */
 	for (size_t j = 0; j < tb.cap && n_pick < PACK_CLEAN_MAX; j++) {
 		const uint8_t *src;
 		struct pager_hdr h;
 		if (!tb.pg[j] || tb.live[j] != st_pack_live_get(s, tb.pg[j]))
 			continue;
-		if (st_data_page_src(s, tb.pg[j], PAGER_PACK, x, &src, &h) < 0 || tb.live[j] * 2 >= h.used)
+		bool stranded = in_list(strand, n_strand, tb.pg[j]);
+		if (st_data_page_src(s, tb.pg[j], PAGER_PACK, x, &src, &h) < 0 || (tb.live[j] * 2 >= h.used && !stranded))
 			continue; /* unreadable: its frames stay (a read reports them) */
 		pick[n_pick++] = tb.pg[j];
 	}
+	/* a stranded page whose frames are not all inline (named by a full
+	 * index page) cannot move: not again until the store changes */
+	for (size_t q = 0; q < n_strand; q++)
+		if (!in_list(pick, n_pick, strand[q]))
+			s->strand_stuck = strand[q];
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		struct sfile *f = s->files.slot[i];
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
@@ -834,6 +885,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 		return s->replaying ? -EUCLEAN : -EINVAL;
 	}
 	s->dirty = true;
+	s->strand_stuck = 0; /* the store changes: a stuck page may move now */
 	bz_cap_wrlock(&s->lock, &store_cap);
 	while (pos < len) {
 		struct rec_hdr h;

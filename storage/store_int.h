@@ -206,6 +206,7 @@ struct store {
 	unsigned n_dctx GUARDED_BY(store_dctx_cap);
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
 	bool clean_due;            /* a pack page fell under half live: the next checkpoint cleans */
+	uint64_t strand_stuck;     /* a stranded pack page cleaning could not move (st_pack_stranded) */
 	int error;                 /* sticky, __atomic */
 	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
@@ -270,6 +271,7 @@ int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n);
 uint32_t st_pack_live_get(const struct store *s, uint64_t pg);
 int st_pack_closed(struct store *s, uint64_t pg);
 int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap);
+size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA;
 void st_ptab_free(struct ptab *t);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);
