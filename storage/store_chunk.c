@@ -256,7 +256,7 @@ out:
 }
 
 /* The tail frame is superseded (by a newer tail or a sealed chunk). */
-static int tail_release(struct store *s, struct sfile *f)
+static int tail_release(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
 	int r = 0;
 
