@@ -81,7 +81,7 @@ static int scrub_range(struct fs *fs, uint64_t ino, struct bz_scrub_arg *a)
 		 * one gap). No stored data after pos (the rest is a hole or still
 		 * in the pipeline, whose bytes the WAL checks): done. */
 		r = store_seek(fs->store, ino, pos, SEEK_DATA, &data);
-		if (r == -ENXIO) {
+		if (r == -ENXIO || r == -ENOENT) { /* ENOENT: its creation is not applied yet */
 			pos = end;
 			break;
 		}
