@@ -25,10 +25,19 @@
  *
  * SAMPLING. The free space of the store's disk is sampled with statvfs at
  * most every 20 ms or after every 4 MiB charged, so a check costs a few
- * atomic loads; charges since the last sample are added to it.
+ * atomic loads; charges since the last sample are added to it. What the
+ * pipeline holds then, accepted but not yet applied to store.db, is not
+ * free (pipe_unapplied_bytes): it takes its space when applied. Without
+ * that, df right after a burst of writes said "3 MiB available" and the
+ * next mkdir got ENOSPC once the burst was applied.
+ *
+ * UNLINK. Removals are never charged, including the ops an unlink of a
+ * file still held by the kernel is made of (inode.c orphanize: the orphan
+ * directory and the rename into it, a name of ~20 bytes, within the
+ * fixed slack).
  *
  * statfs reports what writes can really use: available = free + spare -
- * reserve.
+ * unapplied - reserve.
  *
  * Locks: none; the samples are __atomic (any session thread). */
 #include <string.h>
@@ -58,8 +67,9 @@ uint64_t fs_space_reserve(struct fs *fs, uint64_t *ret_spare)
 	return fs->space_reserve + need;
 }
 
-/* The free bytes of the store's disk as last sampled, resampled when due;
- * *ret_since: bytes charged since that sample (this charge included). */
+/* The free bytes of the store's disk as last sampled, less what the
+ * pipeline holds unapplied then (pipe_unapplied_bytes), resampled when
+ * due; *ret_since: bytes charged since that sample (this charge included). */
 static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *ret_since)
 {
 	uint64_t now = bz_now_ns(), free_b, total_b;
@@ -68,6 +78,11 @@ static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *re
 
 	if (force || now - at >= SPACE_SAMPLE_NS || since >= SPACE_SAMPLE_BYTES) {
 		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+			/* data accepted but not yet applied will take its
+			 * share of that disk space: it is not free */
+			uint64_t unapplied = fs->pipe ? pipe_unapplied_bytes(fs->pipe) : 0;
+			unapplied += unapplied / 16; /* page and frame overhead, as in the reserve */
+			free_b -= BZ_MIN(free_b, unapplied);
 			__atomic_store_n(&fs->space_free, free_b, __ATOMIC_RELAXED);
 			__atomic_store_n(&fs->space_since, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&fs->space_at_ns, now, __ATOMIC_RELAXED);

@@ -1562,6 +1562,21 @@ static void BZ_PRINTF(2, 3) jp(struct jbuf *j, const char *fmt, ...)
 		j->len += (size_t)n;
 }
 
+uint64_t pipe_unapplied_bytes(struct pipeline *p)
+{
+	uint64_t n;
+
+	/* inflight counts a record's raw bytes twice until its batch is
+	 * encoded (INFLIGHT_PER_BYTE), then raw + encoded until applied: half
+	 * of it bounds the encoded bytes to come whenever encoded <= raw; an
+	 * encoding larger than its input (incompressible data stored raw is
+	 * never larger) is covered by the caller's reserve */
+	bz_cap_lock(&p->mu, &pipe_cap);
+	n = p->inflight;
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	return n / INFLIGHT_PER_BYTE;
+}
+
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 {
 	struct pipe_stats *st;

@@ -115,6 +115,10 @@ struct pipe_stats {
 	struct store_stats store;
 };
 void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
+/* A bound on the bytes accepted but not yet applied to store.db (raw bytes
+ * of records not yet encoded, encoded bytes of batches not yet applied):
+ * what they will still take on disk, less page overhead. Any thread. */
+uint64_t pipe_unapplied_bytes(struct pipeline *p);
 /* The stats as one JSON object (documented in docs/ARCHITECTURE.md). Returns
  * the length written (excluding NUL) or -ENOSPC. */
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap);
