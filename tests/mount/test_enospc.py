@@ -489,3 +489,59 @@ def test_truncate_survives_the_disk_filling_after_it(small_disk):
         assert f.read() == bytes(4096)
     check_durable_prefix(m, "fill2", more)
     after_full(m, "fill", durable, ("fill2", "h"), empty)
+
+
+def test_recovery_on_a_disk_filled_meanwhile_mounts_read_only(small_disk):
+    """The daemon dies with fsync'd data only in the WAL; something else
+    fills the store's disk; the next mount's recovery (replay, then a
+    checkpoint) has no room: it mounts READ-ONLY and says why, the data is
+    readable; once space is freed the store mounts read-write, fsck clean."""
+    m = small_disk.start(opts=OPTS + ",sync_interval_ms=1")
+    data = fsynced_file(m, "kept", 24 << 20)
+    names = []
+    for i in range(200):
+        os.symlink("t" * 4000, m.path("s%03d" % i))
+        names.append("s%03d" % i)
+    fd = os.open(m.path("kept"), os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the symlinks are durable too (one WAL sync covers all)
+    finally:
+        os.close(fd)
+    m.kill9()
+    # fill the store's disk from outside blazefs
+    filler = os.path.join(m.store, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(CHUNK)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    with open(filler, "ab") as f:  # the last blocks
+        try:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        except OSError:
+            pass
+    m.start()
+    log = m.logtext()
+    ro = "READ-ONLY" in log
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == data
+    assert sorted(n for n in os.listdir(m.mnt) if n.startswith("s")) == names
+    if ro:
+        with pytest.raises(OSError) as ei:
+            os.mkdir(m.path("d"))
+        assert ei.value.errno == errno.EROFS
+    assert m.stop() == 0, m.logtext()
+    os.unlink(filler)
+    m.start()
+    assert "READ-ONLY" not in m.logtext()[len(log):]
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == data
+    os.mkdir(m.path("d"))
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
+    # the recovery above had no room (the test is only meaningful then)
+    assert ro, log
