@@ -31,6 +31,11 @@
  * that, df right after a burst of writes said "3 MiB available" and the
  * next mkdir got ENOSPC once the burst was applied.
  *
+ * SHORT OF SPACE. While writes are refused (space_warned), the pipeline
+ * checkpoints as soon as deleted files hold space (pipe_set_space_short):
+ * their room is reusable only after a checkpoint (FORMAT.md §7), and on a
+ * full disk no WAL traffic would bring one before unmount.
+ *
  * UNLINK. Removals are never charged, including the ops an unlink of a
  * file still held by the kernel is made of (inode.c orphanize: the orphan
  * directory and the rename into it, a name of ~20 bytes, within the
@@ -100,14 +105,19 @@ int fs_space_check(struct fs *fs, uint64_t len)
 
 	free_b += spare;
 	if (free_b >= reserve + since + (since ? 0 : len)) {
-		__atomic_store_n(&fs->space_warned, 0, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&fs->space_warned, __ATOMIC_RELAXED) &&
+		    __atomic_exchange_n(&fs->space_warned, 0, __ATOMIC_RELAXED) && fs->pipe)
+			pipe_set_space_short(fs->pipe, false);
 		return 0;
 	}
-	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED))
+	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED)) {
+		if (fs->pipe)
+			pipe_set_space_short(fs->pipe, true); /* deleted files' room: at once */
 		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
 			"storable and the store checkpointable: writes and namespace additions get ENOSPC",
 			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
 			(unsigned long long)(reserve >> 20));
+	}
 	return -ENOSPC;
 }
 

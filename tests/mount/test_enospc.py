@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -545,3 +546,47 @@ def test_recovery_on_a_disk_filled_meanwhile_mounts_read_only(small_disk):
     fsck(m)
     # the recovery above had no room (the test is only meaningful then)
     assert ro, log
+
+
+def write_until_ok(m, name, piece, deadline_s=60):
+    """Appends piece to name (write + fsync) until one succeeds or the
+    deadline passes; refusals must be ENOSPC. Returns True on success.
+    (The room a deletion frees comes with the checkpoint the daemon makes
+    for it, asynchronously: wait for that state, assert nothing on time.)"""
+    end = time.monotonic() + deadline_s
+    while True:
+        fd = os.open(m.path(name), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, piece)
+            os.fsync(fd)
+            return True
+        except OSError as e:
+            assert e.errno == errno.ENOSPC or (WRITEBACK and e.errno in (errno.EIO, errno.EPERM)), e
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+
+
+def test_deleting_a_few_files_gives_room_while_mounted(small_disk):
+    """On a full disk, deleting a small share of the store (below the
+    dead-space threshold that triggers a checkpoint by itself) gives its
+    room back without a remount: writes work again, up to about what was
+    deleted."""
+    m, empty = start_empty(small_disk)
+    small = [fsynced_file(m, "small%d" % i, 2 << 20) for i in range(3)]
+    open(m.path("after"), "wb").close()
+    durable = fill_data(m, "fill", 0)
+    piece = os.urandom(1 << 20)
+    assert not write_until_ok(m, "after", piece, deadline_s=0), "the disk is not full"
+    for i in range(3):
+        os.unlink(m.path("small%d" % i))
+    assert write_until_ok(m, "after", piece), "the deleted files' room never came back: %s" % m.logtext()
+    more = fill_data(m, "after", 0)
+    assert more >= (3 << 20), more
+    after_full(m, "fill", durable, ("after",), empty)
+    del small
