@@ -17,9 +17,9 @@
  *        power cut right now would leave) is recovered and must contain
  *        every acknowledged op, and equal the model after some op prefix
  *        p in [acked, submitted], byte for byte.
- *      - the store as the fault left it, on the clean vfs (the disk has
- *        room again, no power cut), opens and holds every acknowledged op
- *        too; both recovered stores pass store_check (fsck) with no error
+ *      - after an ENOSPC, the store as the fault left it, on the clean vfs
+ *        (the disk has room again, no power cut), opens and holds every
+ *        acknowledged op too; the recovered stores pass store_check (fsck) with no error
  *        but a torn WAL tail (a fault can leave one by design).
  * 4. Passes (each its own seed): "plain" (the original mix: 65% appends of
  *    1 B-20 KiB, 4 KiB records); "v2", the storage v2 space paths: the
@@ -88,6 +88,11 @@ static const int io_required[] = { IO_CREATE,   IO_WAL_WRITE, IO_WAL_SYNC, IO_DB
 static uint64_t g_io_enospc[IO_N], g_io_any[IO_N];
 static uint64_t g_probe_calls, g_probe_k;
 static int g_probe_cat = -1;
+/* targeted cases: the first call of category g_target fails (the probe
+ * arms the fault vfs just before it), whatever its number in this run */
+static int g_target = -1;
+static struct vfs *g_target_fv;
+static struct vfs_fault_spec g_target_spec;
 static bool g_creating;
 /* the v2 workload's own figures (its unarmed run) */
 static uint64_t g_v2_holes, g_v2_del_many, g_v2_del_big, g_v2_cleaned, g_v2_shrinks, g_v2_ckpts, g_v2_max_records;
@@ -154,6 +159,10 @@ static void probe_hook(void *arg, enum vfs_op op, const struct probe_io *io)
 		__atomic_add_fetch(&g_db_shrinks, 1, __ATOMIC_RELAXED);
 	if (__atomic_add_fetch(&g_probe_calls, 1, __ATOMIC_RELAXED) == g_probe_k)
 		g_probe_cat = cat;
+	if (g_target >= 0 && cat == g_target && g_probe_cat < 0) {
+		g_probe_cat = cat;
+		vfs_fault_arm(g_target_fv, &g_target_spec); /* fail_at 1: this very call */
+	}
 }
 
 struct outcome {
@@ -346,9 +355,9 @@ static void verify_on(struct vfs *v, struct model *m, const char *what)
 	g_recovered++;
 }
 
-/* The durable image of rec (a power cut now), then rec itself (the fault
- * is gone: the disk has room again). */
-static void verify(struct vfs *rec, struct model *m)
+/* The durable image of rec (a power cut now), then, when clean, rec itself
+ * (the fault is gone: the disk has room again). */
+static void verify(struct vfs *rec, struct model *m, bool clean)
 {
 	struct vfs *img = NULL;
 	int rc = vfs_rec_crash(rec, &durable_only, &img);
@@ -357,7 +366,8 @@ static void verify(struct vfs *rec, struct model *m)
 		fail("vfs_rec_crash: %s", strerror(-rc));
 	verify_on(img, m, "durable image");
 	vfs_destroy(img);
-	verify_on(rec, m, "clean vfs");
+	if (clean)
+		verify_on(rec, m, "clean vfs");
 }
 
 static const char *mode_name(enum vfs_fault_mode md)
@@ -426,7 +436,7 @@ static uint64_t run_create_case(uint64_t k, enum vfs_fault_mode md, bool persist
 	}
 	/* what a failed creation leaves is either no store (recreated) or a
 	 * whole empty one: both open, empty, fsck clean */
-	verify(rec, &m);
+	verify(rec, &m, true);
 	vfs_destroy(pv);
 	vfs_destroy(fv);
 	vfs_destroy(rec);
@@ -434,6 +444,8 @@ static uint64_t run_create_case(uint64_t k, enum vfs_fault_mode md, bool persist
 	return calls;
 }
 
+/* k: the call that fails (0: none); or, when g_target >= 0, the first
+ * call of that category. */
 static uint64_t run_case(uint64_t k, enum vfs_fault_mode md, bool persistent)
 {
 	static struct model m;
@@ -447,8 +459,12 @@ static uint64_t run_case(uint64_t k, enum vfs_fault_mode md, bool persistent)
 	if (g_pass->create)
 		return run_create_case(k, md, persistent);
 	rec = new_store_rec();
-	snprintf(g_case, sizeof(g_case), "%s k=%" PRIu64 " mode=%s %s", g_pass->name, k, mode_name(md),
-		 persistent ? "persistent" : "once");
+	if (g_target >= 0)
+		snprintf(g_case, sizeof(g_case), "%s first %s call mode=%s %s", g_pass->name, io_name[g_target],
+			 mode_name(md), persistent ? "persistent" : "once");
+	else
+		snprintf(g_case, sizeof(g_case), "%s k=%" PRIu64 " mode=%s %s", g_pass->name, k, mode_name(md),
+			 persistent ? "persistent" : "once");
 	if (m_init(&m, g_seed, 2, true) < 0)
 		fail("out of memory");
 	m.stress = g_pass->stress;
@@ -460,12 +476,14 @@ static uint64_t run_case(uint64_t k, enum vfs_fault_mode md, bool persistent)
 		fail("creating the vfs stack: %s", strerror(-rc));
 	vfs_fault_arm(fv, &spec);
 	arm_probe(k);
+	g_target_fv = fv;
+	g_target_spec = (struct vfs_fault_spec){ .fail_at = 1, .mode = md, .persistent = persistent };
 	alarm(CASE_TIMEOUT_S);
 	workload(pv, &m, &o, &st);
 	alarm(0);
 	calls = vfs_fault_calls(fv);
 	uint64_t inj = vfs_fault_injected(fv);
-	if (k) {
+	if (k || g_target >= 0) {
 		g_cases++;
 		g_injected += inj;
 		count_hit(md, inj);
@@ -512,7 +530,7 @@ static uint64_t run_case(uint64_t k, enum vfs_fault_mode md, bool persistent)
 		g_v2_shrinks = g_db_shrinks;
 		g_v2_max_records = most;
 	}
-	verify(rec, &m);
+	verify(rec, &m, md == VFS_FAULT_ENOSPC || !k); /* the clean reopen: after ENOSPC (time) */
 	vfs_destroy(pv);
 	vfs_destroy(fv);
 	vfs_destroy(rec);
@@ -579,6 +597,15 @@ int main(int argc, char **argv)
 			for (int md = VFS_FAULT_EIO; md <= VFS_FAULT_SHORT; md++)
 				for (int pers = 0; pers < 2; pers++)
 					run_case(k, (enum vfs_fault_mode)md, pers);
+		/* thread timing moves the calls between runs: the first call of
+		 * every category the pass makes fails too, whatever its number */
+		for (size_t c = 0; c < BZ_ARRAY_SIZE(io_required) && !g_pass->create; c++) {
+			g_target = io_required[c];
+			for (int md = VFS_FAULT_EIO; md <= VFS_FAULT_SHORT; md++)
+				for (int pers = 0; pers < 2; pers++)
+					run_case(0, (enum vfs_fault_mode)md, pers);
+			g_target = -1;
+		}
 	}
 	printf("fault_store: OK cases=%" PRIu64 " faults injected=%" PRIu64 " recovered+verified=%" PRIu64
 	       " acked ops verified=%" PRIu64 "\n",
