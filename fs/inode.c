@@ -240,7 +240,10 @@ void fs_inode_put(struct fs *fs, struct fs_inode *ip)
 	itab_release(fs, ip);
 }
 
-int fs_submit(struct fs *fs, struct ns_op *op)
+/* charge: check the op against the reserve (space.c). Not for the ops an
+ * unlink is made of (the orphan directory and the rename into it), which
+ * must work on a full disk like every removal. */
+static int submit(struct fs *fs, struct ns_op *op, bool charge) REQUIRES(fs_ns_lock)
 {
 	int r;
 
@@ -249,7 +252,7 @@ int fs_submit(struct fs *fs, struct ns_op *op)
 	 * can; it is refused too). */
 	if (__atomic_load_n(&fs->failed, __ATOMIC_RELAXED) || fs->opts.read_only)
 		return -EROFS;
-	r = fs_space_nsop(fs, op); /* space.c: ENOSPC before the live view changes */
+	r = charge ? fs_space_nsop(fs, op) : 0; /* space.c: ENOSPC before the live view changes */
 	if (r < 0)
 		return r;
 	r = ns_apply(fs->ns, op);
@@ -267,6 +270,8 @@ int fs_submit(struct fs *fs, struct ns_op *op)
 	FS_COUNT(fs, nsops, 1);
 	return 0;
 }
+
+int fs_submit(struct fs *fs, struct ns_op *op) { return submit(fs, op, true); }
 
 /* ---- orphans: files unlinked while held ----
  * The store applies an unlink at once and drops the data of an inode that
@@ -305,7 +310,7 @@ static int orphan_dir(struct fs *fs, uint64_t *ret_dir) REQUIRES(fs_ns_lock)
 			.atime_ns = now, .mtime_ns = now, .ctime_ns = now,
 		};
 		op.ino = ns_alloc_ino(fs->ns);
-		r = fs_submit(fs, &op);
+		r = submit(fs, &op, false); /* part of an unlink */
 		dir = op.ino;
 	}
 	if (r < 0)
@@ -331,7 +336,9 @@ static int orphanize(struct fs *fs, uint64_t parent, const char *name, uint64_t 
 	op.name2 = oname;
 	op.name2_len = (uint32_t)strlen(oname);
 	op.ctime_ns = bz_wall_ns();
-	r = fs_submit(fs, &op);
+	/* an unlink: not charged (the entry moves; the bytes of its new name
+	 * are within the reserve's fixed slack, space.c) */
+	r = submit(fs, &op, false);
 	if (r == 0) {
 		ip->orphan = true;
 		bz_debug("inode %llu unlinked while open: parked as %s", (unsigned long long)ino, oname);
@@ -602,9 +609,9 @@ static int append_bytes(struct fs *fs, const struct fs_inode *ip, uint64_t *size
  * stores nothing and reads as zeros), so a growing truncate or a gap of up
  * to FS_MAX_FILE_BYTES is instant and takes no space; the reserve check
  * (ENOSPC) covers the record (DESIGN §1 rule 8). */
-static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
+static int append_zeros_ex(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count, bool charged)
 {
-	int r = fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
+	int r = charged ? 0 : fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
 
 	while (r == 0 && count > 0) {
 		uint64_t n = BZ_MIN(count, (uint64_t)REC_MAX_HOLE);
@@ -615,6 +622,20 @@ static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size
 		count -= n;
 	}
 	return r;
+}
+
+static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
+{
+	return append_zeros_ex(fs, ip, size, count, false);
+}
+
+/* The zeros a growing truncate owes (writeback cache: below ip->zext): the
+ * truncate was charged when it returned 0 (fs_file_truncate), so they are
+ * not checked again. Checked again, a disk that filled meanwhile refused
+ * them at the next flush, and a truncate that had succeeded was lost. */
+static int append_owed_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
+{
+	return append_zeros_ex(fs, ip, size, count, true);
 }
 
 /* Compares [off, off+len) with the stored bytes: 0 equal, 1 different. */
@@ -955,7 +976,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 			hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
 		(void)hdata;
 		(void)hlen;
-		r = append_zeros(fs, ip, cur, hoff - *cur);
+		r = append_owed_zeros(fs, ip, cur, hoff - *cur);
 		FS_COUNT(fs, zero_extend_bytes, hoff - start);
 	}
 	free(buf);
@@ -981,7 +1002,8 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	while (r == 0 && fs_held_first(ip, &hoff, &data, &hlen)) {
 		if (hoff <= ip->zext || fresh) {
 			uint64_t from = *cur;
-			r = append_zeros(fs, ip, cur, hoff - *cur);
+			r = hoff <= ip->zext ? append_owed_zeros(fs, ip, cur, hoff - *cur) :
+					       append_zeros(fs, ip, cur, hoff - *cur);
 			if (hoff > ip->zext) {
 				FS_COUNT(fs, holes_filled, 1);
 				FS_COUNT(fs, hole_bytes, *cur - BZ_MAX(from, ip->zext));
@@ -997,7 +1019,7 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	}
 	if (r == 0 && *cur < ip->zext) {
 		uint64_t from = *cur;
-		r = append_zeros(fs, ip, cur, ip->zext - *cur);
+		r = append_owed_zeros(fs, ip, cur, ip->zext - *cur);
 		FS_COUNT(fs, zero_extend_bytes, *cur - from);
 	}
 	if (r == 0)

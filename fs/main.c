@@ -13,7 +13,9 @@
  *   3. create STORE_DIR if absent, vfs_posix_new, store_open (a store held by
  *      another daemon that has it mounted: -EBUSY -> "already mounted", exit
  *      1; held by a process that has not mounted it -- a daemon finishing its
- *      unmount, blazectl fsck -- wait up to 60 s for it), store_ns_clone
+ *      unmount, blazectl fsck -- wait up to 60 s for it; a recovery that
+ *      runs out of disk space, -ENOSPC: open read-only instead and say so),
+ *      store_ns_clone
  *      (the live namespace), pipe_start, fuse_session_mount;
  *   4. report success, detach stdio, log to syslog; run the session loop
  *      (multithreaded unless -s).
@@ -532,6 +534,22 @@ int main(int argc, char **argv)
 				"or blazectl fsck): waiting up to %d s",
 				fs->store_dir, FS_LOCK_WAIT_MS / 1000);
 		usleep(100 * 1000);
+	}
+	if (r == -ENOSPC && !fs->opts.read_only) {
+		/* Recovery (replay, then a checkpoint) ran out of disk space:
+		 * something else filled the store's disk while it was not
+		 * mounted (store_open said how much it needs). A read-only open
+		 * needs no space: mount read-only rather than not at all, so
+		 * the data stays readable, and say why. */
+		bz_err("%s: recovery needs more disk space than is free: mounting READ-ONLY (the committed data is "
+		       "intact and readable; writes get EROFS). Free space on the store's disk and mount again to "
+		       "write",
+		       fs->store_dir);
+		fs->opts.read_only = true;
+		fs->opts.writeback_cache = false; /* as with -o ro */
+		so.read_only = true;
+		so.create = false;
+		r = store_open(&so, &fs->store);
 	}
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot open store %s: %s\n", fs->store_dir, strerror(-r));

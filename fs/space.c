@@ -25,10 +25,24 @@
  *
  * SAMPLING. The free space of the store's disk is sampled with statvfs at
  * most every 20 ms or after every 4 MiB charged, so a check costs a few
- * atomic loads; charges since the last sample are added to it.
+ * atomic loads; charges since the last sample are added to it. What the
+ * pipeline holds then, accepted but not yet applied to store.db, is not
+ * free (pipe_unapplied_bytes): it takes its space when applied. Without
+ * that, df right after a burst of writes said "3 MiB available" and the
+ * next mkdir got ENOSPC once the burst was applied.
+ *
+ * SHORT OF SPACE. While writes are refused (space_warned), the pipeline
+ * checkpoints as soon as deleted files hold space (pipe_set_space_short):
+ * their room is reusable only after a checkpoint (FORMAT.md §7), and on a
+ * full disk no WAL traffic would bring one before unmount.
+ *
+ * UNLINK. Removals are never charged, including the ops an unlink of a
+ * file still held by the kernel is made of (inode.c orphanize: the orphan
+ * directory and the rename into it, a name of ~20 bytes, within the
+ * fixed slack).
  *
  * statfs reports what writes can really use: available = free + spare -
- * reserve.
+ * unapplied - reserve.
  *
  * Locks: none; the samples are __atomic (any session thread). */
 #include <string.h>
@@ -58,8 +72,9 @@ uint64_t fs_space_reserve(struct fs *fs, uint64_t *ret_spare)
 	return fs->space_reserve + need;
 }
 
-/* The free bytes of the store's disk as last sampled, resampled when due;
- * *ret_since: bytes charged since that sample (this charge included). */
+/* The free bytes of the store's disk as last sampled, less what the
+ * pipeline holds unapplied then (pipe_unapplied_bytes), resampled when
+ * due; *ret_since: bytes charged since that sample (this charge included). */
 static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *ret_since)
 {
 	uint64_t now = bz_now_ns(), free_b, total_b;
@@ -68,6 +83,11 @@ static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *re
 
 	if (force || now - at >= SPACE_SAMPLE_NS || since >= SPACE_SAMPLE_BYTES) {
 		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+			/* data accepted but not yet applied will take its
+			 * share of that disk space: it is not free */
+			uint64_t unapplied = fs->pipe ? pipe_unapplied_bytes(fs->pipe) : 0;
+			unapplied += unapplied / 16; /* page and frame overhead, as in the reserve */
+			free_b -= BZ_MIN(free_b, unapplied);
 			__atomic_store_n(&fs->space_free, free_b, __ATOMIC_RELAXED);
 			__atomic_store_n(&fs->space_since, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&fs->space_at_ns, now, __ATOMIC_RELAXED);
@@ -85,14 +105,19 @@ int fs_space_check(struct fs *fs, uint64_t len)
 
 	free_b += spare;
 	if (free_b >= reserve + since + (since ? 0 : len)) {
-		__atomic_store_n(&fs->space_warned, 0, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&fs->space_warned, __ATOMIC_RELAXED) &&
+		    __atomic_exchange_n(&fs->space_warned, 0, __ATOMIC_RELAXED) && fs->pipe)
+			pipe_set_space_short(fs->pipe, false);
 		return 0;
 	}
-	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED))
+	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED)) {
+		if (fs->pipe)
+			pipe_set_space_short(fs->pipe, true); /* deleted files' room: at once */
 		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
 			"storable and the store checkpointable: writes and namespace additions get ENOSPC",
 			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
 			(unsigned long long)(reserve >> 20));
+	}
 	return -ENOSPC;
 }
 

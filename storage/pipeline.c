@@ -193,6 +193,9 @@ struct pipeline {
 	 * until signalled, else the deadline of its timed sleep. */
 	uint64_t c_wake_ns GUARDED_BY(pipe_cap);
 	uint32_t c_group GUARDED_BY(pipe_cap); /* durable waiters when the last fdatasync ended */
+	/* pipe_set_space_short: the disk is short (checkpoint when deleted
+	 * files hold space); poke: it just became so (wake the commit thread) */
+	bool space_short GUARDED_BY(pipe_cap), space_poke GUARDED_BY(pipe_cap);
 
 	/* commit */
 	struct batch *reorder;      /* sorted by seq */
@@ -912,7 +915,7 @@ static void *commit_main(void *arg)
 	pthread_setname_np(pthread_self(), "bz-commit"); /* top -H, perf; best effort */
 	while (!final) {
 		struct batch *disp = NULL;
-		bool ready, need_sync;
+		bool ready, need_sync, short_of_space;
 
 		bz_cap_lock(&p->mu, &pipe_cap);
 		for (bool woken = true;;) {
@@ -924,7 +927,7 @@ static void *commit_main(void *arg)
 			ready = p->reorder && p->reorder->seq == p->next_seq;
 			need_sync = commit_sync_due(p, now);
 			final = p->stopping && !p->ob && p->received == p->sealed_seq && !p->reorder;
-			if (disp || ready || need_sync || final)
+			if (disp || ready || need_sync || final || p->space_poke)
 				break;
 			if (p->ob)
 				deadline = p->ob->b.first_ns + p->o.linger_us * 1000ull;
@@ -949,6 +952,8 @@ static void *commit_main(void *arg)
 			woken = true;
 		}
 		p->c_work_ns = bz_now_ns();
+		short_of_space = p->space_short;
+		p->space_poke = false;
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		if (disp)
 			dispatch(p, disp);
@@ -977,7 +982,7 @@ static void *commit_main(void *arg)
 			commit_fail(p, "apply", r);
 			continue;
 		}
-		if (store_need_checkpoint(p->s)) {
+		if (store_need_checkpoint(p->s) || (short_of_space && store_has_dead_space(p->s))) {
 			r = commit_flush(p, true, &what);
 			if (r < 0) {
 				commit_fail(p, what, r);
@@ -1561,6 +1566,32 @@ static void BZ_PRINTF(2, 3) jp(struct jbuf *j, const char *fmt, ...)
 		j->over = true;
 	else
 		j->len += (size_t)n;
+}
+
+uint64_t pipe_unapplied_bytes(struct pipeline *p)
+{
+	uint64_t n;
+
+	/* inflight counts a record's raw bytes twice until its batch is
+	 * encoded (INFLIGHT_PER_BYTE), then raw + encoded until applied: half
+	 * of it bounds the encoded bytes to come whenever encoded <= raw; an
+	 * encoding larger than its input (incompressible data stored raw is
+	 * never larger) is covered by the caller's reserve */
+	bz_cap_lock(&p->mu, &pipe_cap);
+	n = p->inflight;
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	return n / INFLIGHT_PER_BYTE;
+}
+
+void pipe_set_space_short(struct pipeline *p, bool short_of_space)
+{
+	bz_cap_lock(&p->mu, &pipe_cap);
+	if (short_of_space && !p->space_short) {
+		p->space_poke = true;
+		pthread_cond_signal(&p->commit_cv);
+	}
+	p->space_short = short_of_space;
+	bz_cap_unlock(&p->mu, &pipe_cap);
 }
 
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)

@@ -119,6 +119,16 @@ struct pipe_stats {
 	struct store_stats store;
 };
 void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
+/* A bound on the bytes accepted but not yet applied to store.db (raw bytes
+ * of records not yet encoded, encoded bytes of batches not yet applied):
+ * what they will still take on disk, less page overhead. Any thread. */
+uint64_t pipe_unapplied_bytes(struct pipeline *p);
+/* The filesystem refuses writes for lack of space (short) or no longer.
+ * While short, the commit thread checkpoints as soon as deleted files hold
+ * space (store_has_dead_space), instead of waiting for the WAL or the
+ * dead-space threshold of store_need_checkpoint: on a full disk nothing
+ * else would bring their room back until unmount. Any thread. */
+void pipe_set_space_short(struct pipeline *p, bool short_of_space);
 /* The stats as one JSON object (documented in docs/ARCHITECTURE.md). Returns
  * the length written (excluding NUL) or -ENOSPC. */
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap);

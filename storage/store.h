@@ -76,6 +76,9 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare);
  * threshold, or files deleted since the last one hold a quarter of
  * store.db (their space comes back only after a checkpoint). */
 bool store_need_checkpoint(struct store *s);
+/* Files deleted since the last checkpoint hold space that the next
+ * checkpoint makes reusable (docs/FORMAT.md §7). [any] */
+bool store_has_dead_space(struct store *s);
 /* Checkpoint: requires every appended batch to be applied. Writes pending
  * pages, fsyncs the store, writes the other superblock, fsyncs, recycles the
  * WAL. After any failure of the write path the store is in a sticky error

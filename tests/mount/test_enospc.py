@@ -6,11 +6,19 @@ with data — and checks that every refused call gets
 ENOSPC cleanly, that fsync'd data survives, that df reports what writes can
 really use, and that the store remounts; a growing truncate far beyond the
 disk is a hole that takes no space. The WAL (4 x 64 MiB) is
-preallocated, so the image is 400 MiB."""
+preallocated, so the image is 400 MiB.
+
+The second half takes every class of space-consuming operation in turn
+(fsync'd appends, mkdir, setxattr, symlinks, growing truncates with appends
+after them, a truncate whose hole is stored after the disk filled, deleting
+and rewriting) and ends each with the same proof: ENOSPC and nothing else,
+fsync'd data intact, clean unmount, `blazectl fsck` clean, the store mounts
+again, and once files are deleted their room is written again."""
 import errno
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -140,13 +148,17 @@ def test_data_fills_disk_enospc_and_df_is_true(small_disk):
         assert err.errno == errno.ENOSPC, err
     # df told the truth: what it reported could be written (the check may
     # let through up to max_inflight_mb more, data still in flight when the
-    # disk was sampled, which the reserve covers), and nothing is left once
-    # writes are refused
+    # disk was sampled, which the reserve covers), and little is left once
+    # writes are refused (data accepted but not yet applied when the disk
+    # was sampled counts as used then: the last MiB may be refused while
+    # that data was applying); namespace additions use that little, then
+    # get ENOSPC too
     assert avail * 0.9 <= written <= avail + (16 << 20), (written, avail)
     sv = os.statvfs(m.mnt)
     assert sv.f_bavail * sv.f_frsize < (4 << 20)
     with pytest.raises(OSError) as ei:
-        os.mkdir(m.path("d"))
+        for k in range(100000):
+            os.mkdir(m.path("d%d" % k))
     assert ei.value.errno == errno.ENOSPC
     s = stats(m)
     assert s["error"] == 0 and s["fs"]["failed"] is False, s
@@ -191,3 +203,423 @@ def test_growing_truncate_is_a_hole(small_disk):
         assert f.read() == kept
     assert os.path.getsize(m.path("t")) == 64 << 30
     assert m.stop() == 0, m.logtext()
+
+
+# ---------------------------------------------------------------------------
+# Every class of space-consuming operation on a full disk (issue 11.5): the
+# disk is first filled with data to within LEFT bytes of what df says is
+# available, then the operation class itself fills the rest. Each must end
+# in ENOSPC (never EIO, never a read-only store), and then: fsync'd data is
+# intact, the store unmounts cleanly, `blazectl fsck` finds it clean, it
+# mounts again, and deleting files gives room that writes use again.
+
+BLAZECTL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    os.environ.get("BLAZEFS_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "fs",
+                                               "blazefs"))))), "tools", "blazectl")
+LEFT = 4 << 20
+CHUNK = os.urandom(1 << 20)  # incompressible
+
+
+def avail(m):
+    sv = os.statvfs(m.mnt)
+    return sv.f_bavail * sv.f_frsize
+
+
+def fill_data(m, name, leave):
+    """Appends incompressible MiBs to name (fsync'd every 8 MiB) until df
+    says at most `leave` bytes are available or a write is refused; returns
+    the bytes known durable."""
+    fd = os.open(m.path(name), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    done = durable = 0
+    try:
+        while True:
+            left = avail(m)
+            if left <= leave + len(CHUNK):
+                break
+            try:
+                os.write(fd, CHUNK)
+                done += len(CHUNK)
+                # near the end, fsync each MiB: with the writeback cache
+                # the kernel's dirty pages are not known to df until they
+                # are written back
+                if done % (8 << 20) == 0 or left < leave + (24 << 20):
+                    os.fsync(fd)
+                    durable = done
+            except OSError as e:
+                assert e.errno == errno.ENOSPC or (WRITEBACK and e.errno in (errno.EIO, errno.EPERM)), e
+                break
+        try:
+            os.fsync(fd)
+            durable = done
+        except OSError as e:
+            assert e.errno == errno.ENOSPC or (WRITEBACK and e.errno in (errno.EIO, errno.EPERM)), e
+    finally:
+        try:
+            os.close(fd)  # with the writeback cache, a refusal may surface here
+        except OSError as e:
+            assert e.errno == errno.ENOSPC or (WRITEBACK and e.errno in (errno.EIO, errno.EPERM)), e
+    return durable
+
+
+def until_refused(call, limit):
+    """Runs call(i) for i = 0.. until it raises; returns (count, error)."""
+    for i in range(limit):
+        try:
+            call(i)
+        except OSError as e:
+            return i, e
+    return limit, None
+
+
+def check_durable_prefix(m, name, durable):
+    with open(m.path(name), "rb") as f:
+        for i in range(durable >> 20):
+            assert f.read(1 << 20) == CHUNK, (name, i)
+
+
+def fsck(m):
+    r = subprocess.run([BLAZECTL, "fsck", m.store], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, "fsck exit %d:\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-2000:])
+    assert not [ln for ln in r.stdout.splitlines() if ln.startswith(("error:", "warning:"))], r.stdout[-3000:]
+
+
+def after_full(m, fill_name, durable, free_names=(), empty_avail=0):
+    """The common end of every full-disk test: no failure, clean unmount,
+    fsck clean, mounts again with the fsync'd data, and once files are
+    deleted writes work again."""
+    s = stats(m)
+    assert s["error"] == 0 and s["fs"]["failed"] is False, s
+    assert avail(m) < (8 << 20), avail(m)
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
+    m.start()
+    check_durable_prefix(m, fill_name, durable)
+    for n in (fill_name,) + tuple(free_names):
+        os.unlink(m.path(n))
+    # the deleted files' space is reusable after the checkpoint that drops
+    # them is durable (FORMAT.md §7): an unmount makes one
+    assert m.stop() == 0, m.logtext()
+    m.start()
+    assert avail(m) > empty_avail * 0.8, (avail(m), empty_avail)
+    again = fsynced_file(m, "again", 32 << 20)
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
+    m.start()
+    with open(m.path("again"), "rb") as f:
+        assert f.read() == again
+    assert m.stop() == 0, m.logtext()
+
+
+def start_empty(small_disk):
+    """Starts the mount; returns it and what df says an empty store has."""
+    m = small_disk.start()
+    return m, avail(m)
+
+
+def test_fsynced_appends_fill_disk(small_disk):
+    """write() + fsync() of 64 KiB each until the disk is full: the refusal
+    is ENOSPC at the write (or, with the writeback cache, at the fsync), and
+    every fsync that returned 0 holds after remount."""
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", 16 << 20)
+    piece = os.urandom(64 << 10)
+    fd = os.open(m.path("log"), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    synced = 0
+    err = None
+    try:
+        for i in range(4096):
+            try:
+                os.write(fd, piece)
+                os.fsync(fd)
+                synced += 1
+            except OSError as e:
+                err = e
+                break
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert err is not None, "the disk never filled"
+    assert err.errno == errno.ENOSPC, err
+    assert synced > 64
+    with open(m.path("log"), "rb") as f:
+        for i in range(synced):
+            assert f.read(len(piece)) == piece, i
+    assert m.stop() == 0, m.logtext()
+    m.start()
+    assert os.path.getsize(m.path("log")) >= synced * len(piece)
+    with open(m.path("log"), "rb") as f:
+        for i in range(synced):
+            assert f.read(len(piece)) == piece, i
+    after_full(m, "fill", durable, ("log",), empty)
+
+
+def test_mkdir_fills_disk(small_disk):
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", LEFT)
+    os.mkdir(m.path("d"))
+    made, err = until_refused(lambda i: os.mkdir(m.path("d", "%06d" % i)), 400000)
+    assert err is not None and err.errno == errno.ENOSPC, (made, err)
+    assert os.path.isdir(m.path("d", "%06d" % (made - 1)))
+    after_full(m, "fill", durable, (), empty)
+
+
+def test_setxattr_fills_disk(small_disk):
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", LEFT)
+    value = os.urandom(4000)
+
+    def setx(i):
+        f = m.path("x%04d" % (i // 15))
+        if i % 15 == 0:
+            open(f, "wb").close()
+        os.setxattr(f, "user.k%02d" % (i % 15), value)
+
+    made, err = until_refused(setx, 100000)
+    assert err is not None and err.errno == errno.ENOSPC, (made, err)
+    assert made > 100
+    last = m.path("x%04d" % ((made - 1) // 15))
+    assert os.getxattr(last, "user.k%02d" % ((made - 1) % 15)) == value
+    after_full(m, "fill", durable, (), empty)
+
+
+def test_symlinks_fill_disk_then_fsck(small_disk):
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", LEFT)
+    target = "t" * 4000
+    made, err = until_refused(lambda i: os.symlink(target, m.path("s%06d" % i)), 100000)
+    assert err is not None and err.errno == errno.ENOSPC, (made, err)
+    assert made > 100
+    after_full(m, "fill", durable, (), empty)
+
+
+def test_growing_truncates_and_appends_on_full_disk(small_disk):
+    """Holes on a full disk: growing truncates and the appends after them
+    are either done or refused with ENOSPC, never anything else, and the
+    store stays sound."""
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", LEFT)
+    piece = os.urandom(256 << 10)
+    sizes = {}
+
+    def grow(i):
+        name = "h%04d" % i
+        with open(m.path(name), "wb"):
+            pass
+        os.truncate(m.path(name), (i + 1) << 30)  # a hole of i+1 GiB
+        sizes[name] = (i + 1) << 30
+        fd = os.open(m.path(name), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, piece)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        sizes[name] += len(piece)
+
+    made, err = until_refused(grow, 2000)
+    assert err is not None and err.errno == errno.ENOSPC, (made, err)
+    assert made > 2
+    # with the disk full, a growing truncate of an existing file is still
+    # either a hole or ENOSPC
+    try:
+        os.truncate(m.path("h0000"), 1 << 40)
+        sizes["h0000"] = 1 << 40
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    assert m.stop() == 0, m.logtext()
+    m.start()
+    for name, size in sizes.items():
+        assert os.path.getsize(m.path(name)) == size, name
+    with open(m.path("h0001"), "rb") as f:
+        f.seek(1 << 30)
+        assert f.read(4096) == bytes(4096)
+        f.seek(2 << 30)
+        assert f.read() == piece
+    after_full(m, "fill", durable, tuple(sizes), empty)
+
+
+def test_delete_then_rewrite(small_disk):
+    """Fill, delete, fill again, three times: the deleted files' room comes
+    back every round (the store does not grow past the disk), and what df
+    says is available is what the next round writes."""
+    m = small_disk.start()
+    kept = fsynced_file(m, "kept", 1 << 20)
+    rounds = []
+    for r in range(3):
+        before = avail(m)
+        durable = fill_data(m, "r%d" % r, 0)
+        assert durable >= before * 0.8, (r, durable, before)
+        rounds.append(durable)
+        s = stats(m)
+        assert s["error"] == 0 and s["fs"]["failed"] is False, s
+        os.unlink(m.path("r%d" % r))
+        # the room comes back at the checkpoint that drops the file
+        assert m.stop() == 0, m.logtext()
+        fsck(m)
+        m.start()
+    assert min(rounds) >= max(rounds) * 0.8, rounds
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == kept
+    assert m.stop() == 0, m.logtext()
+
+
+def test_truncate_survives_the_disk_filling_after_it(small_disk):
+    """A growing truncate that returned 0 stays, even when the disk fills
+    before its hole is stored (with the writeback cache the hole is stored
+    at the next flush, fsync or unmount: it was charged when the truncate
+    returned, and is not refused then)."""
+    m, empty = start_empty(small_disk)
+    durable = fill_data(m, "fill", 24 << 20)
+    with open(m.path("h"), "wb"):
+        pass
+    os.truncate(m.path("h"), 1 << 30)
+    os.truncate(m.path("h"), 2 << 30)
+    more = fill_data(m, "fill2", 0)
+    fd = os.open(m.path("h"), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert os.path.getsize(m.path("h")) == 2 << 30
+    assert m.stop() == 0, m.logtext()
+    m.start()
+    assert os.path.getsize(m.path("h")) == 2 << 30
+    with open(m.path("h"), "rb") as f:
+        f.seek((2 << 30) - 4096)
+        assert f.read() == bytes(4096)
+    check_durable_prefix(m, "fill2", more)
+    after_full(m, "fill", durable, ("fill2", "h"), empty)
+
+
+def test_recovery_on_a_disk_filled_meanwhile_mounts_read_only(small_disk):
+    """The daemon dies with fsync'd data only in the WAL; something else
+    fills the store's disk; the next mount's recovery (replay, then a
+    checkpoint) has no room: it mounts READ-ONLY and says why, the data is
+    readable; once space is freed the store mounts read-write, fsck clean."""
+    m = small_disk.start(opts=OPTS + ",sync_interval_ms=1")
+    data = fsynced_file(m, "kept", 24 << 20)
+    names = []
+    for i in range(200):
+        os.symlink("t" * 4000, m.path("s%03d" % i))
+        names.append("s%03d" % i)
+    fd = os.open(m.path("kept"), os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the symlinks are durable too (one WAL sync covers all)
+    finally:
+        os.close(fd)
+    m.kill9()
+    # fill the store's disk from outside blazefs
+    filler = os.path.join(m.store, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(CHUNK)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    with open(filler, "ab") as f:  # the last blocks
+        try:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        except OSError:
+            pass
+    m.start()
+    log = m.logtext()
+    ro = "READ-ONLY" in log
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == data
+    assert sorted(n for n in os.listdir(m.mnt) if n.startswith("s")) == names
+    if ro:
+        with pytest.raises(OSError) as ei:
+            os.mkdir(m.path("d"))
+        assert ei.value.errno == errno.EROFS
+    assert m.stop() == 0, m.logtext()
+    os.unlink(filler)
+    m.start()
+    assert "READ-ONLY" not in m.logtext()[len(log):]
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == data
+    os.mkdir(m.path("d"))
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
+    # the recovery above had no room (the test is only meaningful then)
+    assert ro, log
+
+
+def write_until_ok(m, name, piece, deadline_s=60):
+    """Appends piece to name (write + fsync) until one succeeds or the
+    deadline passes; refusals must be ENOSPC. Returns True on success.
+    (The room a deletion frees comes with the checkpoint the daemon makes
+    for it, asynchronously: wait for that state, assert nothing on time.)"""
+    end = time.monotonic() + deadline_s
+    while True:
+        fd = os.open(m.path(name), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, piece)
+            os.fsync(fd)
+            return True
+        except OSError as e:
+            assert e.errno == errno.ENOSPC or (WRITEBACK and e.errno in (errno.EIO, errno.EPERM)), e
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+
+
+def test_deleting_a_few_files_gives_room_while_mounted(small_disk):
+    """On a full disk, deleting a small share of the store (below the
+    dead-space threshold that triggers a checkpoint by itself) gives its
+    room back without a remount: writes work again, up to about what was
+    deleted."""
+    m, empty = start_empty(small_disk)
+    small = [fsynced_file(m, "small%d" % i, 2 << 20) for i in range(3)]
+    open(m.path("after"), "wb").close()
+    durable = fill_data(m, "fill", 0)
+    piece = os.urandom(1 << 20)
+    assert not write_until_ok(m, "after", piece, deadline_s=0), "the disk is not full"
+    for i in range(3):
+        os.unlink(m.path("small%d" % i))
+    assert write_until_ok(m, "after", piece), "the deleted files' room never came back: %s" % m.logtext()
+    more = fill_data(m, "after", 0)
+    assert more >= (3 << 20), more
+    after_full(m, "fill", durable, ("after",), empty)
+    del small
+
+
+@pytest.mark.parametrize("filler", ["data", "symlinks"])
+def test_crash_on_full_disk_recovers_read_write(small_disk, filler):
+    """The reserve covers recovery: the daemon dies (kill -9) on a disk its
+    own writes filled, with fsync'd data in the WAL not yet checkpointed;
+    the next mount recovers read-write (no READ-ONLY fallback), with that
+    data, and fsck finds the store clean."""
+    m, empty = start_empty(small_disk)
+    kept = fsynced_file(m, "kept", 4 << 20)
+    if filler == "data":
+        durable = fill_data(m, "fill", 0)
+    else:
+        durable = fill_data(m, "fill", 24 << 20)
+        target = "t" * 4000
+        made, err = until_refused(lambda i: os.symlink(target, m.path("s%06d" % i)), 100000)
+        assert err is not None and err.errno == errno.ENOSPC, (made, err)
+        fd = os.open(m.path("kept"), os.O_RDONLY)
+        try:
+            os.fsync(fd)  # one WAL sync covers the symlinks too
+        finally:
+            os.close(fd)
+    m.kill9()
+    m.start()
+    log = m.logtext()
+    assert "READ-ONLY" not in log, log
+    with open(m.path("kept"), "rb") as f:
+        assert f.read() == kept
+    check_durable_prefix(m, "fill", durable)
+    if filler == "symlinks":
+        assert os.readlink(m.path("s%06d" % (made - 1))) == target
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
