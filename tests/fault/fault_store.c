@@ -66,7 +66,7 @@ struct pass {
 };
 static const struct pass g_passes[] = {
 	{ "plain", 65, false, false, false, 120, 6, 4096 },
-	{ "v2", 70, true, true, false, 380, 12, 16 << 10 },
+	{ "v2", 70, true, true, false, 480, 12, 16 << 10 },
 	{ "ns", 0, false, false, false, 120, 6, 4096 },
 	{ "create", 0, false, false, true, 0, 0, 0 },
 };
@@ -571,6 +571,10 @@ int main(int argc, char **argv)
 	g_sopts.wal_segments = 4;
 	g_sopts.checkpoint_bytes = 24 << 10;
 	g_sopts.cache_bytes = 1 << 20;
+	/* open chunks: records of >= 256 bytes are chunks (index pages),
+	 * smaller ones gather and are written as tails */
+	g_sopts.chunk_bytes = 512;
+	g_sopts.open_chunk_budget = 8u << 10;
 	g_sopts.create = true;
 
 	uint64_t t0 = bz_now_ns();
