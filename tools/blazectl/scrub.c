@@ -246,7 +246,7 @@ static void draw(struct scrub *s, bool final)
 	bar[30] = 0;
 	fprintf(stderr, "\rscrub [%s] %3d%%  %.1f/%.1f MB  %.1f MB/s  ETA %s  files %zu/%zu  damaged %llu \033[K%s",
 		bar, (int)(frac * 100), (double)s->done / 1e6, (double)s->total / 1e6, mbps, eta, s->files_done, s->n,
-		(unsigned long long)s->damaged, final ? "\n" : "");
+		(unsigned long long)(s->damaged + s->meta_bad), final ? "\n" : "");
 }
 
 static void pace(struct scrub *s)
