@@ -64,6 +64,9 @@
 #include "fs/ioctl.h"
 
 #define STEP_MAX (4ull << 20)
+/* A namespace walk starts again when a checkpoint replaced its chain; it
+ * gives up (operational error) after this many. */
+#define META_RESTARTS_MAX 1000u
 #define STATE_MAGIC "blazefs-scrub-state 1"
 
 struct sfile {
@@ -292,6 +295,7 @@ static uint64_t step_bytes(const struct scrub *s)
 static int scrub_meta(struct scrub *s, int fd, uint32_t walk, const char *path)
 {
 	struct bz_scrub_meta_arg a = {.walk = walk};
+	unsigned restarts = 0;
 	int r = 0;
 
 	for (;;) {
@@ -315,6 +319,12 @@ static int scrub_meta(struct scrub *s, int fd, uint32_t walk, const char *path)
 		}
 		s->done += a.done;
 		s->meta += a.done;
+		if ((a.flags & BZ_META_RESTARTED) && ++restarts > META_RESTARTS_MAX) {
+			fprintf(stderr, "%sblazectl: %s: checkpoints replaced the namespace chain %u times during its "
+					"walk; try again with a higher --rate or when the filesystem is quieter\n",
+				s->tty && !s->quiet ? "\n" : "", path, restarts - 1);
+			return -1;
+		}
 		if (a.bad) {
 			if (s->tty && !s->quiet)
 				fprintf(stderr, "\r\033[K");
@@ -529,7 +539,11 @@ int blazectl_scrub(int argc, char **argv)
 	mfd = open(s.mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (mfd >= 0) {
 		struct bz_scrub_meta_arg probe = {.walk = BZ_META_NS};
-		if (ioctl(mfd, BZ_IOC_SCRUB_META, &probe) == 0)
+		int pr;
+		for (int tries = 0; (pr = ioctl(mfd, BZ_IOC_SCRUB_META, &probe)) < 0 && errno == EAGAIN && tries < 100;
+		     tries++)
+			probe = (struct bz_scrub_meta_arg){.walk = BZ_META_NS}; /* a checkpoint: ask again */
+		if (pr == 0)
 			s.total += probe.total + probe.index_total;
 	}
 	if (!resume || s.pos_ino == 0) {
