@@ -92,9 +92,11 @@ static int scrub_range(struct fs *fs, uint64_t ino, struct bz_scrub_arg *a)
 		}
 		/* Holes store nothing: skip them (a growing truncate to 8 TiB is
 		 * one gap). No stored data after pos (the rest is a hole or still
-		 * in the pipeline, whose bytes the WAL checks): done. */
+		 * in the pipeline, whose bytes the WAL checks): done. ENOENT: the
+		 * store has not applied the file's creation yet (a file written
+		 * and closed just now): all of it is still in the pipeline. */
 		r = store_seek(fs->store, ino, pos, SEEK_DATA, &data);
-		if (r == -ENXIO) {
+		if (r == -ENXIO || r == -ENOENT) {
 			pos = end;
 			break;
 		}
