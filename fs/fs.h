@@ -86,7 +86,7 @@ struct fs_counters {
 	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
 	uint64_t nsops;          /* namespace operations submitted */
 	uint64_t flushes, fsyncs;
-	uint64_t scrub_bytes, scrub_damaged; /* BZ_IOC_SCRUB: bytes verified, damaged ranges found (scrub.c) */
+	uint64_t scrub_bytes, scrub_damaged; /* BZ_IOC_SCRUB: data bytes verified; damaged ranges and metadata pages found (scrub.c) */
 };
 #define FS_COUNT(fs, field, n) __atomic_add_fetch(&(fs)->ctr.field, (n), __ATOMIC_RELAXED)
 #define FS_READ(fs, field) __atomic_load_n(&(fs)->ctr.field, __ATOMIC_RELAXED)

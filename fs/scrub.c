@@ -1,5 +1,13 @@
-/* scrub.c — BZ_IOC_SCRUB: verify a range of a file against the disk, online
+/* scrub.c — BZ_IOC_SCRUB: verify a range of a file against the disk, online;
+ * BZ_IOC_SCRUB_META: verify metadata pages (the superblocks and the
+ * namespace checkpoint chain, or one file's INDEX chain) the same way
  * (the daemon half of `blazectl scrub`; the ABI is fs/ioctl.h).
+ *
+ * Metadata requests call store_scrub_meta (storage/store_scrub.c: cache
+ * bypassed, no store lock across any page read, a checkpoint during the
+ * call detected through the superblock write sequence and answered EAGAIN)
+ * SCRUB_META_STEP pages at a time, with an interrupt check in between, up
+ * to the caller's `len`; the caller paces itself as for data.
  *
  * The request runs on the session thread that received it, never on the
  * commit thread. It reads the range through the ordinary read path
@@ -12,7 +20,10 @@
  * blocks of the file, the granularity a reader sees it at.
  *
  * Holes (gaps between stored chunks, store_seek) are skipped: they store
- * nothing, and `done` counts them as verified. One call covers at most
+ * nothing, and `done` counts them as verified. When the file's index cannot
+ * be read (store_seek fails with EIO: a damaged INDEX page), nothing past
+ * pos can be located: the rest of the file is reported as one damaged
+ * range. One call covers at most
  * SCRUB_MAX_CALL bytes so each request stays
  * short (the caller paces itself: blazectl's --rate). Nothing here takes a
  * lock beyond what a read takes: the commit thread waits for a scrub no
@@ -32,6 +43,8 @@
 #define SCRUB_PIECE (1u << 20)
 #define SCRUB_BLOCK 4096u
 #define SCRUB_MAX_CALL (64ull << 20)
+#define SCRUB_META_STEP 64u /* pages per store_scrub_meta call (interrupt checks between) */
+#define PAGER_BYTES 4096u   /* a metadata page (storage/pager.h PAGER_PAGE_SIZE) */
 
 /* Reads [off, off+len) with cache bypass; 0, -EIO for damage, other errors. */
 static int scrub_read(struct fs *fs, uint64_t ino, uint64_t off, uint8_t *buf, size_t len, size_t *ret_n)
@@ -79,14 +92,26 @@ static int scrub_range(struct fs *fs, uint64_t ino, struct bz_scrub_arg *a)
 		}
 		/* Holes store nothing: skip them (a growing truncate to 8 TiB is
 		 * one gap). No stored data after pos (the rest is a hole or still
-		 * in the pipeline, whose bytes the WAL checks): done. */
+		 * in the pipeline, whose bytes the WAL checks): done. ENOENT: the
+		 * store has not applied the file's creation yet (a file written
+		 * and closed just now): all of it is still in the pipeline. */
 		r = store_seek(fs->store, ino, pos, SEEK_DATA, &data);
-		if (r == -ENXIO || r == -ENOENT) { /* ENOENT: its creation is not applied yet */
+		if (r == -ENXIO || r == -ENOENT) {
 			pos = end;
 			break;
 		}
 		if (r == 0)
 			r = store_seek(fs->store, ino, data, SEEK_HOLE, &hole);
+		if (r == -EIO || r == -EBADMSG) {
+			/* The file's index cannot be read (a damaged INDEX page:
+			 * BZ_IOC_SCRUB_META names it): no chunk after pos can be
+			 * located, so the rest of the file is one damaged range. */
+			a->bad_off = pos & ~(uint64_t)(SCRUB_BLOCK - 1);
+			a->bad_len = ((size + SCRUB_BLOCK - 1) & ~(uint64_t)(SCRUB_BLOCK - 1)) - a->bad_off;
+			a->err = -EIO;
+			r = 0;
+			break;
+		}
 		if (r < 0)
 			goto out;
 		if (data >= end) {
@@ -133,11 +158,86 @@ out:
 	return r;
 }
 
+/* BZ_IOC_SCRUB_META: up to a->len bytes of metadata pages of one walk
+ * (store_scrub_meta: no store lock across any read, cache bypassed), with
+ * an interrupt check every SCRUB_META_STEP pages. */
+static int scrub_meta(struct fs *fs, uint64_t ino, struct bz_scrub_meta_arg *a)
+{
+	struct store_scrub_meta c = {.gen = a->gen, .pos = a->pos, .pgno = a->pgno, .bytes = a->bytes};
+	uint64_t want = a->len / PAGER_BYTES, done = 0;
+	int r = 0;
+
+	a->done = a->total = a->index_total = a->bad_pgno = 0;
+	a->flags = a->bad = 0;
+	if (a->walk == BZ_META_NS && a->len == 0)
+		a->index_total = store_index_bytes(fs->store);
+	if (want == 0 && a->len)
+		want = 1;
+	do {
+		if (fs_interrupted()) {
+			r = -EINTR;
+			goto out;
+		}
+		uint64_t step = BZ_MIN(want - done, (uint64_t)SCRUB_META_STEP);
+		r = store_scrub_meta(fs->store, a->walk == BZ_META_NS ? STORE_SCRUB_NS : STORE_SCRUB_INDEX, ino, step, &c);
+		if (r == -EAGAIN && done)
+			r = 0; /* keep what earlier steps verified; the caller calls again */
+		if (r < 0)
+			goto out;
+		done += c.done;
+		if (c.restarted)
+			a->flags |= BZ_META_RESTARTED;
+	} while (done < want && !c.end && !c.bad && c.done);
+	a->gen = c.gen;
+	a->pos = c.pos;
+	a->pgno = c.pgno;
+	a->bytes = c.bytes;
+	a->done = done * PAGER_BYTES;
+	a->total = c.total * PAGER_BYTES;
+	a->bad = c.bad;
+	a->bad_pgno = c.bad_pgno;
+	if (c.end)
+		a->flags |= BZ_META_END;
+out:
+	return r;
+}
+
+static void ioctl_meta(fuse_req_t req, struct fs *fs, fuse_ino_t ino, struct fs_open *of, unsigned flags,
+		       const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	struct bz_scrub_meta_arg a;
+	int r;
+
+	if (in_bufsz != sizeof(a) || out_bufsz != sizeof(a)) {
+		r = -EINVAL;
+		goto out;
+	}
+	memcpy(&a, in_buf, sizeof(a));
+	if ((a.walk != BZ_META_NS && a.walk != BZ_META_INDEX) || a.reserved) {
+		r = -EINVAL;
+		goto out;
+	}
+	/* an index belongs to a regular file (a directory's fh is not an fs_open) */
+	if (a.walk == BZ_META_INDEX && ((flags & FUSE_IOCTL_DIR) || !of || !of->inode)) {
+		r = -ENOTTY;
+		goto out;
+	}
+	r = scrub_meta(fs, ino, &a);
+	if (r == 0) {
+		if (a.bad && a.bad != BZ_META_BAD_STALE)
+			__atomic_fetch_add(&fs->ctr.scrub_damaged, 1, __ATOMIC_RELAXED);
+		fuse_reply_ioctl(req, 0, &a, sizeof(a));
+		return;
+	}
+out:
+	fuse_reply_err(req, -r);
+}
+
 void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, struct fuse_file_info *fi,
 		 unsigned flags, const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
 	struct fs *fs = fuse_req_userdata(req);
-	struct fs_open *of = fi ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
+	struct fs_open *of = fi && !(flags & FUSE_IOCTL_DIR) ? (struct fs_open *)(uintptr_t)fi->fh : NULL;
 	struct bz_scrub_arg a;
 	int r;
 
@@ -145,6 +245,10 @@ void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg, st
 	if (flags & FUSE_IOCTL_COMPAT) {
 		r = -ENOSYS;
 		goto out;
+	}
+	if (cmd == BZ_IOC_SCRUB_META) {
+		ioctl_meta(req, fs, ino, of, flags, in_buf, in_bufsz, out_bufsz);
+		return;
 	}
 	if (cmd != BZ_IOC_SCRUB || (flags & FUSE_IOCTL_DIR) || !of || !of->inode) {
 		r = -ENOTTY; /* what ext4 answers an ioctl it does not know */

@@ -444,7 +444,7 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 		 FS_READ(fs, overlap_bytes));
 	prom_u64(p, "blazefs_scrub_bytes_total", "counter", "Bytes verified against the disk by online scrub.",
 		 FS_READ(fs, scrub_bytes));
-	prom_u64(p, "blazefs_scrub_damaged_total", "counter", "Damaged ranges found by online scrub.",
+	prom_u64(p, "blazefs_scrub_damaged_total", "counter", "Damaged ranges and metadata pages found by online scrub.",
 		 FS_READ(fs, scrub_damaged));
 	prom_u64(p, "blazefs_zero_extend_bytes_total", "counter", "Zero bytes appended by growing truncates.",
 		 FS_READ(fs, zero_extend_bytes));

@@ -38,6 +38,15 @@
  * verified earlier, and does not evict the readers' hot pages. The flag is
  * thread-local: no lock, no effect on other threads.
  *
+ * SUPERBLOCK WRITES. pager_write of page 0 or 1 (a superblock) makes
+ * super_seq odd before its pwrite and even again after it (seq_cst
+ * atomics: a seqlock with one writer, the commit thread). A scrub that
+ * reads metadata pages with no store lock (store_scrub.c) samples it before
+ * and after: equal and even means no superblock was being written meanwhile
+ * -- so the superblocks it read are not torn, and no page named by the
+ * superblock it read was freed (a checkpoint frees the previous chain only
+ * after writing the next superblock).
+ *
  * VOLATILE MODE (read-only stores): recovery of a read-only store still
  * replays the WAL, which fills data and index pages; those pages then live
  * in an in-memory overlay (hash of pgno -> page) and the file is never
@@ -68,6 +77,7 @@ struct pager {
 	uint64_t *slot_pgno GUARDED_BY(pager_cache_cap); /* SLOT_EMPTY = free */
 	uint8_t *slot_data GUARDED_BY(pager_cache_cap);  /* slots * PAGER_PAGE_SIZE */
 	uint64_t hits, misses, checksum_errors;   /* __atomic, statistics */
+	uint64_t super_seq;                       /* __atomic: odd while a superblock is written */
 	bool is_volatile;                         /* set before any other thread runs */
 	uint64_t *ov_pgno GUARDED_BY(pager_cache_cap);   /* overlay hash (volatile mode), 0 = empty */
 	uint8_t **ov_page GUARDED_BY(pager_cache_cap);
@@ -273,6 +283,8 @@ int pager_write(struct pager *p, uint64_t pgno, const uint8_t *page)
 			p->slot_pgno[i] = SLOT_EMPTY;
 		bz_cap_unlock(&p->cache_mu, &pager_cache_cap);
 	}
+	if (pgno < 2)
+		__atomic_fetch_add(&p->super_seq, 1, __ATOMIC_SEQ_CST); /* odd: a superblock is being written */
 	r = vfs_pwrite(p->f, page, PAGER_PAGE_SIZE, pgno * (uint64_t)PAGER_PAGE_SIZE);
 	if (r < 0) {
 		bz_err("store.db: page %llu: write failed: %s", (unsigned long long)pgno, strerror(-r));
@@ -281,8 +293,12 @@ int pager_write(struct pager *p, uint64_t pgno, const uint8_t *page)
 	cache_put(p, pgno, page);
 	r = 0;
 out:
+	if (pgno < 2)
+		__atomic_fetch_add(&p->super_seq, 1, __ATOMIC_SEQ_CST);
 	return r;
 }
+
+uint64_t pager_super_seq(struct pager *p) { return __atomic_load_n(&p->super_seq, __ATOMIC_SEQ_CST); }
 
 int pager_write_run(struct pager *p, uint64_t first, uint32_t n, const uint8_t *pages)
 {

@@ -58,6 +58,9 @@ int pager_sync(struct pager *p);
 /* The calling thread's pager_read calls (on every pager) bypass the cache
  * while on: they read and verify the file itself (online scrub). */
 void pager_scrub_thread(bool on);
+/* Odd while pager_write writes page 0 or 1 (a superblock); grows by 2 with
+ * each such write (pager.c, SUPERBLOCK WRITES). */
+uint64_t pager_super_seq(struct pager *p);
 /* Read-only stores (fsck, dump): from now on pager_write keeps pages in
  * memory (pager_read serves them from there) and never touches the file;
  * pager_sync does nothing. */

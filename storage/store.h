@@ -100,6 +100,44 @@ int store_seek(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t
  * store.db itself, bypassing (and not filling) the page cache: an online
  * scrub verifies the disk, not a copy verified earlier (store_scrub.c). */
 void store_scrub_thread(bool on);
+
+/* Online scrub of the metadata pages (store_scrub.c): a resumable walk,
+ * verified a few pages per call with no store lock held across any I/O and
+ * the page cache bypassed. STORE_SCRUB_NS walks both superblocks, then the
+ * namespace checkpoint chain named by the newest valid one; STORE_SCRUB_INDEX
+ * walks one file's chain of full INDEX pages. Each page: checksum, type,
+ * page number, `used`, chain link (and INDEX entries: st_entry_ok). */
+enum store_scrub_walk { STORE_SCRUB_NS = 1, STORE_SCRUB_INDEX = 2 };
+enum store_scrub_bad {
+	STORE_SCRUB_OK = 0,
+	STORE_SCRUB_BAD_PAGE,  /* bad_pgno fails its checksum or header (magic, type, page number) */
+	STORE_SCRUB_BAD_LINK,  /* the chain ends early, runs on, or links outside store.db (bad_pgno: the page holding the link) */
+	STORE_SCRUB_BAD_BODY,  /* a valid page whose content is wrong (used bytes, index entries, stream length) */
+	STORE_SCRUB_BAD_STALE, /* (superblocks, read-only stores only) the older superblock is invalid: a torn checkpoint; fsck's warning */
+};
+struct store_scrub_meta {
+	/* the cursor, in/out; all 0 to start a walk */
+	uint64_t gen;   /* NS: generation of the superblock walked; INDEX: chain pages when the walk began */
+	uint64_t pos;   /* pages of the walk verified (NS: superblocks 0 and 1 are positions 0 and 1) */
+	uint64_t pgno;  /* the next chain page (the link of the last one verified) */
+	uint64_t bytes; /* NS: stream bytes of the pages verified so far */
+	/* out */
+	uint64_t total;    /* pages of the whole walk */
+	uint64_t done;     /* pages verified by this call */
+	uint64_t bad_pgno; /* with bad */
+	unsigned bad;      /* enum store_scrub_bad: the walk stopped at damage (or, STALE, noted it) */
+	bool end;          /* the walk is complete (or cannot go on past the damage) */
+	bool restarted;    /* NS: a checkpoint replaced the chain: the walk began again */
+};
+/* Verifies up to max_pages pages of the walk `what` (ino: INDEX only) from
+ * the cursor *c. Returns 0; -EAGAIN when a superblock was written meanwhile
+ * (a checkpoint: nothing of this call counts, the cursor is unchanged: call
+ * again); -ENOENT (INDEX) when the file has no index any more; other
+ * negative errnos (-ENOMEM, -EINVAL). A page read that fails is damage. */
+int store_scrub_meta(struct store *s, unsigned what, uint64_t ino, uint64_t max_pages, struct store_scrub_meta *c);
+/* Bytes of every file's INDEX pages (an estimate for progress: counted in
+ * slices without holding the store lock for long). */
+uint64_t store_index_bytes(struct store *s);
 /* Deep copy of the applied namespace (the filesystem's starting live view). */
 int store_ns_clone(struct store *s, struct ns **ret_ns);
 /* Applied size of a file (-ENOENT if unknown). */

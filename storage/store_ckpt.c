@@ -953,7 +953,9 @@ int store_checkpoint(struct store *s)
 	if (r < 0)
 		goto fail;
 
-	/* 6. the new checkpoint is durable */
+	/* 6. the new checkpoint is durable. Only now do pages the previous
+	 * superblock named become free: the online scrub (store_scrub.c,
+	 * SAFETY WITHOUT LOCKS) relies on frees following a superblock write. */
 	wal_recycle(s->wal);
 	s->sb = sb;
 	if (fm_merge(&s->free, &s->pending) < 0)

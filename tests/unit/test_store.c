@@ -1660,6 +1660,133 @@ static void test_format1_refused(void)
 	vfs_destroy(v);
 }
 
+/* Online metadata scrub (store_scrub_meta): the namespace walk covers both
+ * superblocks and the whole chain, follows a checkpoint that replaced (and
+ * freed, and reused) the chain it was walking by starting again, never
+ * calling that damage; the index walk finds a damaged INDEX page, and stops
+ * (-ENOENT) for a file deleted meanwhile. */
+static int scrub_walk(struct store *s, unsigned what, uint64_t ino, struct store_scrub_meta *c, uint64_t *ret_pages,
+		      unsigned *ret_bad)
+{
+	uint64_t pages = 0;
+	int r = 0;
+
+	*ret_bad = 0;
+	for (int guard = 0; guard < 100000; guard++) {
+		r = store_scrub_meta(s, what, ino, 1, c);
+		if (r < 0)
+			break;
+		pages += c->done;
+		if (c->bad && !*ret_bad)
+			*ret_bad = c->bad;
+		if (c->end)
+			break;
+	}
+	*ret_pages = pages;
+	return r;
+}
+
+static void test_scrub_meta(void)
+{
+	struct vfs *v;
+	struct store *s = NULL;
+	struct model m;
+	struct batch b = {0};
+	struct store_scrub_meta c;
+	uint64_t pages;
+	unsigned bad;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	model_init(&m);
+	T_ASSERT(open_store(v, &s) == 0);
+	for (int i = 0; i < 55; i++) { /* a namespace stream of several pages */
+		char name[256];
+		memset(name, 'n', 200);
+		snprintf(name + 200, sizeof(name) - 200, "%03d", i);
+		mk_file(&m, &b, NS_ROOT_INO, name);
+	}
+	uint64_t x = mk_file(&m, &b, NS_ROOT_INO, "x");
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	for (int i = 0; i < 250; i++) { /* 250 records: 2 full index pages */
+		append(&m, &b, model_file(&m, x), 3, false);
+		T_CHECK_EQ(commit(s, &m, &b), 0);
+	}
+	T_CHECK_EQ(store_checkpoint(s), 0);
+
+	/* a whole clean namespace walk */
+	memset(&c, 0, sizeof(c));
+	T_CHECK_EQ(scrub_walk(s, STORE_SCRUB_NS, 0, &c, &pages, &bad), 0);
+	T_CHECK_EQ(bad, 0);
+	T_CHECK(c.end && !c.restarted);
+	T_CHECK(c.total >= 2 + 3);
+	T_CHECK_EQ(pages, c.total);
+
+	/* halfway through the chain, a checkpoint replaces it (its pages are
+	 * free after it), data overwrites them, another checkpoint follows:
+	 * the walk must start again, not follow its stale link into data */
+	memset(&c, 0, sizeof(c));
+	for (int i = 0; i < 4; i++)
+		T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_NS, 0, 1, &c), 0);
+	T_CHECK_EQ(c.pos, 4);
+	uint64_t gen0 = c.gen;
+	for (int k = 0; k < 2; k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "late%d", k);
+		mk_file(&m, &b, NS_ROOT_INO, name);
+		T_CHECK_EQ(commit(s, &m, &b), 0);
+		T_CHECK_EQ(store_checkpoint(s), 0);
+		for (int i = 0; k == 0 && i < 8; i++) { /* a pack page each: first fit over the freed chain */
+			append(&m, &b, &m.f[0], 4000, false);
+			T_CHECK_EQ(commit(s, &m, &b), 0);
+		}
+	}
+	T_CHECK_EQ(scrub_walk(s, STORE_SCRUB_NS, 0, &c, &pages, &bad), 0);
+	T_CHECK_EQ(bad, 0);
+	T_CHECK(c.end);
+	T_CHECK_EQ(c.gen, gen0 + 2);
+	T_CHECK_EQ(c.pos, c.total);
+
+	/* the index walk: clean, then one page damaged on disk */
+	memset(&c, 0, sizeof(c));
+	T_CHECK_EQ(scrub_walk(s, STORE_SCRUB_INDEX, x, &c, &pages, &bad), 0);
+	T_CHECK_EQ(bad, 0);
+	T_CHECK_EQ(c.total, 2);
+	T_CHECK_EQ(pages, 2);
+	memset(&c, 0, sizeof(c));
+	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), 0); /* the newest page */
+	uint64_t older = c.pgno;
+	T_CHECK(older >= 2 && !c.bad && !c.end);
+	{
+		struct vfs_file *f;
+		uint8_t byte;
+		size_t n;
+		T_ASSERT(vfs_open(v, "store.db", VFS_O_RDWR, &f) == 0);
+		T_ASSERT(vfs_pread(f, &byte, 1, older * PAGER_PAGE_SIZE + 100, &n) == 0 && n == 1);
+		byte ^= 0x10;
+		T_ASSERT(vfs_pwrite(f, &byte, 1, older * PAGER_PAGE_SIZE + 100) == 0);
+		vfs_close(f);
+	}
+	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), 0);
+	T_CHECK_EQ(c.bad, STORE_SCRUB_BAD_PAGE);
+	T_CHECK_EQ(c.bad_pgno, older);
+	T_CHECK(c.end);
+
+	/* a file deleted (and its pages freed) during its index walk */
+	memset(&c, 0, sizeof(c));
+	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), 0);
+	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "x", .name_len = 1};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	model_file(&m, x)->live = false;
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), -ENOENT);
+
+	store_close(s);
+	free(b.p);
+	model_free(&m);
+	vfs_destroy(v);
+}
+
 int main(void)
 {
 	bz_log_set_level(BZ_LOG_ERR);
@@ -1683,5 +1810,6 @@ int main(void)
 	test_pack_reclaim();
 	test_holes();
 	test_format1_refused();
+	test_scrub_meta();
 	T_DONE();
 }

@@ -3,9 +3,14 @@
  * Online scrub: verifies, while the filesystem is mounted and in use, every
  * stored byte of every regular file against the disk -- every page checksum
  * and every record checksum on the way -- and names each damaged file and
- * byte range. The daemon does the verifying (BZ_IOC_SCRUB, fs/ioctl.h and
- * fs/scrub.c: cache bypassed, never on the commit thread); this side walks
- * the tree, paces the requests, shows progress and keeps the resume state.
+ * byte range; and every metadata page: both superblocks and the namespace
+ * checkpoint chain first (BZ_IOC_SCRUB_META on the mount point), then each
+ * file's INDEX pages before its data (a damaged index page is reported with
+ * the file's path). The daemon does the verifying (BZ_IOC_SCRUB[_META],
+ * fs/ioctl.h and fs/scrub.c: cache bypassed, never on the commit thread);
+ * this side walks the tree, paces the requests, shows progress and keeps
+ * the resume state. Metadata bytes count in the progress, the pacing and
+ * the report like data bytes.
  *
  * Order and resume. Files are scrubbed in inode-number order (the walk's
  * list, sorted), so a position is (inode, offset). The state file holds the
@@ -30,6 +35,11 @@
  * ETA, redrawn at most 4 times a second; -q silences it. Damage is reported
  * on stdout as it is found:
  *     DAMAGED PATH: bytes START-END (N bytes): Input/output error
+ *     DAMAGED PATH: index page N fails its checksum or header ...
+ *     DAMAGED superblock N (page N): fails its checksum or header
+ *     DAMAGED namespace checkpoint (generation G): page N fails ...
+ * (a read-only mount's torn older superblock is a WARNING line, as fsck
+ * warns, and is not counted as damage).
  *
  * Exit codes (fsck's convention): 0 no damage, 4 damage found, 8
  * operational error (not a blazefs mount, a daemon without scrub, ...),
@@ -54,6 +64,9 @@
 #include "fs/ioctl.h"
 
 #define STEP_MAX (4ull << 20)
+/* A namespace walk starts again when a checkpoint replaced its chain; it
+ * gives up (operational error) after this many. */
+#define META_RESTARTS_MAX 1000u
 #define STATE_MAGIC "blazefs-scrub-state 1"
 
 struct sfile {
@@ -72,7 +85,8 @@ struct scrub {
 	char state[3 * PATH_MAX];
 	/* progress */
 	uint64_t pos_ino, pos_off;      /* resume point */
-	uint64_t done, base_done;       /* bytes verified (base_done: by earlier runs) */
+	uint64_t done, base_done;       /* bytes verified, metadata included (base_done: by earlier runs) */
+	uint64_t meta, meta_bad;        /* metadata bytes verified, damaged metadata pages */
 	uint64_t damaged, damaged_files, vanished;
 	size_t files_done;
 	double t0, last_draw, last_save;
@@ -162,9 +176,10 @@ static void save_state(struct scrub *s)
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", s->state);
 	f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%s\n%llu %llu %llu %llu %llu\n", STATE_MAGIC, (unsigned long long)s->pos_ino,
+	if (!f || fprintf(f, "%s\n%llu %llu %llu %llu %llu %llu %llu\n", STATE_MAGIC, (unsigned long long)s->pos_ino,
 			  (unsigned long long)s->pos_off, (unsigned long long)s->done,
-			  (unsigned long long)s->damaged, (unsigned long long)s->damaged_files) < 0 ||
+			  (unsigned long long)s->damaged, (unsigned long long)s->damaged_files,
+			  (unsigned long long)s->meta, (unsigned long long)s->meta_bad) < 0 ||
 	    fclose(f) != 0 || rename(tmp, s->state) < 0) {
 		if (!warned)
 			fprintf(stderr, "blazectl: cannot save the scrub state in %s: %s\n", s->state, strerror(errno));
@@ -176,7 +191,7 @@ static void save_state(struct scrub *s)
 
 static int load_state(struct scrub *s)
 {
-	unsigned long long ino, off, done, dmg, dmgf;
+	unsigned long long ino, off, done, dmg, dmgf, meta = 0, meta_bad = 0;
 	char magic[64];
 	FILE *f = fopen(s->state, "r");
 	int r = -1;
@@ -196,6 +211,10 @@ static int load_state(struct scrub *s)
 	s->base_done = s->done = done;
 	s->damaged = dmg;
 	s->damaged_files = dmgf;
+	if (fscanf(f, "%llu %llu", &meta, &meta_bad) == 2) { /* absent in states of older blazectls */
+		s->meta = meta;
+		s->meta_bad = meta_bad;
+	}
 	r = 0;
 out:
 	fclose(f);
@@ -230,7 +249,7 @@ static void draw(struct scrub *s, bool final)
 	bar[30] = 0;
 	fprintf(stderr, "\rscrub [%s] %3d%%  %.1f/%.1f MB  %.1f MB/s  ETA %s  files %zu/%zu  damaged %llu \033[K%s",
 		bar, (int)(frac * 100), (double)s->done / 1e6, (double)s->total / 1e6, mbps, eta, s->files_done, s->n,
-		(unsigned long long)s->damaged, final ? "\n" : "");
+		(unsigned long long)(s->damaged + s->meta_bad), final ? "\n" : "");
 }
 
 static void pace(struct scrub *s)
@@ -245,6 +264,101 @@ static void pace(struct scrub *s)
 	}
 }
 
+static const char *bad_what(uint32_t bad)
+{
+	switch (bad) {
+	case BZ_META_BAD_PAGE:
+		return "fails its checksum or header";
+	case BZ_META_BAD_LINK:
+		return "breaks its chain (the link ends early, runs on or points outside store.db)";
+	case BZ_META_BAD_BODY:
+		return "holds wrong content (a valid checksum over bad used bytes, entries or stream length)";
+	default:
+		return "is damaged";
+	}
+}
+
+static uint64_t step_bytes(const struct scrub *s)
+{
+	uint64_t step = STEP_MAX;
+
+	if (s->rate > 0 && (uint64_t)(s->rate / 4) < step)
+		step = (uint64_t)(s->rate / 4) > 4096 ? (uint64_t)(s->rate / 4) : 4096;
+	return step;
+}
+
+/* Walks metadata pages: walk BZ_META_NS (fd: the mount point) or
+ * BZ_META_INDEX (fd: the open file `path`). Returns 0, 1 (damage found),
+ * -1 (operational error: reported), -2 (interrupted), -3 (the daemon does
+ * not answer metadata scrub requests: reported), -4 (INDEX: the file was
+ * deleted meanwhile). */
+static int scrub_meta(struct scrub *s, int fd, uint32_t walk, const char *path)
+{
+	struct bz_scrub_meta_arg a = {.walk = walk};
+	unsigned restarts = 0;
+	int r = 0;
+
+	for (;;) {
+		if (stop_sig)
+			return -2;
+		a.len = step_bytes(s);
+		if (ioctl(fd, BZ_IOC_SCRUB_META, &a) < 0) {
+			if (errno == EAGAIN) { /* a checkpoint ran during the call: again, same cursor */
+				struct timespec ts = {0, 1000000};
+				nanosleep(&ts, NULL);
+				continue;
+			}
+			if (errno == EINTR)
+				return -2;
+			if (errno == ENOENT && walk == BZ_META_INDEX)
+				return -4;
+			fprintf(stderr, "%sblazectl: %s: metadata scrub request failed: %s%s\n",
+				s->tty && !s->quiet ? "\n" : "", path, strerror(errno),
+				errno == ENOTTY ? " (is this blazefs, and a daemon that knows metadata scrub?)" : "");
+			return errno == ENOTTY ? -3 : -1;
+		}
+		s->done += a.done;
+		s->meta += a.done;
+		if ((a.flags & BZ_META_RESTARTED) && ++restarts > META_RESTARTS_MAX) {
+			fprintf(stderr, "%sblazectl: %s: checkpoints replaced the namespace chain %u times during its "
+					"walk; try again with a higher --rate or when the filesystem is quieter\n",
+				s->tty && !s->quiet ? "\n" : "", path, restarts - 1);
+			return -1;
+		}
+		if (a.bad) {
+			if (s->tty && !s->quiet)
+				fprintf(stderr, "\r\033[K");
+			if (a.bad == BZ_META_BAD_STALE) {
+				printf("WARNING superblock %llu (page %llu) is invalid: a torn checkpoint; the store uses the "
+				       "other one, and the next checkpoint of a writable mount rewrites it\n",
+				       (unsigned long long)a.bad_pgno, (unsigned long long)a.bad_pgno);
+			} else {
+				if (walk == BZ_META_INDEX)
+					printf("DAMAGED %s: index page %llu %s%s\n", path, (unsigned long long)a.bad_pgno,
+					       bad_what(a.bad),
+					       a.flags & BZ_META_END && a.pos < a.total / 4096
+						       ? "; the older chunks it leads to cannot be found" : "");
+				else if (a.pos <= 2 && a.bad_pgno < 2)
+					printf("DAMAGED superblock %llu (page %llu): %s\n", (unsigned long long)a.bad_pgno,
+					       (unsigned long long)a.bad_pgno, bad_what(a.bad));
+				else
+					printf("DAMAGED namespace checkpoint (generation %llu): page %llu %s%s\n",
+					       (unsigned long long)a.gen, (unsigned long long)a.bad_pgno, bad_what(a.bad),
+					       a.flags & BZ_META_END && a.pos < a.total / 4096
+						       ? "; the rest of the chain cannot be followed" : "");
+				s->meta_bad++;
+				r = 1;
+			}
+			fflush(stdout);
+		}
+		if (a.flags & BZ_META_END)
+			break;
+		draw(s, false);
+		pace(s);
+	}
+	return r;
+}
+
 /* Scrubs one file from offset `from`. Returns 0, 1 (damage found), -1
  * (operational error: reported), -2 (interrupted) or -3 (the daemon does
  * not answer scrub requests: reported). */
@@ -252,15 +366,27 @@ static int scrub_file(struct scrub *s, const struct sfile *sf, uint64_t from)
 {
 	struct bz_scrub_arg a;
 	struct stat st;
-	uint64_t step = STEP_MAX, off = from;
+	uint64_t step = step_bytes(s), off = from;
 	int fd, r = 0;
 
-	if (s->rate > 0 && (uint64_t)(s->rate / 4) < step)
-		step = (uint64_t)(s->rate / 4) > 4096 ? (uint64_t)(s->rate / 4) : 4096;
 	fd = open(sf->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0 || st.st_ino != sf->ino) {
 		s->vanished++; /* deleted or replaced since the walk: not an error */
 		goto out;
+	}
+	if (from == 0) { /* its index pages first (a resumed file did them already) */
+		s->pos_ino = sf->ino;
+		s->pos_off = 0;
+		r = scrub_meta(s, fd, BZ_META_INDEX, sf->path);
+		if (r == -4) {
+			s->vanished++;
+			r = 0;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		if (r == 1)
+			s->damaged_files++;
 	}
 	for (;;) {
 		if (stop_sig) {
@@ -309,7 +435,7 @@ static int scrub_file(struct scrub *s, const struct sfile *sf, uint64_t from)
 			if (r == 0)
 				s->damaged_files++;
 			s->damaged++;
-			r = 1;
+			r = 2;
 			off = a.bad_off + a.bad_len;
 		} else if (a.done == 0) {
 			break; /* the end of the file */
@@ -326,7 +452,7 @@ static int scrub_file(struct scrub *s, const struct sfile *sf, uint64_t from)
 out:
 	if (fd >= 0)
 		close(fd);
-	return r;
+	return r == 2 ? 1 : r;
 }
 
 static void usage(FILE *f)
@@ -347,7 +473,7 @@ int blazectl_scrub(int argc, char **argv)
 	bool resume = false;
 	char ctl[PATH_MAX + 32], *end;
 	struct stat st;
-	int c, rc = 8;
+	int c, rc = 8, mfd = -1;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "r:s:qh", lo, NULL)) != -1) {
@@ -407,6 +533,28 @@ int blazectl_scrub(int argc, char **argv)
 	s.tty = isatty(STDERR_FILENO);
 	s.t0 = s.last_save = now_s();
 	bool failed = false;
+	/* The metadata: its size for the progress, then the superblocks and the
+	 * namespace chain (before any file, so a resumed run past the first
+	 * file has done them). */
+	mfd = open(s.mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd >= 0) {
+		struct bz_scrub_meta_arg probe = {.walk = BZ_META_NS};
+		int pr;
+		for (int tries = 0; (pr = ioctl(mfd, BZ_IOC_SCRUB_META, &probe)) < 0 && errno == EAGAIN && tries < 100;
+		     tries++)
+			probe = (struct bz_scrub_meta_arg){.walk = BZ_META_NS}; /* a checkpoint: ask again */
+		if (pr == 0)
+			s.total += probe.total + probe.index_total;
+	}
+	if (!resume || s.pos_ino == 0) {
+		int r = mfd < 0 ? -1 : scrub_meta(&s, mfd, BZ_META_NS, s.mount);
+		if (mfd < 0)
+			fprintf(stderr, "blazectl: %s: %s\n", s.mount, strerror(errno));
+		if (r == -1 || r == -3)
+			failed = true;
+		if (r == -3)
+			s.n = 0; /* a daemon without scrub requests: nothing more to try */
+	}
 	for (size_t i = 0; i < s.n && !stop_sig; i++) {
 		const struct sfile *sf = &s.f[i];
 		uint64_t from = 0;
@@ -440,11 +588,16 @@ int blazectl_scrub(int argc, char **argv)
 		goto out;
 	}
 	(void)unlink(s.state);
-	printf("scrub %s: %zu files, %llu bytes verified in %.1f s; %llu damaged ranges in %llu files%s\n", s.mount,
-	       s.files_done, (unsigned long long)s.done, now_s() - s.t0, (unsigned long long)s.damaged,
-	       (unsigned long long)s.damaged_files, s.vanished ? " (some files changed or vanished during the scrub)" : "");
-	rc = failed ? 8 : s.damaged ? 4 : 0;
+	printf("scrub %s: %zu files, %llu bytes of data and %llu bytes of metadata verified in %.1f s; %llu damaged "
+	       "ranges in %llu files, %llu damaged metadata pages%s\n",
+	       s.mount, s.files_done, (unsigned long long)(s.done - s.meta), (unsigned long long)s.meta,
+	       now_s() - s.t0, (unsigned long long)s.damaged, (unsigned long long)s.damaged_files,
+	       (unsigned long long)s.meta_bad,
+	       s.vanished ? " (some files changed or vanished during the scrub)" : "");
+	rc = failed ? 8 : s.damaged || s.meta_bad ? 4 : 0;
 out:
+	if (mfd >= 0)
+		close(mfd);
 	for (size_t i = 0; i < s.n; i++)
 		free(s.f[i].path);
 	free(s.f);
