@@ -1708,7 +1708,7 @@ static void test_scrub_meta(void)
 	uint64_t x = mk_file(&m, &b, NS_ROOT_INO, "x");
 	T_CHECK_EQ(commit(s, &m, &b), 0);
 	for (int i = 0; i < 250; i++) { /* 250 records: 2 full index pages */
-		append(&m, &b, model_file(&m, x), 3, false);
+		append(&m, &b, model_file(&m, x), 2100, false); /* one chunk each (chunk_bytes 4096) */
 		T_CHECK_EQ(commit(s, &m, &b), 0);
 	}
 	T_CHECK_EQ(store_checkpoint(s), 0);
