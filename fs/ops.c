@@ -311,7 +311,7 @@ static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
 	op.gid = a.gid;
 	op.atime_ns = a.atime_ns;
 	op.mtime_ns = a.mtime_ns;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	r = submit_attr(fs, &op, &a);
 out:
 	bz_mutex_unlock(&fs_ns_lock);
@@ -323,7 +323,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fs *fs = fs_of(req);
 	struct ns_op op = {.kind = NS_SETATTR, .ino = ino};
 	struct stat st;
-	int64_t now = bz_wall_ns();
+	int64_t now = fs_now_ns();
 	bool same_size = false;
 	int r = 0;
 
@@ -471,7 +471,7 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum n
 	struct ns_op op = {.kind = (uint8_t)kind, .parent = parent, .name = name};
 	struct ns_attr pa;
 	size_t len = strlen(name);
-	int64_t now = bz_wall_ns();
+	int64_t now = fs_now_ns();
 	int r;
 
 	if (is_ctl_name(parent, name))
@@ -594,7 +594,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, en
 		return;
 	}
 	op.name_len = (uint32_t)strlen(name);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	if (kind == NS_UNLINK && worm_protected(fs, parent, name, "unlink of a non-empty file")) {
 		r = -EPERM;
@@ -641,7 +641,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	op.name2_len = (uint32_t)strlen(newname);
 	op.flags = ((flags & RENAME_NOREPLACE) ? NS_RENAME_NOREPLACE : 0) |
 		   ((flags & RENAME_EXCHANGE) ? NS_RENAME_EXCHANGE : 0);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	if (worm_protected(fs, parent, name, "rename of a non-empty file")) {
 		r = -EPERM;
@@ -678,7 +678,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	op.parent = op.parent2 = newparent;
 	op.name = op.name2 = newname;
 	op.name_len = op.name2_len = (uint32_t)len;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	r = fs_submit(fs, &op);
 	if (r == 0)
@@ -745,7 +745,7 @@ static int truncated_empty(struct fs *fs, const struct ns_attr *a, bool kill) RE
 	op.uid = a->uid;
 	op.gid = a->gid;
 	op.atime_ns = a->atime_ns;
-	op.mtime_ns = op.ctime_ns = bz_wall_ns();
+	op.mtime_ns = op.ctime_ns = fs_now_ns();
 	if (kill && (a->mode & bits)) {
 		op.flags |= NS_SET_MODE;
 		op.mode = a->mode & ~bits;
