@@ -974,10 +974,17 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	cur_req = NULL;
 	if (n >= 0 && fuse_req_ctx(req)->uid != 0)
 		(void)kill_priv(fs, ino);
-	if (n < 0)
+	if (n < 0) {
 		reply_err(req, (int)n);
-	else
+	} else {
 		fuse_reply_write(req, (size_t)n);
+		/* The kernel's writeback: at a close (cp, echo >>) the flush
+		 * follows at once and would seal the batch anyway; sealing now
+		 * lets the commit thread encode and log it while the reply and
+		 * the FLUSH request travel. */
+		if (fi->writepage)
+			pipe_seal(fs->pipe);
+	}
 }
 
 /* Barrier callback: replies from the commit thread (or the caller). */

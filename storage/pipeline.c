@@ -1416,6 +1416,18 @@ int pipe_barrier(struct pipeline *p, enum pipe_level level, pipe_cb cb, void *ar
 	return 0;
 }
 
+void pipe_seal(struct pipeline *p)
+{
+	struct batch *disp = NULL;
+
+	bz_cap_lock(&p->mu, &pipe_cap);
+	if (!p->failed && !p->stopping)
+		seal_locked(p, &disp);
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	if (disp)
+		dispatch(p, disp);
+}
+
 struct bwait {
 	bz_mutex mu;
 	pthread_cond_t cv;
