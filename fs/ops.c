@@ -213,10 +213,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r == 0)
 		r = make_entry(fs, ino, &e);
 	bz_mutex_unlock(&fs_ns_lock);
-	if (r < 0)
-		reply_err(req, r);
-	else
+	if (r == -ENOENT) {
+		/* A negative entry the kernel may cache for ENTRY_TIMEOUT: every
+		 * name change reaches the namespace through this kernel (one
+		 * daemon per store; the orphan directory is behind the control
+		 * directory's name), which drops the negative dentry when it
+		 * creates the name. Saves the LOOKUP of shells' PATH searches,
+		 * `test -e`, a build's probes of missing files. */
+		entry_init(&e);
+		e.ino = 0;
+		e.attr_timeout = 0;
 		fuse_reply_entry(req, &e);
+	} else if (r < 0) {
+		reply_err(req, r);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
