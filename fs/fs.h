@@ -17,6 +17,7 @@
 
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "storage/log.h"
 #include "storage/ns.h"
@@ -194,6 +195,22 @@ struct fs {
 	struct fs_wb *wb;
 	struct fs_inode *inval_head GUARDED_BY(fs_ns_lock), *inval_tail GUARDED_BY(fs_ns_lock);
 };
+
+/* Inode timestamps (mtime, ctime, atime of namespace changes and appends)
+ * come from the clock the kernel stamps file times with, current_time():
+ * the coarse realtime clock (one tick, 4 ms at HZ=250), as ext4's do. With
+ * the writeback cache the kernel stamps writes itself and sends a SETATTR
+ * of the times at close whenever a write's time differs from the inode's:
+ * a file created with a fine-grained time (later than the coarse clock)
+ * and written in the same tick got its mtime moved backwards and cost one
+ * more request and WAL record per file (cp -r: 173 SETATTRs for 173 files,
+ * 6 with this clock). */
+static inline int64_t fs_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 static inline bool fs_is_ctl(uint64_t ino) { return ino >= FS_CTL_DIR_INO; } /* .blazefs and its files */
 

@@ -303,7 +303,7 @@ static int orphan_dir(struct fs *fs, uint64_t *ret_dir) REQUIRES(fs_ns_lock)
 	}
 	r = ns_lookup(fs->ns, NS_ROOT_INO, FS_CTL_DIR_NAME, strlen(FS_CTL_DIR_NAME), &dir);
 	if (r == -ENOENT) {
-		int64_t now = bz_wall_ns();
+		int64_t now = fs_now_ns();
 		struct ns_op op = {
 			.kind = NS_MKDIR, .parent = NS_ROOT_INO, .name = FS_CTL_DIR_NAME,
 			.name_len = (uint32_t)strlen(FS_CTL_DIR_NAME), .mode = S_IFDIR | 0700,
@@ -335,7 +335,7 @@ static int orphanize(struct fs *fs, uint64_t parent, const char *name, uint64_t 
 	op.parent2 = dir;
 	op.name2 = oname;
 	op.name2_len = (uint32_t)strlen(oname);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	/* an unlink: not charged (the entry moves; the bytes of its new name
 	 * are within the reserve's fixed slack, space.c) */
 	r = submit(fs, &op, false);
@@ -378,7 +378,7 @@ int fs_unlink_or_orphan(struct fs *fs, uint64_t parent, const char *name)
 
 	if (ip)
 		return orphanize(fs, parent, name, ino, ip);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	return fs_submit(fs, &op);
 }
 
@@ -433,7 +433,7 @@ static void orphan_reap(struct fs *fs, struct fs_inode *ip)
 	op.parent = fs->orphan_dir;
 	op.name = oname;
 	op.name_len = (uint32_t)strlen(oname);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	r = fs_submit(fs, &op);
 	if (r < 0)
 		bz_warn("orphan inode %llu not removed (%s): the next mount removes it", (unsigned long long)ip->ino,
@@ -486,7 +486,7 @@ int fs_orphans_cleanup(struct fs *fs)
 		r = l.err;
 	for (size_t i = 0; r == 0 && i < l.n; i++) {
 		struct ns_op op = {.kind = NS_UNLINK, .parent = dir, .name = l.names[i],
-				   .name_len = (uint32_t)strlen(l.names[i]), .ctime_ns = bz_wall_ns()};
+				   .name_len = (uint32_t)strlen(l.names[i]), .ctime_ns = fs_now_ns()};
 		r = fs_submit(fs, &op);
 	}
 	if (l.n)
@@ -583,7 +583,7 @@ static int publish_size(struct fs *fs, uint64_t ino, uint64_t size) EXCLUDES(fs_
 	int r;
 
 	bz_mutex_lock(&fs_ns_lock);
-	r = ns_set_size(fs->ns, ino, size, bz_wall_ns());
+	r = ns_set_size(fs->ns, ino, size, fs_now_ns());
 	bz_mutex_unlock(&fs_ns_lock);
 	return r;
 }

@@ -340,7 +340,7 @@ static int root_times_init(struct fs *fs) REQUIRES(fs_ns_lock)
 	op.mode = a.mode;
 	op.uid = a.uid;
 	op.gid = a.gid;
-	op.atime_ns = op.mtime_ns = op.ctime_ns = bz_wall_ns();
+	op.atime_ns = op.mtime_ns = op.ctime_ns = fs_now_ns();
 	return fs_submit(fs, &op);
 }
 

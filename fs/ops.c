@@ -42,6 +42,8 @@
 
 #define ATTR_TIMEOUT 1.0
 #define ENTRY_TIMEOUT 1.0
+/* writeback WRITEs up to this size seal the open batch (op_write) */
+#define FS_SEAL_WRITE_MAX (64u << 10)
 
 static struct fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
@@ -213,10 +215,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r == 0)
 		r = make_entry(fs, ino, &e);
 	bz_mutex_unlock(&fs_ns_lock);
-	if (r < 0)
-		reply_err(req, r);
-	else
+	if (r == -ENOENT) {
+		/* A negative entry the kernel may cache for ENTRY_TIMEOUT: every
+		 * name change reaches the namespace through this kernel (one
+		 * daemon per store; the orphan directory is behind the control
+		 * directory's name), which drops the negative dentry when it
+		 * creates the name. Saves the LOOKUP of shells' PATH searches,
+		 * `test -e`, a build's probes of missing files. */
+		entry_init(&e);
+		e.ino = 0;
+		e.attr_timeout = 0;
 		fuse_reply_entry(req, &e);
+	} else if (r < 0) {
+		reply_err(req, r);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -311,7 +325,7 @@ static int kill_priv(struct fs *fs, fuse_ino_t ino) EXCLUDES(fs_ns_lock)
 	op.gid = a.gid;
 	op.atime_ns = a.atime_ns;
 	op.mtime_ns = a.mtime_ns;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	r = submit_attr(fs, &op, &a);
 out:
 	bz_mutex_unlock(&fs_ns_lock);
@@ -323,7 +337,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct fs *fs = fs_of(req);
 	struct ns_op op = {.kind = NS_SETATTR, .ino = ino};
 	struct stat st;
-	int64_t now = bz_wall_ns();
+	int64_t now = fs_now_ns();
 	bool same_size = false;
 	int r = 0;
 
@@ -471,7 +485,7 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, enum n
 	struct ns_op op = {.kind = (uint8_t)kind, .parent = parent, .name = name};
 	struct ns_attr pa;
 	size_t len = strlen(name);
-	int64_t now = bz_wall_ns();
+	int64_t now = fs_now_ns();
 	int r;
 
 	if (is_ctl_name(parent, name))
@@ -594,7 +608,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, en
 		return;
 	}
 	op.name_len = (uint32_t)strlen(name);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	if (kind == NS_UNLINK && worm_protected(fs, parent, name, "unlink of a non-empty file")) {
 		r = -EPERM;
@@ -641,7 +655,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	op.name2_len = (uint32_t)strlen(newname);
 	op.flags = ((flags & RENAME_NOREPLACE) ? NS_RENAME_NOREPLACE : 0) |
 		   ((flags & RENAME_EXCHANGE) ? NS_RENAME_EXCHANGE : 0);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	if (worm_protected(fs, parent, name, "rename of a non-empty file")) {
 		r = -EPERM;
@@ -678,7 +692,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	op.parent = op.parent2 = newparent;
 	op.name = op.name2 = newname;
 	op.name_len = op.name2_len = (uint32_t)len;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	r = fs_submit(fs, &op);
 	if (r == 0)
@@ -745,7 +759,7 @@ static int truncated_empty(struct fs *fs, const struct ns_attr *a, bool kill) RE
 	op.uid = a->uid;
 	op.gid = a->gid;
 	op.atime_ns = a->atime_ns;
-	op.mtime_ns = op.ctime_ns = bz_wall_ns();
+	op.mtime_ns = op.ctime_ns = fs_now_ns();
 	if (kill && (a->mode & bits)) {
 		op.flags |= NS_SET_MODE;
 		op.mode = a->mode & ~bits;
@@ -974,10 +988,20 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	cur_req = NULL;
 	if (n >= 0 && fuse_req_ctx(req)->uid != 0)
 		(void)kill_priv(fs, ino);
-	if (n < 0)
+	if (n < 0) {
 		reply_err(req, (int)n);
-	else
+	} else {
 		fuse_reply_write(req, (size_t)n);
+		/* The kernel's writeback of a small file or tail: at a close
+		 * (cp, echo >>) the flush follows at once and would seal the
+		 * batch anyway; sealing now lets the commit thread encode and
+		 * log it while the reply and the FLUSH request travel.
+		 * Streaming writeback comes in max_write pieces that fill
+		 * batches by themselves (sealing those too raised the peak RSS
+		 * of a 256 MiB stream from ~290 to ~380 MiB). */
+		if (fi->writepage && size <= FS_SEAL_WRITE_MAX)
+			pipe_seal(fs->pipe);
+	}
 }
 
 /* Barrier callback: replies from the commit thread (or the caller). */

@@ -255,7 +255,7 @@ int fs_setting_set(struct fs *fs, uint64_t ino, const char *name, const char *va
 	op.name2 = canon;
 	op.name2_len = (uint32_t)strlen(canon);
 	op.flags = (flags & XATTR_CREATE) ? NS_XATTR_CREATE : (flags & XATTR_REPLACE) ? NS_XATTR_REPLACE : 0;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	r = fs_submit(fs, &op);
 out:
 	return r;
@@ -277,7 +277,7 @@ int fs_setting_remove(struct fs *fs, uint64_t ino, const char *name)
 		r = -EPERM; /* a file's settings are fixed; a retention is never removed */
 		goto out;
 	}
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	r = fs_submit(fs, &op);
 out:
 	return r;
@@ -340,7 +340,7 @@ int fs_retain_carry(struct fs *fs, uint64_t from, const char *name, uint64_t to)
 	op.ino = ino;
 	op.name2 = v;
 	op.name2_len = (uint32_t)fs_duration_format(above, v, sizeof(v));
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	return fs_submit(fs, &op);
 }
 

@@ -188,7 +188,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		goto out;
 	op.name_len = (uint32_t)strlen(name);
 	op.name2_len = (uint32_t)size;
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	if ((flags & XATTR_CREATE) && (flags & XATTR_REPLACE)) {
 		/* ext4 checks REPLACE then CREATE: either way one of them fails */
@@ -227,7 +227,7 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (r < 0)
 		goto out;
 	op.name_len = (uint32_t)strlen(name);
-	op.ctime_ns = bz_wall_ns();
+	op.ctime_ns = fs_now_ns();
 	bz_mutex_lock(&fs_ns_lock);
 	r = fs_submit(fs, &op);
 	bz_mutex_unlock(&fs_ns_lock);

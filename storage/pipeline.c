@@ -784,6 +784,18 @@ void pipe_set_space_short(struct pipeline *p, bool short_of_space)
 	bz_cap_unlock(&p->mu, &pipe_cap);
 }
 
+void pipe_seal(struct pipeline *p)
+{
+	struct batch *disp = NULL;
+
+	bz_cap_lock(&p->mu, &pipe_cap);
+	if (!p->failed && !p->stopping)
+		pi_seal_locked(p, &disp);
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	if (disp)
+		pi_dispatch(p, disp);
+}
+
 int pipe_read(struct pipeline *p, uint64_t ino, uint64_t off, void *buf, size_t len, size_t *ret_n)
 {
 	uint64_t hi = off + len, pstart = UINT64_MAX, mem_hi = 0;

@@ -73,6 +73,11 @@ enum pipe_level {
  * seals the open batch if it holds anything the barrier needs. */
 typedef void (*pipe_cb)(void *arg, int err);
 int pipe_barrier(struct pipeline *p, enum pipe_level level, pipe_cb cb, void *arg);
+/* Seals the open batch now (if it holds anything), as a barrier would, but
+ * waits for nothing: the caller expects a barrier soon (a flush follows the
+ * kernel's writeback of a closing file) and lets the commit thread start on
+ * the batch meanwhile. */
+void pipe_seal(struct pipeline *p);
 /* Blocking form (tests, tools). */
 int pipe_barrier_wait(struct pipeline *p, enum pipe_level level);
 

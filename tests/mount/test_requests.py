@@ -1,0 +1,102 @@
+"""What the kernel asks the daemon per file, and what it gets back: the
+behaviours behind the request economy of `cp -r` and the `echo >> file`
+loop (docs/BENCH.md). Run in every mode (BLAZEFS_MOUNT_OPTS); no timing
+assertions."""
+import os
+
+
+def test_new_file_mtime_never_goes_back(bz):
+    """A file created and written at once (cp, a shell redirection) keeps a
+    modification time at or after its creation time. The daemon stamps
+    inode times with the kernel's file-time clock (the coarse realtime
+    clock): with a finer clock the creation time lay ahead of the time the
+    kernel stamped the first write with, so the write moved mtime back
+    (and, with the writeback cache, cost a SETATTR per file)."""
+    d = bz.path("tree")
+    os.mkdir(d)
+    for i in range(64):
+        p = os.path.join(d, "f%02d.txt" % i)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            born = os.fstat(fd)
+            os.write(fd, b"line %d\n" % i * 40)
+        finally:
+            os.close(fd)
+        st = os.stat(p)
+        assert st.st_size == len(b"line %d\n" % i * 40)
+        assert st.st_mtime_ns >= born.st_mtime_ns, (i, born, st)
+        assert st.st_ctime_ns >= born.st_ctime_ns, (i, born, st)
+    before = {n: os.stat(os.path.join(d, n)).st_mtime_ns for n in os.listdir(d)}
+    assert bz.stop() == 0
+    bz.start()
+    for n, m in before.items():
+        # the store keeps a time no earlier than what the mount showed
+        assert os.stat(os.path.join(d, n)).st_mtime_ns >= m, n
+
+
+def _count(m, opcode):
+    """Requests of one kind the daemon has received so far (its -d trace)."""
+    with open(m.logpath, "rb") as f:
+        return f.read().count(b"opcode: %s " % opcode.encode())
+
+
+def _traced(make_mount):
+    m = make_mount()
+    m.start(extra_args=("-d",))
+    return m
+
+
+def test_new_files_cost_no_setattr(make_mount):
+    """Creating, writing and closing files (cp -r) sends no SETATTR of the
+    times per file: the kernel stamps the cached write with the creation
+    time's clock tick (only a write in a later tick than its file's creation
+    sends one). Without the writeback cache the kernel sends none anyway."""
+    m = _traced(make_mount)
+    d = m.path("tree")
+    os.mkdir(d)
+    n = 40
+    before = _count(m, "SETATTR")
+    for i in range(n):
+        fd = os.open(os.path.join(d, "f%02d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"x" * (100 + i))
+        finally:
+            os.close(fd)
+    assert _count(m, "SETATTR") - before <= n // 2, m.logtext()[-1000:]
+
+
+def test_negative_lookups_are_cached(make_mount):
+    """A missing name is looked up once, not at every stat (shells' PATH
+    searches, build probes); the cached negative entry never hides a name
+    created afterwards, by any operation."""
+    m = _traced(make_mount)
+    probe = m.path("missing")
+    n = 20
+    before = _count(m, "LOOKUP")
+    for _ in range(n):
+        assert not os.path.exists(probe)
+    # one lookup; more only if the test stalled past the 1 s entry timeout
+    assert _count(m, "LOOKUP") - before <= n // 2
+    src = m.path("src")
+    with open(src, "wb") as f:
+        f.write(b"data\n")
+    makers = {
+        "create": lambda p: open(p, "wb").close(),
+        "mkdir": os.mkdir,
+        "symlink": lambda p: os.symlink("src", p),
+        "link": lambda p: os.link(src, p),
+        "mkfifo": os.mkfifo,
+        "rename": lambda p: (open(p + ".tmp", "wb").close(), os.rename(p + ".tmp", p)),
+    }
+    for what, make in makers.items():
+        p = m.path("n-" + what)
+        for _ in range(3):
+            assert not os.path.lexists(p), what
+        make(p)
+        assert os.path.lexists(p), what
+        assert os.path.basename(p) in os.listdir(m.mnt), what
+    # and a removed name is missing at once
+    os.unlink(m.path("n-create"))
+    assert not os.path.exists(m.path("n-create"))
+    os.rmdir(m.path("n-mkdir"))
+    assert not os.path.exists(m.path("n-mkdir"))
