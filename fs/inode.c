@@ -490,7 +490,7 @@ int fs_orphans_cleanup(struct fs *fs)
 		r = fs_submit(fs, &op);
 	}
 	if (l.n)
-		bz_info("removed %zu orphan file(s) left by the previous run", l.n);
+		bz_info("removed %zu orphan file(s) (unlinked while still in use)", l.n);
 	free(l.names);
 	return r;
 }

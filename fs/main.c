@@ -654,6 +654,18 @@ out:
 	if (fs && fs->pipe) {
 		if (fs->opts.writeback_cache && !fs->opts.read_only)
 			fs_settle_all(fs);
+		/* Files unlinked while the kernel still referenced them are parked
+		 * as orphans until its last FORGET, which an unmount need not send:
+		 * no request can reach them now, so they go before the store
+		 * closes (and their space with them) rather than at the next
+		 * mount. */
+		if (!fs->opts.read_only) {
+			bz_mutex_lock(&fs_ns_lock);
+			r = fs_orphans_cleanup(fs);
+			bz_mutex_unlock(&fs_ns_lock);
+			if (r < 0)
+				bz_warn("orphan cleanup at unmount: %s", strerror(-r));
+		}
 		r = pipe_stop(fs->pipe);
 		if (r < 0) {
 			bz_err("pipeline stopped with %s", strerror(-r));

@@ -384,6 +384,9 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 		 "Open chunks written as tail frames (at checkpoints and spills) since open.", ss->tails_written);
 	prom_u64(p, "blazefs_store_open_chunk_bytes", "gauge", "Memory held by the files' open chunk buffers.",
 		 ss->open_chunk_bytes);
+	prom_u64(p, "blazefs_store_relocated_pages_total", "counter",
+		 "Extent pages moved down so that the end of store.db can be given back (since open).",
+		 ss->pages_relocated);
 	prom_u64(p, "blazefs_store_db_truncations_total", "counter",
 		 "Times store.db was cut to give free space at its end back to the disk (since open).",
 		 ss->store_db_truncations);

@@ -435,10 +435,12 @@ int store_close(struct store *s)
 		return 0;
 	if (!s->read_only && !st_load_error(s))
 		r = store_checkpoint(s);
-	/* What that checkpoint released is free now: a second one gives the
-	 * space at the end of store.db back to the disk before it sits
-	 * unmounted (docs/FORMAT.md §7). */
-	if (r == 0 && !s->read_only && st_tail_free(s))
+	/* What that checkpoint released is free now: more give the space at
+	 * the end of store.db back to the disk before it sits unmounted
+	 * (docs/FORMAT.md §7): one moves a file or pack pages down into it
+	 * (store_reloc.c) or its chain lower, the next cuts what they left. At
+	 * most three: each is bounded, the rest waits for the next mount. */
+	for (int i = 0; i < 3 && r == 0 && !s->read_only && st_tail_free(s); i++)
 		r = store_checkpoint(s);
 	store_free(s);
 	return r;
@@ -559,6 +561,7 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->chunks_sealed = st_get_u64(&s->chunks_sealed);
 	ret->tails_written = st_get_u64(&s->tails_written);
 	ret->open_chunk_bytes = st_get_u64(&s->open_bytes);
+	ret->pages_relocated = st_get_u64(&s->pages_relocated);
 	ret->store_db_truncations = st_get_u64(&s->truncations);
 	ret->data_pages = st_get_u64(&s->data_pages);
 	ret->wal_bytes_since_checkpoint = st_get_u64(&s->wal_used);

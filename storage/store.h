@@ -165,6 +165,7 @@ struct store_stats {
 	uint64_t chunks_sealed;    /* chunks sealed from open chunks (since open) */
 	uint64_t tails_written;    /* open chunks written as tail frames (since open) */
 	uint64_t open_chunk_bytes; /* memory held by open chunks' buffers */
+	uint64_t pages_relocated;  /* extent pages moved down to give the end of store.db back (since open) */
 	uint64_t stored_bytes;     /* frame bytes of all live data records */
 	uint64_t logical_bytes;    /* raw bytes of all live files */
 	uint64_t wal_bytes_since_checkpoint;

@@ -769,6 +769,8 @@ bool st_tail_free(const struct store *s)
 		return false;
 	if (st_pack_stranded(s, &strand, 1))
 		return true; /* cleaning moves it lower, then the end is free */
+	if (st_reloc_due(s))
+		return true; /* relocation moves a file's chunks lower (store_reloc.c) */
 	uint64_t end = s->free.v[s->free.n - 1].start + s->free.v[s->free.n - 1].len, above = 0;
 	for (size_t i = 0; i < s->chain.n; i++)
 		above += s->chain.v[i] >= end;
@@ -842,6 +844,8 @@ int store_checkpoint(struct store *s)
 	r = st_oc_write_tails(s, s->last_applied);
 	if (r == 0)
 		r = st_pack_clean(s, s->last_applied);
+	if (r == 0)
+		r = st_relocate(s, s->last_applied);
 	uint64_t sealed = s->open_used ? s->open_pgno : 0;
 	if (r < 0)
 		; /* failed below */
@@ -958,6 +962,8 @@ int store_checkpoint(struct store *s)
 	 * SAFETY WITHOUT LOCKS) relies on frees following a superblock write. */
 	wal_recycle(s->wal);
 	s->sb = sb;
+	if (s->pending.n)
+		s->reloc_stuck = false; /* more free space: a file may move down now */
 	if (fm_merge(&s->free, &s->pending) < 0)
 		bz_warn("store: out of memory: free pages leak");
 	fm_clear(&s->pending);

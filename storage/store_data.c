@@ -492,7 +492,7 @@ out:
 /* Writes one frame of more than PAGER_PAYLOAD bytes as an extent of its
  * own: consecutive pages, the frame from payload offset 0, next = pgno+1
  * while it continues; one pwrite. */
-static int extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 {
 	uint32_t n = (uint32_t)((len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD);
 	uint8_t *buf = calloc(n, PAGER_PAGE_SIZE);
@@ -527,7 +527,7 @@ out:
 int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 	REQUIRES(store_cap)
 {
-	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : extent_write(s, lsn, frame, len, e);
+	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : st_extent_write(s, lsn, frame, len, e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -711,23 +711,37 @@ void st_sfile_unload(struct store *s, struct sfile *f) REQUIRES(store_cap)
 	f->loaded = false;
 }
 
+/* Writes n (<= IDX_PER_PAGE) entries as a new INDEX page whose next is
+ * `next`; returns its number in *ret_pg. */
+int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uint32_t n, uint64_t next,
+			uint64_t *ret_pg)
+{
+	uint8_t page[PAGER_PAGE_SIZE];
+	uint64_t pg = st_page_alloc(s);
+	int r;
+
+	memset(page, 0, sizeof(page));
+	for (uint32_t i = 0; i < n; i++)
+		index_entry_encode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &e[i]);
+	struct pager_hdr h = {
+		.type = PAGER_INDEX, .pgno = pg, .lsn = lsn, .next = next, .used = n * IDX_ENTRY_SIZE,
+	};
+	pager_seal(page, &h);
+	r = pager_write(s->pager, pg, page);
+	if (r == 0)
+		*ret_pg = pg;
+	return r;
+}
+
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
 int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
-	uint8_t page[PAGER_PAGE_SIZE];
+	uint64_t pg = 0;
 	int r = st_sfile_tail_push(f, e);
 
 	if (r < 0 || f->n_tail < IDX_PER_PAGE)
 		goto out;
-	uint64_t pg = st_page_alloc(s);
-	memset(page, 0, sizeof(page));
-	for (uint32_t i = 0; i < f->n_tail; i++)
-		index_entry_encode(page + PAGER_HDR_SIZE + i * IDX_ENTRY_SIZE, &f->tail[i]);
-	struct pager_hdr h = {
-		.type = PAGER_INDEX, .pgno = pg, .lsn = lsn, .next = f->last_full, .used = f->n_tail * IDX_ENTRY_SIZE,
-	};
-	pager_seal(page, &h);
-	r = pager_write(s->pager, pg, page);
+	r = st_index_page_write(s, lsn, f->tail, f->n_tail, f->last_full, &pg);
 	if (r < 0)
 		goto out;
 	if (f->loaded) {
@@ -886,6 +900,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 	}
 	s->dirty = true;
 	s->strand_stuck = 0; /* the store changes: a stuck page may move now */
+	s->reloc_stuck = false; /* and so may a file's chunks (store_reloc.c) */
 	bz_cap_wrlock(&s->lock, &store_cap);
 	while (pos < len) {
 		struct rec_hdr h;

@@ -114,6 +114,7 @@ struct sfile {
 	uint32_t chunk;  /* the file's chunk_bytes, 0 = not resolved yet */
 	int level;       /* the file's zstd level (resolved with chunk) */
 	struct sfile *lru_prev, *lru_next; /* files with obuf, most recent first */
+	uint32_t chain_gen; /* + 1 each time the index chain is rewritten (store_reloc.c) */
 };
 
 /* Open-addressing hash table ino -> sfile (linear probing, backward-shift
@@ -207,6 +208,8 @@ struct store {
 	bool dirty;                /* anything applied or allocated since the last checkpoint */
 	bool clean_due;            /* a pack page fell under half live: the next checkpoint cleans */
 	uint64_t strand_stuck;     /* a stranded pack page cleaning could not move (st_pack_stranded) */
+	bool reloc_stuck;          /* the last relocation found nothing to move: not due until a change */
+	uint64_t pages_relocated;  /* __atomic: extent pages moved down (since open) */
 	int error;                 /* sticky, __atomic */
 	int cause;                 /* the errno that set error (written once, by the setter) */
 	uint64_t record_errors;    /* [any] __atomic: frames failing their checks */
@@ -281,6 +284,13 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 	REQUIRES(store_cap);
 int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap);
+int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uint32_t n, uint64_t next,
+			uint64_t *ret_pg);
+int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e);
+
+/* store_reloc.c: moving live chunks off the end of store.db */
+int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap);
+bool st_reloc_due(const struct store *s) NO_TSA;
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x) REQUIRES(store_cap);
 
 /* store_chunk.c: the open chunk of each file */

@@ -119,6 +119,7 @@ static int load_and_collect(struct store *s, uint64_t ino, uint64_t off, size_t 
 {
 	struct ient *full = NULL;
 	uint64_t last = 0, n = 0;
+	uint32_t gen = 0;
 	bool need_load = false, have = false;
 	int r = 0;
 
@@ -127,6 +128,7 @@ static int load_and_collect(struct store *s, uint64_t ino, uint64_t off, size_t 
 	if (f && !f->loaded) {
 		last = f->last_full;
 		n = f->n_full;
+		gen = f->chain_gen;
 		have = true;
 	}
 	bz_cap_rdunlock(&s->lock, &store_cap);
@@ -138,7 +140,9 @@ static int load_and_collect(struct store *s, uint64_t ino, uint64_t off, size_t 
 	bz_cap_wrlock(&s->lock, &store_cap);
 	f = st_ftab_get(&s->files, ino);
 	if (f && !f->loaded) {
-		if (r == 0 && have && f->n_full >= n) {
+		if (have && f->chain_gen != gen) {
+			r = st_sfile_load(s, f); /* the chain was rewritten meanwhile (store_reloc.c) */
+		} else if (r == 0 && have && f->n_full >= n) {
 			struct ient *g = realloc(full, BZ_MAX(f->n_full, (uint64_t)1) * sizeof(*full));
 			r = g ? 0 : -ENOMEM;
 			if (g)

@@ -93,7 +93,7 @@ static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
-	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned, g_cov_sealed, g_cov_tails;
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned, g_cov_sealed, g_cov_tails, g_cov_reloc;
 
 /* Pack pages cleaned by this store since open (counted before each close). */
 static void cov_pack(struct store *s)
@@ -105,6 +105,7 @@ static void cov_pack(struct store *s)
 	g_cov_cleaned += st.pages_cleaned;
 	g_cov_sealed += st.chunks_sealed;
 	g_cov_tails += st.tails_written;
+	g_cov_reloc += st.pages_relocated;
 }
 
 struct run {
@@ -1373,6 +1374,7 @@ int main(int argc, char **argv)
 	printf("  pack pages cleaned (live frames moved, page freed): %" PRIu64 "\n", g_cov_cleaned);
 	printf("  open chunks: sealed %" PRIu64 ", tails written %" PRIu64 " (checkpoints and spills)\n", g_cov_sealed,
 	       g_cov_tails);
+	printf("  extent pages relocated off the end of store.db: %" PRIu64 "\n", g_cov_reloc);
 	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
 	       g_cov_records_max, g_cov_files_idx);
 	if (g_mutant) {

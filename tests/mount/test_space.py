@@ -144,3 +144,27 @@ def test_sparse_copy_stores_the_gap_as_a_hole(make_mount, workdir):
         data = f.read()
     with open(src, "rb") as f:
         assert data == f.read()
+
+
+def test_rotation_leaves_one_file_after_unmount(make_mount):
+    """The rotation pattern (write the next file, then delete the previous
+    one) without remounting in between: after a clean unmount store.db holds
+    about one file, whichever end of store.db the last file was written to
+    (its chunks are moved down into the space of the deleted ones), and the
+    files deleted while the kernel still referenced them (parked as orphans)
+    are gone at the unmount, not at the next mount."""
+    m = make_mount().start()
+    data = os.urandom(12 * MIB)
+    for i in range(4):  # the 4th file is written at the end of store.db
+        with open(m.path("app.%d" % i), "wb") as f:
+            f.write(data)
+        if i:
+            with open(m.path("app.%d" % (i - 1)), "rb") as f:  # deleted while open
+                os.unlink(m.path("app.%d" % (i - 1)))
+                assert f.read(16) == data[:16]
+    assert m.stop() == 0, m.logtext()
+    assert db_size(m) <= 12 * MIB * 1.3 + MIB, db_size(m)
+    m.start()
+    with open(m.path("app.3"), "rb") as f:
+        assert f.read() == data
+    assert sorted(n for n in os.listdir(m.mnt) if n != ".blazefs") == ["app.3"]

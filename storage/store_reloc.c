@@ -1,0 +1,211 @@
+/* store_reloc.c — moving live chunks off the end of store.db, so that the
+ * space deleted files leave below them can be given back to the disk.
+ * Format: nothing new (docs/FORMAT.md §7 "Relocation"): a moved chunk is
+ * the same frame in new pages; a rewritten index chain is new INDEX pages.
+ *
+ * WHY. A rotating log writes file k+1 while file k still exists, then
+ * deletes file k-1: the new file fills the hole of the old one (first fit)
+ * or, when there is none, the end of store.db; after the delete the live
+ * file can sit at the end with the free space below it, and store.db stays
+ * at two files' size. Each checkpoint (step 1, s->lock exclusive, commit
+ * thread) therefore moves the extents of the file that reaches highest in
+ * store.db into free space lower down, when there is such space for them.
+ *
+ * WHAT MOVES. One file per checkpoint, at most RELOC_MAX_BYTES of frames:
+ * the file whose in-memory index (tail entries, open chunk's tail, newest
+ * index page, and full entries if loaded) names the highest page at or above
+ * the first free page. Its full entries are loaded (index pages read under
+ * the lock: one per 101 chunks), each EXTENT chunk whose pages lie above a
+ * free extent that first fit would give it is read (every page checked, and
+ * the frame's header against the entry) and written there; the old pages
+ * are released (pending until the next durable superblock, like every
+ * release). Packed chunks are cleaning's business (store_data.c). If any
+ * entry of a full index page moved, the whole chain is rewritten: new INDEX
+ * pages in first-fit order, the old ones released; sfile.chain_gen tells a
+ * reader that loaded the old chain without the lock to load it again.
+ *
+ * CRASH. The new pages are written before the checkpoint's fsync (step 4)
+ * and named only by the stream of the superblock written after it; the old
+ * ones stay untouched until that superblock is durable. A crash anywhere
+ * recovers the old placement or the new one, never a mix.
+ *
+ * COST. Bounded per checkpoint (RELOC_MAX_BYTES read and written under the
+ * exclusive lock). When nothing could move, s->reloc_stuck stops the
+ * checks until the store changes (st_apply_batch clears it) or pages
+ * become free (checkpoint step 6).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+#define RELOC_MAX_BYTES (16u << 20)
+
+/* The highest page f's in-memory index names (0 = none known). */
+static uint64_t file_top(const struct sfile *f) NO_TSA
+{
+	uint64_t top = f->last_full;
+
+	for (uint32_t i = 0; i < f->n_tail; i++)
+		top = BZ_MAX(top, f->tail[i].page + (f->tail[i].npages ? f->tail[i].npages - 1 : 0));
+	if (f->has_otail)
+		top = BZ_MAX(top, f->otail.page + (f->otail.npages ? f->otail.npages - 1 : 0));
+	for (uint64_t i = 0; f->loaded && i < f->n_full; i++)
+		top = BZ_MAX(top, f->full[i].page + (f->full[i].npages ? f->full[i].npages - 1 : 0));
+	return top;
+}
+
+/* Whether first fit gives n pages that start below `below`. */
+static bool fits_below(const struct freemap *m, uint64_t n, uint64_t below)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].len >= n)
+			return m->v[i].start < below;
+	return false;
+}
+
+/* The file to move: the highest top at or above the first free page. */
+static struct sfile *pick(const struct store *s) NO_TSA
+{
+	struct sfile *best = NULL;
+	uint64_t best_top = 0;
+
+	if (!s->free.n)
+		return NULL;
+	for (size_t i = 0; i < s->files.cap; i++) {
+		struct sfile *f = s->files.slot[i];
+		uint64_t top = f ? file_top(f) : 0;
+		if (f && top >= s->free.v[0].start && top > best_top) {
+			best = f;
+			best_top = top;
+		}
+	}
+	return best;
+}
+
+bool st_reloc_due(const struct store *s) NO_TSA
+{
+	return !s->reloc_stuck && !s->read_only && pick(s) != NULL;
+}
+
+/* Moves one extent chunk to a lower first fit; *moved when it did. */
+static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x, bool *moved)
+	REQUIRES(store_cap)
+{
+	struct rec_hdr h;
+	const uint8_t *payload;
+	size_t flen;
+	struct ient ne = *e;
+	int r = 0;
+
+	*moved = false;
+	if (!e->npages || !fits_below(&s->free, e->npages, e->page))
+		goto out;
+	r = st_frame_read(s, e, x);
+	if (r == 0)
+		r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
+	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
+		       flen != e->frame_len))
+		r = -EBADMSG;
+	if (r < 0) {
+		/* leave it where it is: a read reports it, fsck names it */
+		bz_warn("store: relocation: chunk of inode %llu at offset %llu (page %llu) is unreadable (%s): not moved",
+			(unsigned long long)ino, (unsigned long long)e->off, (unsigned long long)e->page, strerror(-r));
+		r = 0;
+		goto out;
+	}
+	r = st_extent_write(s, lsn, x->frame, e->frame_len, &ne);
+	if (r < 0)
+		goto out;
+	r = st_release(s, e->page, e->npages);
+	if (r < 0)
+		goto out;
+	st_set_u64(&s->pages_relocated, s->pages_relocated + e->npages);
+	*e = ne;
+	*moved = true;
+out:
+	return r;
+}
+
+/* Writes f's full entries as a new chain and releases the old one. */
+static int chain_rewrite(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
+{
+	uint64_t old = f->last_full, next = 0, left = f->n_full;
+	uint8_t page[PAGER_PAGE_SIZE];
+	int r = 0;
+
+	for (uint64_t i = 0; i < f->n_full && r == 0; i += IDX_PER_PAGE)
+		r = st_index_page_write(s, lsn, f->full + i, IDX_PER_PAGE, next, &next);
+	if (r < 0)
+		goto out;
+	f->last_full = next;
+	f->chain_gen++;
+	/* the old chain's pages, newest first, through their next links */
+	while (old && left && r == 0) {
+		struct pager_hdr h;
+		r = pager_read(s->pager, old, PAGER_INDEX, page, &h);
+		if (r == 0)
+			r = st_release(s, old, 1);
+		left -= BZ_MIN(left, (uint64_t)IDX_PER_PAGE);
+		old = h.next;
+	}
+out:
+	return r;
+}
+
+int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap)
+{
+	struct sfile *f = s->reloc_stuck ? NULL : pick(s);
+	struct rctx *x = NULL;
+	uint64_t budget = RELOC_MAX_BYTES, n_moved = 0;
+	bool moved_full = false;
+	int r = 0;
+
+	if (!f)
+		goto out;
+	r = st_sfile_load(s, f);
+	if (r < 0) {
+		bz_warn("store: relocation: index of inode %llu unreadable (%s)", (unsigned long long)f->ino,
+			strerror(-r));
+		r = 0;
+		goto stuck;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* the highest first: what stands between the free space and the end */
+	for (uint64_t i = f->n_full + f->n_tail + 1; i-- > 0 && budget && r == 0;) {
+		struct ient *e = i < f->n_full ? &f->full[i] : i < f->n_full + f->n_tail ? &f->tail[i - f->n_full]
+						 : f->has_otail ? &f->otail : NULL;
+		bool moved = false;
+		if (!e || e->frame_len > budget)
+			continue;
+		r = move_extent(s, lsn, f->ino, e, x, &moved);
+		if (moved) {
+			budget -= e->frame_len;
+			n_moved++;
+			moved_full |= i < f->n_full;
+		}
+	}
+	if (r == 0 && moved_full)
+		r = chain_rewrite(s, f, lsn);
+	if (r < 0)
+		goto out;
+	if (n_moved) {
+		bz_info("store: relocation: moved %llu chunks of inode %llu down", (unsigned long long)n_moved,
+			(unsigned long long)f->ino);
+		goto out;
+	}
+stuck:
+	s->reloc_stuck = true;
+out:
+	if (x) {
+		free(x->frame);
+		free(x->raw);
+		free(x->parts);
+		free(x);
+	}
+	return r;
+}
