@@ -20,7 +20,8 @@
  * the frame's header against the entry) and written there; the old pages
  * are released (pending until the next durable superblock, like every
  * release). Packed chunks are cleaning's business (store_data.c). If any
- * entry of a full index page moved, the whole chain is rewritten: new INDEX
+ * entry of a full index page moved, or its newest index page stands above a
+ * free page, the whole chain is rewritten: new INDEX
  * pages in first-fit order, the old ones released; sfile.chain_gen tells a
  * reader that loaded the old chain without the lock to load it again.
  *
@@ -189,8 +190,13 @@ int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 			moved_full |= i < f->n_full;
 		}
 	}
-	if (r == 0 && moved_full)
+	/* the chain too when its newest page stands above free space (the
+	 * rewrite of an earlier relocation may have had to go to the end) */
+	bool chain_high = f->last_full && fits_below(&s->free, 1, f->last_full);
+	if (r == 0 && (moved_full || chain_high)) {
 		r = chain_rewrite(s, f, lsn);
+		n_moved += !moved_full;
+	}
 	if (r < 0)
 		goto out;
 	if (n_moved) {
