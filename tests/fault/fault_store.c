@@ -41,7 +41,8 @@
  *    truncations) at 0.
  * Prints the number of faults injected. Exit 0 ok, 1 failure.
  * Usage: fault_store [--seed S] [--seeds N] [--max-k N] [-v]   (default seed 7;
- *        N plain passes, default 1; --seeds 0: the v2, ns and create passes only)
+ *        N plain passes, default 1 or env BZ_FAULT_SEEDS; --seeds 0: the v2,
+ *        ns and create passes only)
  */
 #include <getopt.h>
 #include <signal.h>
@@ -541,7 +542,11 @@ static uint64_t run_case(uint64_t k, enum vfs_fault_mode md, bool persistent)
 int main(int argc, char **argv)
 {
 	uint64_t max_k = 0, seeds = 1;
+	const char *env = getenv("BZ_FAULT_SEEDS"); /* tools/test's sanitizer builds: fewer plain passes */
 	int o;
+
+	if (env && *env)
+		seeds = strtoull(env, NULL, 0);
 	static const struct option lo[] = { { "seed", required_argument, 0, 's' },
 					    { "max-k", required_argument, 0, 'k' },
 					    { "seeds", required_argument, 0, 'n' },

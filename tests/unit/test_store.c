@@ -1850,6 +1850,7 @@ static void test_relocate(void)
 	T_CHECK_EQ(verify(s, &m, 50), 0);
 	T_CHECK_EQ(store_close(s), 0);
 	vfs_destroy(crash);
+	free(b.p);
 	model_free(&m);
 	vfs_destroy(v);
 }
