@@ -212,7 +212,6 @@ static int oc_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
 	struct rctx *x = NULL;
 	struct rec_hdr h;
 	const uint8_t *payload;
-	size_t flen;
 	int r = 0;
 
 	if (f->obuf || !f->olen)
@@ -222,14 +221,9 @@ static int oc_load(struct store *s, struct sfile *f) REQUIRES(store_cap)
 		goto bad;
 	}
 	x = calloc(1, sizeof(*x));
-	r = x ? st_frame_read(s, &f->otail, x) : -ENOMEM;
+	r = x ? st_frame_read_checked(s, f->ino, &f->otail, x, &h, &payload) : -ENOMEM;
 	if (r == -ENOMEM)
 		goto out;
-	if (r == 0)
-		r = rec_decode(x->frame, f->otail.frame_len, &h, &payload, &flen);
-	if (r == 0 && (h.type != REC_DATA || h.codec == REC_HOLE || h.ino != f->ino || h.off != f->ostart ||
-		       h.raw_len != f->olen || flen != f->otail.frame_len))
-		r = -EBADMSG;
 	if (r == 0) {
 		r = obuf_reserve(s, f, f->olen);
 		if (r < 0)
@@ -246,12 +240,7 @@ bad:
 	obuf_free(s, f);
 	r = -EIO;
 out:
-	if (x) {
-		free(x->frame);
-		free(x->raw);
-		free(x->parts);
-		free(x);
-	}
+	st_rctx_free(x);
 	return r;
 }
 
@@ -369,11 +358,8 @@ static int oc_spill(struct store *s, struct sfile *keep, uint64_t lsn) REQUIRES(
 }
 
 int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct rec_hdr *h, const uint8_t *frame,
-		 size_t frame_len) REQUIRES(store_cap)
+		 size_t frame_len, const uint8_t *payload) REQUIRES(store_cap)
 {
-	const uint8_t *payload;
-	struct rec_hdr hh;
-	size_t flen;
 	int r;
 
 	st_oc_resolve(s, f);
@@ -396,9 +382,7 @@ int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct re
 	if (r == 0)
 		r = obuf_reserve(s, f, (uint64_t)f->olen + h->raw_len);
 	if (r == 0)
-		r = rec_decode(frame, frame_len, &hh, &payload, &flen);
-	if (r == 0)
-		r = rec_payload_decode(&hh, payload, f->obuf + f->olen, s->odctx);
+		r = rec_payload_decode(h, payload, f->obuf + f->olen, s->odctx);
 	if (r < 0) {
 		if (r != -ENOMEM && r != -EIO)
 			r = -EIO;

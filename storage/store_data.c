@@ -540,15 +540,9 @@ int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, s
 {
 	struct rec_hdr h;
 	const uint8_t *payload;
-	size_t flen;
 	struct ient ne = *e;
-	int r = st_frame_read(s, e, x);
+	int r = st_frame_read_checked(s, ino, e, x, &h, &payload);
 
-	if (r == 0)
-		r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
-	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
-		       flen != e->frame_len))
-		r = -EBADMSG;
 	if (r < 0) {
 		bz_err("store: cleaning pack page %llu: the frame of inode %llu at offset %llu is unreadable (%s)",
 		       (unsigned long long)e->page, (unsigned long long)ino, (unsigned long long)e->off, strerror(-r));
@@ -690,12 +684,7 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	/* more may wait (the bound was reached): the next checkpoint goes on */
 	s->clean_due = r == 0 && n_pick == PACK_CLEAN_MAX;
 out:
-	if (x) {
-		free(x->frame);
-		free(x->raw);
-		free(x->parts);
-		free(x);
-	}
+	st_rctx_free(x);
 	st_ptab_free(&tb);
 	return r;
 }
@@ -840,7 +829,7 @@ out:
 }
 
 static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const struct rec_hdr *h, const uint8_t *frame,
-		      size_t frame_len) REQUIRES(store_cap)
+		      size_t frame_len, const uint8_t *payload) REQUIRES(store_cap)
 {
 	struct ns_attr a;
 	struct sfile *f;
@@ -875,7 +864,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 		f->ostart = h->off + h->raw_len;
 		goto size;
 	}
-	r = st_oc_append(s, f, lsn, h, frame, frame_len);
+	r = st_oc_append(s, f, lsn, h, frame, frame_len, payload);
 	if (r < 0)
 		return r;
 	f->raw_bytes += h->raw_len;
@@ -917,7 +906,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 		if (h.type == REC_NS)
 			r = apply_ns(s, &h, payload);
 		else if (h.type == REC_DATA)
-			r = apply_data(s, lsn, time_ns, &h, frames + pos, flen);
+			r = apply_data(s, lsn, time_ns, &h, frames + pos, flen, payload);
 		if (r < 0)
 			break;
 		pos += flen;

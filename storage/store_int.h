@@ -295,7 +295,7 @@ int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, s
 
 /* store_chunk.c: the open chunk of each file */
 int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct rec_hdr *h, const uint8_t *frame,
-		 size_t frame_len) REQUIRES(store_cap);
+		 size_t frame_len, const uint8_t *payload) REQUIRES(store_cap);
 int st_oc_seal(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap);
 int st_oc_write_tails(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 int st_oc_drop(struct store *s, struct sfile *f) REQUIRES(store_cap);
@@ -317,6 +317,11 @@ int st_data_page_src(struct store *s, uint64_t pg, uint8_t type, struct rctx *x,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
 bool st_entry_ok(const struct ient *e);
 int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRES_SHARED(store_cap);
+/* st_frame_read, then the frame's header must be a data record (not a hole)
+ * of ino matching e (offset, raw and frame length): -EBADMSG if not. */
+int st_frame_read_checked(struct store *s, uint64_t ino, const struct ient *e, struct rctx *x, struct rec_hdr *ret_h,
+			  const uint8_t **ret_payload) REQUIRES_SHARED(store_cap);
+void st_rctx_free(struct rctx *x); /* a scratch without a pooled zstd context; NULL ok */
 /* The test hooks' mutant (enum store_mutant; 0 outside tests). */
 int st_mutant(void);
 

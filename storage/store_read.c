@@ -292,6 +292,44 @@ int st_frame_read(struct store *s, const struct ient *e, struct rctx *x) REQUIRE
 	return frame_copy(s, e, x, 0);
 }
 
+int st_frame_read_checked(struct store *s, uint64_t ino, const struct ient *e, struct rctx *x, struct rec_hdr *ret_h,
+			  const uint8_t **ret_payload) REQUIRES_SHARED(store_cap)
+{
+	size_t flen;
+	int r = st_frame_read(s, e, x);
+
+	if (r == 0)
+		r = rec_decode(x->frame, e->frame_len, ret_h, ret_payload, &flen);
+	if (r == 0 && (ret_h->type != REC_DATA || ret_h->codec == REC_HOLE || ret_h->ino != ino ||
+		       ret_h->off != e->off || ret_h->raw_len != e->raw_len || flen != e->frame_len))
+		r = -EBADMSG;
+	return r;
+}
+
+void st_rctx_free(struct rctx *x)
+{
+	if (!x)
+		return;
+	free(x->frame);
+	free(x->raw);
+	free(x->parts);
+	free(x);
+}
+
+/* Makes room for one more part in x. */
+static int rpart_room(struct rctx *x)
+{
+	if (x->n_parts < x->cap_parts)
+		return 0;
+	size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
+	struct rpart *np = realloc(x->parts, c * sizeof(*np));
+	if (!np)
+		return -ENOMEM;
+	x->parts = np;
+	x->cap_parts = c;
+	return 0;
+}
+
 static struct store_test_hooks test_hooks; /* tests only: set before any store runs */
 
 void store_set_test_hooks(const struct store_test_hooks *h)
@@ -350,16 +388,10 @@ out:
 static int record_collect(struct store *s, const struct ient *e, uint64_t from, uint64_t to, struct rctx *x)
 	REQUIRES_SHARED(store_cap)
 {
-	int r = 0;
+	int r = rpart_room(x);
 
-	if (x->n_parts == x->cap_parts) {
-		size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
-		struct rpart *np = realloc(x->parts, c * sizeof(*np));
-		if (!np)
-			return -ENOMEM;
-		x->parts = np;
-		x->cap_parts = c;
-	}
+	if (r < 0)
+		return r;
 	r = frame_copy(s, e, x, x->frame_len);
 	if (r < 0)
 		return r;
@@ -386,16 +418,9 @@ static int open_collect(struct store *s, const struct sfile *f, uint64_t from, u
 		r = f->has_otail ? record_collect(s, &f->otail, from, to, x) : -EIO;
 		goto out;
 	}
-	if (x->n_parts == x->cap_parts) {
-		size_t c = x->cap_parts ? x->cap_parts * 2 : 8;
-		struct rpart *np = realloc(x->parts, c * sizeof(*np));
-		if (!np) {
-			r = -ENOMEM;
-			goto out;
-		}
-		x->parts = np;
-		x->cap_parts = c;
-	}
+	r = rpart_room(x);
+	if (r < 0)
+		goto out;
 	size_t n = (size_t)(to - from);
 	r = st_grow(&x->frame, &x->frame_cap, x->frame_len + n);
 	if (r < 0)
@@ -515,13 +540,9 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 	if (r == 0)
 		*ret_n = n;
 out:
-	if (x) {
+	if (x)
 		dctx_put(s, x->dctx);
-		free(x->frame);
-		free(x->raw);
-		free(x->parts);
-		free(x);
-	}
+	st_rctx_free(x);
 	return r;
 }
 
@@ -603,12 +624,7 @@ int store_seek(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t
 		struct rctx *x = calloc(1, sizeof(*x));
 		size_t n = 0;
 		r = x ? load_and_collect(s, ino, off, 0, &n, x) : -ENOMEM; /* len 0: loads, collects nothing */
-		if (x) {
-			free(x->frame);
-			free(x->raw);
-			free(x->parts);
-			free(x);
-		}
+		st_rctx_free(x);
 		if (r < 0)
 			goto out;
 	}

@@ -95,19 +95,13 @@ static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient 
 {
 	struct rec_hdr h;
 	const uint8_t *payload;
-	size_t flen;
 	struct ient ne = *e;
 	int r = 0;
 
 	*moved = false;
 	if (!e->npages || !fits_below(&s->free, e->npages, e->page))
 		goto out;
-	r = st_frame_read(s, e, x);
-	if (r == 0)
-		r = rec_decode(x->frame, e->frame_len, &h, &payload, &flen);
-	if (r == 0 && (h.type != REC_DATA || h.ino != ino || h.off != e->off || h.raw_len != e->raw_len ||
-		       flen != e->frame_len))
-		r = -EBADMSG;
+	r = st_frame_read_checked(s, ino, e, x, &h, &payload);
 	if (r < 0) {
 		/* leave it where it is: a read reports it, fsck names it */
 		bz_warn("store: relocation: chunk of inode %llu at offset %llu (page %llu) is unreadable (%s): not moved",
@@ -207,11 +201,6 @@ int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 stuck:
 	s->reloc_stuck = true;
 out:
-	if (x) {
-		free(x->frame);
-		free(x->raw);
-		free(x->parts);
-		free(x);
-	}
+	st_rctx_free(x);
 	return r;
 }

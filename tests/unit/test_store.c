@@ -145,10 +145,8 @@ static void fill(uint8_t *p, size_t n, uint64_t ino, uint64_t off, bool text)
 }
 
 /* Appends len bytes to file f (frame in b; model updated). */
-static void append(struct model *m, struct batch *b, struct mfile *f, size_t len, bool zstd)
+static void append_bytes(struct model *m, struct batch *b, struct mfile *f, uint8_t *p, size_t len, bool zstd)
 {
-	uint8_t *p = malloc(len);
-	fill(p, len, f->ino, f->len, zstd);
 	frame_add(b, REC_DATA, f->ino, f->len, p, len, zstd);
 	if (f->len + len > f->cap) {
 		f->cap = (f->len + len) * 2;
@@ -160,6 +158,13 @@ static void append(struct model *m, struct batch *b, struct mfile *f, size_t len
 	free(p);
 }
 
+static void append(struct model *m, struct batch *b, struct mfile *f, size_t len, bool zstd)
+{
+	uint8_t *p = malloc(len);
+	fill(p, len, f->ino, f->len, zstd);
+	append_bytes(m, b, f, p, len, zstd);
+}
+
 /* Appends len (>= 300) bytes that compress to about 300: text, then 300
  * bytes of noise (a sealed chunk of >= chunk/2 raw bytes whose frame is
  * packed). */
@@ -168,15 +173,7 @@ static void append_packable(struct model *m, struct batch *b, struct mfile *f, s
 	uint8_t *p = malloc(len);
 	fill(p, len - 300, f->ino, f->len, true);
 	fill(p + len - 300, 300, f->ino, f->len + len - 300, false);
-	frame_add(b, REC_DATA, f->ino, f->len, p, len, true);
-	if (f->len + len > f->cap) {
-		f->cap = (f->len + len) * 2;
-		f->data = realloc(f->data, f->cap);
-	}
-	memcpy(f->data + f->len, p, len);
-	f->len += len;
-	T_ASSERT(ns_set_size(m->ns, f->ino, f->len, m->now) == 0);
-	free(p);
+	append_bytes(m, b, f, p, len, true);
 }
 
 static int commit(struct store *s, struct model *m, struct batch *b)
