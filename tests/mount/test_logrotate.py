@@ -45,9 +45,13 @@ def read(path):
 
 
 def next_second(t):
-    """Waits until the wall clock's second is past t (dateformat %s)."""
-    while int(time.time()) <= t:
-        time.sleep(0.05)
+    """Waits until the wall clock's second is past t (dateformat %s), with a
+    margin: logrotate reads time(2), which glibc serves from the kernel's
+    coarse clock, up to a tick behind Python's time.time(); without it a run
+    started just after the second turned could still see second t and pick
+    the name of the previous rotation ("destination ... already exists")."""
+    while time.time() < t + 1 + 0.1:
+        time.sleep(0.02)
 
 
 @pytest.fixture
