@@ -65,7 +65,7 @@ def test_retain_mount_option(make_mount, monkeypatch):
     opts = json.loads(read(m.path(".blazefs", "stats")))["fs"]["options"]
     assert opts["worm"] is True and opts["retain"] == "1d"  # retain= implies worm
     assert b'worm="true",retain="1d"' in read(m.path(".blazefs", "metrics"))
-    t0 = int(time.time())
+    t0 = int(time.time() - 0.05)  # the daemon stamps with the coarse clock, up to a tick behind
     write(m.path("log"), b"audit line\n")
     write(m.path("other"), b"x")
     t1 = int(time.time()) + 1
@@ -116,7 +116,7 @@ def test_retain_mount_option(make_mount, monkeypatch):
 
 def test_retain_directory_xattr(make_mount, monkeypatch):
     m = make_mount(opts="worm").start()
-    t0 = int(time.time())
+    t0 = int(time.time() - 0.05)  # the daemon stamps with the coarse clock, up to a tick behind
     os.mkdir(m.path("audit"))
     write(m.path("plain"), b"worm without a period: never deletable")
     assert getfattr(m.path("plain"), "user.blazefs.deletable_at") == "never"
