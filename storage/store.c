@@ -216,6 +216,7 @@ static void store_free(struct store *s) NO_TSA
 	fm_free(&s->free);
 	fm_free(&s->pending);
 	st_vec_free(&s->chain);
+	st_nst_close(s);
 	st_vec_free(&s->dead);
 	for (unsigned i = 0; i < s->n_dctx; i++)
 		ZSTD_freeDCtx(s->dctx_pool[i]);
@@ -369,6 +370,16 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	if (r < 0)
 		goto out;
 	r = st_ns_load_chain(s, &sb);
+	if (r == 0)
+		r = st_nst_open(s, &sb);
+	if (r == 0 && sb.format == SB_VERSION)
+		r = st_nst_load(s, &sb);
+	else if (r == 0) {
+		/* format 2: the stream held everything; the next checkpoint
+		 * writes the trees (upgrade in place, docs/FORMAT.md §6a) */
+		ns_dirty_set_all(s->ns);
+		s->dirty = true;
+	}
 	if (r < 0)
 		goto out;
 	s->ns_est = sb.ns_bytes;

@@ -538,6 +538,7 @@ int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t l
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
 	REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, ino); /* its checkpointed state changes (ns_dirty) */
 	struct rec_hdr h;
 	const uint8_t *payload;
 	struct ient ne = *e;
@@ -725,6 +726,7 @@ int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uin
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
 int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	uint64_t pg = 0;
 	int r = st_sfile_tail_push(f, e);
 
@@ -842,6 +844,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 			 (unsigned long long)(r < 0 ? 0 : a.size));
 		return 0;
 	}
+	ns_dirty_mark(s->ns, h->ino); /* its 'F' state and size change */
 	f = st_ftab_get(&s->files, h->ino);
 	if (!f) {
 		f = calloc(1, sizeof(*f));

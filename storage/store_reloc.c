@@ -93,6 +93,7 @@ bool st_reloc_due(const struct store *s) NO_TSA
 static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x, bool *moved)
 	REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, ino); /* its checkpointed state changes (ns_dirty) */
 	struct rec_hdr h;
 	const uint8_t *payload;
 	struct ient ne = *e;
@@ -125,6 +126,7 @@ out:
 /* Writes f's full entries as a new chain and releases the old one. */
 static int chain_rewrite(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	uint64_t old = f->last_full, next = 0, left = f->n_full;
 	uint8_t page[PAGER_PAGE_SIZE];
 	int r = 0;

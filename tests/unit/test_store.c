@@ -1641,7 +1641,7 @@ static void test_format1_refused(void)
 		struct pager_hdr h;
 		T_ASSERT(vfs_pread(f, page, sizeof(page), pg * 4096, &n) == 0 && n == sizeof(page));
 		T_ASSERT(pager_check(page, pg, PAGER_SUPER, &h) == 0);
-		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 2);
+		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 3);
 		bz_put_le32(page + PAGER_HDR_SIZE + 4, 1);
 		pager_seal(page, &h);
 		T_ASSERT(vfs_pwrite(f, page, sizeof(page), pg * 4096) == 0);
@@ -1700,11 +1700,16 @@ static void test_scrub_meta(void)
 	T_ASSERT(vfs_mem_new(&v) == 0);
 	model_init(&m);
 	T_ASSERT(open_store(v, &s) == 0);
-	for (int i = 0; i < 55; i++) { /* a namespace stream of several pages */
-		char name[256];
-		memset(name, 'n', 200);
-		snprintf(name + 200, sizeof(name) - 200, "%03d", i);
-		mk_file(&m, &b, NS_ROOT_INO, name);
+	/* a namespace stream of several pages: format 3 keeps the names in
+	 * the trees, the stream holds the pack pages' live bytes ('K', about
+	 * 4 bytes a page): 2,200 pack pages of one 2,100-byte chunk each */
+	uint64_t pk = mk_file(&m, &b, NS_ROOT_INO, "packs");
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	for (int i = 0; i < 2200; i++) {
+		append(&m, &b, model_file(&m, pk), 2100, false);
+		T_CHECK_EQ(commit(s, &m, &b), 0);
+		if (i % 200 == 199)
+			T_CHECK_EQ(store_checkpoint(s), 0); /* the test's WAL is 1 MiB */
 	}
 	uint64_t x = mk_file(&m, &b, NS_ROOT_INO, "x");
 	T_CHECK_EQ(commit(s, &m, &b), 0);
