@@ -513,8 +513,9 @@ bool store_read_only(const struct store *s) { return s->read_only; }
 
 void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 {
-	/* The next checkpoint writes the whole stream (namespace, index tails,
-	 * free extents: at most 20 bytes each) into new pages while the durable
+	/* The next checkpoint writes the stream (counters, pack pages, free
+	 * extents: at most 20 bytes each), the namespace trees' changed
+	 * paths, the open chunks' tails into new pages while the durable
 	 * chain stays allocated, after the run of full pack pages, the open
 	 * page and an index page. Recovery needs no more: its replay rewrites
 	 * pages the crashed run had allocated (the file already covers them)
@@ -530,6 +531,8 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 	 * bytes, plus a frame header and the rest of a page each */
 	bytes += st_get_u64(&s->open_bytes) + st_get_u64(&s->open_files) * (PAGER_PAGE_SIZE + REC_HDR_MAX);
 	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
+	/* and the namespace trees' flush (store_nstree.c: st_nst_estimate) */
+	pages += st_get_u64(&s->tree_est);
 	uint64_t reuse = st_get_u64(&s->n_reuse);
 
 	*ret_need = (pages > reuse ? pages - reuse : 0) * PAGER_PAGE_SIZE;

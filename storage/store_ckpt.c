@@ -1037,6 +1037,7 @@ int store_checkpoint(struct store *s)
 	s->dirty = false;
 	bz_cap_wrlock(&s->lock, &store_cap);
 	ns_dirty_clear(s->ns); /* written: the sets start again (kept if anything failed) */
+	st_nst_estimate(s);
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	st_set_u64(&s->dead_bytes, 0);
 	st_set_u64(&s->ns_est, b.len);

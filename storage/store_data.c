@@ -914,6 +914,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 			break;
 		pos += flen;
 	}
+	st_nst_estimate(s);
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		return st_set_error(s, r, "apply");

@@ -209,6 +209,7 @@ struct store {
 	struct btree *itree;       /* the namespace tables (store_nstree.c), as of */
 	struct btree *dtree;       /* the last checkpoint + what it flushes */
 	int nst_err;               /* a tree page could not be released */
+	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
 	struct u64vec dead;        /* index chain heads of deleted files (their
 				    * tails' extents went to pending at once) */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
@@ -318,6 +319,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA;
 int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_SHARED(store_cap);
 void st_nst_close(struct store *s);
 void st_nst_io(struct store *s, struct btree_io *io);
+void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap);
 
 /* store_ckpt.c: superblocks, namespace chain */
 /* One inode's value in the inode tree: its 'I', 'X' and 'F' records as

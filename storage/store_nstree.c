@@ -346,6 +346,29 @@ out:
 	return r;
 }
 
+/* The space the next checkpoint's flush can need, in pages (store_space):
+ * each dirty key rewrites at most its path (depth pages) plus a split
+ * sibling per level, and an inode's value may need an overflow chain of up
+ * to its size (the 'F' record of 100 tail entries: one page; attributes
+ * beyond that are counted by the stream estimate of the ops that set
+ * them). A rebuild writes every key again. [commit] */
+void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap)
+{
+	struct btree_stats a = {0}, b = {0};
+	size_t nd = 0, ni = ns_dirty_counts(s->ns, &nd);
+	uint64_t est;
+
+	if (s->itree)
+		btree_stats(s->itree, &a);
+	if (s->dtree)
+		btree_stats(s->dtree, &b);
+	if (ns_dirty_all(s->ns) || s->sb.format != SB_VERSION)
+		est = ns_count(s->ns) * 2 + 64; /* values <= 2 KiB: 2 a page or better; entries likewise */
+	else
+		est = ni * (2ull * a.depth + 4) + nd * (2ull * b.depth + 2);
+	st_set_u64(&s->tree_est, est);
+}
+
 /* ---- moving the trees down ---- */
 
 struct kcap {
