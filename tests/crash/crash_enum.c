@@ -81,9 +81,9 @@ static const char *const ph_name[PH_N] = { "create", "recovery", "wal-append", "
 					   "apply",  "checkpoint", "close", "pipeline" };
 /* Which call the power failed before. */
 enum { IO_WAL_WRITE, IO_WAL_SYNC, IO_WAL_OTHER, IO_DB_SUPER, IO_DB_DATA, IO_DB_INDEX, IO_DB_NSMETA, IO_DB_PACK,
-       IO_DB_OTHER, IO_DB_SYNC, IO_DB_GROW, IO_DB_SHRINK, IO_DIR, IO_OTHER, IO_N };
+       IO_DB_TREE, IO_DB_OTHER, IO_DB_SYNC, IO_DB_GROW, IO_DB_SHRINK, IO_DIR, IO_OTHER, IO_N };
 static const char *const io_name[IO_N] = { "wal-write",	 "wal-sync",	"wal-create/size", "db-write-super",
-					   "db-write-data",	 "db-write-index", "db-write-nsmeta", "db-write-pack",
+					   "db-write-data",	 "db-write-index", "db-write-nsmeta", "db-write-pack", "db-write-tree",
 					   "db-write-other", "db-sync",	"db-grow",	   "db-shrink",
 					   "dir-op",	 "other" };
 static uint64_t g_ph_states[PH_N], g_io_states[IO_N];
@@ -759,7 +759,7 @@ static int classify(enum vfs_op op, const struct probe_io *io)
 		__atomic_fetch_add(&g_pages_written[BZ_MIN(t, 9u)], 1, __ATOMIC_RELAXED);
 		if (k == 0)
 			cat = t == 1 ? IO_DB_SUPER : t == 2 ? IO_DB_DATA : t == 3 ? IO_DB_INDEX : t == 4 ? IO_DB_NSMETA :
-			      t == 5 ? IO_DB_PACK : IO_DB_OTHER;
+			      t == 5 ? IO_DB_PACK : t >= 6 && t <= 8 ? IO_DB_TREE : IO_DB_OTHER;
 	}
 	return cat;
 }
