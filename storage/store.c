@@ -377,7 +377,9 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	else if (r == 0) {
 		/* format 2: the stream held everything; the next checkpoint
 		 * writes the trees (upgrade in place, docs/FORMAT.md §6a) */
+		bz_cap_wrlock(&s->lock, &store_cap);
 		ns_dirty_set_all(s->ns);
+		bz_cap_wrunlock(&s->lock, &store_cap);
 		s->dirty = true;
 	}
 	if (r < 0)

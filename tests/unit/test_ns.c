@@ -1228,9 +1228,11 @@ static void test_dirty(void)
 			o = (struct ns_op){.kind = NS_RENAME, .parent = p1, .name = n1, .name_len = 1, .parent2 = p2,
 					   .name2 = n2, .name2_len = 1, .flags = (uint32_t)(RND() % 3),
 					   .ctime_ns = now++};
-		else if (k == 8)
+		else if (k == 8) {
 			o = (struct ns_op){.kind = NS_SETATTR, .ino = ino, .flags = NS_SET_MODE | NS_SET_MTIME,
-					   .mode = 0600, .mtime_ns = now, .ctime_ns = now++};
+					   .mode = 0600, .mtime_ns = now, .ctime_ns = now};
+			now++;
+		}
 		else if (k == 9)
 			o = (struct ns_op){.kind = NS_SETXATTR, .ino = ino, .name = "user.x", .name_len = 6,
 					   .name2 = n2, .name2_len = 1, .ctime_ns = now++};
