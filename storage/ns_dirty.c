@@ -131,13 +131,26 @@ void nsd_mark_ent(struct nsd *d, uint64_t dir, const char *name, size_t len)
 	d->ent_n++;
 }
 
+/* Empties the sets. Tables grown large (a load marks every inode) are
+ * freed, so that walking the sets costs what they hold, not what they
+ * once held. */
 void nsd_clear(struct nsd *d)
 {
-	if (d->ino_n)
+	if (d->ino_cap > 1024) {
+		free(d->ino);
+		d->ino = NULL;
+		d->ino_cap = 0;
+	} else if (d->ino_n) {
 		memset(d->ino, 0, d->ino_cap * sizeof(*d->ino));
+	}
 	for (size_t i = 0; i < d->ent_cap && d->ent_n; i++) {
 		free(d->ent[i]);
 		d->ent[i] = NULL;
+	}
+	if (d->ent_cap > 1024) {
+		free(d->ent);
+		d->ent = NULL;
+		d->ent_cap = 0;
 	}
 	d->ino_n = d->ent_n = 0;
 	d->all = false;

@@ -1036,6 +1036,7 @@ int store_checkpoint(struct store *s)
 	chain = (struct u64vec){0};
 	s->dirty = false;
 	bz_cap_wrlock(&s->lock, &store_cap);
+	st_reloc_fold(s); /* the relocation candidate cache reads the sets */
 	ns_dirty_clear(s->ns); /* written: the sets start again (kept if anything failed) */
 	st_nst_estimate(s);
 	bz_cap_wrunlock(&s->lock, &store_cap);

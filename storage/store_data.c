@@ -608,7 +608,9 @@ static bool in_list(const uint64_t *v, size_t n, uint64_t x)
  * frames copied into the open pack page; the old pages reach 0 live bytes
  * and go to pending. Called before the checkpoint seals the open page, so
  * the copies are durable before the superblock that stops naming the old
- * pages. Costs one pass over every file's tail entries. */
+ * pages. Costs one pass over every file's tail entries, only when
+ * cleaning is due (a page fell under half live, or the last cleaning hit
+ * its bound) or a page is stranded. */
 int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 {
 	struct ptab tb = {0};
@@ -621,6 +623,12 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		s->clean_due = false;
 		goto out;
 	}
+	/* Nothing fell under half live since the last cleaning, which did not
+	 * hit its bound, and nothing is stranded: no page can qualify, and
+	 * the pass over every file's tail entries below is skipped (a
+	 * checkpoint costs what changed, FORMAT.md §8). */
+	if (!s->clean_due && !n_strand)
+		goto out;
 	/* tail bytes per candidate page */
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		const struct sfile *f = s->files.slot[i];

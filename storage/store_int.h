@@ -210,6 +210,8 @@ struct store {
 	struct btree *dtree;       /* the last checkpoint + what it flushes */
 	int nst_err;               /* a tree page could not be released */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
+	bool reloc_valid;          /* relocation's candidate cache (store_reloc.c) */
+	uint64_t reloc_ino, reloc_top;
 	struct u64vec dead;        /* index chain heads of deleted files (their
 				    * tails' extents went to pending at once) */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
@@ -301,6 +303,7 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 /* store_reloc.c: moving live chunks off the end of store.db */
 int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 bool st_reloc_due(const struct store *s) NO_TSA;
+void st_reloc_fold(struct store *s) NO_TSA;
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x) REQUIRES(store_cap);
 
 /* store_chunk.c: the open chunk of each file */

@@ -409,31 +409,25 @@ out:
 	return r;
 }
 
-/* Keys lead with a big-endian inode number below hi: the leftmost and
- * the rightmost path of the tree are rewritten (the rightmost found by
- * iterating from hi - 1, hi - 2, hi - 4, ...: new inodes, hence the pages
- * written last, sort last). */
-static int touch_ends(struct btree *t, uint64_t hi)
+/* The leftmost and the rightmost path of the tree are rewritten (new
+ * inodes, hence the pages written last, sort last): O(depth). */
+static int touch_ends(struct btree *t)
 {
 	struct kcap k = {.first_only = true};
 	int r;
 
 	if (!btree_count(t))
 		return 0;
-	r = btree_iter(t, NULL, 0, key_cb, &k);
-	if (r < 0)
-		return r;
-	r = touch_key(t, k.key, k.klen);
-	k = (struct kcap){0};
-	for (uint64_t step = 1; r == 0 && !k.klen; step *= 2) {
-		uint8_t from[8];
-		put_be64(from, hi > step ? hi - step : 0);
-		r = btree_iter(t, from, 8, key_cb, &k);
-		if (hi <= step)
-			break;
+	r = btree_iter(t, NULL, 0, key_cb, &k); /* 1: stopped at the first key */
+	if (r >= 0)
+		r = k.klen ? touch_key(t, k.key, k.klen) : 0;
+	if (r == 0) {
+		r = btree_last(t, k.key, &k.klen);
+		if (r == 0)
+			r = touch_key(t, k.key, k.klen);
+		else if (r == -ENOENT)
+			r = 0;
 	}
-	if (r == 0 && k.klen)
-		r = touch_key(t, k.key, k.klen);
 	return r;
 }
 
@@ -454,9 +448,9 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 	 * Once moved, the condition is false until space is freed below. */
 	uint64_t low = s->free.n ? s->free.v[0].start : UINT64_MAX;
 	if (r == 0 && s->sb.ino_root > low)
-		r = touch_ends(s->itree, ns_next_ino(s->ns));
+		r = touch_ends(s->itree);
 	if (r == 0 && s->sb.dent_root > low)
-		r = touch_ends(s->dtree, ns_next_ino(s->ns));
+		r = touch_ends(s->dtree);
 	if (r == 0)
 		r = btree_flush(s->itree, lsn, &sb->ino_root);
 	if (r == 0)
@@ -466,5 +460,5 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 	sb->ino_count = btree_count(s->itree);
 	sb->dent_count = btree_count(s->dtree);
 	sb->format = SB_VERSION;
-	return r;
+	return r > 0 ? -EIO : r; /* a callback's stop value is never success here */
 }

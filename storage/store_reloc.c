@@ -65,23 +65,67 @@ static bool fits_below(const struct freemap *m, uint64_t n, uint64_t below)
 	return false;
 }
 
-/* The file to move: the highest top at or above the first free page. */
-static struct sfile *pick(const struct store *s) NO_TSA
+/* THE CANDIDATE CACHE. Finding the file with the highest top means a pass
+ * over every file; a checkpoint must cost what changed (FORMAT.md §8), so
+ * the result is kept (s->reloc_ino, s->reloc_top; s->reloc_valid) and
+ * brought up to date from the namespace's dirty inodes, which include
+ * every file whose placement changed since the last checkpoint (the store
+ * marks them: ns_dirty_mark in the index, tail, cleaning and relocation
+ * paths; a deleted file's inode is marked by its unlink): a marked file
+ * whose top rose above the cached one replaces it (or raises it); the
+ * cached file marked and gone, or lower, means a full pass. st_reloc_fold runs
+ * just before a checkpoint clears the dirty sets. A reader that loads a
+ * file's full entries raises that file's top without a mark: the cache
+ * sees it at its next full pass (the choice of what to move is a
+ * heuristic; a move checks everything it moves). [commit] */
+static int fold_cb(void *arg, uint64_t ino) NO_TSA
 {
-	struct sfile *best = NULL;
-	uint64_t best_top = 0;
+	struct store *s = arg;
+	const struct sfile *f = st_ftab_get(&s->files, ino);
+	uint64_t t = f ? file_top(f) : 0;
+
+	if (ino == s->reloc_ino && t < s->reloc_top) {
+		s->reloc_valid = false; /* the highest went down: another may be highest now */
+		return 1;
+	}
+	if (f && t > s->reloc_top) {
+		s->reloc_ino = ino;
+		s->reloc_top = t;
+	}
+	return 0;
+}
+
+void st_reloc_fold(struct store *s) NO_TSA
+{
+	if (s->reloc_valid && ns_dirty_all(s->ns))
+		s->reloc_valid = false;
+	if (s->reloc_valid)
+		(void)ns_dirty_each_ino(s->ns, fold_cb, s);
+}
+
+/* The file to move: the highest top, if at or above the first free page. */
+static struct sfile *pick(const struct store *cs) NO_TSA
+{
+	struct store *s = (struct store *)cs; /* the cache is [commit] state */
+	struct sfile *f;
 
 	if (!s->free.n)
 		return NULL;
-	for (size_t i = 0; i < s->files.cap; i++) {
-		struct sfile *f = s->files.slot[i];
-		uint64_t top = f ? file_top(f) : 0;
-		if (f && top >= s->free.v[0].start && top > best_top) {
-			best = f;
-			best_top = top;
+	st_reloc_fold(s);
+	if (!s->reloc_valid) {
+		s->reloc_ino = s->reloc_top = 0;
+		for (size_t i = 0; i < s->files.cap; i++) {
+			f = s->files.slot[i];
+			uint64_t top = f ? file_top(f) : 0;
+			if (f && top > s->reloc_top) {
+				s->reloc_ino = f->ino;
+				s->reloc_top = top;
+			}
 		}
+		s->reloc_valid = true;
 	}
-	return best;
+	f = s->reloc_top ? st_ftab_get(&s->files, s->reloc_ino) : NULL;
+	return f && s->reloc_top >= s->free.v[0].start ? f : NULL;
 }
 
 bool st_reloc_due(const struct store *s) NO_TSA
