@@ -814,8 +814,8 @@ static int release_dead_chains(struct store *s)
 
 /* Whether a checkpoint now could give space at the end of store.db back:
  * free pages end at the high-water mark, or they end right below the
- * durable namespace chain, which this checkpoint moves down (a chain
- * written while nothing was free lands at the end), or below stranded
+ * durable namespace chain and the trees' root pages, which this checkpoint
+ * moves down (a chain written while nothing was free lands at the end), or below stranded
  * pack pages, which its cleaning moves down (st_pack_stranded). */
 bool st_tail_free(const struct store *s)
 {
@@ -830,6 +830,10 @@ bool st_tail_free(const struct store *s)
 	uint64_t end = s->free.v[s->free.n - 1].start + s->free.v[s->free.n - 1].len, above = 0;
 	for (size_t i = 0; i < s->chain.n; i++)
 		above += s->chain.v[i] >= end;
+	/* the trees' roots move down too (store_nstree.c touch_ends: a root
+	 * above free space is rewritten by first fit) */
+	above += s->sb.ino_root >= end;
+	above += s->sb.dent_root >= end;
 	return end + above == s->hwm;
 }
 

@@ -568,8 +568,8 @@ static bool in_vec(const struct u64vec *v, uint64_t x)
 }
 
 /* STRANDED pack pages: the live pack pages just below the space at the end
- * of store.db that is free, pending or the durable namespace chain (which
- * the checkpoint rewrites lower), from the top down, while free space lies
+ * of store.db that is free, pending, the durable namespace chain or a
+ * namespace tree's root (which the checkpoint rewrites lower), from the top down, while free space lies
  * below them: moving their frames lower lets a checkpoint give the end of
  * store.db back (a small file's tail written after a large file that was
  * then deleted). Stops at any other page, and at the page cleaning last
@@ -581,7 +581,8 @@ size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA
 
 	while (n < max && c > 2) {
 		uint64_t p = c - 1;
-		if (in_vec(&s->chain, p) || fm_contains(&s->free, p) || fm_contains(&s->pending, p)) {
+		if (in_vec(&s->chain, p) || p == s->sb.ino_root || p == s->sb.dent_root || fm_contains(&s->free, p) ||
+		    fm_contains(&s->pending, p)) {
 			c = p;
 			continue;
 		}

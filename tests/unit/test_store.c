@@ -1404,7 +1404,12 @@ static void test_reclaim(void)
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	store_stats(s, &st1);
-	T_CHECK(st1.pages_relocated >= 3);
+	/* either "late" moved down into the hole, or first fit had already
+	 * placed it below (the namespace trees' roots no longer pin the end,
+	 * so the earlier rounds gave all their space back): either way the
+	 * end is cut to what keep, late and the metadata need */
+	T_CHECK(st1.pages_relocated >= 3 || st1.pages_total <= 16);
+	T_CHECK(st1.pages_free <= 8);
 	T_CHECK_EQ(verify(s, &m, 5), 0);
 	uint64_t again = mk_file(&m, &b, NS_ROOT_INO, "again");
 	T_CHECK_EQ(commit(s, &m, &b), 0);
