@@ -217,6 +217,7 @@ static void store_free(struct store *s) NO_TSA
 	fm_free(&s->pending);
 	st_vec_free(&s->chain);
 	st_nst_close(s);
+	free(s->rheap);
 	st_vec_free(&s->dead);
 	for (unsigned i = 0; i < s->n_dctx; i++)
 		ZSTD_freeDCtx(s->dctx_pool[i]);

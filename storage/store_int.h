@@ -139,6 +139,10 @@ struct ptab {
 	size_t cap, n;
 };
 
+struct rheap_ent {
+	uint64_t top, ino; /* store_reloc.c: a file's highest page as last seen */
+};
+
 struct u64vec {
 	uint64_t *v;
 	size_t n, cap;
@@ -210,8 +214,9 @@ struct store {
 	struct btree *dtree;       /* the last checkpoint + what it flushes */
 	int nst_err;               /* a tree page could not be released */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
-	bool reloc_valid;          /* relocation's candidate cache (store_reloc.c) */
-	uint64_t reloc_ino, reloc_top;
+	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
+	struct rheap_ent *rheap;
+	size_t rheap_n, rheap_cap;
 	struct u64vec dead;        /* index chain heads of deleted files (their
 				    * tails' extents went to pending at once) */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
