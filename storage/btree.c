@@ -1069,6 +1069,34 @@ out:
 	return r;
 }
 
+int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen)
+{
+	struct kbound lo = { NULL, 0 }, hi = { NULL, 0 };
+	struct bnode *nd;
+	int r, d = 0;
+
+	if ((r = tree_usable(t)) < 0)
+		return r;
+	r = root_get(t, &nd);
+	if (r < 0 || !nd)
+		return r < 0 ? r : -ENOENT;
+	while (nd->level) {
+		uint32_t i = nd->n - 1;
+		if (i > 0)
+			lo = (struct kbound){ nd->e[i].kv, nd->e[i].klen };
+		if (++d >= BT_MAXDEPTH)
+			return -EUCLEAN;
+		r = child_get(t, nd, i, lo, hi, &nd);
+		if (r < 0)
+			return r;
+	}
+	if (!nd->n)
+		return -ENOENT;
+	memcpy(buf, nd->e[nd->n - 1].kv, nd->e[nd->n - 1].klen);
+	*ret_klen = nd->e[nd->n - 1].klen;
+	return 0;
+}
+
 int btree_iter(struct btree *t, const void *from, size_t flen, btree_iter_fn cb, void *arg)
 {
 	uint8_t cur[BTREE_KEY_MAX];

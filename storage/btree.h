@@ -68,6 +68,9 @@ int btree_del(struct btree *t, const void *key, size_t klen);
 typedef int (*btree_iter_fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen);
 int btree_iter(struct btree *t, const void *from, size_t flen, btree_iter_fn cb, void *arg);
 uint64_t btree_count(const struct btree *t);
+/* The largest key, copied into buf (BTREE_KEY_MAX bytes): O(depth).
+ * -ENOENT for an empty tree (or an empty last leaf). */
+int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen);
 
 /* Writes every node changed since the last flush (and new overflow
  * values), children before parents, to newly allocated pages sealed with

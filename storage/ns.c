@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 
 #include "ns.h"
+#include "ns_dirty.h"
 #include "record.h"
 
 struct dent {
@@ -93,6 +94,7 @@ struct ns {
 	size_t tab_cap, count;
 	uint64_t next_ino;
 	bool parents_dirty;
+	struct nsd dirty; /* changed since the last checkpoint (ns_dirty.c) */
 };
 
 /* ---- inode table ------------------------------------------------------ */
@@ -379,6 +381,7 @@ void ns_free(struct ns *ns)
 	for (size_t i = 0; i < ns->tab_cap; i++)
 		inode_free(ns->tab[i]);
 	free(ns->tab);
+	nsd_free(&ns->dirty);
 	free(ns);
 }
 
@@ -1131,10 +1134,8 @@ static int apply_xattr(struct ns *ns, const struct ns_op *op)
 	return r;
 }
 
-int ns_apply(struct ns *ns, const struct ns_op *op)
+static int apply_op(struct ns *ns, const struct ns_op *op)
 {
-	if (ns->parents_dirty)
-		fix_parents(ns);
 	switch (op->kind) {
 	case NS_CREATE:
 	case NS_MKDIR:
@@ -1158,6 +1159,49 @@ int ns_apply(struct ns *ns, const struct ns_op *op)
 	}
 }
 
+/* The inode a name of op names now (0 if none). */
+static uint64_t named_ino(const struct ns *ns, uint64_t dir, const char *name, size_t len)
+{
+	const struct inode *p = ino_get(ns, dir);
+	const struct dent *e;
+
+	if (!p || !p->dir || !name || !len)
+		return 0;
+	e = dir_find(p->dir, name, len, name_hash(name, len));
+	return e ? e->ino : 0;
+}
+
+/* Dirty tracking: whatever op can change is marked, generically: the
+ * inodes it names by number, the inodes its names named before and name
+ * after, and its entries. A superset is harmless (the checkpoint rewrites
+ * an unchanged record); a missed change would not be. */
+int ns_apply(struct ns *ns, const struct ns_op *op)
+{
+	uint64_t before1, before2;
+	int r;
+
+	if (ns->parents_dirty)
+		fix_parents(ns);
+	before1 = named_ino(ns, op->parent, op->name, op->name_len);
+	before2 = op->kind == NS_RENAME || op->kind == NS_LINK ? named_ino(ns, op->parent2, op->name2, op->name2_len) : 0;
+	r = apply_op(ns, op);
+	if (r < 0)
+		return r;
+	nsd_mark_ino(&ns->dirty, op->ino);
+	nsd_mark_ino(&ns->dirty, op->parent);
+	nsd_mark_ino(&ns->dirty, before1);
+	nsd_mark_ino(&ns->dirty, named_ino(ns, op->parent, op->name, op->name_len));
+	if (op->parent && op->name && op->name_len)
+		nsd_mark_ent(&ns->dirty, op->parent, op->name, op->name_len);
+	if (op->kind == NS_RENAME || op->kind == NS_LINK) {
+		nsd_mark_ino(&ns->dirty, op->parent2);
+		nsd_mark_ino(&ns->dirty, before2);
+		nsd_mark_ino(&ns->dirty, named_ino(ns, op->parent2, op->name2, op->name2_len));
+		nsd_mark_ent(&ns->dirty, op->parent2, op->name2, op->name2_len);
+	}
+	return 0;
+}
+
 /* ---- data bookkeeping, pins, inode numbers ----------------------------- */
 
 int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
@@ -1170,6 +1214,7 @@ int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
 	if (!S_ISREG(in->mode))
 		return -EINVAL;
 	in->size = size;
+	nsd_mark_ino(&ns->dirty, ino);
 	if (time_ns) {
 		in->mtime_ns = time_ns;
 		in->ctime_ns = time_ns;
@@ -1197,6 +1242,7 @@ int ns_unpin(struct ns *ns, uint64_t ino)
 	if (in->pins == 0)
 		return -EINVAL;
 	in->pins--;
+	nsd_mark_ino(&ns->dirty, ino);
 	if (in->ino != NS_ROOT_INO)
 		maybe_free(ns, in);
 	return 0;
@@ -1294,6 +1340,7 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 		old->mtime_ns = attr->mtime_ns;
 		old->ctime_ns = attr->ctime_ns;
 		old->append_ns = attr->append_ns;
+		nsd_mark_ino(&ns->dirty, attr->ino);
 		r = 0;
 		goto out;
 	}
@@ -1331,6 +1378,7 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 		goto out;
 	ino_insert(ns, in);
 	ns->parents_dirty = true;
+	nsd_mark_ino(&ns->dirty, attr->ino);
 	in = NULL;
 	r = 0;
 out:
@@ -1339,6 +1387,12 @@ out:
 }
 
 int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
+{
+	return ns_load_dirent_cookie(ns, dir, name, name_len, ino, 0);
+}
+
+int ns_load_dirent_cookie(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino,
+			  uint64_t cookie)
 {
 	struct inode *p = ino_get(ns, dir);
 	struct dent *e = NULL;
@@ -1354,8 +1408,8 @@ int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_le
 		goto out;
 	}
 	r = name_check(name, name_len);
-	if (r < 0 || ino == 0) {
-		r = -EINVAL;
+	if (r < 0 || ino == 0 || (cookie && (cookie < p->dir->next_cookie || cookie == UINT64_MAX))) {
+		r = -EINVAL; /* given cookies must increase (and leave a next one) */
 		goto out;
 	}
 	h = name_hash(name, name_len);
@@ -1367,9 +1421,12 @@ int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_le
 	e = dent_new(name, name_len, h, ino);
 	if (!e || dir_reserve(p->dir) < 0)
 		goto out;
+	if (cookie)
+		p->dir->next_cookie = cookie;
 	dir_insert(p->dir, e);
 	e = NULL;
 	ns->parents_dirty = true;
+	nsd_mark_ent(&ns->dirty, dir, name, name_len);
 	r = 0;
 out:
 	free(e);
@@ -1387,5 +1444,68 @@ int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len
 	if (value_len > NS_XATTR_VALUE_MAX)
 		return -EINVAL;
 	r = xa_set(in, name, name_len, value, value_len, NS_XATTR_CREATE);
+	if (r == 0)
+		nsd_mark_ino(&ns->dirty, ino);
 	return r == -ENOSPC ? -EINVAL : r;
+}
+
+/* ---- dirty tracking (ns_dirty.c) --------------------------------------- */
+
+void ns_dirty_mark(struct ns *ns, uint64_t ino) { nsd_mark_ino(&ns->dirty, ino); }
+void ns_dirty_set_all(struct ns *ns) { ns->dirty.all = true; }
+bool ns_dirty_all(const struct ns *ns) { return ns->dirty.all; }
+void ns_dirty_clear(struct ns *ns) { nsd_clear(&ns->dirty); }
+
+size_t ns_dirty_counts(const struct ns *ns, size_t *ret_dirents)
+{
+	if (ret_dirents)
+		*ret_dirents = ns->dirty.ent_n;
+	return ns->dirty.ino_n;
+}
+
+int ns_dirty_each_ino(const struct ns *ns, int (*cb)(void *arg, uint64_t ino), void *arg)
+{
+	return nsd_each_ino(&ns->dirty, cb, arg);
+}
+
+int ns_dirty_each_dirent(const struct ns *ns, int (*cb)(void *arg, uint64_t dir, const char *name, size_t len),
+			 void *arg)
+{
+	return nsd_each_ent(&ns->dirty, cb, arg);
+}
+
+int ns_dirent_get(const struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t *ret_ino,
+		  uint64_t *ret_cookie)
+{
+	const struct inode *p = ino_get(ns, dir);
+	const struct dent *e;
+
+	if (!p)
+		return -ENOENT;
+	if (!p->dir)
+		return -ENOTDIR;
+	e = dir_find(p->dir, name, name_len, name_hash(name, name_len));
+	if (!e)
+		return -ENOENT;
+	*ret_ino = e->ino;
+	*ret_cookie = e->cookie;
+	return 0;
+}
+
+int ns_walk_inode(const struct ns *ns, uint64_t ino, const struct ns_visit *v, void *arg)
+{
+	const struct inode *in = ino_get(ns, ino);
+	struct ns_attr a;
+	int r = 0;
+
+	if (!in)
+		return -ENOENT;
+	fill_attr(in, &a);
+	if (v->inode)
+		r = v->inode(arg, &a, in->target, in->target ? in->size : 0);
+	for (uint32_t k = 0; r == 0 && k < in->n_xa && v->xattr; k++) {
+		const struct xattr *x = in->xa[k];
+		r = v->xattr(arg, in->ino, x->data, x->nlen, x->data + x->nlen, x->vlen);
+	}
+	return r;
 }

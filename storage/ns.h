@@ -14,6 +14,8 @@
 #ifndef BZ_NS_H
 #define BZ_NS_H
 
+#include <stdbool.h>
+
 #include "nsop.h"
 
 struct ns;
@@ -116,5 +118,39 @@ int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_le
  * of the NS_XATTR_* bounds). */
 int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, const void *value,
 		  size_t value_len);
+
+/* Like ns_load_dirent, with the entry's readdir cookie: cookies given to
+ * one directory must increase (load its entries in cookie order); 0 = the
+ * next one. The directory's next cookie follows the largest. */
+int ns_load_dirent_cookie(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino,
+			  uint64_t cookie);
+/* One entry: its inode and readdir cookie. -ENOENT, -ENOTDIR. */
+int ns_dirent_get(const struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t *ret_ino,
+		  uint64_t *ret_cookie);
+/* ns_walk for one inode (its inode callback, then its attributes); no
+ * entries. -ENOENT if there is no such inode. */
+int ns_walk_inode(const struct ns *ns, uint64_t ino, const struct ns_visit *v, void *arg);
+
+/* DIRTY TRACKING (incremental checkpoints, docs/FORMAT.md §8). The
+ * namespace records every inode whose checkpointed state may have changed
+ * (ns_apply: the inodes an op names by number or by name, before and
+ * after; ns_set_size; ns_unpin; the ns_load_* calls) and every (directory,
+ * name) entry an op added, removed or changed, until ns_dirty_clear. The
+ * owner marks what it stores per inode itself (ns_dirty_mark: the store's
+ * per-file index state). A mark that cannot be recorded (ENOMEM) sets
+ * "all" (ns_dirty_all): then everything must be rewritten. ns_clone does
+ * not copy the sets. */
+void ns_dirty_mark(struct ns *ns, uint64_t ino);
+void ns_dirty_set_all(struct ns *ns);
+bool ns_dirty_all(const struct ns *ns);
+void ns_dirty_clear(struct ns *ns);
+/* inodes in the set; *ret_dirents (may be NULL) = entries in the set */
+size_t ns_dirty_counts(const struct ns *ns, size_t *ret_dirents);
+/* Each marked inode (it may no longer exist) / entry (it may be gone), in
+ * no particular order, until cb returns non-zero (returned). The sets must
+ * not change meanwhile. */
+int ns_dirty_each_ino(const struct ns *ns, int (*cb)(void *arg, uint64_t ino), void *arg);
+int ns_dirty_each_dirent(const struct ns *ns, int (*cb)(void *arg, uint64_t dir, const char *name, size_t len),
+			 void *arg);
 
 #endif

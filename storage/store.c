@@ -216,6 +216,8 @@ static void store_free(struct store *s) NO_TSA
 	fm_free(&s->free);
 	fm_free(&s->pending);
 	st_vec_free(&s->chain);
+	st_nst_close(s);
+	free(s->rheap);
 	st_vec_free(&s->dead);
 	for (unsigned i = 0; i < s->n_dctx; i++)
 		ZSTD_freeDCtx(s->dctx_pool[i]);
@@ -369,6 +371,18 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	if (r < 0)
 		goto out;
 	r = st_ns_load_chain(s, &sb);
+	if (r == 0)
+		r = st_nst_open(s, &sb);
+	if (r == 0 && sb.format == SB_VERSION)
+		r = st_nst_load(s, &sb);
+	else if (r == 0) {
+		/* format 2: the stream held everything; the next checkpoint
+		 * writes the trees (upgrade in place, docs/FORMAT.md §6a) */
+		bz_cap_wrlock(&s->lock, &store_cap);
+		ns_dirty_set_all(s->ns);
+		bz_cap_wrunlock(&s->lock, &store_cap);
+		s->dirty = true;
+	}
 	if (r < 0)
 		goto out;
 	s->ns_est = sb.ns_bytes;
@@ -502,8 +516,9 @@ bool store_read_only(const struct store *s) { return s->read_only; }
 
 void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 {
-	/* The next checkpoint writes the whole stream (namespace, index tails,
-	 * free extents: at most 20 bytes each) into new pages while the durable
+	/* The next checkpoint writes the stream (counters, pack pages, free
+	 * extents: at most 20 bytes each), the namespace trees' changed
+	 * paths, the open chunks' tails into new pages while the durable
 	 * chain stays allocated, after the run of full pack pages, the open
 	 * page and an index page. Recovery needs no more: its replay rewrites
 	 * pages the crashed run had allocated (the file already covers them)
@@ -519,6 +534,8 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare)
 	 * bytes, plus a frame header and the rest of a page each */
 	bytes += st_get_u64(&s->open_bytes) + st_get_u64(&s->open_files) * (PAGER_PAGE_SIZE + REC_HDR_MAX);
 	uint64_t pages = (bytes + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD + RUN_PAGES + 2;
+	/* and the namespace trees' flush (store_nstree.c: st_nst_estimate) */
+	pages += st_get_u64(&s->tree_est);
 	uint64_t reuse = st_get_u64(&s->n_reuse);
 
 	*ret_need = (pages > reuse ? pages - reuse : 0) * PAGER_PAGE_SIZE;

@@ -209,6 +209,10 @@ enum store_mutant {
 	 * bytes appended since the last tail are in neither the new
 	 * checkpoint nor the WAL it lets go */
 	STORE_MUTANT_TAIL_SKIP = 4,
+	/* a checkpoint leaves one dirty inode (not the root) out of the
+	 * namespace trees: its change is in neither the new checkpoint nor
+	 * the WAL it lets go */
+	STORE_MUTANT_FORGET_DIRTY = 5,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 
@@ -228,6 +232,9 @@ struct store_sb_info {
 	uint64_t next_ino, hwm;
 	uint64_t ns_first, ns_pages, ns_bytes;
 	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
+	uint32_t format;                /* format version as stored */
+	uint64_t ino_root, ino_count;   /* format 3: the namespace trees (0 otherwise) */
+	uint64_t dent_root, dent_count;
 };
 /* Reads pages 0 and 1 of store.db in the store directory v.
  * -ENOENT: no store.db. */
@@ -287,6 +294,7 @@ struct store_check_report {
 	uint64_t pages_file;     /* store.db size in pages */
 	uint64_t pages_hwm;      /* pages allocated (high-water mark) */
 	uint64_t sb_pages, data_pages, index_pages, ns_pages;
+	uint64_t tree_pages;     /* pages of the namespace trees (format 3) */
 	uint64_t free_pages, pending_pages;
 	uint64_t bad_pages;      /* reachable pages failing their checks */
 	uint64_t unreachable;    /* below the high-water mark, neither used nor free (leaked) */

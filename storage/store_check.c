@@ -44,6 +44,13 @@ static void sb_raw(const uint8_t *page, struct store_sb_info *ret)
 	ret->logical_bytes = bz_get_le64(p + 112);
 	ret->data_pages = bz_get_le64(p + 120);
 	ret->checkpoints = bz_get_le64(p + 128);
+	ret->format = bz_get_le32(p + 4);
+	if (ret->format >= SB_VERSION) {
+		ret->ino_root = bz_get_le64(p + 136);
+		ret->ino_count = bz_get_le64(p + 144);
+		ret->dent_root = bz_get_le64(p + 152);
+		ret->dent_count = bz_get_le64(p + 160);
+	}
 }
 
 int store_read_superblocks(struct vfs *v, struct store_sb_info ret_sb[2])
@@ -306,6 +313,22 @@ static bool chk_use(struct chk *c, uint64_t pg, const char *what, uint64_t ino)
 }
 
 static unsigned long long ull(uint64_t v) { return (unsigned long long)v; }
+
+/* btree_verify's page callback: a tree page is referenced once. */
+static void chk_tree_page(void *arg, uint64_t pg, uint8_t type)
+{
+	struct chk *c = arg;
+	(void)type;
+	if (pg < 2 || pg >= c->n_pg) {
+		chk_say(c, STORE_CHECK_ERROR, "a namespace tree names page %llu, outside 2..%llu", ull(pg),
+			ull(c->n_pg - 1));
+		return;
+	}
+	if (c->pg[pg] & PG_USED)
+		chk_say(c, STORE_CHECK_ERROR, "page %llu of a namespace tree is referenced twice", ull(pg));
+	c->pg[pg] |= PG_USED;
+	c->rep.tree_pages++;
+}
 
 /* frame_read with reachability marking and per-page error reports. An
  * extent's pages belong to its chunk alone: a page named twice (by two
@@ -867,6 +890,20 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 			c.pg[pg] |= PG_BAD;
 			c.rep.bad_pages++;
 			chk_say(&c, STORE_CHECK_ERROR, "namespace page %llu fails its checksum or header", ull(pg));
+		}
+	}
+
+	/* 2a. the namespace trees (format 3): every page verified, each
+	 * referenced once (a page named twice is an error), all counted */
+	if (s->sb.format == SB_VERSION) {
+		struct btree_io io;
+		st_nst_io(s, &io);
+		for (int k = 0; k < 2; k++) {
+			uint64_t root = k ? s->sb.dent_root : s->sb.ino_root, n = k ? s->sb.dent_count : s->sb.ino_count;
+			int tr = btree_verify(&io, root, n, chk_tree_page, &c);
+			if (tr < 0)
+				chk_say(&c, STORE_CHECK_ERROR, "the %s tree (root %llu, %llu keys) is corrupt: %s",
+					k ? "directory entry" : "inode", ull(root), ull(n), strerror(-tr));
 		}
 	}
 

@@ -247,6 +247,7 @@ out:
 /* The tail frame is superseded (by a newer tail or a sealed chunk). */
 static int tail_release(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r = 0;
 
 	if (!f->has_otail)
@@ -262,6 +263,7 @@ out:
 /* Writes the open chunk [ostart, ostart + olen) as the file's new tail. */
 static int oc_write_tail(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	struct ient e = {.off = f->ostart, .raw_len = f->olen};
 	size_t flen = 0;
 	int r = 0;
@@ -291,6 +293,7 @@ out:
 /* Seals the first n bytes of the loaded open chunk as a chunk. */
 static int oc_seal_n(struct store *s, struct sfile *f, uint64_t lsn, uint32_t n) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	struct ient e = {.off = f->ostart, .raw_len = n};
 	size_t flen = 0;
 	int r = chunk_encode(s, f, f->obuf, n, f->ostart, &flen);
@@ -317,6 +320,7 @@ out:
 
 int st_oc_seal(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r = 0;
 
 	if (!f->olen)
@@ -360,6 +364,7 @@ static int oc_spill(struct store *s, struct sfile *keep, uint64_t lsn) REQUIRES(
 int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct rec_hdr *h, const uint8_t *frame,
 		 size_t frame_len, const uint8_t *payload) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r;
 
 	st_oc_resolve(s, f);
@@ -421,6 +426,7 @@ int st_oc_write_tails(struct store *s, uint64_t lsn) REQUIRES(store_cap)
  * already taken off the store's count by the caller). */
 int st_oc_drop(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r = f->has_otail ? st_release_entry(s, &f->otail) : 0;
 
 	f->has_otail = false;

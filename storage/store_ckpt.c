@@ -7,25 +7,28 @@
  * g % 2 (LMDB style: a checkpoint overwrites the OLDER one). A new store is
  * written as generation 0 in page 0 and generation 1 in page 1, identical
  * otherwise. Payload (little endian, after the page header):
- *     0 u32 "BZSB"   4 u32 format version (2)   8 u32 page_size (4096)
+ *     0 u32 "BZSB"   4 u32 format version (3)   8 u32 page_size (4096)
  *    12 u32 wal segments   16 u64 generation   24 u64 checkpoint_lsn
  *    32 u32 wal_pos.segment   36 u32 0   40 u64 wal_pos.life
  *    48 u64 wal_pos.offset   56 u64 wal segment_bytes   64 u64 next_ino
  *    72 u64 high-water mark H (store.db holds at least H pages)
  *    80 u64 ns chain first page   88 u64 ns chain pages   96 u64 ns bytes
  *   104 u64 stored bytes   112 u64 logical bytes   120 u64 data pages
- *   128 u64 checkpoints
+ *   128 u64 checkpoints   136 u64 inode tree root   144 u64 its keys
+ *   152 u64 entry tree root   160 u64 its keys (format 3; format 2 stops
+ *   at 136 and is read, then upgraded by the next checkpoint)
  *
- * NAMESPACE CHECKPOINT. At each checkpoint the whole applied namespace
- * (inodes with rdev, symlink targets, extended attributes, entries, per-file
- * index state, free extents) is serialized into a chain of NEW NSMETA
- * pages (stream version 3: 40-byte index entries, 'P' as extents, append_ns in 'I'; older
- * streams belong to format 1 stores, which are refused at open: a format 1
- * superblock makes st_sb_decode return -EPROTO). O(files) per checkpoint:
- * a known cost. The parser (st_ns_load_chain
- * -> ns_parse) treats the stream as untrusted: every read is bounds checked
- * (struct rd); tests/fuzz (fuzz_page, fuzz_recover) feed it arbitrary
- * store.db bytes.
+ * NAMESPACE CHECKPOINT. Format 3: inodes (with rdev, symlink targets,
+ * extended attributes, per-file index state) and entries live in two
+ * B+trees (store_nstree.c) that each checkpoint updates with what changed;
+ * the chain of NEW NSMETA pages holds a short stream (version 5): next_ino,
+ * the byte counters, the pack pages' live bytes 'K' and the free extents
+ * 'P'. Format 2 stores wrote everything into the stream (versions 3 and 4,
+ * read once at open; the records of one inode in that encoding are also
+ * the inode tree's values: st_ns_ser_one / st_ns_parse_one). The parser
+ * (st_ns_load_chain -> ns_parse -> parse_recs) treats the stream as
+ * untrusted: every read is bounds checked (struct rd); tests/fuzz
+ * (fuzz_page, fuzz_recover) feed it arbitrary store.db bytes.
  *
  * FREE SPACE. A page referenced by the durable superblock is never
  * overwritten. Pages released during an interval (the previous namespace
@@ -37,11 +40,13 @@
  *
  * CHECKPOINT. (1) write the open pack page (seal it) and the run, (2)
  * release the old namespace chain and deleted files' index chains and
- * extents to pending, (3) lower H over a free extent that ends at it, write
- * the new namespace chain, (4) fsync store.db, (5) write superblock g+1
+ * extents to pending, (3) put the dirty inodes and entries into the
+ * namespace trees and flush them (replaced pages -> pending), lower H over
+ * a free extent that ends at it, write the new namespace chain, (4) fsync store.db, (5) write superblock g+1
  * into page (g+1)%2 naming checkpoint_lsn = last applied LSN, the WAL tail
- * position and H, (6) fsync store.db, (7) wal_recycle, pending -> free,
- * cut store.db to H pages. Any failure sets the sticky error: every later
+ * position, H and the trees' roots, (6) fsync store.db, (7) wal_recycle,
+ * pending -> free, clear the namespace's dirty sets, cut store.db to H
+ * pages. Any failure sets the sticky error: every later
  * mutator returns -EIO. When nothing changed since the last checkpoint and
  * there is nothing to give back, steps 1-4 are skipped (the new superblock
  * names the same chain: a "light" checkpoint).
@@ -49,7 +54,7 @@
  * LOCKS. store_checkpoint runs on the commit thread (or in store_open /
  * store_close, before or after any other thread uses the store). It holds
  * s->lock exclusive while sealing the open page, shared while serializing
- * the namespace (ns_serialize: REQUIRES_SHARED) and while reading the
+ * the namespace (st_nst_update, ns_serialize: REQUIRES_SHARED) and while reading the
  * counters the new superblock names, and not at all during writes of the
  * new chain, fsyncs and the superblock. ns_parse and st_ns_load_chain run
  * only during open, before any other thread can see the store (NO_TSA).
@@ -184,7 +189,7 @@ void st_sb_encode(const struct store_sb *sb, uint8_t *page)
 {
 	uint8_t *p = page + PAGER_HDR_SIZE;
 	struct pager_hdr h = {
-		.type = PAGER_SUPER, .pgno = sb->gen % 2, .lsn = sb->checkpoint_lsn, .next = 0, .used = 136,
+		.type = PAGER_SUPER, .pgno = sb->gen % 2, .lsn = sb->checkpoint_lsn, .next = 0, .used = 168,
 	};
 
 	memset(page, 0, PAGER_PAGE_SIZE);
@@ -208,6 +213,10 @@ void st_sb_encode(const struct store_sb *sb, uint8_t *page)
 	bz_put_le64(p + 112, sb->logical_bytes);
 	bz_put_le64(p + 120, sb->data_pages);
 	bz_put_le64(p + 128, sb->checkpoints);
+	bz_put_le64(p + 136, sb->ino_root);
+	bz_put_le64(p + 144, sb->ino_count);
+	bz_put_le64(p + 152, sb->dent_root);
+	bz_put_le64(p + 160, sb->dent_count);
 	pager_seal(page, &h);
 }
 
@@ -229,7 +238,8 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 		*why = "format 1 (blazefs <= session 2)";
 		return -EPROTO;
 	}
-	if (bz_get_le32(p + 4) != SB_VERSION) {
+	sb.format = bz_get_le32(p + 4);
+	if (sb.format != SB_VERSION && sb.format != SB_VERSION_2) {
 		*why = "unsupported format version";
 		return -EBADMSG;
 	}
@@ -253,6 +263,18 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 	sb.logical_bytes = bz_get_le64(p + 112);
 	sb.data_pages = bz_get_le64(p + 120);
 	sb.checkpoints = bz_get_le64(p + 128);
+	sb.ino_root = sb.ino_count = sb.dent_root = sb.dent_count = 0;
+	if (sb.format == SB_VERSION) {
+		sb.ino_root = bz_get_le64(p + 136);
+		sb.ino_count = bz_get_le64(p + 144);
+		sb.dent_root = bz_get_le64(p + 152);
+		sb.dent_count = bz_get_le64(p + 160);
+	}
+	if (sb.ino_root >= sb.hwm || sb.dent_root >= sb.hwm || (sb.ino_root && sb.ino_root < 2) ||
+	    (sb.dent_root && sb.dent_root < 2) || !sb.ino_root != !sb.ino_count || !sb.dent_root != !sb.dent_count) {
+		*why = "inconsistent namespace tree roots";
+		return -EBADMSG;
+	}
 	if (sb.gen % 2 != pgno || sb.hwm < 2 || sb.ns_first >= sb.hwm || sb.ns_pages >= sb.hwm ||
 	    sb.ns_bytes > sb.ns_pages * PAGER_PAYLOAD || (sb.ns_pages && sb.ns_first < 2)) {
 		*why = "inconsistent superblock fields";
@@ -266,8 +288,8 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 /* namespace checkpoint stream                                         */
 
 struct ser {
-	struct bbuf ino, dir;
-	uint64_t n_ino, n_dir;
+	struct bbuf ino;
+	uint64_t n_ino;
 };
 
 static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, size_t symlink_len)
@@ -303,18 +325,6 @@ static int ser_xattr(void *arg, uint64_t ino, const char *name, size_t name_len,
 	bb_var(&z->ino, value_len);
 	bb_put(&z->ino, value, value_len);
 	return z->ino.err;
-}
-
-static int ser_dirent(void *arg, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
-{
-	struct ser *z = arg;
-	bb_u8(&z->dir, 'D');
-	bb_var(&z->dir, dir);
-	bb_var(&z->dir, ino);
-	bb_var(&z->dir, name_len);
-	bb_put(&z->dir, name, name_len);
-	z->n_dir++;
-	return z->dir.err;
 }
 
 static void ser_file(struct bbuf *b, const struct sfile *f)
@@ -406,37 +416,44 @@ static int parse_packs(struct store *s, struct rd *r, size_t len) NO_TSA
 	return err;
 }
 
-/* Serializes everything but the free list into *out (s->lock shared). */
+/* Serializes the stream's head into *out (s->lock shared): format 3
+ * keeps only the counters and 'K' here; inodes, attributes, index states
+ * and entries are in the trees (store_nstree.c). */
 static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store_cap)
 {
-	struct ser z = {0};
-	struct ns_visit v = {.inode = ser_inode, .xattr = ser_xattr, .dirent = ser_dirent};
-	int r;
-
-	r = ns_walk(s->ns, &v, &z);
-	if (r == 0)
-		r = z.ino.err ? z.ino.err : z.dir.err;
-	if (r < 0)
-		goto out;
 	uint8_t hdr[8];
+
 	bz_put_le32(hdr, NS_MAGIC);
 	bz_put_le32(hdr + 4, NS_VERSION);
 	bb_put(out, hdr, 8);
 	bb_var(out, ns_next_ino(s->ns));
 	bb_var(out, s->stored_bytes);
 	bb_var(out, s->logical_bytes);
-	bb_put(out, z.ino.p, z.ino.len);
-	for (size_t i = 0; i < s->files.cap; i++)
-		if (s->files.slot[i])
-			ser_file(out, s->files.slot[i]);
-	r = ser_packs(out, &s->packs);
+	return ser_packs(out, &s->packs);
+}
+
+int st_ns_ser_one(struct store *s, uint64_t ino, uint8_t **ret_p, size_t *ret_len) REQUIRES_SHARED(store_cap)
+{
+	struct ser z = {0};
+	struct ns_visit v = {.inode = ser_inode, .xattr = ser_xattr};
+	const struct sfile *f;
+	int r = ns_walk_inode(s->ns, ino, &v, &z);
+
+	if (r == 0)
+		r = z.ino.err;
 	if (r < 0)
 		goto out;
-	bb_put(out, z.dir.p, z.dir.len);
-	r = out->err;
+	f = st_ftab_get(&s->files, ino);
+	if (f)
+		ser_file(&z.ino, f);
+	r = z.ino.err;
+	if (r < 0)
+		goto out;
+	*ret_p = z.ino.p;
+	*ret_len = z.ino.len;
+	z.ino.p = NULL;
 out:
 	free(z.ino.p);
-	free(z.dir.p);
 	return r;
 }
 
@@ -489,49 +506,43 @@ static int parse_free(struct store *s, struct rd *r, size_t len) NO_TSA
 	return err == -EEXIST ? -EBADMSG : err;
 }
 
-/* Parses a namespace stream into s (at open, before any other thread). */
-static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
+/* Parses records until the end of r (or an error: r->err for a malformed
+ * one, the return value for others). only != 0: the value of inode only in
+ * the inode tree (its I first, then its X and F records, all naming it);
+ * else a stream of the given version (format 3's holds K and P only). */
+static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t only, unsigned *seen_k) NO_TSA
 {
-	struct rd r = {.p = p, .len = len};
-	int err = -EBADMSG;
+	int err = 0;
 	struct sfile *f = NULL;
-	uint32_t version;
-	unsigned seen_k = 0;
+	uint64_t nrec = 0;
 
-	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
-		goto out;
-	version = bz_get_le32(p + 4);
-	if (version != NS_VERSION && version != 3)
-		goto out; /* 3: before open chunks ('F' without them) */
-	if (p[len - 9] != 'E')
-		goto out;
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-	if (XXH3_64bits(p, len - 8) != bz_get_le64(p + len - 8))
-		goto out;
-#endif
-	r.len = len - 9;
-	r.pos = 8;
-	uint64_t next_ino = rd_var(&r);
-	s->stored_bytes = rd_var(&r);
-	s->logical_bytes = rd_var(&r);
-	while (!r.err && r.pos < r.len) {
-		uint8_t tag = rd_u8(&r);
+	while (!r->err && r->pos < r->len) {
+		uint8_t tag = rd_u8(r);
+		/* a tree value: one inode's I, X, F; a format 3 stream: K, P */
+		if ((only && (strchr("IXF", tag) == NULL || (nrec == 0) != (tag == 'I'))) ||
+		    (!only && version == NS_VERSION && tag != 'K' && tag != 'P') || tag == 0) {
+			r->err = -EBADMSG;
+			break;
+		}
+		nrec++;
 		if (tag == 'I') {
 			struct ns_attr a = {0};
-			a.ino = rd_var(&r);
-			a.mode = rd_var32(&r);
-			a.uid = rd_var32(&r);
-			a.gid = rd_var32(&r);
-			a.nlink = rd_var32(&r);
-			a.size = rd_var(&r);
-			a.rdev = rd_var32(&r);
-			a.atime_ns = (int64_t)rd_le64(&r);
-			a.mtime_ns = (int64_t)rd_le64(&r);
-			a.ctime_ns = (int64_t)rd_le64(&r);
-			a.append_ns = (int64_t)rd_le64(&r);
-			uint64_t sl = rd_var(&r);
-			const uint8_t *t = rd_bytes(&r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
-			if (r.err)
+			a.ino = rd_var(r);
+			a.mode = rd_var32(r);
+			a.uid = rd_var32(r);
+			a.gid = rd_var32(r);
+			a.nlink = rd_var32(r);
+			a.size = rd_var(r);
+			a.rdev = rd_var32(r);
+			a.atime_ns = (int64_t)rd_le64(r);
+			a.mtime_ns = (int64_t)rd_le64(r);
+			a.ctime_ns = (int64_t)rd_le64(r);
+			a.append_ns = (int64_t)rd_le64(r);
+			if (only && a.ino != only)
+				r->err = -EBADMSG;
+			uint64_t sl = rd_var(r);
+			const uint8_t *t = rd_bytes(r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
+			if (r->err)
 				break;
 			err = ns_load_inode(s->ns, &a, (const char *)t, (size_t)sl);
 			if (err < 0) {
@@ -540,11 +551,13 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				goto out;
 			}
 		} else if (tag == 'X') {
-			uint64_t ino = rd_var(&r), nl = rd_var(&r);
-			const uint8_t *name = rd_bytes(&r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
-			uint64_t vl = rd_var(&r);
-			const uint8_t *val = rd_bytes(&r, vl > NS_XATTR_VALUE_MAX ? SIZE_MAX : (size_t)vl);
-			if (r.err)
+			uint64_t ino = rd_var(r), nl = rd_var(r);
+			if (only && ino != only)
+				r->err = -EBADMSG;
+			const uint8_t *name = rd_bytes(r, nl > NS_XATTR_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			uint64_t vl = rd_var(r);
+			const uint8_t *val = rd_bytes(r, vl > NS_XATTR_VALUE_MAX ? SIZE_MAX : (size_t)vl);
+			if (r->err)
 				break;
 			err = ns_load_xattr(s->ns, ino, (const char *)name, (size_t)nl, val, (size_t)vl);
 			if (err < 0) {
@@ -553,9 +566,9 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				goto out;
 			}
 		} else if (tag == 'D') {
-			uint64_t dir = rd_var(&r), ino = rd_var(&r), nl = rd_var(&r);
-			const uint8_t *name = rd_bytes(&r, nl > NS_NAME_MAX ? SIZE_MAX : (size_t)nl);
-			if (r.err)
+			uint64_t dir = rd_var(r), ino = rd_var(r), nl = rd_var(r);
+			const uint8_t *name = rd_bytes(r, nl > NS_NAME_MAX ? SIZE_MAX : (size_t)nl);
+			if (r->err)
 				break;
 			err = ns_load_dirent(s->ns, dir, (const char *)name, (size_t)nl, ino);
 			if (err < 0) {
@@ -569,58 +582,58 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				err = -ENOMEM;
 				goto out;
 			}
-			f->ino = rd_var(&r);
-			f->stored_bytes = rd_var(&r);
-			f->raw_bytes = rd_var(&r);
-			f->n_full = rd_var(&r);
-			f->last_full = rd_var(&r);
-			uint64_t nt = rd_var(&r);
-			if (r.err || nt >= IDX_PER_PAGE || (f->n_full % IDX_PER_PAGE) || (!f->n_full != !f->last_full) ||
+			f->ino = rd_var(r);
+			f->stored_bytes = rd_var(r);
+			f->raw_bytes = rd_var(r);
+			f->n_full = rd_var(r);
+			f->last_full = rd_var(r);
+			uint64_t nt = rd_var(r);
+			if (r->err || (only && f->ino != only) || nt >= IDX_PER_PAGE || (f->n_full % IDX_PER_PAGE) || (!f->n_full != !f->last_full) ||
 			    f->last_full >= s->hwm || st_ftab_get(&s->files, f->ino)) {
-				r.err = -EBADMSG;
+				r->err = -EBADMSG;
 				break;
 			}
 			f->loaded = f->n_full == 0;
-			for (uint64_t i = 0; i < nt && !r.err; i++) {
+			for (uint64_t i = 0; i < nt && !r->err; i++) {
 				struct ient e;
-				e.off = rd_var(&r);
-				e.page = rd_var(&r);
-				e.raw_len = rd_var32(&r);
-				e.frame_len = rd_var32(&r);
-				e.npages = rd_var32(&r);
-				e.pg_off = rd_var32(&r);
-				if (!r.err && st_sfile_tail_push(f, &e) < 0) {
+				e.off = rd_var(r);
+				e.page = rd_var(r);
+				e.raw_len = rd_var32(r);
+				e.frame_len = rd_var32(r);
+				e.npages = rd_var32(r);
+				e.pg_off = rd_var32(r);
+				if (!r->err && st_sfile_tail_push(f, &e) < 0) {
 					err = -ENOMEM;
 					goto out;
 				}
 			}
-			if (r.err)
+			if (r->err)
 				break;
 			struct ns_attr fa;
 			if (ns_getattr(s->ns, f->ino, &fa) < 0) {
-				r.err = -EBADMSG;
+				r->err = -EBADMSG;
 				break;
 			}
 			if (version == 3) {
 				f->ostart = fa.size; /* every record was a sealed chunk */
 			} else {
-				f->ostart = rd_var(&r);
-				uint8_t has = rd_u8(&r);
+				f->ostart = rd_var(r);
+				uint8_t has = rd_u8(r);
 				if (has) {
 					f->otail.off = f->ostart;
-					f->otail.page = rd_var(&r);
-					f->otail.raw_len = rd_var32(&r);
-					f->otail.frame_len = rd_var32(&r);
-					f->otail.npages = rd_var32(&r);
-					f->otail.pg_off = rd_var32(&r);
+					f->otail.page = rd_var(r);
+					f->otail.raw_len = rd_var32(r);
+					f->otail.frame_len = rd_var32(r);
+					f->otail.npages = rd_var32(r);
+					f->otail.pg_off = rd_var32(r);
 					f->has_otail = true;
 				}
-				if (!r.err && (has > 1 || f->ostart > fa.size ||
+				if (!r->err && (has > 1 || f->ostart > fa.size ||
 					       (has ? f->ostart + f->otail.raw_len != fa.size || !f->otail.raw_len
 						    : f->ostart != fa.size)))
-					r.err = -EBADMSG;
+					r->err = -EBADMSG;
 			}
-			if (r.err)
+			if (r->err)
 				break;
 			f->olen = (uint32_t)(fa.size - f->ostart);
 			err = st_ftab_put(&s->files, f);
@@ -628,22 +641,66 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 				goto out;
 			f = NULL;
 		} else if (tag == 'K') {
-			if (seen_k++)
-				r.err = -EBADMSG;
+			if ((*seen_k)++)
+				r->err = -EBADMSG;
 			else
-				err = parse_packs(s, &r, len);
+				err = parse_packs(s, r, r->len);
 			if (err < 0)
 				goto out;
 		} else if (tag == 'P') {
-			err = parse_free(s, &r, len);
+			err = parse_free(s, r, r->len);
 			if (err < 0 && err != -EBADMSG)
 				goto out;
 			if (err < 0)
-				r.err = err;
+				r->err = err;
 		} else {
-			r.err = -EBADMSG;
+			r->err = -EBADMSG;
 		}
 	}
+out:
+	st_sfile_free(f);
+	return err;
+}
+
+int st_ns_parse_one(struct store *s, uint64_t ino, const uint8_t *p, size_t len) NO_TSA
+{
+	struct rd r = {.p = p, .len = len};
+	unsigned seen_k = 0;
+	int err = parse_recs(s, &r, NS_VERSION_2, ino, &seen_k);
+
+	if (err == 0 && (r.err || len == 0))
+		err = -EBADMSG;
+	return err;
+}
+
+/* Parses a namespace stream into s (at open, before any other thread). */
+static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
+{
+	struct rd r = {.p = p, .len = len};
+	int err = -EBADMSG;
+	uint32_t version;
+	unsigned seen_k = 0;
+
+	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
+		goto out;
+	version = bz_get_le32(p + 4);
+	if (s->sb.format == SB_VERSION ? version != NS_VERSION : version != NS_VERSION_2 && version != 3)
+		goto out; /* 3: before open chunks ('F' without them); 5 goes with format 3 */
+	if (p[len - 9] != 'E')
+		goto out;
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	if (XXH3_64bits(p, len - 8) != bz_get_le64(p + len - 8))
+		goto out;
+#endif
+	r.len = len - 9;
+	r.pos = 8;
+	uint64_t next_ino = rd_var(&r);
+	s->stored_bytes = rd_var(&r);
+	s->logical_bytes = rd_var(&r);
+	err = parse_recs(s, &r, version, 0, &seen_k);
+	if (err < 0)
+		goto out;
+	err = -EBADMSG;
 	if (!seen_k)
 		r.err = -EBADMSG; /* every version-3 stream has its 'K' record */
 	if (r.err)
@@ -651,7 +708,6 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	ns_set_next_ino(s->ns, next_ino);
 	err = 0;
 out:
-	st_sfile_free(f);
 	return err;
 }
 
@@ -758,8 +814,8 @@ static int release_dead_chains(struct store *s)
 
 /* Whether a checkpoint now could give space at the end of store.db back:
  * free pages end at the high-water mark, or they end right below the
- * durable namespace chain, which this checkpoint moves down (a chain
- * written while nothing was free lands at the end), or below stranded
+ * durable namespace chain and the trees' root pages, which this checkpoint
+ * moves down (a chain written while nothing was free lands at the end), or below stranded
  * pack pages, which its cleaning moves down (st_pack_stranded). */
 bool st_tail_free(const struct store *s)
 {
@@ -774,6 +830,10 @@ bool st_tail_free(const struct store *s)
 	uint64_t end = s->free.v[s->free.n - 1].start + s->free.v[s->free.n - 1].len, above = 0;
 	for (size_t i = 0; i < s->chain.n; i++)
 		above += s->chain.v[i] >= end;
+	/* the trees' roots move down too (store_nstree.c touch_ends: a root
+	 * above free space is rewritten by first fit) */
+	above += s->sb.ino_root >= end;
+	above += s->sb.dent_root >= end;
 	return end + above == s->hwm;
 }
 
@@ -804,7 +864,7 @@ int store_checkpoint(struct store *s)
 	struct bbuf b = {0};
 	struct u64vec chain = {0};
 	uint8_t page[PAGER_PAGE_SIZE];
-	struct store_sb sb;
+	struct store_sb sb, tsb = {0};
 	int r;
 
 	if (st_load_error(s))
@@ -818,7 +878,7 @@ int store_checkpoint(struct store *s)
 	}
 	uint64_t t0 = bz_now_ns();
 
-	if (!s->dirty && !s->dead.n && !s->clean_due && !st_tail_free(s)) {
+	if (!s->dirty && !s->dead.n && !s->clean_due && !st_tail_free(s) && s->sb.format == SB_VERSION) {
 		/* Nothing changed since the last checkpoint (a mount without
 		 * replay, a close without writes): the durable namespace chain
 		 * and free list stay valid; only the WAL position moves. */
@@ -873,9 +933,12 @@ int store_checkpoint(struct store *s)
 	if (r < 0)
 		goto fail;
 
-	/* 3. the new namespace chain */
+	/* 3. the namespace trees take what changed (store_nstree.c), then
+	 * the new namespace chain */
 	bz_cap_rdlock(&s->lock, &store_cap);
-	r = ns_serialize(s, &b);
+	r = st_nst_update(s, s->last_applied, &tsb);
+	if (r == 0)
+		r = ns_serialize(s, &b);
 	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r < 0)
 		goto fail;
@@ -942,6 +1005,11 @@ int store_checkpoint(struct store *s)
 	sb.ns_first = chain.n ? chain.v[0] : 0;
 	sb.ns_pages = chain.n;
 	sb.ns_bytes = b.len;
+	sb.format = SB_VERSION;
+	sb.ino_root = tsb.ino_root;
+	sb.ino_count = tsb.ino_count;
+	sb.dent_root = tsb.dent_root;
+	sb.dent_count = tsb.dent_count;
 	bz_cap_rdlock(&s->lock, &store_cap);
 	sb.next_ino = ns_next_ino(s->ns);
 	sb.stored_bytes = s->stored_bytes;
@@ -971,6 +1039,11 @@ int store_checkpoint(struct store *s)
 	s->chain = chain;
 	chain = (struct u64vec){0};
 	s->dirty = false;
+	bz_cap_wrlock(&s->lock, &store_cap);
+	st_reloc_fold(s); /* the relocation candidate cache reads the sets */
+	ns_dirty_clear(s->ns); /* written: the sets start again (kept if anything failed) */
+	st_nst_estimate(s);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	st_set_u64(&s->dead_bytes, 0);
 	st_set_u64(&s->ns_est, b.len);
 	r = give_back(s);

@@ -538,6 +538,7 @@ int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t l
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
 	REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, ino); /* its checkpointed state changes (ns_dirty) */
 	struct rec_hdr h;
 	const uint8_t *payload;
 	struct ient ne = *e;
@@ -567,8 +568,8 @@ static bool in_vec(const struct u64vec *v, uint64_t x)
 }
 
 /* STRANDED pack pages: the live pack pages just below the space at the end
- * of store.db that is free, pending or the durable namespace chain (which
- * the checkpoint rewrites lower), from the top down, while free space lies
+ * of store.db that is free, pending, the durable namespace chain or a
+ * namespace tree's root (which the checkpoint rewrites lower), from the top down, while free space lies
  * below them: moving their frames lower lets a checkpoint give the end of
  * store.db back (a small file's tail written after a large file that was
  * then deleted). Stops at any other page, and at the page cleaning last
@@ -580,7 +581,8 @@ size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA
 
 	while (n < max && c > 2) {
 		uint64_t p = c - 1;
-		if (in_vec(&s->chain, p) || fm_contains(&s->free, p) || fm_contains(&s->pending, p)) {
+		if (in_vec(&s->chain, p) || p == s->sb.ino_root || p == s->sb.dent_root || fm_contains(&s->free, p) ||
+		    fm_contains(&s->pending, p)) {
 			c = p;
 			continue;
 		}
@@ -607,7 +609,9 @@ static bool in_list(const uint64_t *v, size_t n, uint64_t x)
  * frames copied into the open pack page; the old pages reach 0 live bytes
  * and go to pending. Called before the checkpoint seals the open page, so
  * the copies are durable before the superblock that stops naming the old
- * pages. Costs one pass over every file's tail entries. */
+ * pages. Costs one pass over every file's tail entries, only when
+ * cleaning is due (a page fell under half live, or the last cleaning hit
+ * its bound) or a page is stranded. */
 int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 {
 	struct ptab tb = {0};
@@ -620,6 +624,12 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		s->clean_due = false;
 		goto out;
 	}
+	/* Nothing fell under half live since the last cleaning, which did not
+	 * hit its bound, and nothing is stranded: no page can qualify, and
+	 * the pass over every file's tail entries below is skipped (a
+	 * checkpoint costs what changed, FORMAT.md §8). */
+	if (!s->clean_due && !n_strand)
+		goto out;
 	/* tail bytes per candidate page */
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		const struct sfile *f = s->files.slot[i];
@@ -725,6 +735,7 @@ int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uin
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
 int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	uint64_t pg = 0;
 	int r = st_sfile_tail_push(f, e);
 
@@ -842,6 +853,7 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 			 (unsigned long long)(r < 0 ? 0 : a.size));
 		return 0;
 	}
+	ns_dirty_mark(s->ns, h->ino); /* its 'F' state and size change */
 	f = st_ftab_get(&s->files, h->ino);
 	if (!f) {
 		f = calloc(1, sizeof(*f));
@@ -911,6 +923,7 @@ int st_apply_batch(struct store *s, uint64_t lsn, int64_t time_ns, const uint8_t
 			break;
 		pos += flen;
 	}
+	st_nst_estimate(s);
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		return st_set_error(s, r, "apply");

@@ -53,6 +53,7 @@
 
 #include <zstd.h>
 
+#include "btree.h"
 #include "freemap.h"
 #include "log.h"
 #include "pager.h"
@@ -65,9 +66,11 @@ BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
 BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
-#define SB_VERSION 2u   /* format 2: chunks in extents and pack pages, free extents */
+#define SB_VERSION 3u   /* format 3: the namespace in B+trees (store_nstree.c) */
+#define SB_VERSION_2 2u /* format 2: the whole namespace in the stream; read, upgraded in place */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 4u /* 4: the open chunk in 'F'. 3 is read too (stores of session 3). */
+#define NS_VERSION 5u /* 5 (format 3): counters, 'K' and 'P' only; the rest is in the trees */
+#define NS_VERSION_2 4u /* format 2's: 4, the open chunk in 'F'; 3 is read too (stores of session 3) */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
@@ -136,6 +139,10 @@ struct ptab {
 	size_t cap, n;
 };
 
+struct rheap_ent {
+	uint64_t top, ino; /* store_reloc.c: a file's highest page as last seen */
+};
+
 struct u64vec {
 	uint64_t *v;
 	size_t n, cap;
@@ -148,6 +155,9 @@ struct store_sb {
 	uint64_t next_ino, hwm;
 	uint64_t ns_first, ns_pages, ns_bytes;
 	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
+	uint32_t format;                  /* SB_VERSION or SB_VERSION_2 (decoded) */
+	uint64_t ino_root, ino_count;     /* format 3: the inode tree (0 = empty) */
+	uint64_t dent_root, dent_count;   /* format 3: the directory entry tree */
 };
 
 struct store {
@@ -200,6 +210,13 @@ struct store {
 	struct freemap free;       /* free page extents (reusable now) */
 	struct freemap pending;    /* free once the next superblock is durable */
 	struct u64vec chain;       /* pages of the durable namespace chain */
+	struct btree *itree;       /* the namespace tables (store_nstree.c), as of */
+	struct btree *dtree;       /* the last checkpoint + what it flushes */
+	int nst_err;               /* a tree page could not be released */
+	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
+	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
+	struct rheap_ent *rheap;
+	size_t rheap_n, rheap_cap;
 	struct u64vec dead;        /* index chain heads of deleted files (their
 				    * tails' extents went to pending at once) */
 	bz_mutex dctx_mu;          /* leaf lock: the readers' zstd contexts */
@@ -291,6 +308,7 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 /* store_reloc.c: moving live chunks off the end of store.db */
 int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 bool st_reloc_due(const struct store *s) NO_TSA;
+void st_reloc_fold(struct store *s) NO_TSA;
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x) REQUIRES(store_cap);
 
 /* store_chunk.c: the open chunk of each file */
@@ -303,7 +321,20 @@ void st_oc_resolve(struct store *s, struct sfile *f) REQUIRES(store_cap);
 int st_oc_init(struct store *s);
 void st_oc_fini(struct store *s);
 
+/* store_nstree.c: the namespace tables in B+trees (format 3) */
+int st_nst_open(struct store *s, const struct store_sb *sb) NO_TSA;
+int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA;
+int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_SHARED(store_cap);
+void st_nst_close(struct store *s);
+void st_nst_io(struct store *s, struct btree_io *io);
+void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap);
+
 /* store_ckpt.c: superblocks, namespace chain */
+/* One inode's value in the inode tree: its 'I', 'X' and 'F' records as
+ * in the stream (malloc'd into *ret_p). -ENOENT if the inode is gone. */
+int st_ns_ser_one(struct store *s, uint64_t ino, uint8_t **ret_p, size_t *ret_len) REQUIRES_SHARED(store_cap);
+/* Parses such a value (at open): every record must name ino. */
+int st_ns_parse_one(struct store *s, uint64_t ino, const uint8_t *p, size_t len) NO_TSA;
 void st_sb_encode(const struct store_sb *sb, uint8_t *page);
 int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const char **why);
 int st_ns_load_chain(struct store *s, const struct store_sb *sb) NO_TSA;

@@ -65,23 +65,113 @@ static bool fits_below(const struct freemap *m, uint64_t n, uint64_t below)
 	return false;
 }
 
-/* The file to move: the highest top at or above the first free page. */
-static struct sfile *pick(const struct store *s) NO_TSA
+/* THE CANDIDATE HEAP. Finding the file with the highest top means a pass
+ * over every file; a checkpoint must cost what changed (FORMAT.md §8), so
+ * pick() keeps a max-heap of (top, inode) (s->rheap) fed from the
+ * namespace's dirty inodes, which include every file whose placement
+ * changed since the last checkpoint (the store marks them: ns_dirty_mark
+ * in the index, tail, cleaning and relocation paths; a deleted file's inode
+ * is marked by its unlink). Entries go stale (a file moved, went away, or
+ * was pushed again); the heap's head is checked against the file's current
+ * top and re-pushed or dropped until it is current. st_reloc_fold runs
+ * just before a checkpoint clears the dirty sets. A full pass rebuilds the
+ * heap at the first pick, when the dirty sets overflowed, and when stale
+ * entries outnumber the files. A reader that loads a file's full entries
+ * changes that file's top without a mark: the heap sees it when the entry
+ * surfaces or at the next rebuild (the choice of what to move is a
+ * heuristic; a move checks everything it moves). [commit] */
+static int rheap_push(struct store *s, uint64_t top, uint64_t ino)
 {
-	struct sfile *best = NULL;
-	uint64_t best_top = 0;
+	if (s->rheap_n == s->rheap_cap) {
+		size_t cap = s->rheap_cap ? s->rheap_cap * 2 : 64;
+		struct rheap_ent *v = realloc(s->rheap, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->rheap = v;
+		s->rheap_cap = cap;
+	}
+	size_t i = s->rheap_n++;
+	while (i > 0 && s->rheap[(i - 1) / 2].top < top) {
+		s->rheap[i] = s->rheap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	s->rheap[i] = (struct rheap_ent){top, ino};
+	return 0;
+}
+
+static void rheap_pop(struct store *s)
+{
+	struct rheap_ent last = s->rheap[--s->rheap_n];
+	size_t i = 0, n = s->rheap_n;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && s->rheap[c + 1].top > s->rheap[c].top)
+			c++;
+		if (s->rheap[c].top <= last.top)
+			break;
+		s->rheap[i] = s->rheap[c];
+		i = c;
+	}
+	if (n)
+		s->rheap[i] = last;
+}
+
+static int fold_cb(void *arg, uint64_t ino) NO_TSA
+{
+	struct store *s = arg;
+	const struct sfile *f = st_ftab_get(&s->files, ino);
+	uint64_t t = f ? file_top(f) : 0;
+
+	if (t && rheap_push(s, t, ino) < 0)
+		s->reloc_valid = false; /* rebuilt at the next pick */
+	return 0;
+}
+
+void st_reloc_fold(struct store *s) NO_TSA
+{
+	if (s->reloc_valid && (ns_dirty_all(s->ns) || s->rheap_n > 2 * s->files.n + 1024))
+		s->reloc_valid = false;
+	if (s->reloc_valid)
+		(void)ns_dirty_each_ino(s->ns, fold_cb, s);
+}
+
+/* The file to move: the highest top, if at or above the first free page. */
+static struct sfile *pick(const struct store *cs) NO_TSA
+{
+	struct store *s = (struct store *)cs; /* the heap is [commit] state */
+	struct sfile *f = NULL;
 
 	if (!s->free.n)
 		return NULL;
-	for (size_t i = 0; i < s->files.cap; i++) {
-		struct sfile *f = s->files.slot[i];
-		uint64_t top = f ? file_top(f) : 0;
-		if (f && top >= s->free.v[0].start && top > best_top) {
-			best = f;
-			best_top = top;
+	st_reloc_fold(s);
+	if (!s->reloc_valid) {
+		s->rheap_n = 0;
+		s->reloc_valid = true;
+		for (size_t i = 0; i < s->files.cap && s->reloc_valid; i++) {
+			f = s->files.slot[i];
+			uint64_t top = f ? file_top(f) : 0;
+			if (top && rheap_push(s, top, f->ino) < 0)
+				s->reloc_valid = false;
+		}
+		if (!s->reloc_valid)
+			return NULL; /* out of memory: nothing moves this time */
+	}
+	while (s->rheap_n) {
+		struct rheap_ent h = s->rheap[0];
+		f = st_ftab_get(&s->files, h.ino);
+		uint64_t cur = f ? file_top(f) : 0;
+		if (cur == h.top)
+			return h.top >= s->free.v[0].start ? f : NULL;
+		rheap_pop(s); /* stale: the file went away or moved */
+		if (cur && rheap_push(s, cur, h.ino) < 0) {
+			s->reloc_valid = false;
+			return NULL;
 		}
 	}
-	return best;
+	return NULL;
 }
 
 bool st_reloc_due(const struct store *s) NO_TSA
@@ -93,6 +183,7 @@ bool st_reloc_due(const struct store *s) NO_TSA
 static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x, bool *moved)
 	REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, ino); /* its checkpointed state changes (ns_dirty) */
 	struct rec_hdr h;
 	const uint8_t *payload;
 	struct ient ne = *e;
@@ -125,6 +216,7 @@ out:
 /* Writes f's full entries as a new chain and releases the old one. */
 static int chain_rewrite(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
 {
+	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	uint64_t old = f->last_full, next = 0, left = f->n_full;
 	uint8_t page[PAGER_PAGE_SIZE];
 	int r = 0;

@@ -71,6 +71,7 @@ static const struct {
 	{ "reuse_durable", STORE_MUTANT_REUSE_DURABLE },
 	{ "truncate_early", STORE_MUTANT_TRUNCATE_EARLY },
 	{ "tail_skip", STORE_MUTANT_TAIL_SKIP },
+	{ "forget_dirty", STORE_MUTANT_FORGET_DIRTY },
 };
 
 /* What the engine was doing at a crash point (store mode: set by the driver
@@ -80,15 +81,17 @@ static const char *const ph_name[PH_N] = { "create", "recovery", "wal-append", "
 					   "apply",  "checkpoint", "close", "pipeline" };
 /* Which call the power failed before. */
 enum { IO_WAL_WRITE, IO_WAL_SYNC, IO_WAL_OTHER, IO_DB_SUPER, IO_DB_DATA, IO_DB_INDEX, IO_DB_NSMETA, IO_DB_PACK,
-       IO_DB_OTHER, IO_DB_SYNC, IO_DB_GROW, IO_DB_SHRINK, IO_DIR, IO_OTHER, IO_N };
+       IO_DB_TREE, IO_DB_OTHER, IO_DB_SYNC, IO_DB_GROW, IO_DB_SHRINK, IO_DIR, IO_OTHER, IO_N };
 static const char *const io_name[IO_N] = { "wal-write",	 "wal-sync",	"wal-create/size", "db-write-super",
-					   "db-write-data",	 "db-write-index", "db-write-nsmeta", "db-write-pack",
+					   "db-write-data",	 "db-write-index", "db-write-nsmeta", "db-write-pack", "db-write-tree",
 					   "db-write-other", "db-sync",	"db-grow",	   "db-shrink",
 					   "dir-op",	 "other" };
 static uint64_t g_ph_states[PH_N], g_io_states[IO_N];
 /* Every store.db page written, by page type (header byte 4; 6+ = other),
  * and store.db truncations that shrank it, over all runs. */
-static uint64_t g_pages_written[8], g_db_shrinks, g_trunc_pending_states;
+static uint64_t g_pages_written[10], g_db_shrinks, g_trunc_pending_states;
+/* The namespace trees of the final images: most keys seen in each. */
+static uint64_t g_cov_ino_keys, g_cov_dent_keys;
 /* Workload coverage, summed over runs (struct model's st, and the final
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
@@ -753,10 +756,10 @@ static int classify(enum vfs_op op, const struct probe_io *io)
 	for (uint64_t k = 0; io->off % 4096 == 0 && k + 48 <= io->len; k += 4096) {
 		const uint8_t *pg = io->buf + k;
 		unsigned t = bz_get_le32(pg) == 0x47505a42u ? pg[4] : 0; /* PAGER_MAGIC */
-		__atomic_fetch_add(&g_pages_written[BZ_MIN(t, 7u)], 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&g_pages_written[BZ_MIN(t, 9u)], 1, __ATOMIC_RELAXED);
 		if (k == 0)
 			cat = t == 1 ? IO_DB_SUPER : t == 2 ? IO_DB_DATA : t == 3 ? IO_DB_INDEX : t == 4 ? IO_DB_NSMETA :
-			      t == 5 ? IO_DB_PACK : IO_DB_OTHER;
+			      t == 5 ? IO_DB_PACK : t >= 6 && t <= 8 ? IO_DB_TREE : IO_DB_OTHER;
 	}
 	return cat;
 }
@@ -867,6 +870,12 @@ static void coverage(struct run *R, struct vfs *img)
 	g_cov_hole_bytes += m->st.hole_bytes;
 	if (vfs_mem_clone(img, &copy) < 0)
 		harness_fail(R, "vfs_mem_clone");
+	struct store_sb_info sbi[2];
+	if (store_read_superblocks(copy, sbi) == 0)
+		for (int k = 0; k < 2; k++) {
+			g_cov_ino_keys = BZ_MAX(g_cov_ino_keys, sbi[k].ino_count);
+			g_cov_dent_keys = BZ_MAX(g_cov_dent_keys, sbi[k].dent_count);
+		}
 	o.vfs = copy;
 	o.read_only = true;
 	if (store_open(&o, &s) == 0) {
@@ -1237,7 +1246,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
 			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
-			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip\n");
+			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip forget_dirty\n");
 	exit(2);
 }
 
@@ -1360,10 +1369,13 @@ int main(int argc, char **argv)
 		if (g_io_states[i])
 			printf(" %s=%" PRIu64, io_name[i], g_io_states[i]);
 	printf("\n  store.db pages written: super=%" PRIu64 " data=%" PRIu64 " index=%" PRIu64 " nsmeta=%" PRIu64
-	       " pack=%" PRIu64 " other=%" PRIu64 "; store.db shrunk %" PRIu64 " times, states with the shrink "
-	       "pending %" PRIu64 "\n",
+	       " pack=%" PRIu64 " tree-leaf=%" PRIu64 " tree-node=%" PRIu64 " tree-overflow=%" PRIu64 " other=%" PRIu64
+	       "; store.db shrunk %" PRIu64 " times, states with the shrink pending %" PRIu64 "\n",
 	       g_pages_written[1], g_pages_written[2], g_pages_written[3], g_pages_written[4], g_pages_written[5],
-	       g_pages_written[0] + g_pages_written[6] + g_pages_written[7], g_db_shrinks, g_trunc_pending_states);
+	       g_pages_written[6], g_pages_written[7], g_pages_written[8], g_pages_written[0] + g_pages_written[9],
+	       g_db_shrinks, g_trunc_pending_states);
+	printf("  namespace trees of the final images: most keys %" PRIu64 " (inodes), %" PRIu64 " (entries)\n",
+	       g_cov_ino_keys, g_cov_dent_keys);
 	printf("  workload: appends=%" PRIu64 " (hot file %" PRIu64 ", of them >= 8 KiB %" PRIu64 "), hot files=%" PRIu64
 	       " (filled %" PRIu64 "), files deleted with data=%" PRIu64 " (after a checkpoint named them %" PRIu64
 	       ", >= 64 KiB %" PRIu64 ", with > %u appends %" PRIu64 "), checkpoints by the driver=%" PRIu64 ", apply-before-sync groups=%" PRIu64

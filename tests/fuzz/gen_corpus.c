@@ -12,6 +12,9 @@
  * checkpoint named it and one replaced by a rename (freed space in the
  * stream's free list), and, in the WAL, appends, a hole and an unlink still
  * to replay.
+ * The "tree" pair holds namespace trees of two levels (format 3), split
+ * and then merged by deletions. The *-format2 seeds are format 2 stores
+ * (kept from before format 3, which still opens them: they are upgraded).
  * Usage: fuzz_gen_corpus CORPUS_DIR (e.g. tests/fuzz/corpus).
  * (The record/nsop seeds come from gen_corpus_codec.c.) */
 #include <stdio.h>
@@ -217,6 +220,61 @@ static int gen_chunks(const char *dir, const struct store_opts *o)
 	return 0;
 }
 
+/* Namespace trees of more than one level (format 3): 240 files with long
+ * names (the entry tree and the inode tree split), a checkpoint, then 160
+ * of them unlinked: tree.bin with the unlinks in the WAL, tree.db after
+ * the checkpoint that applied them (leaves merged). */
+static int gen_tree(const char *dir, const struct store_opts *o)
+{
+	static uint8_t buf[48 << 10];
+	struct vfs *v = NULL, *snap = NULL;
+	struct store *s = NULL;
+	struct store_opts so = *o;
+	char name[64];
+	size_t len = 0;
+
+	if (vfs_mem_new(&v) < 0)
+		return -1;
+	so.vfs = v;
+	if (store_open(&so, &s) < 0)
+		return -1;
+	for (unsigned k = 0; k < 240; k++) {
+		snprintf(name, sizeof(name), "a-file-with-a-rather-long-name-%03u.log", k);
+		len += mk_file(buf + len, sizeof(buf) - len, 100 + k, name, k % 16 == 0 ? 100 : 0);
+		if (k % 40 == 39) {
+			if (batch(s, buf, len, true) < 0)
+				return -1;
+			len = 0;
+		}
+	}
+	if (store_checkpoint(s) < 0)
+		return -1;
+	for (unsigned k = 0; k < 240; k++) {
+		if (k % 3 == 0)
+			continue;
+		snprintf(name, sizeof(name), "a-file-with-a-rather-long-name-%03u.log", k);
+		len += mk_nsop(buf + len, sizeof(buf) - len,
+			       &(struct ns_op){ .kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = name,
+						.name_len = (uint32_t)strlen(name) });
+		if (k % 40 == 39) {
+			if (batch(s, buf, len, true) < 0)
+				return -1;
+			len = 0;
+		}
+	}
+	if (vfs_mem_clone(v, &snap) < 0)
+		return -1;
+	dump(dir, "recover", "tree.bin", snap, true);
+	vfs_destroy(snap);
+	if (store_checkpoint(s) < 0)
+		return -1;
+	dump(dir, "page", "tree.db", v, false);
+	if (store_close(s) < 0)
+		return -1;
+	vfs_destroy(v);
+	return 0;
+}
+
 static void dump(const char *dir, const char *sub, const char *name, struct vfs *v, bool with_wal)
 {
 	char path[512];
@@ -320,6 +378,9 @@ int main(int argc, char **argv)
 	vfs_destroy(v);
 	/* 5: chunks, tails, index pages, freed space */
 	if (gen_chunks(argv[1], &o) < 0)
+		return 1;
+	/* 6: namespace trees of two levels */
+	if (gen_tree(argv[1], &o) < 0)
 		return 1;
 	return 0;
 }

@@ -378,6 +378,20 @@ static void check_equal(struct btree *t, const struct model *m)
 	T_CHECK_EQ(c.seen, m->count);
 	T_CHECK_EQ(btree_count(t), m->count);
 	free(c.vb);
+	/* btree_last: the largest present key */
+	uint8_t last[BTREE_KEY_MAX];
+	size_t llen = 0;
+	size_t pos = m->n;
+	while (pos > 0 && !m->present[m->order[pos - 1]])
+		pos--;
+	r = btree_last(t, last, &llen);
+	if (pos == 0) {
+		T_CHECK_EQ(r, -ENOENT);
+	} else {
+		uint64_t id = m->order[pos - 1];
+		T_CHECK_EQ(r, 0);
+		T_CHECK(r == 0 && llen == m->klen[id] && !memcmp(last, m->key[id], llen));
+	}
 }
 
 /* ---- reachability ---- */

@@ -1404,7 +1404,12 @@ static void test_reclaim(void)
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	store_stats(s, &st1);
-	T_CHECK(st1.pages_relocated >= 3);
+	/* either "late" moved down into the hole, or first fit had already
+	 * placed it below (the namespace trees' roots no longer pin the end,
+	 * so the earlier rounds gave all their space back): either way the
+	 * end is cut to what keep, late and the metadata need */
+	T_CHECK(st1.pages_relocated >= 3 || st1.pages_total <= 16);
+	T_CHECK(st1.pages_free <= 8);
 	T_CHECK_EQ(verify(s, &m, 5), 0);
 	uint64_t again = mk_file(&m, &b, NS_ROOT_INO, "again");
 	T_CHECK_EQ(commit(s, &m, &b), 0);
@@ -1641,7 +1646,7 @@ static void test_format1_refused(void)
 		struct pager_hdr h;
 		T_ASSERT(vfs_pread(f, page, sizeof(page), pg * 4096, &n) == 0 && n == sizeof(page));
 		T_ASSERT(pager_check(page, pg, PAGER_SUPER, &h) == 0);
-		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 2);
+		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 3);
 		bz_put_le32(page + PAGER_HDR_SIZE + 4, 1);
 		pager_seal(page, &h);
 		T_ASSERT(vfs_pwrite(f, page, sizeof(page), pg * 4096) == 0);
@@ -1700,11 +1705,16 @@ static void test_scrub_meta(void)
 	T_ASSERT(vfs_mem_new(&v) == 0);
 	model_init(&m);
 	T_ASSERT(open_store(v, &s) == 0);
-	for (int i = 0; i < 55; i++) { /* a namespace stream of several pages */
-		char name[256];
-		memset(name, 'n', 200);
-		snprintf(name + 200, sizeof(name) - 200, "%03d", i);
-		mk_file(&m, &b, NS_ROOT_INO, name);
+	/* a namespace stream of several pages: format 3 keeps the names in
+	 * the trees, the stream holds the pack pages' live bytes ('K', about
+	 * 4 bytes a page): 2,200 pack pages of one 2,100-byte chunk each */
+	uint64_t pk = mk_file(&m, &b, NS_ROOT_INO, "packs");
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	for (int i = 0; i < 2200; i++) {
+		append(&m, &b, model_file(&m, pk), 2100, false);
+		T_CHECK_EQ(commit(s, &m, &b), 0);
+		if (i % 200 == 199)
+			T_CHECK_EQ(store_checkpoint(s), 0); /* the test's WAL is 1 MiB */
 	}
 	uint64_t x = mk_file(&m, &b, NS_ROOT_INO, "x");
 	T_CHECK_EQ(commit(s, &m, &b), 0);
@@ -1852,7 +1862,259 @@ static void test_relocate(void)
 	vfs_destroy(v);
 }
 
-int main(void)
+/* readdir of the root as "name cookie" lines. */
+static int ls_cb(void *arg, const char *name, size_t len, uint64_t ino, uint32_t mode, uint64_t cookie)
+{
+	struct dump *d = arg;
+	char line[300];
+	(void)ino;
+	(void)mode;
+	int n = snprintf(line, sizeof(line), "%.*s %llu\n", (int)len, name, (unsigned long long)cookie);
+	dump_put(d, line, (size_t)n);
+	return 0;
+}
+
+static char *ls_root(struct store *s)
+{
+	struct dump d = {0};
+	struct ns *ns = NULL;
+	T_ASSERT(store_ns_clone(s, &ns) == 0);
+	T_CHECK_EQ(ns_readdir(ns, NS_ROOT_INO, 0, ls_cb, &d), 0);
+	dump_put(&d, "", 1);
+	ns_free(ns);
+	return d.p;
+}
+
+/* Pages of store.db that differ between two images. */
+static uint64_t pages_changed(struct vfs *a, struct vfs *b)
+{
+	struct vfs_file *fa, *fb;
+	uint8_t pa[PAGER_PAGE_SIZE], pb[PAGER_PAGE_SIZE];
+	uint64_t n = 0;
+	T_ASSERT(vfs_open(a, "store.db", VFS_O_RDONLY, &fa) == 0);
+	T_ASSERT(vfs_open(b, "store.db", VFS_O_RDONLY, &fb) == 0);
+	for (uint64_t pg = 0;; pg++) {
+		size_t na = 0, nb = 0;
+		memset(pa, 0, sizeof(pa));
+		memset(pb, 0, sizeof(pb));
+		T_ASSERT(vfs_pread(fa, pa, sizeof(pa), pg * PAGER_PAGE_SIZE, &na) == 0);
+		T_ASSERT(vfs_pread(fb, pb, sizeof(pb), pg * PAGER_PAGE_SIZE, &nb) == 0);
+		if (!na && !nb)
+			break;
+		n += memcmp(pa, pb, sizeof(pa)) != 0;
+	}
+	vfs_close(fa);
+	vfs_close(fb);
+	return n;
+}
+
+/* Checkpoints cost what changed (format 3, the namespace in B+trees): with
+ * 3,000 inodes and entries, the checkpoint after one file's append writes a
+ * handful of pages (the trees' paths to it, the short stream, the pack
+ * page, the superblock) where the whole namespace is ~50 pages; a rename
+ * and an unlink cost the same; the store reopens to the same namespace
+ * with the same readdir cookies, and fsck finds it clean. */
+static void test_incremental_checkpoint(void)
+{
+	struct vfs *v, *before = NULL, *after = NULL;
+	struct store *s = NULL;
+	struct model m;
+	struct batch b = {0};
+	struct store_check_report rep;
+	char name[64];
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	model_init(&m);
+	T_ASSERT(open_store(v, &s) == 0);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(name, sizeof(name), "a-file-with-a-long-name-%04d", i);
+		struct ns_op op = {.kind = NS_CREATE, .parent = NS_ROOT_INO, .name = name,
+				   .name_len = (uint32_t)strlen(name), .mode = S_IFREG | 0644, .ino = ns_alloc_ino(m.ns)};
+		T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		if (i % 250 == 249) {
+			T_CHECK_EQ(commit(s, &m, &b), 0);
+			T_CHECK_EQ(store_checkpoint(s), 0);
+		}
+	}
+	uint64_t x = mk_file(&m, &b, NS_ROOT_INO, "x");
+	append(&m, &b, model_file(&m, x), 100, false);
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0); /* pending pages free */
+	for (int k = 0; k < 3; k++) {
+		T_ASSERT(vfs_mem_clone(v, &before) == 0);
+		if (k == 0) {
+			append(&m, &b, model_file(&m, x), 100, false);
+		} else if (k == 1) {
+			struct ns_op op = {.kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "a-file-with-a-long-name-1234",
+					   .name_len = 28, .parent2 = NS_ROOT_INO, .name2 = "renamed", .name2_len = 7};
+			T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		} else {
+			struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "a-file-with-a-long-name-0042",
+					   .name_len = 28};
+			T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		}
+		T_CHECK_EQ(commit(s, &m, &b), 0);
+		T_CHECK_EQ(store_checkpoint(s), 0);
+		T_ASSERT(vfs_mem_clone(v, &after) == 0);
+		uint64_t n = pages_changed(before, after);
+		if (n > 16 || n < 2)
+			fprintf(stderr, "checkpoint %d changed %llu pages\n", k, (unsigned long long)n);
+		T_CHECK(n >= 2 && n <= 16);
+		vfs_destroy(before);
+		vfs_destroy(after);
+	}
+	char *ls1 = ls_root(s);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK(rep.tree_pages > 10);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	char *ls2 = ls_root(s);
+	T_CHECK(strcmp(ls1, ls2) == 0);
+	T_CHECK(strstr(ls2, "renamed ") != NULL);
+	T_CHECK_EQ(verify(s, &m, 0), 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	free(ls1);
+	free(ls2);
+	store_close(s);
+	free(b.p);
+	model_free(&m);
+	vfs_destroy(v);
+}
+
+/* The whole visible state of a store: namespace dump, then every regular
+ * file's bytes (hex of an xxh3 each) and the root's readdir cookies. */
+static int state_file(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len)
+{
+	void **ctx = arg;
+	struct dump *d = ctx[0];
+	struct store *s = ctx[1];
+	char line[96];
+	(void)sl;
+	(void)sl_len;
+	if (!S_ISREG(a->mode))
+		return 0;
+	/* the first 4 MiB (a sparse file may be 1 TiB), 64 KiB at a time */
+	static uint8_t buf[64 << 10];
+	uint64_t h = 0, off = 0;
+	int r = 0;
+	while (off < a->size && off < (4u << 20) && r == 0) {
+		size_t n = 0;
+		r = store_read(s, a->ino, off, buf, sizeof(buf), &n);
+		if (n == 0)
+			break;
+		h = rec_hash_seeded(buf, n, h);
+		off += n;
+	}
+	int k = snprintf(line, sizeof(line), "F %llu size=%llu r=%d read=%llu h=%016llx\n", (unsigned long long)a->ino,
+			 (unsigned long long)a->size, r, (unsigned long long)off, (unsigned long long)h);
+	dump_put(d, line, (size_t)k);
+	return 0;
+}
+
+static char *store_state(struct store *s)
+{
+	struct ns *ns = NULL;
+	T_ASSERT(store_ns_clone(s, &ns) == 0);
+	char *a = ns_dump(ns);
+	struct dump d = {0};
+	dump_put(&d, a, strlen(a));
+	free(a);
+	void *ctx[2] = {&d, s};
+	struct ns_visit v = {.inode = state_file};
+	T_CHECK_EQ(ns_walk(ns, &v, ctx), 0);
+	ns_free(ns);
+	char *ls = ls_root(s);
+	dump_put(&d, ls, strlen(ls));
+	free(ls);
+	return d.p;
+}
+
+static uint32_t sb_format(struct vfs *v)
+{
+	struct store_sb_info sb[2];
+	T_ASSERT(store_read_superblocks(v, sb) == 0);
+	int k = sb[0].valid && (!sb[1].valid || sb[0].generation > sb[1].generation) ? 0 : 1;
+	return sb[k].format;
+}
+
+/* Upgrade in place (docs/FORMAT.md §6a): a format 2 store (the fuzz seed
+ * chunks-format2.bin: store.db with a version-4 stream and a WAL segment
+ * with batches to replay) opens read-only as it is, unchanged; opened
+ * read-write it shows the same state, and its checkpoint writes format 3
+ * (trees); reopened, the same state again, fsck clean. */
+static void test_upgrade(const char *src)
+{
+	char path[1024];
+	struct vfs *v, *ro_before = NULL;
+	struct store *s = NULL;
+	struct store_opts o;
+	struct store_check_report rep;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/recover/chunks-format2.bin", src);
+	f = fopen(path, "rb");
+	T_ASSERT(f);
+	static uint8_t in[1 << 20];
+	size_t len = fread(in, 1, sizeof(in), f);
+	fclose(f);
+	T_ASSERT(len > 5);
+	size_t ndb = (size_t)bz_get_le32(in);
+	T_ASSERT(ndb + 5 <= len);
+	char seg[16];
+	snprintf(seg, sizeof(seg), "wal.%03u", (unsigned)(in[4] % 3));
+
+	/* a store of the seeds' geometry, then the seed's store.db and segment */
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	store_opts_default(&o);
+	o.vfs = v;
+	o.wal_segment_bytes = 64 << 10;
+	o.wal_segments = 3;
+	o.checkpoint_bytes = 64 << 10;
+	o.cache_bytes = 256 << 10;
+	T_ASSERT(store_open(&o, &s) == 0);
+	T_CHECK_EQ(store_close(s), 0);
+	struct vfs_file *vf;
+	T_ASSERT(vfs_open(v, "store.db", VFS_O_RDWR, &vf) == 0);
+	T_ASSERT(vfs_ftruncate(vf, 0) == 0 && vfs_pwrite(vf, in + 5, ndb, 0) == 0);
+	vfs_close(vf);
+	T_ASSERT(vfs_open(v, seg, VFS_O_RDWR, &vf) == 0);
+	T_ASSERT(vfs_ftruncate(vf, 0) == 0 && vfs_pwrite(vf, in + 5 + ndb, len - 5 - ndb, 0) == 0 &&
+		 vfs_ftruncate(vf, 64 << 10) == 0);
+	vfs_close(vf);
+	T_CHECK_EQ(sb_format(v), 2);
+
+	o.read_only = true;
+	T_ASSERT(vfs_mem_clone(v, &ro_before) == 0);
+	T_ASSERT(store_open(&o, &s) == 0);
+	char *a = store_state(s);
+	T_CHECK(strstr(a, "hot.log") != NULL);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	store_close(s);
+	T_CHECK_EQ(pages_changed(ro_before, v), 0); /* read-only: nothing written */
+	T_CHECK_EQ(sb_format(v), 2);
+	vfs_destroy(ro_before);
+
+	o.read_only = false;
+	T_ASSERT(store_open(&o, &s) == 0); /* replay + checkpoint: upgraded */
+	T_CHECK_EQ(sb_format(v), 3);
+	char *b = store_state(s);
+	T_CHECK(strcmp(a, b) == 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK(rep.tree_pages >= 2);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(store_open(&o, &s) == 0);
+	char *c = store_state(s);
+	T_CHECK(strcmp(a, c) == 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	free(a);
+	free(b);
+	free(c);
+	vfs_destroy(v);
+}
+
+int main(int argc, char **argv)
 {
 	bz_log_set_level(BZ_LOG_ERR);
 	if (getenv("T_VERBOSE"))
@@ -1877,5 +2139,10 @@ int main(void)
 	test_format1_refused();
 	test_scrub_meta();
 	test_relocate();
+	test_incremental_checkpoint();
+	if (argc > 1) /* the source tree: tests/fuzz/corpus holds a format 2 store */
+		test_upgrade(argv[1]);
+	else
+		fprintf(stderr, "test_upgrade: skipped (no source directory argument)\n");
 	T_DONE();
 }

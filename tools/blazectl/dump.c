@@ -50,6 +50,11 @@ static int dump_superblocks(struct vfs *v)
 		printf("  high-water mark %llu pages\n", (ull)b->hwm);
 		printf("  namespace chain first page %llu, %llu pages, %llu bytes\n", (ull)b->ns_first,
 		       (ull)b->ns_pages, (ull)b->ns_bytes);
+		printf("  format          %u\n", b->format);
+		if (b->format >= 3) {
+			printf("  inode tree      root page %llu, %llu keys\n", (ull)b->ino_root, (ull)b->ino_count);
+			printf("  entry tree      root page %llu, %llu keys\n", (ull)b->dent_root, (ull)b->dent_count);
+		}
 		printf("  stored bytes    %llu\n", (ull)b->stored_bytes);
 		printf("  logical bytes   %llu\n", (ull)b->logical_bytes);
 		printf("  data pages      %llu\n", (ull)b->data_pages);

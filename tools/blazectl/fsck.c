@@ -156,9 +156,10 @@ static void summary(const char *dir, const struct store_check_report *c)
 	       (unsigned long long)c->symlinks, (unsigned long long)c->orphans, (unsigned long long)c->records,
 	       (unsigned long long)c->bad_records, (double)c->raw_bytes / 1048576.0,
 	       (double)c->stored_bytes / 1048576.0);
-	printf("pages: %llu allocated (%llu in the file): 2 superblock, %llu namespace, %llu index, %llu data, "
-	       "%llu free, %llu pending, %llu leaked, %llu beyond use; %llu bad\n",
+	printf("pages: %llu allocated (%llu in the file): 2 superblock, %llu namespace, %llu namespace tree, "
+	       "%llu index, %llu data, %llu free, %llu pending, %llu leaked, %llu beyond use; %llu bad\n",
 	       (unsigned long long)c->pages_hwm, (unsigned long long)c->pages_file, (unsigned long long)c->ns_pages,
+	       (unsigned long long)c->tree_pages,
 	       (unsigned long long)c->index_pages, (unsigned long long)c->data_pages,
 	       (unsigned long long)c->free_pages, (unsigned long long)c->pending_pages,
 	       (unsigned long long)c->unreachable, (unsigned long long)c->beyond, (unsigned long long)c->bad_pages);

@@ -1,0 +1,464 @@
+/* store_nstree.c — the namespace tables of format 3: two copy-on-write
+ * B+trees (btree.c) over store pages, named by the superblock (root page
+ * and key count each). Format: docs/FORMAT.md §6a.
+ *
+ * INODE TREE. Key: the inode number, 8 bytes big endian (so memcmp order
+ * is numeric order). Value: the inode's records exactly as the version-4
+ * stream writes them (§6): its 'I' record, then its 'X' records (name
+ * order), then its 'F' record if the store holds data for it. Every record
+ * names the key's inode. Every live inode has a key (the root included,
+ * once any checkpoint wrote it; an empty tree means ns_new's namespace).
+ *
+ * ENTRY TREE. Key: the directory's inode number (8 bytes big endian) then
+ * the name (1..255 bytes). Value: varint child inode, varint readdir
+ * cookie (>= NS_COOKIE_FIRST). Cookies are kept so that readdir order and
+ * positions survive a remount.
+ *
+ * INCREMENTAL UPDATE. A checkpoint (st_nst_update, step 3 of §8) puts or
+ * deletes exactly the inodes and entries in the namespace's dirty sets
+ * (ns_dirty_*: ns_apply marks what an op changes, the store marks a file
+ * whose index state changed) and flushes both trees: O(changes x depth)
+ * pages. The pages a flush replaces go to the store's pending set
+ * (st_release), so they are reused only after the superblock naming the
+ * new roots is durable. When the dirty sets overflowed (ENOMEM) or the
+ * namespace came from a format 2 stream (upgrade in place), the trees are
+ * rebuilt whole: every page of the old trees is released (found with
+ * btree_verify) and new trees are written from the whole namespace.
+ *
+ * LOAD. At open the whole trees are read into the in-memory namespace and
+ * file table (O(files); known cost, §12). Entries are inserted per
+ * directory in cookie order. Everything read is untrusted: the trees
+ * verify their pages, the values go through the stream parser.
+ *
+ * LOCKS. st_nst_update runs on the commit thread with s->lock shared (it
+ * reads the namespace and the file table; the trees are the commit
+ * thread's alone). Open and load run before any other thread sees the
+ * store.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+/* ---- the trees' page I/O ---- */
+
+static int io_read(void *arg, uint64_t pgno, uint8_t *buf)
+{
+	struct store *s = arg;
+	return pager_read(s->pager, pgno, 0, buf, NULL);
+}
+
+static int io_alloc(void *arg, uint64_t *ret)
+{
+	*ret = st_page_alloc(arg);
+	return 0;
+}
+
+static void io_free(void *arg, uint64_t pgno)
+{
+	struct store *s = arg;
+	int r = st_release(s, pgno, 1);
+	if (r < 0 && !s->nst_err)
+		s->nst_err = r;
+}
+
+static int io_write(void *arg, uint64_t pgno, const uint8_t *page)
+{
+	struct store *s = arg;
+	return pager_write(s->pager, pgno, page);
+}
+
+static uint64_t io_hw(void *arg) { return ((struct store *)arg)->hwm; }
+
+void st_nst_io(struct store *s, struct btree_io *io)
+{
+	*io = (struct btree_io){.read_page = io_read, .alloc_page = io_alloc, .free_page = io_free,
+				.write_page = io_write, .high_water = io_hw, .arg = s};
+}
+
+int st_nst_open(struct store *s, const struct store_sb *sb) NO_TSA
+{
+	struct btree_io io;
+	int r;
+
+	st_nst_close(s);
+	st_nst_io(s, &io);
+	r = btree_open(&io, sb->ino_root, sb->ino_count, &s->itree);
+	if (r == 0)
+		r = btree_open(&io, sb->dent_root, sb->dent_count, &s->dtree);
+	return r;
+}
+
+void st_nst_close(struct store *s)
+{
+	btree_close(s->itree);
+	btree_close(s->dtree);
+	s->itree = s->dtree = NULL;
+}
+
+/* ---- load (open) ---- */
+
+struct dload {
+	uint64_t dir, cookie, ino;
+	uint32_t len;
+	char *name;
+};
+
+struct lctx {
+	struct store *s;
+	uint64_t n;
+	struct dload *v;
+	size_t nv, cap;
+	int err;
+};
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t x = 0;
+	for (int i = 0; i < 8; i++)
+		x = x << 8 | p[i];
+	return x;
+}
+
+static void put_be64(uint8_t *p, uint64_t x)
+{
+	for (int i = 7; i >= 0; i--, x >>= 8)
+		p[i] = (uint8_t)x;
+}
+
+static int load_inode(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct lctx *c = arg;
+	uint64_t ino = klen == 8 ? be64(key) : 0;
+	int r;
+
+	c->n++;
+	if (!ino)
+		return -EBADMSG;
+	r = st_ns_parse_one(c->s, ino, val, vlen);
+	if (r < 0)
+		bz_err("store.db: inode tree: inode %llu: %s", (unsigned long long)ino, strerror(-r));
+	return r;
+}
+
+/* varint as rec_varint_get reads it; -EBADMSG when malformed */
+static int get_var(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	int n = rec_varint_get(*p, (size_t)(end - *p), ret);
+	if (n <= 0)
+		return -EBADMSG;
+	*p += n;
+	return 0;
+}
+
+static int load_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct lctx *c = arg;
+	const uint8_t *p = val, *end = val + vlen;
+	struct dload d = {0};
+
+	c->n++;
+	if (klen < 9 || klen > 8 + NS_NAME_MAX)
+		return -EBADMSG;
+	d.dir = be64(key);
+	d.len = (uint32_t)(klen - 8);
+	if (get_var(&p, end, &d.ino) < 0 || get_var(&p, end, &d.cookie) < 0 || p != end || !d.ino ||
+	    d.cookie < NS_COOKIE_FIRST || d.cookie == UINT64_MAX)
+		return -EBADMSG;
+	if (c->nv == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 256;
+		struct dload *v = realloc(c->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	d.name = malloc(d.len);
+	if (!d.name)
+		return -ENOMEM;
+	memcpy(d.name, key + 8, d.len);
+	c->v[c->nv++] = d;
+	return 0;
+}
+
+static int dload_cmp(const void *a, const void *b)
+{
+	const struct dload *x = a, *y = b;
+	if (x->dir != y->dir)
+		return x->dir < y->dir ? -1 : 1;
+	return x->cookie < y->cookie ? -1 : x->cookie > y->cookie;
+}
+
+int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
+{
+	struct lctx c = {.s = s};
+	int r;
+
+	r = btree_iter(s->itree, NULL, 0, load_inode, &c);
+	if (r == 0 && c.n != sb->ino_count)
+		r = -EBADMSG;
+	if (r < 0)
+		goto out;
+	c.n = 0;
+	r = btree_iter(s->dtree, NULL, 0, load_dent, &c);
+	if (r == 0 && c.n != sb->dent_count)
+		r = -EBADMSG;
+	if (r < 0)
+		goto out;
+	qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
+	for (size_t i = 0; i < c.nv; i++) {
+		const struct dload *d = &c.v[i];
+		r = ns_load_dirent_cookie(s->ns, d->dir, d->name, d->len, d->ino, d->cookie);
+		if (r < 0) {
+			bz_err("store.db: entry tree: entry %.*s in %llu: %s", (int)d->len, d->name,
+			       (unsigned long long)d->dir, strerror(-r));
+			r = r == -ENOMEM ? r : -EBADMSG;
+			goto out;
+		}
+	}
+	ns_dirty_clear(s->ns); /* loaded as the trees hold it */
+out:
+	for (size_t i = 0; i < c.nv; i++)
+		free(c.v[i].name);
+	free(c.v);
+	if (r == -EBADMSG || r == -EUCLEAN || r == -EIO || r == -EINVAL || r == -EEXIST || r == -ENOENT ||
+	    r == -ENOTDIR) {
+		bz_err("store.db: the namespace trees of checkpoint %llu are corrupt", (unsigned long long)sb->gen);
+		r = -EUCLEAN;
+	}
+	return r;
+}
+
+/* ---- update (checkpoint) ---- */
+
+struct uctx {
+	struct store *s;
+	int skip; /* mutant forget_dirty: inodes still to leave out */
+};
+
+static int put_inode(void *arg, uint64_t ino) REQUIRES_SHARED(store_cap)
+{
+	struct uctx *u = arg;
+	struct store *s = u->s;
+	uint8_t key[8], *val = NULL;
+	size_t vlen = 0;
+	int r;
+
+	put_be64(key, ino);
+	if (u->skip && ino != NS_ROOT_INO) {
+		u->skip--;
+		return 0;
+	}
+	r = st_ns_ser_one(s, ino, &val, &vlen);
+	if (r == -ENOENT) {
+		r = btree_del(s->itree, key, 8);
+		return r == -ENOENT ? 0 : r;
+	}
+	if (r == 0)
+		r = btree_put(s->itree, key, 8, val, vlen);
+	free(val);
+	return r;
+}
+
+static int put_dent(void *arg, uint64_t dir, const char *name, size_t len) REQUIRES_SHARED(store_cap)
+{
+	struct uctx *u = arg;
+	struct store *s = u->s;
+	uint8_t key[8 + NS_NAME_MAX], val[20];
+	uint64_t ino = 0, cookie = 0;
+	size_t n = 0;
+	int r;
+
+	if (len == 0 || len > NS_NAME_MAX)
+		return -EINVAL;
+	put_be64(key, dir);
+	memcpy(key + 8, name, len);
+	r = ns_dirent_get(s->ns, dir, name, len, &ino, &cookie);
+	if (r < 0) {
+		r = btree_del(s->dtree, key, 8 + len);
+		return r == -ENOENT ? 0 : r;
+	}
+	n += (size_t)rec_varint_put(val + n, sizeof(val) - n, ino);
+	n += (size_t)rec_varint_put(val + n, sizeof(val) - n, cookie);
+	return btree_put(s->dtree, key, 8 + len, val, n);
+}
+
+struct wctx {
+	struct uctx *u;
+	int r;
+};
+
+static int all_inode(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len) NO_TSA
+{
+	struct wctx *w = arg;
+	(void)sl;
+	(void)sl_len;
+	w->r = put_inode(w->u, a->ino);
+	return w->r;
+}
+
+static int all_dent(void *arg, uint64_t dir, const char *name, size_t len, uint64_t ino) NO_TSA
+{
+	struct wctx *w = arg;
+	(void)ino;
+	w->r = put_dent(w->u, dir, name, len);
+	return w->r;
+}
+
+static void release_cb(void *arg, uint64_t pgno, uint8_t type)
+{
+	(void)type;
+	io_free(arg, pgno);
+}
+
+/* The dirty-all case: new trees from the whole namespace; the old trees'
+ * pages are released. */
+static int rebuild(struct store *s, struct uctx *u) REQUIRES_SHARED(store_cap)
+{
+	struct btree_io io;
+	struct btree *it = NULL, *dt = NULL;
+	struct ns_visit v = {.inode = all_inode, .dirent = all_dent};
+	struct wctx w = {.u = u};
+	int r;
+
+	st_nst_io(s, &io);
+	r = btree_verify(&io, s->sb.ino_root, s->sb.ino_count, release_cb, s);
+	if (r == 0)
+		r = btree_verify(&io, s->sb.dent_root, s->sb.dent_count, release_cb, s);
+	if (r == 0)
+		r = btree_open(&io, 0, 0, &it);
+	if (r == 0)
+		r = btree_open(&io, 0, 0, &dt);
+	if (r < 0)
+		goto out;
+	btree_close(s->itree);
+	btree_close(s->dtree);
+	s->itree = it;
+	s->dtree = dt;
+	it = dt = NULL;
+	r = ns_walk(s->ns, &v, &w);
+	if (r == 0)
+		r = w.r;
+out:
+	btree_close(it);
+	btree_close(dt);
+	return r;
+}
+
+/* The space the next checkpoint's flush can need, in pages (store_space):
+ * each dirty key rewrites at most its path (depth pages) plus a split
+ * sibling per level, and an inode's value may need an overflow chain of up
+ * to its size (the 'F' record of 100 tail entries: one page; attributes
+ * beyond that are counted by the stream estimate of the ops that set
+ * them). A rebuild writes every key again. [commit] */
+void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap)
+{
+	struct btree_stats a = {0}, b = {0};
+	size_t nd = 0, ni = ns_dirty_counts(s->ns, &nd);
+	uint64_t est;
+
+	if (s->itree)
+		btree_stats(s->itree, &a);
+	if (s->dtree)
+		btree_stats(s->dtree, &b);
+	if (ns_dirty_all(s->ns) || s->sb.format != SB_VERSION)
+		est = ns_count(s->ns) * 2 + 64; /* values <= 2 KiB: 2 a page or better; entries likewise */
+	else
+		est = ni * (2ull * a.depth + 4) + nd * (2ull * b.depth + 2);
+	st_set_u64(&s->tree_est, est);
+}
+
+/* ---- moving the trees down ---- */
+
+struct kcap {
+	uint8_t key[BTREE_KEY_MAX];
+	size_t klen;
+	bool first_only;
+};
+
+static int key_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct kcap *k = arg;
+	(void)val;
+	(void)vlen;
+	memcpy(k->key, key, klen);
+	k->klen = klen;
+	return k->first_only;
+}
+
+/* Rewrites the path to key (a put of its own value): the flush writes
+ * that leaf and its ancestors to first-fit pages. */
+static int touch_key(struct btree *t, const uint8_t *key, size_t klen)
+{
+	size_t vlen = 0;
+	uint8_t *v = NULL;
+	int r = btree_get(t, key, klen, NULL, 0, &vlen);
+
+	if (r < 0 && r != -ERANGE)
+		goto out;
+	r = -ENOMEM;
+	v = malloc(vlen ? vlen : 1);
+	if (!v)
+		goto out;
+	r = btree_get(t, key, klen, v, vlen, &vlen);
+	if (r == 0)
+		r = btree_put(t, key, klen, v, vlen);
+out:
+	free(v);
+	return r;
+}
+
+/* The leftmost and the rightmost path of the tree are rewritten (new
+ * inodes, hence the pages written last, sort last): O(depth). */
+static int touch_ends(struct btree *t)
+{
+	struct kcap k = {.first_only = true};
+	int r;
+
+	if (!btree_count(t))
+		return 0;
+	r = btree_iter(t, NULL, 0, key_cb, &k); /* 1: stopped at the first key */
+	if (r >= 0)
+		r = k.klen ? touch_key(t, k.key, k.klen) : 0;
+	if (r == 0) {
+		r = btree_last(t, k.key, &k.klen);
+		if (r == 0)
+			r = touch_key(t, k.key, k.klen);
+		else if (r == -ENOENT)
+			r = 0;
+	}
+	return r;
+}
+
+int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_SHARED(store_cap)
+{
+	struct uctx u = {.s = s, .skip = st_mutant() == STORE_MUTANT_FORGET_DIRTY};
+	int r;
+
+	if (ns_dirty_all(s->ns) || s->sb.format != SB_VERSION)
+		r = rebuild(s, &u);
+	else {
+		r = ns_dirty_each_ino(s->ns, put_inode, &u);
+		if (r == 0)
+			r = ns_dirty_each_dirent(s->ns, put_dent, &u);
+	}
+	/* Free space below a root: the two end paths move down (first fit),
+	 * so the trees do not pin the end of store.db (§7 giving space back).
+	 * Once moved, the condition is false until space is freed below. */
+	uint64_t low = s->free.n ? s->free.v[0].start : UINT64_MAX;
+	if (r == 0 && s->sb.ino_root > low)
+		r = touch_ends(s->itree);
+	if (r == 0 && s->sb.dent_root > low)
+		r = touch_ends(s->dtree);
+	if (r == 0)
+		r = btree_flush(s->itree, lsn, &sb->ino_root);
+	if (r == 0)
+		r = btree_flush(s->dtree, lsn, &sb->dent_root);
+	if (r == 0 && s->nst_err)
+		r = s->nst_err;
+	sb->ino_count = btree_count(s->itree);
+	sb->dent_count = btree_count(s->dtree);
+	sb->format = SB_VERSION;
+	return r > 0 ? -EIO : r; /* a callback's stop value is never success here */
+}
