@@ -206,7 +206,8 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 		r = -EBADMSG;
 	if (r < 0)
 		goto out;
-	qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
+	if (c.nv) /* qsort's base must not be NULL (an empty entry tree) */
+		qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
 	for (size_t i = 0; i < c.nv; i++) {
 		const struct dload *d = &c.v[i];
 		r = ns_load_dirent_cookie(s->ns, d->dir, d->name, d->len, d->ino, d->cookie);
