@@ -43,6 +43,14 @@
  * odirty iff the buffer holds bytes the tail frame does not. The tail is
  * never an entry of the index (it is not sealed).
  *
+ * DIRTY MARKS (incremental checkpoints, ns_dirty.c). A file whose index
+ * state changes is marked at the entry points only: an applied record's
+ * file by its ns_set_size (st_apply_data, after st_oc_append / st_oc_seal
+ * ran; a failure before it leaves the store in its sticky error), oc_write_tail (the
+ * checkpoint's tails and a spill's, which may write other files' tails)
+ * and st_oc_drop mark theirs; the helpers under them (tail_release,
+ * oc_seal_n, st_index_add) do not mark again on every record.
+ *
  * LOCKS. Everything here runs on the commit thread with s->lock exclusive
  * (REQUIRES(store_cap)); cctx, odctx and cbuf are the commit thread's.
  * Readers copy a buffer's bytes under s->lock shared (store_read.c).
@@ -247,7 +255,6 @@ out:
 /* The tail frame is superseded (by a newer tail or a sealed chunk). */
 static int tail_release(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
-	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r = 0;
 
 	if (!f->has_otail)
@@ -293,7 +300,6 @@ out:
 /* Seals the first n bytes of the loaded open chunk as a chunk. */
 static int oc_seal_n(struct store *s, struct sfile *f, uint64_t lsn, uint32_t n) REQUIRES(store_cap)
 {
-	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	struct ient e = {.off = f->ostart, .raw_len = n};
 	size_t flen = 0;
 	int r = chunk_encode(s, f, f->obuf, n, f->ostart, &flen);
@@ -320,7 +326,6 @@ out:
 
 int st_oc_seal(struct store *s, struct sfile *f, uint64_t lsn) REQUIRES(store_cap)
 {
-	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r = 0;
 
 	if (!f->olen)
@@ -364,7 +369,6 @@ static int oc_spill(struct store *s, struct sfile *keep, uint64_t lsn) REQUIRES(
 int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct rec_hdr *h, const uint8_t *frame,
 		 size_t frame_len, const uint8_t *payload) REQUIRES(store_cap)
 {
-	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	int r;
 
 	st_oc_resolve(s, f);

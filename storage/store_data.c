@@ -735,7 +735,6 @@ int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uin
 /* Adds an index entry; writes a full INDEX page when the tail fills. */
 int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ient *e) REQUIRES(store_cap)
 {
-	ns_dirty_mark(s->ns, f->ino); /* its checkpointed state changes (ns_dirty) */
 	uint64_t pg = 0;
 	int r = st_sfile_tail_push(f, e);
 
@@ -853,7 +852,9 @@ static int apply_data(struct store *s, uint64_t lsn, int64_t time_ns, const stru
 			 (unsigned long long)(r < 0 ? 0 : a.size));
 		return 0;
 	}
-	ns_dirty_mark(s->ns, h->ino); /* its 'F' state and size change */
+	/* its 'F' state and size change: the file is marked dirty once, by
+	 * the ns_set_size every applied record ends with (ns.c); st_oc_append,
+	 * st_oc_seal, st_index_add and the helpers they call mark nothing */
 	f = st_ftab_get(&s->files, h->ino);
 	if (!f) {
 		f = calloc(1, sizeof(*f));
