@@ -10,7 +10,9 @@
  *     live end is not judged at once: the bytes below it may still be dirty
  *     in the kernel. It is copied into the inode's held list (sorted by
  *     offset, never overlapping: an overlap must carry identical bytes or
- *     it is a refused overwrite) and acknowledged. Whenever the live end
+ *     it is a refused overwrite; a page that starts where an extent ends
+ *     grows that extent in place, and neighbours may touch) and
+ *     acknowledged. Whenever the live end
  *     grows, held extents that became reachable are appended in order
  *     (inode.c drain). At flush/fsync/release the kernel has written every
  *     dirty page back, so what is still held lies beyond a real hole and
@@ -97,17 +99,38 @@ int fs_held_insert(struct fs *fs, struct fs_inode *ip, uint64_t off, const char 
 {
 	struct fs_held **pp = &ip->held, *h, *first = NULL, *nh;
 	uint64_t start = off, end = off + len, old_bytes = 0;
+	size_t merged = 0;
 
-	/* skip extents that end before the new one (adjacent ones merge) */
+	/* skip extents that end before the new one */
 	while (*pp && (*pp)->off + (*pp)->len < off)
 		pp = &(*pp)->next;
-	/* the overlapping or touching extents must agree with buf */
+	/* The common case: the session threads took the pages after a missing
+	 * one in order, so this one starts where a held extent ends and
+	 * overlaps nothing after it. That extent grows in place: realloc of a
+	 * block past glibc's mmap threshold (fs/main.c) moves no bytes, where
+	 * building a merged copy at each page made a run of N held pages cost
+	 * O(N^2) copying and a fresh mapping each (perf: the largest cost of
+	 * the FUSE threads with two writers). */
+	h = *pp;
+	if (h && h->off + h->len == off && (!h->next || h->next->off >= end)) {
+		nh = realloc(h, sizeof(*nh) + h->len + len);
+		if (!nh)
+			return -ENOMEM;
+		memcpy(nh->data + nh->len, buf, len);
+		nh->len += len;
+		*pp = nh;
+		held_account(fs, ip, (int64_t)len);
+		return 0;
+	}
+	/* the overlapping or touching extents must agree with buf; the run
+	 * of them (extents may touch each other: see above) becomes one */
 	for (h = *pp; h && h->off <= end; h = h->next) {
-		uint64_t lo = BZ_MAX(h->off, off), hi = BZ_MIN(h->off + h->len, end);
+		uint64_t lo = BZ_MAX(h->off, off), hi = BZ_MIN(h->off + h->len, off + len);
 		if (hi > lo && memcmp(h->data + (lo - h->off), buf + (lo - off), (size_t)(hi - lo)) != 0)
 			return 1;
 		start = BZ_MIN(start, h->off);
 		end = BZ_MAX(end, h->off + h->len);
+		merged++;
 	}
 	nh = malloc(sizeof(*nh) + (size_t)(end - start));
 	if (!nh)
@@ -115,7 +138,7 @@ int fs_held_insert(struct fs *fs, struct fs_inode *ip, uint64_t off, const char 
 	nh->off = start;
 	nh->len = (size_t)(end - start);
 	first = *pp;
-	while (first && first->off <= off + len) {
+	for (; merged > 0; merged--) {
 		struct fs_held *next = first->next;
 		memcpy(nh->data + (first->off - start), first->data, first->len);
 		old_bytes += first->len;

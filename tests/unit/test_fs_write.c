@@ -399,6 +399,54 @@ static void space_counts_unapplied(void)
 	free(data);
 }
 
+/* Runs of page writes in random orders (what several session threads
+ * taking a writeback's requests produce): extents that grow at their end,
+ * merge with the next, and drain; every order stores the file in order. */
+static void random_orders(void)
+{
+	enum { N = 512, RUNS = 40 };
+	static char data[N * PG];
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	fill(data, sizeof(data), 7);
+	for (int run = 0; run < RUNS; run++) {
+		struct env e;
+		struct fs_open of;
+		uint64_t ino, offs[N], lens[N];
+		int n = 0;
+		char name[16];
+
+		env_up(&e, 64 << 20);
+		snprintf(name, sizeof(name), "r%d", run);
+		ino = mk(&e, name, &of, false);
+		/* cut the file into requests of 1..16 pages */
+		for (uint64_t off = 0; off < sizeof(data); n++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			lens[n] = BZ_MIN((uint64_t)((seed >> 33) % 16 + 1) * PG, sizeof(data) - off);
+			offs[n] = off;
+			off += lens[n];
+		}
+		/* shuffle locally: each request moves up to 4 places */
+		for (int i = 0; i < n; i++) {
+			int j;
+			uint64_t t;
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			j = BZ_MIN(n - 1, i + (int)((seed >> 33) % 5));
+			t = offs[i], offs[i] = offs[j], offs[j] = t;
+			t = lens[i], lens[i] = lens[j], lens[j] = t;
+		}
+		for (int i = 0; i < n; i++)
+			T_CHECK_EQ(fs_file_write(&e.fs, &of, data + offs[i], (size_t)lens[i], offs[i], true),
+				   (ssize_t)lens[i]);
+		T_CHECK_EQ(live(&e, ino), sizeof(data));
+		T_CHECK(e.fs.held_total == 0);
+		T_CHECK(stored_equals(&e, ino, data, sizeof(data)));
+		T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+		put(&e, &of);
+		env_down(&e);
+	}
+}
+
 int main(void)
 {
 	bz_log_set_level(BZ_LOG_ERR);
@@ -410,5 +458,6 @@ int main(void)
 	truncate_racing_appends();
 	no_room();
 	space_counts_unapplied();
+	random_orders();
 	T_DONE();
 }
