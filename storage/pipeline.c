@@ -288,7 +288,8 @@ void pi_seal_locked(struct pipeline *p, struct batch **disp) REQUIRES(pipe_cap)
 		pb->b.recs[i] = (struct batch_rec){
 			.type = r->type, .ino = r->ino, .off = r->off, .len = r->len, .data = r->data, .hole = r->hole,
 			.level = r->level == PIPE_LEVEL_DEFAULT ? 0 : r->level,
-			.own_level = r->type == REC_DATA && !r->hole && r->level != PIPE_LEVEL_DEFAULT};
+			.own_level = r->type == REC_DATA && !r->hole && r->level != PIPE_LEVEL_DEFAULT,
+			.raw = r->type == REC_DATA && !r->hole && r->len < r->gather};
 	}
 	pb->b.time_ns = bz_wall_ns();
 	pb->b.sealed_ns = bz_now_ns();
@@ -560,6 +561,28 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
 	}
 }
 
+/* The store gathers a data record shorter than half its file's chunk_bytes
+ * into the file's open chunk and compresses the chunk when it fills or is
+ * written as the tail (store_chunk.c); it stores a longer one as it comes.
+ * So a record shorter than that is logged raw (batch_rec.raw): compressing
+ * it would cost a worker -- or the commit thread, for a small batch -- a
+ * zstd pass that the commit thread's apply then undoes. chunk is the file's
+ * chunk_bytes (user.blazefs.chunk_bytes), 0 = the store's default, which
+ * the daemon sets to the largest power of two <= record_bytes (fs/main.c).
+ * A mismatch costs ratio, never bytes: a raw record the store keeps as it
+ * comes is stored uncompressed. */
+static uint32_t gather_below(const struct pipeline *p, size_t chunk)
+{
+	size_t c = chunk;
+
+	if (!c) {
+		c = 4096;
+		while (c * 2 <= p->o.record_bytes && c < (1u << 20))
+			c *= 2;
+	}
+	return (uint32_t)(c / 2);
+}
+
 /* Adds up to one record's worth of buf to file f; returns bytes taken. */
 static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uint8_t *buf, size_t len,
 		    int8_t level, size_t chunk, size_t *ret_n) REQUIRES(pipe_cap)
@@ -598,6 +621,7 @@ static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uin
 	}
 	o->type = REC_DATA;
 	o->level = level;
+	o->gather = gather_below(p, chunk);
 	o->ino = f->ino;
 	o->off = off;
 	o->len = (uint32_t)n;

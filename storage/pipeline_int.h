@@ -45,6 +45,7 @@ struct prec {
 	uint8_t *data;
 	uint64_t hole;      /* REC_DATA: a hole of this many zero bytes (len 0, no data) */
 	int8_t level;       /* data: zstd level, or PIPE_LEVEL_DEFAULT (immutable) */
+	uint32_t gather;    /* data: sealed shorter than this, it is logged raw (immutable; see add_data) */
 };
 
 struct pfile {

@@ -20,7 +20,8 @@
  *     holds anything (a short chunk), then the frame is stored AS IS as a
  *     sealed chunk. Bulk writes never cost the commit thread a
  *     recompression.
- *   - else its raw bytes are appended to the open chunk's buffer (loaded
+ *   - else (the pipeline logged it raw: pipeline.c gather_below) its raw
+ *     bytes are appended to the open chunk's buffer (loaded
  *     first from the tail frame if the file has one and no buffer); each
  *     time the buffer holds chunk bytes, its first chunk bytes are
  *     compressed here and stored as a sealed chunk (one entry) and the

@@ -23,6 +23,10 @@ struct batch_rec {
 	uint64_t hole;       /* data: a hole of this many zero bytes (len 0, no data) */
 	int8_t level;        /* with own_level: the zstd level of this record */
 	bool own_level;      /* else the encoder's (enc_ctx_new) level */
+	bool raw;            /* data: log the payload uncompressed -- the store gathers
+			      * it into the file's open chunk and compresses the chunk
+			      * (storage/store_chunk.c), so compressing it here would
+			      * only be undone on the commit thread */
 };
 
 /* What encoding a batch produced: a new buffer of concatenated record frames. */

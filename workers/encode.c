@@ -10,7 +10,9 @@
  *            compressed at that level, 0 and negative ones included: the
  *            per-directory user.blazefs.zstd_level); a record whose
  *            sampled byte histogram is as flat as random data's is stored
- *            raw without trying (enc_looks_random);
+ *            raw without trying (enc_looks_random); so is a record the
+ *            batcher marked raw (batch_rec.raw: the store gathers it into
+ *            its file's open chunk and compresses the chunk);
  *   encode   rec_hdr_encode of the header (record.h: type, codec, ino, off,
  *            raw_len, stored_len, hash) followed by the stored payload,
  *            appended to the output buffer.
@@ -187,7 +189,8 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 			/* a hole passes through: no payload, nothing to compress */
 			h.codec = REC_HOLE;
 			h.raw_len = br->hole;
-		} else if ((br->own_level || c->level > 0) && br->len > 0 && !enc_looks_random(br->data, br->len)) {
+		} else if (!br->raw && (br->own_level || c->level > 0) && br->len > 0 &&
+			   !enc_looks_random(br->data, br->len)) {
 			size_t limit = enc_zstd_limit(br->len);
 			int lvl = br->own_level ? br->level : c->level;
 			size_t z = limit ? ZSTD_compressCCtx(c->cctx, c->scratch, limit, br->data, br->len, lvl) : 0;

@@ -1182,6 +1182,61 @@ static void test_holes(unsigned workers)
 	vfs_destroy(v);
 }
 
+/* ---------------------------------------------------------------- */
+/* records the store will gather into an open chunk (shorter than half */
+/* the file's chunk_bytes) are logged raw: no zstd pass on a worker or */
+/* the commit thread that the apply would undo; full records are still */
+/* compressed by the workers and stored as they come; the store then   */
+/* compresses the gathered chunk, so nothing is lost on disk.          */
+
+static void test_small_records_logged_raw(void)
+{
+	struct vfs *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	struct pipe_stats st0, st1, st2;
+	struct store_file_info fi;
+	uint64_t ino, rs = 7;
+	size_t small = 40 << 10, full = 256 << 10;
+	uint8_t *b = malloc(full);
+
+	T_ASSERT(b);
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(open_store(v, &s) == 0); /* chunk_bytes 256 KiB (the default) */
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = 1;
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	T_CHECK_EQ(mk_file(p, ino, "small"), 0);
+	T_CHECK_EQ(mk_file(p, ino + 1, "full"), 0);
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	pipe_stats(p, &st0);
+	fill_text(b, small, &rs);
+	T_CHECK_EQ(pipe_append(p, ino, 0, b, small), 0); /* < 128 KiB: gathered */
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	pipe_stats(p, &st1);
+	T_CHECK_EQ(st1.bytes_in - st0.bytes_in, small);
+	/* logged as is: the payload and one frame header */
+	T_CHECK(st1.bytes_stored - st0.bytes_stored >= small && st1.bytes_stored - st0.bytes_stored <= small + 64);
+	fill_text(b, full, &rs);
+	T_CHECK_EQ(pipe_append_level(p, ino + 1, 0, b, full, PIPE_LEVEL_DEFAULT, 0), 0); /* one full record */
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+	pipe_stats(p, &st2);
+	T_CHECK_EQ(st2.bytes_in - st1.bytes_in, full);
+	T_CHECK(st2.bytes_stored - st1.bytes_stored < full / 2); /* compressed by the worker */
+	T_CHECK_EQ(pipe_stop(p), 0);
+	/* the store compressed the small file's open chunk when it wrote its tail */
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	T_CHECK_EQ(store_file_info(s, ino, &fi), 0);
+	T_CHECK_EQ(fi.raw_bytes, small);
+	T_CHECK_EQ(fi.size, small);
+	T_CHECK(fi.stored_bytes < small / 2);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+	free(b);
+}
+
 int main(void)
 {
 	const char *only = getenv("PIPE_TEST_ONLY");
@@ -1200,6 +1255,8 @@ int main(void)
 	}
 	if (!only || strstr(only, "coalesce"))
 		test_coalesce();
+	if (!only || strstr(only, "raw"))
+		test_small_records_logged_raw();
 	if (!only || strstr(only, "wake")) {
 		test_wakeups(0);
 		test_wakeups(2);
