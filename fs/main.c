@@ -399,8 +399,11 @@ int main(int argc, char **argv)
 	bool mounted = false, signals = false;
 	int ret = 1, r;
 
-	/* Records, batches and FUSE buffers of 128 KiB and more are mmap'ed
-	 * and unmapped when freed. glibc's default raises this threshold to
+	/* Blocks of 128 KiB and more are mmap'ed and unmapped when freed,
+	 * except the record and batch buffers that storage/bufpool.c hands
+	 * from the threads that free them to those that fill the next (a
+	 * bounded pool: mapping and faulting in each one cost the FUSE
+	 * threads more than the copy). glibc's default raises this threshold to
 	 * the largest block freed (libfuse's 1 MiB request buffers), after
 	 * which those blocks come from a heap per thread and are not given
 	 * back: streaming 256 MiB peaked at 312 MiB RSS, 75 MiB with the

@@ -81,6 +81,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bufpool.h"
 #include "pipeline_int.h"
 
 #define PIPE_POOL_QUEUE 256
@@ -124,7 +125,7 @@ void pi_prec_free(struct prec *r)
 {
 	if (!r)
 		return;
-	free(r->data);
+	bp_put(r->data, r->cap);
 	free(r);
 }
 
@@ -595,9 +596,25 @@ static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uin
 		n = BZ_MIN(len, cut - o->len);
 		if (o->len + n > o->cap) {
 			size_t nc = BZ_MIN(cut, BZ_MAX((size_t)o->cap * 2, o->len + n));
-			uint8_t *d = realloc(o->data, nc);
-			if (!d)
-				return -ENOMEM;
+			uint8_t *d;
+
+			if (nc >= BP_MIN) {
+				/* a record this long is a bulk write on its way to
+				 * cut bytes: take a pooled buffer of that size now
+				 * rather than mapping and faulting in a new one at
+				 * each doubling */
+				size_t pc = 0;
+				d = bp_get(cut, &pc);
+				if (!d)
+					return -ENOMEM;
+				memcpy(d, o->data, o->len);
+				bp_put(o->data, o->cap);
+				nc = pc;
+			} else {
+				d = realloc(o->data, nc);
+				if (!d)
+					return -ENOMEM;
+			}
 			o->data = d;
 			o->cap = (uint32_t)nc;
 		}
@@ -613,11 +630,16 @@ static int add_data(struct pipeline *p, struct pfile *f, uint64_t off, const uin
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
-	o->cap = (uint32_t)BZ_MIN(cut, BZ_MAX(n, (size_t)PREC_MIN_CAP));
-	o->data = malloc(o->cap);
-	if (!o->data) {
-		free(o);
-		return -ENOMEM;
+	{
+		/* a bulk write's record (>= BP_MIN) comes from the buffer pool:
+		 * the commit thread gives it back after the apply */
+		size_t cap = 0;
+		o->data = bp_get(BZ_MIN(cut, BZ_MAX(n, (size_t)PREC_MIN_CAP)), &cap);
+		if (!o->data) {
+			free(o);
+			return -ENOMEM;
+		}
+		o->cap = (uint32_t)cap;
 	}
 	o->type = REC_DATA;
 	o->level = level;

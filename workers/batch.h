@@ -31,8 +31,9 @@ struct batch_rec {
 
 /* What encoding a batch produced: a new buffer of concatenated record frames. */
 struct enc_result {
-	uint8_t *frames;     /* malloc'ed; owned by the batch after encoding */
+	uint8_t *frames;     /* from bp_get (storage/bufpool.h); owned by the batch after encoding */
 	size_t len;          /* bytes of frames */
+	size_t cap;          /* capacity of frames, for bp_put (enc_result_free) */
 	uint64_t raw_bytes;  /* sum of record raw lengths */
 	uint64_t stored_bytes; /* sum of record payload bytes as stored */
 	uint32_t n_zstd, n_raw; /* records stored compressed / raw */

@@ -16,9 +16,9 @@
  *   encode   rec_hdr_encode of the header (record.h: type, codec, ino, off,
  *            raw_len, stored_len, hash) followed by the stored payload,
  *            appended to the output buffer.
- * The output is one malloc'ed buffer sized for the worst case (every record
- * raw: REC_HDR_MAX + raw_len each) and shrunk with realloc when the frames
- * came out much smaller. The input batch is const and never modified; the
+ * The output is one buffer from the pool (storage/bufpool.h) sized for the
+ * worst case (every record raw: REC_HDR_MAX + raw_len each), moved into a
+ * buffer of its size when the frames came out at most half as large. The input batch is const and never modified; the
  * ctx is owned by one thread (one per worker, or the commit thread when
  * workers=0), so nothing here takes a lock.
  */
@@ -26,6 +26,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "../storage/bufpool.h"
 #include "../storage/log.h"
 #include "../storage/record.h"
 #include "encode.h"
@@ -106,9 +107,10 @@ void enc_result_free(struct enc_result *r)
 {
 	if (!r)
 		return;
-	free(r->frames);
+	bp_put(r->frames, r->cap);
 	r->frames = NULL;
 	r->len = 0;
+	r->cap = 0;
 }
 
 /* Largest stored length we accept for a compressed payload of len raw
@@ -163,7 +165,7 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 		if (r < 0)
 			goto out;
 	}
-	res.frames = malloc(cap ? cap : 1);
+	res.frames = bp_get(cap ? cap : 1, &res.cap);
 	if (!res.frames) {
 		r = -ENOMEM;
 		goto out;
@@ -223,16 +225,24 @@ int enc_batch(struct enc_ctx *c, const struct batch *in, struct enc_result *ret)
 		else
 			res.n_raw++;
 	}
-	/* give back the worst-case reservation when compression paid off */
-	if (res.len < cap / 2 && res.len > 0) {
-		uint8_t *s = realloc(res.frames, res.len);
-		if (s)
+	/* When compression paid off, the frames travel in a buffer of their
+	 * size and the worst-case one goes straight back to the pool (the
+	 * next batch's): in-flight accounting charges len, so what travels
+	 * must not be much larger. */
+	if (res.len > 0 && res.len <= res.cap / 2) {
+		size_t scap = 0;
+		uint8_t *s = bp_get(res.len, &scap);
+		if (s) {
+			memcpy(s, res.frames, res.len);
+			bp_put(res.frames, res.cap);
 			res.frames = s;
+			res.cap = scap;
+		}
 	}
 	*ret = res;
 	return 0;
 out:
-	free(res.frames);
+	bp_put(res.frames, res.cap);
 	if (ret) {
 		memset(ret, 0, sizeof(*ret));
 		ret->err = r;

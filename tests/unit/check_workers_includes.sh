@@ -4,7 +4,7 @@
 # storage/ in workers/ fails this test.
 set -u
 root=${1:-.}
-allowed='base.h tsa.h log.h hist.h record.h'
+allowed='base.h tsa.h log.h hist.h record.h bufpool.h'
 bad=0
 for f in "$root"/workers/*.c "$root"/workers/*.h; do
 	[ -e "$f" ] || continue
