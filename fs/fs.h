@@ -83,7 +83,7 @@ struct fs_counters {
 	uint64_t overlap_bytes;  /* bytes of writes below the end accepted as identical */
 	uint64_t zero_extend_bytes; /* bytes appended by growing truncates */
 	uint64_t held_writes, held_bytes_max; /* writeback cache: page writes past the end held (wb.c), peak bytes held */
-	uint64_t retrieved_bytes;   /* writeback cache: dirty bytes fetched from the kernel cache at a truncate */
+	uint64_t retrieved_bytes;   /* writeback cache: dirty bytes fetched from the kernel cache (truncate, sync, catch-up) */
 	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
 	uint64_t nsops;          /* namespace operations submitted */
 	uint64_t flushes, fsyncs;
@@ -151,6 +151,7 @@ struct fs_open {
 	struct fs_inode *inode; /* NULL for the control file */
 	int flags;              /* open(2) flags as the kernel sent them */
 	bool fresh;             /* this open created the file or truncated it to 0 */
+	uint64_t opened_ns;     /* monotonic time of the open (the catch-up skips younger ones) */
 	char *ctl;              /* control file: content generated at open */
 	size_t ctl_len;
 };
@@ -314,7 +315,11 @@ void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Writeback cache, before a global barrier (fsync of a directory): fetches
  * what the kernel still caches past the live end of every file open for
  * writing (retrieve), so the barrier covers it. */
-void fs_catch_up_all(struct fs *fs) EXCLUDES(fs_ns_lock);
+/* Fetches what the kernel caches for every file open for writing through
+ * a descriptor opened at least min_age_ns ago (0: all). */
+void fs_catch_up_all(struct fs *fs, const char *why, uint64_t min_age_ns) EXCLUDES(fs_ns_lock);
+/* The catch-up thread's period (wb.c): half of sync_interval_ms, 10-500 ms. */
+uint64_t fs_wb_catchup_period_ns(const struct fs *fs);
 void fs_catch_up_ino(struct fs *fs, uint64_t ino) EXCLUDES(fs_ns_lock); /* one file, if open for writing */
 /* Writeback cache: the daemon holds page writes of ip not stored yet, or
  * owes a growing truncate's zeros (the kernel's size is above 0 then). */

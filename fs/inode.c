@@ -1190,11 +1190,17 @@ void fs_catch_up_ino(struct fs *fs, uint64_t ino)
  * for sync/syncfs), so `sync MOUNTPOINT` would not cover what writers still
  * have in the kernel cache: fetch it first, as a truncate does. Only files
  * open for writing can have dirty pages (the kernel writes them back at
- * every close). A refused page is kept for that file's next fsync/close. */
-void fs_catch_up_all(struct fs *fs)
+ * every close). A refused page is kept for that file's next fsync/close.
+ * The catch-up thread (wb.c) calls it periodically for writers that make no
+ * call at all, for descriptors open at least one period: a file written and
+ * closed within that time (cp, echo >>) is written back by the kernel at its
+ * close anyway, and fetching its pages while the kernel still writes them
+ * only doubles the work (and its times: the kernel then sends a SETATTR). */
+void fs_catch_up_all(struct fs *fs, const char *why, uint64_t min_age_ns)
 {
 	struct fs_inode **v = NULL;
 	size_t n = 0, cap = 0;
+	uint64_t now = bz_now_ns();
 
 	bz_mutex_lock(&fs_ns_lock);
 	for (struct fs_open *of = fs->opens; of; of = of->next)
@@ -1203,7 +1209,7 @@ void fs_catch_up_all(struct fs *fs)
 	v = cap ? calloc(cap, sizeof(*v)) : NULL;
 	for (struct fs_open *of = fs->opens; v && of; of = of->next) {
 		bool seen = false;
-		if (!of->inode || (of->flags & O_ACCMODE) == O_RDONLY)
+		if (!of->inode || (of->flags & O_ACCMODE) == O_RDONLY || now - of->opened_ns < min_age_ns)
 			continue;
 		for (size_t i = 0; i < n && !seen; i++)
 			seen = v[i] == of->inode;
@@ -1212,7 +1218,7 @@ void fs_catch_up_all(struct fs *fs)
 	}
 	bz_mutex_unlock(&fs_ns_lock);
 	for (size_t i = 0; i < n; i++)
-		catch_up_one(fs, v[i], "a directory fsync");
+		catch_up_one(fs, v[i], why);
 	bz_mutex_lock(&fs_ns_lock);
 	for (size_t i = 0; i < n; i++)
 		fs_inode_put(fs, v[i]);

@@ -836,6 +836,7 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	}
 	of->inode = ip;
 	of->flags = fi->flags;
+	of->opened_ns = bz_now_ns();
 	of->fresh = created || ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY);
 	if (of->fresh)
 		__atomic_add_fetch(&ip->fresh_opens, 1, __ATOMIC_RELAXED);
@@ -1345,7 +1346,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	}
 	FS_COUNT(fs_of(req), fsyncs, 1);
 	if (fs_of(req)->opts.writeback_cache && !fs_of(req)->opts.read_only)
-		fs_catch_up_all(fs_of(req)); /* what writers still have in the kernel cache */
+		fs_catch_up_all(fs_of(req), "a directory fsync", 0); /* what writers still have in the kernel cache */
 	barrier(req, PIPE_DURABLE);
 }
 

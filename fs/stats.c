@@ -24,7 +24,7 @@
  *     "holes_filled": N, "hole_bytes": N,  sparse writes on fresh files
  *     "held_writes": N,          writeback cache: page writes held past the end
  *     "held_bytes": N, "held_bytes_max": N,  bytes held now / at most
- *     "retrieved_bytes": N,      dirty bytes fetched from the kernel at truncates
+ *     "retrieved_bytes": N,      dirty bytes fetched from the kernel (truncates, sync, catch-up)
  *     "invalidations": N,        kernel cache ranges dropped after refusals
  *     "scrub_bytes": N, "scrub_damaged": N,  online scrub (scrub.c): bytes verified, damage found
  *     "nsops": N, "flushes": N, "fsyncs": N,

@@ -73,7 +73,10 @@ BZ_CAP_DECLARE(wb_cap);
 struct fs_wb {
 	pthread_t th;
 	bool started;
+	pthread_t cth;        /* the catch-up thread */
+	bool cstarted;
 	bool stop GUARDED_BY(fs_ns_lock);
+	pthread_cond_t ccond; /* stop, for the catch-up thread, with fs_ns_lock (monotonic) */
 	pthread_cond_t cond;  /* queue not empty or stop, with fs_ns_lock */
 	pthread_cond_t done;  /* an invalidation finished, with fs_ns_lock */
 	bz_mutex mu;          /* retrieve waiters (leaf) */
@@ -311,6 +314,37 @@ void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip)
 		bz_cond_wait(&fs->wb->done, &fs_ns_lock);
 }
 
+/* ---- the catch-up thread ---- */
+
+/* How often the catch-up thread fetches what the kernel caches for files
+ * open for writing: half the sync interval, between 10 ms and 500 ms. */
+uint64_t fs_wb_catchup_period_ns(const struct fs *fs)
+{
+	uint64_t ms = fs->opts.pipe.sync_interval_ms / 2;
+
+	return BZ_MIN(BZ_MAX(ms, 10ull), 500ull) * 1000000ull;
+}
+
+static void *catchup_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct fs_wb *wb = fs->wb;
+	uint64_t period = fs_wb_catchup_period_ns(fs);
+
+	(void)pthread_setname_np(pthread_self(), "bz-catchup");
+	bz_mutex_lock(&fs_ns_lock);
+	while (!wb->stop) {
+		(void)bz_cond_timedwait(&wb->ccond, &fs_ns_lock, bz_now_ns() + period);
+		if (wb->stop)
+			break;
+		bz_mutex_unlock(&fs_ns_lock);
+		fs_catch_up_all(fs, "the periodic catch-up", period);
+		bz_mutex_lock(&fs_ns_lock);
+	}
+	bz_mutex_unlock(&fs_ns_lock);
+	return NULL;
+}
+
 int fs_wb_start(struct fs *fs)
 {
 	struct fs_wb *wb;
@@ -323,6 +357,7 @@ int fs_wb_start(struct fs *fs)
 		return -ENOMEM;
 	pthread_cond_init(&wb->cond, NULL);
 	pthread_cond_init(&wb->done, NULL);
+	bz_cond_init(&wb->ccond);
 	bz_mutex_init(&wb->mu);
 	bz_cond_init(&wb->rcond);
 	fs->wb = wb;
@@ -331,12 +366,21 @@ int fs_wb_start(struct fs *fs)
 		fs->wb = NULL;
 		pthread_cond_destroy(&wb->cond);
 		pthread_cond_destroy(&wb->done);
+		pthread_cond_destroy(&wb->ccond);
 		pthread_cond_destroy(&wb->rcond);
 		bz_mutex_destroy(&wb->mu);
 		free(wb);
 		return r;
 	}
 	wb->started = true;
+	if (!fs->opts.read_only) {
+		r = -pthread_create(&wb->cth, NULL, catchup_main, fs);
+		if (r < 0) {
+			fs_wb_stop(fs);
+			return r;
+		}
+		wb->cstarted = true;
+	}
 	return 0;
 }
 
@@ -349,16 +393,20 @@ void fs_wb_stop(struct fs *fs)
 	bz_mutex_lock(&fs_ns_lock);
 	wb->stop = true;
 	pthread_cond_signal(&wb->cond);
+	pthread_cond_signal(&wb->ccond);
 	pthread_cond_broadcast(&wb->done);
 	bz_mutex_unlock(&fs_ns_lock);
 	if (wb->started)
 		pthread_join(wb->th, NULL);
+	if (wb->cstarted)
+		pthread_join(wb->cth, NULL);
 	bz_mutex_lock(&fs_ns_lock);
 	fs->inval_head = fs->inval_tail = NULL; /* the table is freed next */
 	fs->wb = NULL;
 	bz_mutex_unlock(&fs_ns_lock);
 	pthread_cond_destroy(&wb->cond);
 	pthread_cond_destroy(&wb->done);
+	pthread_cond_destroy(&wb->ccond);
 	pthread_cond_destroy(&wb->rcond);
 	bz_mutex_destroy(&wb->mu);
 	free(wb);

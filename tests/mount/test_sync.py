@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from conftest import BIN
 
@@ -99,6 +100,38 @@ def test_fsync_root_covers_open_writers(make_mount):
             os.fsync(fd)
         finally:
             os.close(fd)
+        m.kill9()
+    finally:
+        w.kill()
+        w.wait()
+    m.start()
+    with open(p, "rb") as f:
+        assert f.read() == want
+    assert m.stop() == 0
+
+
+def test_writer_that_makes_no_call_reaches_the_wal(make_mount):
+    """DESIGN §2, "no call at all": bytes a writer leaves in the kernel's
+    writeback cache (no close, no fsync, file kept open) reach the daemon's
+    WAL without waiting for the kernel's own writeback (vm.dirty_expire, 30 s
+    by default): the daemon's catch-up thread fetches them every half sync
+    interval (10-500 ms). Then the daemon is killed: what reached the WAL
+    survives. The wait below is a liveness bound only (20 s, 40 rounds)."""
+    m = make_mount().start()
+    p = m.path("quiet.log")
+    want = b"".join(b"line %05d of a writer that keeps its file open\n" % i for i in range(200))
+    w = subprocess.Popen([sys.executable, "-c", HOLDER, p], stdout=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout.readline().strip() == "written"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            s = stats(m)
+            got = s["fs"]["write_bytes"] + s["fs"]["retrieved_bytes"]
+            # every byte the daemon has is applied (so in the WAL): nothing in flight
+            if got >= len(want) and s["inflight_bytes"] == 0:
+                break
+            time.sleep(0.05)
+        assert got >= len(want), s["fs"]
         m.kill9()
     finally:
         w.kill()
