@@ -120,6 +120,7 @@ struct fs_inode {
 	 * them (the kernel writes dirty pages back in any order). */
 	struct fs_held *held GUARDED_BY(fs_inode_cap);
 	uint64_t held_bytes;                          /* __atomic (written under lock): bytes in held */
+	uint64_t page_write_ns;                       /* __atomic: monotonic time of the last page write (writeback) */
 	/* The kernel's i_size may include refused bytes it will never send
 	 * again (it keeps its own size in this mode): [live end, ghost_end)
 	 * reads as zeros through the kernel and is stored as zeros when a

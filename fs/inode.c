@@ -832,6 +832,8 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 		fs_note_error(fs, r);
 		return r;
 	}
+	if (writepage)
+		__atomic_store_n(&ip->page_write_ns, bz_now_ns(), __ATOMIC_RELAXED);
 	bz_cap_lock(&ip->lock, &fs_inode_cap);
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
@@ -1195,7 +1197,11 @@ void fs_catch_up_ino(struct fs *fs, uint64_t ino)
  * call at all, for descriptors open at least one period: a file written and
  * closed within that time (cp, echo >>) is written back by the kernel at its
  * close anyway, and fetching its pages while the kernel still writes them
- * only doubles the work (and its times: the kernel then sends a SETATTR). */
+ * only doubles the work (and its times: the kernel then sends a SETATTR);
+ * nor a file the kernel sent a page write of within that time: its
+ * writeback is under way (a busy writer's pages are written back as the
+ * kernel's dirty limits require; fetching them too made the logger bench
+ * compare every byte twice). */
 void fs_catch_up_all(struct fs *fs, const char *why, uint64_t min_age_ns)
 {
 	struct fs_inode **v = NULL;
@@ -1209,7 +1215,8 @@ void fs_catch_up_all(struct fs *fs, const char *why, uint64_t min_age_ns)
 	v = cap ? calloc(cap, sizeof(*v)) : NULL;
 	for (struct fs_open *of = fs->opens; v && of; of = of->next) {
 		bool seen = false;
-		if (!of->inode || (of->flags & O_ACCMODE) == O_RDONLY || now - of->opened_ns < min_age_ns)
+		if (!of->inode || (of->flags & O_ACCMODE) == O_RDONLY || now - of->opened_ns < min_age_ns ||
+		    now - __atomic_load_n(&of->inode->page_write_ns, __ATOMIC_RELAXED) < min_age_ns)
 			continue;
 		for (size_t i = 0; i < n && !seen; i++)
 			seen = v[i] == of->inode;
