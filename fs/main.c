@@ -111,7 +111,7 @@ static void usage(const char *prog)
 	       "    -o linger_us=N         seal a batch N us after its first record, 0..1000000 (default 2000)\n"
 	       "    -o sync_interval_ms=N  fdatasync the WAL at least every N ms, 1..3600000 (default 1000)\n"
 	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
-	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 64)\n"
+	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 32)\n"
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
 	       "    -o retain=DURATION     worm, but files become deletable DURATION after their last\n"
 	       "                           append (e.g. 90s, 12h, 30d, 7y; implies worm)\n"
