@@ -319,8 +319,6 @@ void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Fetches what the kernel caches for every file open for writing through
  * a descriptor opened at least min_age_ns ago (0: all). */
 void fs_catch_up_all(struct fs *fs, const char *why, uint64_t min_age_ns) EXCLUDES(fs_ns_lock);
-/* The catch-up thread's period (wb.c): half of sync_interval_ms, 10-500 ms. */
-uint64_t fs_wb_catchup_period_ns(const struct fs *fs);
 void fs_catch_up_ino(struct fs *fs, uint64_t ino) EXCLUDES(fs_ns_lock); /* one file, if open for writing */
 /* Writeback cache: the daemon holds page writes of ip not stored yet, or
  * owes a growing truncate's zeros (the kernel's size is above 0 then). */

@@ -318,7 +318,7 @@ void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip)
 
 /* How often the catch-up thread fetches what the kernel caches for files
  * open for writing: half the sync interval, between 10 ms and 500 ms. */
-uint64_t fs_wb_catchup_period_ns(const struct fs *fs)
+static uint64_t catchup_period_ns(const struct fs *fs)
 {
 	uint64_t ms = fs->opts.pipe.sync_interval_ms / 2;
 
@@ -329,7 +329,7 @@ static void *catchup_main(void *arg)
 {
 	struct fs *fs = arg;
 	struct fs_wb *wb = fs->wb;
-	uint64_t period = fs_wb_catchup_period_ns(fs);
+	uint64_t period = catchup_period_ns(fs);
 
 	(void)pthread_setname_np(pthread_self(), "bz-catchup");
 	bz_mutex_lock(&fs_ns_lock);

@@ -572,20 +572,11 @@ static int wait_room(struct pipeline *p, size_t len) REQUIRES(pipe_cap)
  * So a record shorter than that is logged raw (batch_rec.raw): compressing
  * it would cost a worker -- or the commit thread, for a small batch -- a
  * zstd pass that the commit thread's apply then undoes. chunk is the file's
- * chunk_bytes (user.blazefs.chunk_bytes), 0 = the store's default, which
- * the daemon sets to the largest power of two <= record_bytes (fs/main.c).
- * A mismatch costs ratio, never bytes: a raw record the store keeps as it
- * comes is stored uncompressed. */
+ * chunk_bytes (user.blazefs.chunk_bytes), 0 = the store's default: the
+ * same threshold the store applies. */
 static uint32_t gather_below(const struct pipeline *p, size_t chunk)
 {
-	size_t c = chunk;
-
-	if (!c) {
-		c = 4096;
-		while (c * 2 <= p->o.record_bytes && c < (1u << 20))
-			c *= 2;
-	}
-	return (uint32_t)(c / 2);
+	return (uint32_t)((chunk ? chunk : store_chunk_bytes(p->s)) / 2);
 }
 
 /* Adds up to one record's worth of buf to file f; returns bytes taken. */

@@ -484,6 +484,7 @@ int store_wal_append(struct store *s, int64_t time_ns, const void *frames, size_
 bool store_wal_has_room(struct store *s, size_t len) { return wal_has_room(s->wal, len); }
 
 uint64_t store_wal_max_payload(struct store *s) { return wal_max_payload(&s->wal_o); }
+uint32_t store_chunk_bytes(const struct store *s) { return s->chunk_bytes; }
 
 int store_wal_sync(struct store *s)
 {

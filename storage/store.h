@@ -54,6 +54,9 @@ bool store_wal_has_room(struct store *s, size_t len);
 /* Largest batch (concatenated frames) one WAL entry holds: a larger one
  * fails store_wal_append with -EFBIG. Fixed once the store is open. */
 uint64_t store_wal_max_payload(struct store *s);
+/* The store's default chunk_bytes (store_opts.chunk_bytes, fixed at open):
+ * a file without user.blazefs.chunk_bytes is cut into chunks of this size. */
+uint32_t store_chunk_bytes(const struct store *s);
 /* Makes every appended batch durable (one fdatasync per touched segment). */
 int store_wal_sync(struct store *s);
 /* Applies an appended batch to the PageStore: data records into data pages

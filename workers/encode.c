@@ -18,9 +18,10 @@
  *            appended to the output buffer.
  * The output is one buffer from the pool (storage/bufpool.h) sized for the
  * worst case (every record raw: REC_HDR_MAX + raw_len each), moved into a
- * buffer of its size when the frames came out at most half as large. The input batch is const and never modified; the
- * ctx is owned by one thread (one per worker, or the commit thread when
- * workers=0), so nothing here takes a lock.
+ * buffer of its size when the frames came out at most half as large. The
+ * input batch is const and never modified; the ctx is owned by one thread
+ * (one per worker, or the commit thread when workers=0), so nothing here
+ * takes a lock.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -83,6 +83,14 @@ time.sleep(600)
 """
 
 
+def _restarted_holds(m, p, want):
+    """After kill -9: the remounted store holds exactly want in p."""
+    m.start()
+    with open(p, "rb") as f:
+        assert f.read() == want
+    assert m.stop() == 0
+
+
 def test_fsync_root_covers_open_writers(make_mount):
     """`sync MOUNTPOINT` while a writer keeps its file open: everything it
     wrote before is stored, also what the writeback cache still held in the
@@ -104,10 +112,7 @@ def test_fsync_root_covers_open_writers(make_mount):
     finally:
         w.kill()
         w.wait()
-    m.start()
-    with open(p, "rb") as f:
-        assert f.read() == want
-    assert m.stop() == 0
+    _restarted_holds(m, p, want)
 
 
 def test_writer_that_makes_no_call_reaches_the_wal(make_mount):
@@ -136,7 +141,4 @@ def test_writer_that_makes_no_call_reaches_the_wal(make_mount):
     finally:
         w.kill()
         w.wait()
-    m.start()
-    with open(p, "rb") as f:
-        assert f.read() == want
-    assert m.stop() == 0
+    _restarted_holds(m, p, want)

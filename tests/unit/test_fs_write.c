@@ -116,6 +116,15 @@ static bool stored_equals(struct env *e, uint64_t ino, const char *want, size_t 
 	return ok;
 }
 
+/* Every page arrived: the live size is len, nothing is held, and the
+ * stored bytes are data. */
+static void all_stored(struct env *e, uint64_t ino, const char *data, size_t len)
+{
+	T_CHECK_EQ(live(e, ino), len);
+	T_CHECK(e->fs.held_total == 0);
+	T_CHECK(stored_equals(e, ino, data, len));
+}
+
 static void fill(char *b, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -152,9 +161,7 @@ static void out_of_order(void)
 		T_CHECK(memcmp(buf, data + PG, PG) == 0);
 	}
 	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, PG, 0, true), PG);
-	T_CHECK_EQ(live(&e, ino), sizeof(data));
-	T_CHECK(e.fs.held_total == 0);
-	T_CHECK(stored_equals(&e, ino, data, sizeof(data)));
+	all_stored(&e, ino, data, sizeof(data));
 	/* the tail page rewritten with more bytes (identical prefix), early */
 	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
 	put(&e, &of);
@@ -438,9 +445,7 @@ static void random_orders(void)
 		for (int i = 0; i < n; i++)
 			T_CHECK_EQ(fs_file_write(&e.fs, &of, data + offs[i], (size_t)lens[i], offs[i], true),
 				   (ssize_t)lens[i]);
-		T_CHECK_EQ(live(&e, ino), sizeof(data));
-		T_CHECK(e.fs.held_total == 0);
-		T_CHECK(stored_equals(&e, ino, data, sizeof(data)));
+		all_stored(&e, ino, data, sizeof(data));
 		T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
 		put(&e, &of);
 		env_down(&e);
