@@ -997,15 +997,23 @@ static void test_backpressure(void)
 		pthread_join(tid[i], NULL);
 	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_DURABLE), 0);
 	pipe_stats(p, &st);
-	fprintf(stderr, "backpressure: %llu MiB, inflight_max %llu (limit %zu), writer_blocked %llu\n",
+	fprintf(stderr, "backpressure: %llu MiB, inflight_max %llu (limit %zu), writer_blocked %llu, stored %llu of %llu\n",
 		(unsigned long long)mb, (unsigned long long)st.inflight_max, o.max_inflight_bytes,
-		(unsigned long long)st.writer_blocked);
+		(unsigned long long)st.writer_blocked, (unsigned long long)st.bytes_stored,
+		(unsigned long long)st.bytes_in);
 	T_CHECK(st.inflight_max <= o.max_inflight_bytes + o.record_bytes);
 	T_CHECK(st.writer_blocked > 0);
 	T_CHECK(st.bytes_in >= (mb << 20));
-	T_CHECK(st.bytes_stored * 4 < st.bytes_in); /* compressible data got compressed */
 	vfs_fault_set_delay(v, 0, 0);
 	T_CHECK_EQ(pipe_stop(p), 0);
+	/* compressible data got compressed: in the store, chunk by chunk.
+	 * (The WAL's bytes say nothing: a record the batch sealed short of
+	 * half a chunk is logged raw, pipeline.c gather_below, and how many
+	 * are depends on the timing.) */
+	struct store_stats ss;
+	store_stats(s, &ss);
+	T_CHECK(ss.logical_bytes >= (mb << 20));
+	T_CHECK(ss.stored_bytes * 4 < ss.logical_bytes);
 	for (int i = 0; i < 2; i++) {
 		uint64_t size = 0;
 		uint8_t rb[64];
