@@ -13,8 +13,9 @@
  *
  * WHAT MOVES. One file per checkpoint, at most RELOC_MAX_BYTES of frames:
  * the file whose in-memory index (tail entries, open chunk's tail, newest
- * index page, and full entries if loaded) names the highest page at or above
- * the first free page. Its full entries are loaded (index pages read under
+ * index page, and full entries if loaded) names the highest EXTENT or index
+ * page at or above the first free page (packed chunks do not count: they
+ * move only by cleaning). Its full entries are loaded (index pages read under
  * the lock: one per 101 chunks), each EXTENT chunk whose pages lie above a
  * free extent that first fit would give it is read (every page checked, and
  * the frame's header against the entry) and written there; the old pages
@@ -42,17 +43,28 @@
 
 #define RELOC_MAX_BYTES (16u << 20)
 
-/* The highest page f's in-memory index names (0 = none known). */
+/* The last page of entry e if relocation can move it (an extent), else 0:
+ * a packed chunk shares its page with other files' and moves only by
+ * cleaning (store_data.c). */
+static uint64_t ent_top(const struct ient *e)
+{
+	return e->npages ? e->page + e->npages - 1 : 0;
+}
+
+/* The highest page f's in-memory index names that relocation could move:
+ * its extents and its index chain (0 = none). A file of packed tails only
+ * (every small file) is never a candidate: picking it would move nothing,
+ * every checkpoint, and keep store_close checkpointing. */
 static uint64_t file_top(const struct sfile *f) NO_TSA
 {
 	uint64_t top = f->last_full;
 
 	for (uint32_t i = 0; i < f->n_tail; i++)
-		top = BZ_MAX(top, f->tail[i].page + (f->tail[i].npages ? f->tail[i].npages - 1 : 0));
+		top = BZ_MAX(top, ent_top(&f->tail[i]));
 	if (f->has_otail)
-		top = BZ_MAX(top, f->otail.page + (f->otail.npages ? f->otail.npages - 1 : 0));
+		top = BZ_MAX(top, ent_top(&f->otail));
 	for (uint64_t i = 0; f->loaded && i < f->n_full; i++)
-		top = BZ_MAX(top, f->full[i].page + (f->full[i].npages ? f->full[i].npages - 1 : 0));
+		top = BZ_MAX(top, ent_top(&f->full[i]));
 	return top;
 }
 
