@@ -211,6 +211,7 @@ static void store_free(struct store *s) NO_TSA
 	ns_free(s->ns);
 	st_ftab_clear(&s->files);
 	st_ptab_free(&s->packs);
+	st_ptab_free(&s->kdirty);
 	free(s->open_page);
 	free(s->run);
 	fm_free(&s->free);
@@ -373,7 +374,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	r = st_ns_load_chain(s, &sb);
 	if (r == 0)
 		r = st_nst_open(s, &sb);
-	if (r == 0 && sb.format == SB_VERSION)
+	if (r == 0 && sb.format >= SB_VERSION_3)
 		r = st_nst_load(s, &sb);
 	else if (r == 0) {
 		/* format 2: the stream held everything; the next checkpoint
@@ -381,8 +382,10 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		bz_cap_wrlock(&s->lock, &store_cap);
 		ns_dirty_set_all(s->ns);
 		bz_cap_wrunlock(&s->lock, &store_cap);
-		s->dirty = true;
+		s->kdirty_all = true;
 	}
+	if (r == 0 && sb.format < SB_VERSION)
+		s->dirty = true; /* format 2 or 3: the first checkpoint upgrades */
 	if (r < 0)
 		goto out;
 	s->ns_est = sb.ns_bytes;

@@ -216,6 +216,10 @@ enum store_mutant {
 	 * namespace trees: its change is in neither the new checkpoint nor
 	 * the WAL it lets go */
 	STORE_MUTANT_FORGET_DIRTY = 5,
+	/* a checkpoint leaves one pack page whose live bytes changed out of
+	 * the pack tree: after a crash the store counts that page's bytes as
+	 * the checkpoint before (fsck: the index names other live bytes) */
+	STORE_MUTANT_FORGET_PACK = 6,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 
@@ -236,8 +240,9 @@ struct store_sb_info {
 	uint64_t ns_first, ns_pages, ns_bytes;
 	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
 	uint32_t format;                /* format version as stored */
-	uint64_t ino_root, ino_count;   /* format 3: the namespace trees (0 otherwise) */
+	uint64_t ino_root, ino_count;   /* format >= 3: the namespace trees (0 otherwise) */
 	uint64_t dent_root, dent_count;
+	uint64_t pack_root, pack_count; /* format 4: the pack tree (0 otherwise) */
 };
 /* Reads pages 0 and 1 of store.db in the store directory v.
  * -ENOENT: no store.db. */

@@ -46,6 +46,10 @@ static void sb_raw(const uint8_t *page, struct store_sb_info *ret)
 	ret->checkpoints = bz_get_le64(p + 128);
 	ret->format = bz_get_le32(p + 4);
 	if (ret->format >= SB_VERSION) {
+		ret->pack_root = bz_get_le64(p + 168);
+		ret->pack_count = bz_get_le64(p + 176);
+	}
+	if (ret->format >= SB_VERSION_3) {
 		ret->ino_root = bz_get_le64(p + 136);
 		ret->ino_count = bz_get_le64(p + 144);
 		ret->dent_root = bz_get_le64(p + 152);
@@ -893,17 +897,21 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 		}
 	}
 
-	/* 2a. the namespace trees (format 3): every page verified, each
-	 * referenced once (a page named twice is an error), all counted */
-	if (s->sb.format == SB_VERSION) {
+	/* 2a. the namespace trees (format 3: two; format 4: three): every
+	 * page verified, each referenced once (a page named twice is an
+	 * error), all counted. The pack tree's values are checked against
+	 * the index in 5b (they are what the store counts). */
+	if (s->sb.format >= SB_VERSION_3) {
+		static const char *const tname[3] = {"inode", "directory entry", "pack"};
+		const uint64_t root[3] = {s->sb.ino_root, s->sb.dent_root, s->sb.pack_root};
+		const uint64_t keys[3] = {s->sb.ino_count, s->sb.dent_count, s->sb.pack_count};
 		struct btree_io io;
 		st_nst_io(s, &io);
-		for (int k = 0; k < 2; k++) {
-			uint64_t root = k ? s->sb.dent_root : s->sb.ino_root, n = k ? s->sb.dent_count : s->sb.ino_count;
-			int tr = btree_verify(&io, root, n, chk_tree_page, &c);
+		for (int k = 0; k < (s->sb.format >= SB_VERSION ? 3 : 2); k++) {
+			int tr = btree_verify(&io, root[k], keys[k], chk_tree_page, &c);
 			if (tr < 0)
 				chk_say(&c, STORE_CHECK_ERROR, "the %s tree (root %llu, %llu keys) is corrupt: %s",
-					k ? "directory entry" : "inode", ull(root), ull(n), strerror(-tr));
+					tname[k], ull(root[k]), ull(keys[k]), strerror(-tr));
 		}
 	}
 

@@ -34,7 +34,8 @@
  * index chain is queued (s->dead) for the checkpoint, which reads it and
  * releases its pages and the extents they name. Pack pages hold chunks of
  * several files: s->packs counts each one's live frame bytes (saved in the
- * checkpoint's 'K' record); releasing a packed entry subtracts its frame
+ * pack tree, store_nstree.c: a checkpoint puts the pages in s->kdirty,
+ * those whose count changed); releasing a packed entry subtracts its frame
  * and a page reaching 0 is released, except the open pack page, released
  * when sealed (st_pack_closed) if nothing names it (docs/FORMAT.md §7).
  * Every release (extent, pack page) goes through the free_early mutant
@@ -293,6 +294,43 @@ static void pack_mirror(struct store *s)
 	st_set_u64(&s->pack_pages, s->packs.n);
 }
 
+/* Pack page pg's live count changed: the next checkpoint puts (or
+ * deletes) its key in the pack tree. Without memory for the mark, the
+ * next checkpoint writes the whole tree instead. */
+static void pack_dirty(struct store *s, uint64_t pg)
+{
+	struct ptab *t = &s->kdirty;
+
+	if (s->kdirty_all)
+		return;
+	if ((t->n + 1) * 4 > t->cap * 3 && ptab_grow(t) < 0) {
+		s->kdirty_all = true;
+		return;
+	}
+	size_t i = ptab_slot(t, pg);
+	if (!t->pg[i]) {
+		t->pg[i] = pg;
+		t->n++;
+	}
+}
+
+void st_pack_dirty_clear(struct store *s)
+{
+	st_ptab_free(&s->kdirty);
+	s->kdirty_all = false;
+}
+
+/* Calls fn for every pack page marked since the last checkpoint (in no
+ * particular order); stops at the first non-zero return. */
+int st_pack_dirty_each(struct store *s, int (*fn)(void *arg, uint64_t pg), void *arg)
+{
+	int r = 0;
+	for (size_t i = 0; i < s->kdirty.cap && r == 0; i++)
+		if (s->kdirty.pg[i])
+			r = fn(arg, s->kdirty.pg[i]);
+	return r;
+}
+
 uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
 {
 	if (!s->packs.cap || !pg)
@@ -314,6 +352,7 @@ int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n)
 	s->packs.live[i] += n;
 	st_set_u64(&s->pack_live, s->pack_live + n);
 	pack_mirror(s);
+	pack_dirty(s, pg);
 	return 0;
 }
 
@@ -345,6 +384,7 @@ static int pack_live_sub(struct store *s, uint64_t pg, uint32_t n)
 	}
 	s->packs.live[i] -= n;
 	st_set_u64(&s->pack_live, s->pack_live - n);
+	pack_dirty(s, pg);
 	if (s->packs.live[i] && s->packs.live[i] < PAGER_PAYLOAD / 2)
 		s->clean_due = true;
 	if (s->packs.live[i] || pg == open_pack_page(s))
@@ -364,8 +404,10 @@ int st_pack_closed(struct store *s, uint64_t pg)
 		goto out;
 	if (s->packs.cap) {
 		size_t i = ptab_slot(&s->packs, pg);
-		if (s->packs.pg[i])
+		if (s->packs.pg[i]) {
 			ptab_del(&s->packs, i);
+			pack_dirty(s, pg);
+		}
 	}
 	r = pack_release(s, pg);
 out:
@@ -581,7 +623,8 @@ size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA
 
 	while (n < max && c > 2) {
 		uint64_t p = c - 1;
-		if (in_vec(&s->chain, p) || p == s->sb.ino_root || p == s->sb.dent_root || fm_contains(&s->free, p) ||
+		if (in_vec(&s->chain, p) || p == s->sb.ino_root || p == s->sb.dent_root || p == s->sb.pack_root ||
+		    fm_contains(&s->free, p) ||
 		    fm_contains(&s->pending, p)) {
 			c = p;
 			continue;
@@ -599,6 +642,16 @@ static bool in_list(const uint64_t *v, size_t n, uint64_t x)
 {
 	for (size_t i = 0; i < n; i++)
 		if (v[i] == x)
+			return true;
+	return false;
+}
+
+/* Whether some pack page other than the open one has live bytes under
+ * half a page payload: a pass over the pack table, not over the files. */
+static bool any_under_half(const struct store *s) NO_TSA
+{
+	for (size_t i = 0; i < s->packs.cap; i++)
+		if (s->packs.pg[i] && s->packs.pg[i] != s->open_pgno && s->packs.live[i] < PAGER_PAYLOAD / 2)
 			return true;
 	return false;
 }
@@ -630,6 +683,12 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	 * checkpoint costs what changed, FORMAT.md §8). */
 	if (!s->clean_due && !n_strand)
 		goto out;
+	/* No page is under half live (the first checkpoint after open, when
+	 * nothing was deleted): skip the pass over every file's tails too. */
+	if (!n_strand && !any_under_half(s)) {
+		s->clean_due = false;
+		goto out;
+	}
 	/* tail bytes per candidate page */
 	for (size_t i = 0; i < s->files.cap && r == 0; i++) {
 		const struct sfile *f = s->files.slot[i];

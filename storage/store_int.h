@@ -66,10 +66,12 @@ BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
 BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
-#define SB_VERSION 3u   /* format 3: the namespace in B+trees (store_nstree.c) */
+#define SB_VERSION 4u   /* format 4: pack pages' live bytes in a B+tree too (store_nstree.c) */
+#define SB_VERSION_3 3u /* format 3: the namespace in B+trees, 'K' in the stream; read, upgraded in place */
 #define SB_VERSION_2 2u /* format 2: the whole namespace in the stream; read, upgraded in place */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
-#define NS_VERSION 5u /* 5 (format 3): counters, 'K' and 'P' only; the rest is in the trees */
+#define NS_VERSION 6u /* 6 (format 4): counters and 'P' only; the rest is in the trees */
+#define NS_VERSION_3 5u /* format 3's: counters, 'K' and 'P' */
 #define NS_VERSION_2 4u /* format 2's: 4, the open chunk in 'F'; 3 is read too (stores of session 3) */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
@@ -132,7 +134,10 @@ struct ftab {
  * released). Open-addressing hash pgno -> live (linear probing,
  * backward-shift deletion; cap 0 or a power of two, load <= 3/4). A page
  * is in the table iff its live bytes are > 0, except the open pack page.
- * Saved in each checkpoint ('K' record), loaded at open, kept by replay. */
+ * Saved in the pack tree (store_nstree.c: what changed, at each
+ * checkpoint), loaded at open, kept by replay. The same table type holds
+ * s->kdirty, the pages whose count changed since the last checkpoint
+ * (live unused). Both are [commit] state. */
 struct ptab {
 	uint64_t *pg;
 	uint32_t *live;
@@ -155,9 +160,10 @@ struct store_sb {
 	uint64_t next_ino, hwm;
 	uint64_t ns_first, ns_pages, ns_bytes;
 	uint64_t stored_bytes, logical_bytes, data_pages, checkpoints;
-	uint32_t format;                  /* SB_VERSION or SB_VERSION_2 (decoded) */
-	uint64_t ino_root, ino_count;     /* format 3: the inode tree (0 = empty) */
-	uint64_t dent_root, dent_count;   /* format 3: the directory entry tree */
+	uint32_t format;                  /* SB_VERSION, SB_VERSION_3 or SB_VERSION_2 (decoded) */
+	uint64_t ino_root, ino_count;     /* format >= 3: the inode tree (0 = empty) */
+	uint64_t dent_root, dent_count;   /* format >= 3: the directory entry tree */
+	uint64_t pack_root, pack_count;   /* format 4: the pack tree (pages' live bytes) */
 };
 
 struct store {
@@ -204,6 +210,9 @@ struct store {
 	uint64_t dead_bytes;       /* __atomic: stored bytes of files deleted since the last checkpoint */
 	uint64_t ns_est;           /* __atomic: bound on the next namespace stream's bytes */
 	struct ptab packs;         /* live bytes per pack page (store_check reads it in tools) */
+	struct ptab kdirty;        /* pack pages whose live bytes changed since the last checkpoint */
+	bool kdirty_all;           /* kdirty overflowed or the store was format < 4: the next
+				    * checkpoint writes the pack tree whole */
 	uint64_t pack_live;        /* __atomic: sum of packs' live bytes */
 	uint64_t pack_pages;       /* __atomic: packs.n */
 	uint64_t pages_cleaned;    /* __atomic: pack pages emptied by cleaning (since open) */
@@ -212,6 +221,7 @@ struct store {
 	struct u64vec chain;       /* pages of the durable namespace chain */
 	struct btree *itree;       /* the namespace tables (store_nstree.c), as of */
 	struct btree *dtree;       /* the last checkpoint + what it flushes */
+	struct btree *ptree;       /* the pack tree (format 4) */
 	int nst_err;               /* a tree page could not be released */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
 	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
@@ -293,6 +303,8 @@ int st_pack_closed(struct store *s, uint64_t pg);
 int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 size_t st_pack_stranded(const struct store *s, uint64_t *ret, size_t max) NO_TSA;
 void st_ptab_free(struct ptab *t);
+void st_pack_dirty_clear(struct store *s);
+int st_pack_dirty_each(struct store *s, int (*fn)(void *arg, uint64_t pg), void *arg);
 void st_index_entry_decode(const uint8_t *p, struct ient *e);
 int st_run_flush(struct store *s) REQUIRES(store_cap);
 int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap);

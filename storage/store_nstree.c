@@ -1,4 +1,4 @@
-/* store_nstree.c — the namespace tables of format 3: two copy-on-write
+/* store_nstree.c — the namespace tables of format 4: three copy-on-write
  * B+trees (btree.c) over store pages, named by the superblock (root page
  * and key count each). Format: docs/FORMAT.md §6a.
  *
@@ -14,19 +14,29 @@
  * cookie (>= NS_COOKIE_FIRST). Cookies are kept so that readdir order and
  * positions survive a remount.
  *
+ * PACK TREE (format 4). Key: a pack page's number, 8 bytes big endian.
+ * Value: varint live bytes of that page, 1..page payload (the frames index
+ * entries name in it, store_data.c). Every pack page with live bytes has a
+ * key, no other page has one. Format 3 kept this table in the stream ('K'),
+ * written whole at every checkpoint; a format 3 store is read that way and
+ * its first checkpoint writes the tree (kdirty_all).
+ *
  * INCREMENTAL UPDATE. A checkpoint (st_nst_update, step 3 of §8) puts or
  * deletes exactly the inodes and entries in the namespace's dirty sets
  * (ns_dirty_*: ns_apply marks what an op changes, the store marks a file
- * whose index state changed) and flushes both trees: O(changes x depth)
- * pages. The pages a flush replaces go to the store's pending set
+ * whose index state changed), puts or deletes the pack pages whose live
+ * bytes changed (s->kdirty, marked by store_data.c) and flushes the three
+ * trees: O(changes x depth) pages. The pages a flush replaces go to the store's pending set
  * (st_release), so they are reused only after the superblock naming the
  * new roots is durable. When the dirty sets overflowed (ENOMEM) or the
  * namespace came from a format 2 stream (upgrade in place), the trees are
  * rebuilt whole: every page of the old trees is released (found with
- * btree_verify) and new trees are written from the whole namespace.
+ * btree_verify) and new trees are written from the whole namespace; the
+ * pack tree likewise when its dirty set overflowed or the store was
+ * format 2 or 3.
  *
- * LOAD. At open the whole trees are read into the in-memory namespace and
- * file table (O(files); known cost, §12). Entries are inserted per
+ * LOAD. At open the whole trees are read into the in-memory namespace,
+ * file table and pack table (O(files); known cost, §12). Entries are inserted per
  * directory in cookie order. Everything read is untrusted: the trees
  * verify their pages, the values go through the stream parser.
  *
@@ -87,6 +97,8 @@ int st_nst_open(struct store *s, const struct store_sb *sb) NO_TSA
 	r = btree_open(&io, sb->ino_root, sb->ino_count, &s->itree);
 	if (r == 0)
 		r = btree_open(&io, sb->dent_root, sb->dent_count, &s->dtree);
+	if (r == 0)
+		r = btree_open(&io, sb->pack_root, sb->pack_count, &s->ptree);
 	return r;
 }
 
@@ -94,7 +106,8 @@ void st_nst_close(struct store *s)
 {
 	btree_close(s->itree);
 	btree_close(s->dtree);
-	s->itree = s->dtree = NULL;
+	btree_close(s->ptree);
+	s->itree = s->dtree = s->ptree = NULL;
 }
 
 /* ---- load (open) ---- */
@@ -182,6 +195,23 @@ static int load_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	return 0;
 }
 
+/* One pack tree key: pages increasing (the tree's order) inside [2, H),
+ * live bytes in (0, page payload]. */
+static int load_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct lctx *c = arg;
+	const uint8_t *p = val, *end = val + vlen;
+	uint64_t pg = klen == 8 ? be64(key) : 0, live = 0;
+
+	c->n++;
+	if (pg < 2 || pg >= c->s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 ||
+	    live > PAGER_PAYLOAD)
+		return -EBADMSG;
+	if (live < PAGER_PAYLOAD / 2)
+		c->s->clean_due = true; /* the first checkpoint looks for pages to clean */
+	return st_pack_live_add(c->s, pg, (uint32_t)live);
+}
+
 static int dload_cmp(const void *a, const void *b)
 {
 	const struct dload *x = a, *y = b;
@@ -206,6 +236,14 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 		r = -EBADMSG;
 	if (r < 0)
 		goto out;
+	if (sb->format >= SB_VERSION) {
+		c.n = 0;
+		r = btree_iter(s->ptree, NULL, 0, load_pack, &c);
+		if (r == 0 && c.n != sb->pack_count)
+			r = -EBADMSG;
+		if (r < 0)
+			goto out;
+	}
 	if (c.nv) /* qsort's base must not be NULL (an empty entry tree) */
 		qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
 	for (size_t i = 0; i < c.nv; i++) {
@@ -219,6 +257,9 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 		}
 	}
 	ns_dirty_clear(s->ns); /* loaded as the trees hold it */
+	st_pack_dirty_clear(s);
+	if (sb->format < SB_VERSION)
+		s->kdirty_all = true; /* 'K' came from the stream: the first checkpoint writes the tree */
 out:
 	for (size_t i = 0; i < c.nv; i++)
 		free(c.v[i].name);
@@ -235,7 +276,8 @@ out:
 
 struct uctx {
 	struct store *s;
-	int skip; /* mutant forget_dirty: inodes still to leave out */
+	int skip;  /* mutant forget_dirty: inodes still to leave out */
+	int kskip; /* mutant forget_pack: pack pages still to leave out */
 };
 
 static int put_inode(void *arg, uint64_t ino) REQUIRES_SHARED(store_cap)
@@ -283,6 +325,27 @@ static int put_dent(void *arg, uint64_t dir, const char *name, size_t len) REQUI
 	n += (size_t)rec_varint_put(val + n, sizeof(val) - n, ino);
 	n += (size_t)rec_varint_put(val + n, sizeof(val) - n, cookie);
 	return btree_put(s->dtree, key, 8 + len, val, n);
+}
+
+/* Pack page pg's key takes its current live bytes (none: deleted). */
+static int put_pack(void *arg, uint64_t pg) REQUIRES_SHARED(store_cap)
+{
+	struct uctx *u = arg;
+	struct store *s = u->s;
+	uint8_t key[8], val[10];
+	uint32_t live = st_pack_live_get(s, pg);
+	int r;
+
+	if (u->kskip) {
+		u->kskip--;
+		return 0;
+	}
+	put_be64(key, pg);
+	if (!live) {
+		r = btree_del(s->ptree, key, 8);
+		return r == -ENOENT ? 0 : r;
+	}
+	return btree_put(s->ptree, key, 8, val, (size_t)rec_varint_put(val, sizeof(val), live));
 }
 
 struct wctx {
@@ -363,11 +426,47 @@ void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap)
 		btree_stats(s->itree, &a);
 	if (s->dtree)
 		btree_stats(s->dtree, &b);
-	if (ns_dirty_all(s->ns) || s->sb.format != SB_VERSION)
+	if (ns_dirty_all(s->ns) || s->sb.format < SB_VERSION_3)
 		est = ns_count(s->ns) * 2 + 64; /* values <= 2 KiB: 2 a page or better; entries likewise */
 	else
 		est = ni * (2ull * a.depth + 4) + nd * (2ull * b.depth + 2);
+	/* pack keys: 8 + 1 + <= 2 bytes and their slot, 100 a page or better */
+	if (s->kdirty_all || s->sb.format < SB_VERSION)
+		est += s->packs.n / 50 + 16;
+	else if (s->kdirty.n) {
+		struct btree_stats c = {0};
+		if (s->ptree)
+			btree_stats(s->ptree, &c);
+		est += s->kdirty.n * (2ull * c.depth + 2) + 2;
+	}
 	st_set_u64(&s->tree_est, est);
+}
+
+/* The pack tree written whole: the durable tree's pages are released, a
+ * new tree takes every pack page with live bytes. [commit] */
+static int pack_rebuild(struct store *s, struct uctx *u) REQUIRES_SHARED(store_cap)
+{
+	struct btree_io io;
+	struct btree *pt = NULL;
+	int r = 0;
+
+	st_nst_io(s, &io);
+	if (s->sb.format >= SB_VERSION)
+		r = btree_verify(&io, s->sb.pack_root, s->sb.pack_count, release_cb, s);
+	if (r == 0)
+		r = btree_open(&io, 0, 0, &pt);
+	if (r < 0)
+		goto out;
+	btree_close(s->ptree);
+	s->ptree = pt;
+	pt = NULL;
+	u->kskip = 0;
+	for (size_t i = 0; i < s->packs.cap && r == 0; i++)
+		if (s->packs.pg[i])
+			r = put_pack(u, s->packs.pg[i]);
+out:
+	btree_close(pt);
+	return r;
 }
 
 /* ---- moving the trees down ---- */
@@ -434,16 +533,21 @@ static int touch_ends(struct btree *t)
 
 int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_SHARED(store_cap)
 {
-	struct uctx u = {.s = s, .skip = st_mutant() == STORE_MUTANT_FORGET_DIRTY};
+	struct uctx u = {.s = s, .skip = st_mutant() == STORE_MUTANT_FORGET_DIRTY,
+			 .kskip = st_mutant() == STORE_MUTANT_FORGET_PACK};
 	int r;
 
-	if (ns_dirty_all(s->ns) || s->sb.format != SB_VERSION)
+	if (ns_dirty_all(s->ns) || s->sb.format < SB_VERSION_3)
 		r = rebuild(s, &u);
 	else {
 		r = ns_dirty_each_ino(s->ns, put_inode, &u);
 		if (r == 0)
 			r = ns_dirty_each_dirent(s->ns, put_dent, &u);
 	}
+	if (r == 0 && (s->kdirty_all || s->sb.format < SB_VERSION))
+		r = pack_rebuild(s, &u);
+	else if (r == 0)
+		r = st_pack_dirty_each(s, put_pack, &u);
 	/* Free space below a root: the two end paths move down (first fit),
 	 * so the trees do not pin the end of store.db (§7 giving space back).
 	 * Once moved, the condition is false until space is freed below. */
@@ -452,14 +556,19 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 		r = touch_ends(s->itree);
 	if (r == 0 && s->sb.dent_root > low)
 		r = touch_ends(s->dtree);
+	if (r == 0 && s->sb.pack_root > low)
+		r = touch_ends(s->ptree);
 	if (r == 0)
 		r = btree_flush(s->itree, lsn, &sb->ino_root);
 	if (r == 0)
 		r = btree_flush(s->dtree, lsn, &sb->dent_root);
+	if (r == 0)
+		r = btree_flush(s->ptree, lsn, &sb->pack_root);
 	if (r == 0 && s->nst_err)
 		r = s->nst_err;
 	sb->ino_count = btree_count(s->itree);
 	sb->dent_count = btree_count(s->dtree);
+	sb->pack_count = btree_count(s->ptree);
 	sb->format = SB_VERSION;
 	return r > 0 ? -EIO : r; /* a callback's stop value is never success here */
 }

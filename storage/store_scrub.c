@@ -20,10 +20,11 @@
  *          invalid older one is a torn checkpoint, reported as STALE like
  *          fsck's warning), then the namespace checkpoint chain named by the
  *          newest valid superblock: ns_pages NSMETA pages, `next` non-zero
- *          on all but the last, every page but the last full, ns_bytes in
+ *          on all but the last, no page empty (format 4; older writers
+ *          filled all but the last), ns_bytes in
  *          all, every link inside [2, H).
- *          On a format 3 store the walk's last position is the two
- *          namespace trees that superblock names (store_nstree.c), verified
+ *          On a format 3 (4) store the walk's last position is the two
+ *          (three: the pack tree) namespace trees that superblock names (store_nstree.c), verified
  *          whole in one call by btree_verify (every page's checksum and
  *          header, levels, key bounds and order, overflow chains, no page
  *          reached twice, the key counts); a damaged page is reported as
@@ -115,8 +116,8 @@ static int ts_write(void *arg, uint64_t pgno, const uint8_t *page)
 
 static uint64_t ts_hw(void *arg) { return ((struct tree_scrub *)arg)->hwm; }
 
-/* Verifies both trees superblock d names; damage goes into *w, the pages
- * read into *ret_pages. */
+/* Verifies the trees superblock d names (format 3: two, 4: three); damage
+ * goes into *w, the pages read into *ret_pages. */
 static int scrub_trees(struct store *s, const struct store_sb *d, struct store_scrub_meta *w, uint64_t *ret_pages)
 {
 	struct tree_scrub t = {.s = s, .hwm = d->hwm};
@@ -124,10 +125,12 @@ static int scrub_trees(struct store *s, const struct store_sb *d, struct store_s
 			      .write_page = ts_write, .high_water = ts_hw, .arg = &t};
 	int r = 0;
 
-	for (int k = 0; k < 2 && !w->bad; k++) {
-		uint64_t root = k ? d->dent_root : d->ino_root, n = k ? d->dent_count : d->ino_count;
-		t.last = root;
-		r = btree_verify(&io, root, n, NULL, NULL);
+	const uint64_t root[3] = {d->ino_root, d->dent_root, d->pack_root};
+	const uint64_t keys[3] = {d->ino_count, d->dent_count, d->pack_count};
+
+	for (int k = 0; k < (d->format >= SB_VERSION ? 3 : 2) && !w->bad; k++) {
+		t.last = root[k];
+		r = btree_verify(&io, root[k], keys[k], NULL, NULL);
 		if (r == -EIO || r == -EUCLEAN || r == -EBADMSG) {
 			bad(w, r == -EIO ? STORE_SCRUB_BAD_PAGE : STORE_SCRUB_BAD_BODY, t.last, true);
 			r = 0;
@@ -167,7 +170,7 @@ static int scrub_ns(struct store *s, uint64_t max, struct store_scrub_meta *w)
 	w->total = 2 + (newest >= 0 ? sb[newest].ns_pages : 0);
 	/* format 3: one more position, the namespace trees (counted as one
 	 * page until they are verified, then as the pages they have) */
-	bool trees = newest >= 0 && sb[newest].format == SB_VERSION;
+	bool trees = newest >= 0 && sb[newest].format >= SB_VERSION_3;
 	w->total += trees;
 	while (w->done < max && w->pos < w->total && !w->bad) {
 		struct pager_hdr h;
@@ -216,7 +219,8 @@ static int scrub_ns(struct store *s, uint64_t max, struct store_scrub_meta *w)
 		w->done++;
 		if (last != (h.next == 0))
 			bad(w, STORE_SCRUB_BAD_LINK, pg, true);
-		else if ((!last && h.used != PAGER_PAYLOAD) || (last && w->bytes != d->ns_bytes))
+		else if ((d->format >= SB_VERSION ? h.used == 0 : !last && h.used != PAGER_PAYLOAD) ||
+			 (last && w->bytes != d->ns_bytes))
 			bad(w, STORE_SCRUB_BAD_BODY, pg, last);
 	}
 	if (w->pos >= w->total)

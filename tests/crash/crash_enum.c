@@ -72,6 +72,7 @@ static const struct {
 	{ "truncate_early", STORE_MUTANT_TRUNCATE_EARLY },
 	{ "tail_skip", STORE_MUTANT_TAIL_SKIP },
 	{ "forget_dirty", STORE_MUTANT_FORGET_DIRTY },
+	{ "forget_pack", STORE_MUTANT_FORGET_PACK },
 };
 
 /* What the engine was doing at a crash point (store mode: set by the driver
@@ -91,7 +92,7 @@ static uint64_t g_ph_states[PH_N], g_io_states[IO_N];
  * and store.db truncations that shrank it, over all runs. */
 static uint64_t g_pages_written[10], g_db_shrinks, g_trunc_pending_states;
 /* The namespace trees of the final images: most keys seen in each. */
-static uint64_t g_cov_ino_keys, g_cov_dent_keys;
+static uint64_t g_cov_ino_keys, g_cov_dent_keys, g_cov_pack_keys;
 /* Workload coverage, summed over runs (struct model's st, and the final
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
@@ -875,6 +876,7 @@ static void coverage(struct run *R, struct vfs *img)
 		for (int k = 0; k < 2; k++) {
 			g_cov_ino_keys = BZ_MAX(g_cov_ino_keys, sbi[k].ino_count);
 			g_cov_dent_keys = BZ_MAX(g_cov_dent_keys, sbi[k].dent_count);
+			g_cov_pack_keys = BZ_MAX(g_cov_pack_keys, sbi[k].pack_count);
 		}
 	o.vfs = copy;
 	o.read_only = true;
@@ -1246,7 +1248,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
 			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
-			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip forget_dirty\n");
+			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip forget_dirty forget_pack\n");
 	exit(2);
 }
 
@@ -1374,8 +1376,9 @@ int main(int argc, char **argv)
 	       g_pages_written[1], g_pages_written[2], g_pages_written[3], g_pages_written[4], g_pages_written[5],
 	       g_pages_written[6], g_pages_written[7], g_pages_written[8], g_pages_written[0] + g_pages_written[9],
 	       g_db_shrinks, g_trunc_pending_states);
-	printf("  namespace trees of the final images: most keys %" PRIu64 " (inodes), %" PRIu64 " (entries)\n",
-	       g_cov_ino_keys, g_cov_dent_keys);
+	printf("  namespace trees of the final images: most keys %" PRIu64 " (inodes), %" PRIu64 " (entries), %" PRIu64
+	       " (pack pages)\n",
+	       g_cov_ino_keys, g_cov_dent_keys, g_cov_pack_keys);
 	printf("  workload: appends=%" PRIu64 " (hot file %" PRIu64 ", of them >= 8 KiB %" PRIu64 "), hot files=%" PRIu64
 	       " (filled %" PRIu64 "), files deleted with data=%" PRIu64 " (after a checkpoint named them %" PRIu64
 	       ", >= 64 KiB %" PRIu64 ", with > %u appends %" PRIu64 "), checkpoints by the driver=%" PRIu64 ", apply-before-sync groups=%" PRIu64

@@ -14,7 +14,9 @@
  * to replay.
  * The "tree" pair holds namespace trees of two levels (format 3), split
  * and then merged by deletions. The *-format2 seeds are format 2 stores
- * (kept from before format 3, which still opens them: they are upgraded).
+ * (kept from before format 3, which still opens them: they are upgraded),
+ * the *-format3 seeds format 3 stores (the pack pages' live bytes in the
+ * stream, kept from before format 4, which upgrades them likewise).
  * Usage: fuzz_gen_corpus CORPUS_DIR (e.g. tests/fuzz/corpus).
  * (The record/nsop seeds come from gen_corpus_codec.c.) */
 #include <stdio.h>

@@ -55,6 +55,8 @@ static int dump_superblocks(struct vfs *v)
 			printf("  inode tree      root page %llu, %llu keys\n", (ull)b->ino_root, (ull)b->ino_count);
 			printf("  entry tree      root page %llu, %llu keys\n", (ull)b->dent_root, (ull)b->dent_count);
 		}
+		if (b->format >= 4)
+			printf("  pack tree       root page %llu, %llu keys\n", (ull)b->pack_root, (ull)b->pack_count);
 		printf("  stored bytes    %llu\n", (ull)b->stored_bytes);
 		printf("  logical bytes   %llu\n", (ull)b->logical_bytes);
 		printf("  data pages      %llu\n", (ull)b->data_pages);
