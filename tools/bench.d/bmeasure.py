@@ -201,16 +201,22 @@ CKPT_RE = re.compile(r"checkpoint \d+ at lsn \d+:.*?(\d+) us")
 
 
 def last_checkpoint_us(logpath):
-    """The daemon's own timing of its last checkpoint (blazefs -f logs one
-    line per checkpoint: "store: checkpoint N at lsn L: ..., T us")."""
+    """The daemon's own timing of the checkpoints of its last session after
+    the mount (blazefs -f logs one line per checkpoint: "store: checkpoint N
+    at lsn L: ..., T us"): the longest of those logged after the last
+    "mounted on" line, i.e. the checkpoint that wrote what the session
+    changed and any that store_close added (the last one alone is often a
+    light checkpoint that wrote nothing)."""
     try:
         with open(logpath, errors="replace") as f:
-            hits = CKPT_RE.findall(f.read())
+            text = f.read()
     except OSError:
-        hits = []
+        text = ""
+    at = text.rfind(" mounted on ")
+    hits = CKPT_RE.findall(text[at:] if at >= 0 else text)
     if not hits:
-        raise NA("no 'checkpoint N at lsn L: ... T us' line in the daemon log")
-    return int(hits[-1])
+        raise NA("no 'checkpoint N at lsn L: ... T us' line after the mount in the daemon log")
+    return max(int(h) for h in hits)
 
 
 # ---------------------------------------------------------------- inputs
