@@ -23,8 +23,8 @@
  * extended attributes, per-file index state), entries and the pack pages'
  * live bytes live in three B+trees (store_nstree.c) that each checkpoint
  * updates with what changed; the chain of NEW NSMETA pages holds a short
- * stream (version 6): next_ino, the byte counters and the free extents
- * 'P'. Format 3 streams (version 5) also held every pack page's live bytes
+ * stream (version 6): next_ino, the byte counters, the flags (cleaning
+ * due) and the free extents 'P'. Format 3 streams (version 5) also held every pack page's live bytes
  * ('K'), so each checkpoint wrote and sorted them all: 35 pages and 20-30 ms
  * at 1 M small files. Format 2 stores wrote everything into the stream (versions 3 and 4,
  * read once at open; the records of one inode in that encoding are also
@@ -406,6 +406,7 @@ static int ns_serialize(struct store *s, struct bbuf *out) REQUIRES_SHARED(store
 	bb_var(out, ns_next_ino(s->ns));
 	bb_var(out, s->stored_bytes);
 	bb_var(out, s->logical_bytes);
+	bb_var(out, s->clean_due ? NS_FLAG_CLEAN_DUE : 0);
 	return out->err;
 }
 
@@ -622,6 +623,7 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 			if (r->err)
 				break;
 			f->olen = (uint32_t)(fa.size - f->ostart);
+			st_reloc_note(s, f); /* relocation's candidates, while the file is at hand (a tree load) */
 			err = st_ftab_put(&s->files, f);
 			if (err < 0)
 				goto out;
@@ -685,6 +687,12 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	uint64_t next_ino = rd_var(&r);
 	s->stored_bytes = rd_var(&r);
 	s->logical_bytes = rd_var(&r);
+	if (version == NS_VERSION) {
+		uint64_t flags = rd_var(&r);
+		if (flags & ~(uint64_t)NS_FLAG_CLEAN_DUE)
+			r.err = -EBADMSG;
+		s->clean_due = flags & NS_FLAG_CLEAN_DUE;
+	}
 	err = parse_recs(s, &r, version, 0, &seen_k);
 	if (err < 0)
 		goto out;

@@ -72,6 +72,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
 #define NS_VERSION 6u /* 6 (format 4): counters and 'P' only; the rest is in the trees */
 #define NS_VERSION_3 5u /* format 3's: counters, 'K' and 'P' */
+#define NS_FLAG_CLEAN_DUE 1u /* version 6 flags: the last checkpoint's cleaning hit its bound */
 #define NS_VERSION_2 4u /* format 2's: 4, the open chunk in 'F'; 3 is read too (stores of session 3) */
 #define IDX_ENTRY_SIZE 40u
 #define IDX_PER_PAGE (PAGER_PAYLOAD / IDX_ENTRY_SIZE) /* 101 */
@@ -321,6 +322,8 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap);
 bool st_reloc_due(const struct store *s) NO_TSA;
 void st_reloc_fold(struct store *s) NO_TSA;
+void st_reloc_seed(struct store *s) NO_TSA;
+void st_reloc_note(struct store *s, const struct sfile *f) NO_TSA;
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x) REQUIRES(store_cap);
 
 /* store_chunk.c: the open chunk of each file */

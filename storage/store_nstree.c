@@ -207,8 +207,6 @@ static int load_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	if (pg < 2 || pg >= c->s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 ||
 	    live > PAGER_PAYLOAD)
 		return -EBADMSG;
-	if (live < PAGER_PAYLOAD / 2)
-		c->s->clean_due = true; /* the first checkpoint looks for pages to clean */
 	return st_pack_live_add(c->s, pg, (uint32_t)live);
 }
 
@@ -225,6 +223,10 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	struct lctx c = {.s = s};
 	int r;
 
+	/* what the trees hold is clean: no mark per loaded inode and entry
+	 * (every mark is a no-op while `all` is set; cleared at the end) */
+	ns_dirty_set_all(s->ns);
+	st_reloc_seed(s);
 	r = btree_iter(s->itree, NULL, 0, load_inode, &c);
 	if (r == 0 && c.n != sb->ino_count)
 		r = -EBADMSG;
