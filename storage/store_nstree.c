@@ -210,6 +210,14 @@ static int load_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	return st_pack_live_add(c->s, pg, (uint32_t)live);
 }
 
+/* Every key of t through fn; the keys counted must be the superblock's. */
+static int load_tree(struct btree *t, btree_iter_fn fn, struct lctx *c, uint64_t count) NO_TSA
+{
+	c->n = 0;
+	int r = btree_iter(t, NULL, 0, fn, c);
+	return r == 0 && c->n != count ? -EBADMSG : r;
+}
+
 static int dload_cmp(const void *a, const void *b)
 {
 	const struct dload *x = a, *y = b;
@@ -227,25 +235,16 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	 * (every mark is a no-op while `all` is set; cleared at the end) */
 	ns_dirty_set_all(s->ns);
 	st_reloc_seed(s);
-	r = btree_iter(s->itree, NULL, 0, load_inode, &c);
-	if (r == 0 && c.n != sb->ino_count)
-		r = -EBADMSG;
+	r = load_tree(s->itree, load_inode, &c, sb->ino_count);
+	if (r == 0)
+		r = load_tree(s->dtree, load_dent, &c, sb->dent_count);
+	/* the pack table's marks likewise (pack_dirty is a no-op under
+	 * kdirty_all; cleared below) */
+	s->kdirty_all = true;
+	if (r == 0 && sb->format >= SB_VERSION)
+		r = load_tree(s->ptree, load_pack, &c, sb->pack_count);
 	if (r < 0)
 		goto out;
-	c.n = 0;
-	r = btree_iter(s->dtree, NULL, 0, load_dent, &c);
-	if (r == 0 && c.n != sb->dent_count)
-		r = -EBADMSG;
-	if (r < 0)
-		goto out;
-	if (sb->format >= SB_VERSION) {
-		c.n = 0;
-		r = btree_iter(s->ptree, NULL, 0, load_pack, &c);
-		if (r == 0 && c.n != sb->pack_count)
-			r = -EBADMSG;
-		if (r < 0)
-			goto out;
-	}
 	if (c.nv) /* qsort's base must not be NULL (an empty entry tree) */
 		qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
 	for (size_t i = 0; i < c.nv; i++) {
