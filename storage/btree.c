@@ -1097,6 +1097,38 @@ int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen)
 	return 0;
 }
 
+int btree_ends_max(struct btree *t, uint64_t *ret_pgno)
+{
+	uint64_t top = 0;
+	int r;
+
+	if ((r = tree_usable(t)) < 0)
+		goto out;
+	for (int right = 0; right < 2 && r == 0; right++) {
+		struct kbound lo = { NULL, 0 }, hi = { NULL, 0 };
+		struct bnode *nd;
+		int d = 0;
+		r = root_get(t, &nd);
+		while (r == 0 && nd) {
+			top = nd->pgno > top ? nd->pgno : top;
+			if (!nd->level || !nd->n)
+				break;
+			uint32_t i = right ? nd->n - 1 : 0;
+			if (right && i > 0)
+				lo = (struct kbound){ nd->e[i].kv, nd->e[i].klen };
+			if (!right && nd->n > 1)
+				hi = (struct kbound){ nd->e[1].kv, nd->e[1].klen };
+			if (++d >= BT_MAXDEPTH)
+				r = -EUCLEAN;
+			else
+				r = child_get(t, nd, i, lo, hi, &nd);
+		}
+	}
+out:
+	*ret_pgno = r == 0 ? top : 0;
+	return r;
+}
+
 int btree_iter(struct btree *t, const void *from, size_t flen, btree_iter_fn cb, void *arg)
 {
 	uint8_t cur[BTREE_KEY_MAX];

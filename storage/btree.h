@@ -71,6 +71,10 @@ uint64_t btree_count(const struct btree *t);
 /* The largest key, copied into buf (BTREE_KEY_MAX bytes): O(depth).
  * -ENOENT for an empty tree (or an empty last leaf). */
 int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen);
+/* The highest page number on the tree's leftmost and rightmost root-to-leaf
+ * paths (dirty nodes, which have no page yet, count 0; 0 for an empty
+ * tree): whether those paths pin the end of the file. */
+int btree_ends_max(struct btree *t, uint64_t *ret_pgno);
 
 /* Writes every node changed since the last flush (and new overflow
  * values), children before parents, to newly allocated pages sealed with

@@ -549,16 +549,27 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 		r = pack_rebuild(s, &u);
 	else if (r == 0)
 		r = st_pack_dirty_each(s, put_pack, &u);
-	/* Free space below a root: the two end paths move down (first fit),
-	 * so the trees do not pin the end of store.db (§7 giving space back).
-	 * Once moved, the condition is false until space is freed below. */
-	uint64_t low = s->free.n ? s->free.v[0].start : UINT64_MAX;
-	if (r == 0 && s->sb.ino_root > low)
-		r = touch_ends(s->itree);
-	if (r == 0 && s->sb.dent_root > low)
-		r = touch_ends(s->dtree);
-	if (r == 0 && s->sb.pack_root > low)
-		r = touch_ends(s->ptree);
+	/* End paths above every free page below the tail this checkpoint gives
+	 * back (free or pending up to H, §7): the tree pins the end of
+	 * store.db with free space below, so its two end paths (new inodes
+	 * sort last: the pages written last) move down by first fit and stop
+	 * pinning it (§7 giving space back). End paths with free space above
+	 * them pin nothing: rewriting them then would only trade places with
+	 * the pages the last checkpoint freed (first fit takes the lowest), at
+	 * every checkpoint. Each move goes strictly lower, so it stops. */
+	uint64_t cut = fm_union_tail(&s->free, &s->pending, s->hwm), end = UINT64_MAX;
+	for (size_t i = s->free.n; i-- > 0;)
+		if (s->free.v[i].start < cut) {
+			end = BZ_MIN(s->free.v[i].start + s->free.v[i].len, cut);
+			break;
+		}
+	struct btree *trees[3] = {s->itree, s->dtree, s->ptree};
+	for (int i = 0; i < 3 && r == 0; i++) {
+		uint64_t top = 0;
+		r = btree_ends_max(trees[i], &top);
+		if (r == 0 && top >= end)
+			r = touch_ends(trees[i]);
+	}
 	if (r == 0)
 		r = btree_flush(s->itree, lsn, &sb->ino_root);
 	if (r == 0)
