@@ -57,6 +57,7 @@ struct fs_opts {
 	bool sync_close;
 	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see xattr.c) */
 	bool read_only; /* -o ro: the store is opened read-only, every change is EROFS */
+	unsigned read_threads; /* -o read_threads: the read pool (read.c); 0 = session threads read */
 };
 
 /* Why a request was refused (stats keys: fs_refusal_name). */
@@ -196,6 +197,9 @@ struct fs {
 	uint64_t held_total, held_cap;
 	struct fs_wb *wb;
 	struct fs_inode *inval_head GUARDED_BY(fs_ns_lock), *inval_tail GUARDED_BY(fs_ns_lock);
+	/* READs of regular files (read.c): NULL with read_threads=0. Set
+	 * before the session starts, stopped after it ends. */
+	struct pool *rpool;
 };
 
 /* Inode timestamps (mtime, ctime, atime of namespace changes and appends)
@@ -361,6 +365,20 @@ void fs_held_free_all(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_inode_cap)
 void fs_refuse(struct fs *fs, struct fs_inode *ip, uint64_t ino, enum fs_refusal why, const char *what);
 /* Counts an I/O error reply. */
 void fs_note_error(struct fs *fs, int err);
+
+/* ---- read.c: READs of regular files, served by the read pool ---- */
+struct fuse_req;
+/* Read threads run at this nice value (raised once, never lowered). */
+#define FS_READ_NICE 10
+/* Starts the pool (none with read_threads=0). 0 or -errno. */
+int fs_read_start(struct fs *fs);
+/* Queues the READ; 0: the pool replies. -EAGAIN (no pool, queue full) or
+ * -ENOMEM: nothing queued, the caller serves it (fs_read_serve). */
+int fs_read_submit(struct fs *fs, struct fuse_req *req, uint64_t ino, size_t size, off_t off);
+/* Reads into buf (size bytes) and replies: data or the error. */
+void fs_read_serve(struct fs *fs, struct fuse_req *req, uint64_t ino, size_t size, off_t off, char *buf);
+/* Runs every queued READ, joins the threads. */
+void fs_read_stop(struct fs *fs);
 
 /* ---- space.c: the out-of-space reserve ---- */
 /* Sets the fixed part of the reserve from the options (before pipe_start). */

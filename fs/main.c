@@ -43,7 +43,7 @@
 
 struct cli {
 	char *workers, *zstd_level, *batch_bytes, *batch_records, *linger_us, *sync_interval_ms, *cache_mb,
-		*max_inflight_mb, *record_bytes, *retain;
+		*max_inflight_mb, *record_bytes, *retain, *read_threads;
 	int worm, writeback_cache, sync_close, noxattr, ro;
 	char *store_dir;
 	int nonopt;
@@ -54,6 +54,7 @@ struct cli {
 enum { KEY_HELP = 1, KEY_RO, KEY_RW };
 static const struct fuse_opt cli_opts[] = {
 	CLI_OPT("workers=%s", workers, 0),
+	CLI_OPT("read_threads=%s", read_threads, 0),
 	CLI_OPT("zstd_level=%s", zstd_level, 0),
 	CLI_OPT("batch_bytes=%s", batch_bytes, 0),
 	CLI_OPT("batch_records=%s", batch_records, 0),
@@ -104,6 +105,8 @@ static void usage(const char *prog)
 	printf("usage: %s [FUSE options] [-o blazefs options] STORE_DIR MOUNTPOINT\n\n"
 	       "blazefs options:\n"
 	       "    -o workers=N           encoder threads, 0..64 (0 = serial; default min(CPUs,4))\n"
+	       "    -o read_threads=N      threads answering reads at nice +10, 0..64 (0 = the FUSE\n"
+	       "                           threads read; default max(1, CPUs-1))\n"
 	       "    -o zstd_level=N        zstd level, -7..22 (default 1; 0 = zstd's default 3)\n"
 	       "    -o batch_bytes=N       seal a batch at N bytes, 4K..64M (K/M/G suffix ok; default 1M)\n"
 	       "    -o batch_records=N     seal a batch at N records, 1..65536 (default 64)\n"
@@ -169,6 +172,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	memset(o, 0, sizeof(*o));
 	pipe_opts_default(&o->pipe);
 	o->pipe.workers = (unsigned)BZ_MIN(BZ_MAX(cores, 1l), 4l);
+	o->read_threads = (unsigned)BZ_MAX(cores - 1, 1l);
 #define NUM(field, lo, hi, sfx, assign)                                          \
 	do {                                                                      \
 		r = parse_num(#field, c->field, lo, hi, sfx, &v);                \
@@ -178,6 +182,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 			assign;                                                   \
 	} while (0)
 	NUM(workers, 0, 64, false, o->pipe.workers = (unsigned)v);
+	NUM(read_threads, 0, 64, false, o->read_threads = (unsigned)v);
 	NUM(zstd_level, -7, 22, false, o->pipe.zstd_level = (int)v);
 	NUM(batch_bytes, 4096, 64ll << 20, true, o->pipe.batch_bytes = (size_t)v);
 	NUM(batch_records, 1, 65536, false, o->pipe.batch_records = (unsigned)v);
@@ -211,6 +216,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 static void cli_free(struct cli *c)
 {
 	free(c->workers);
+	free(c->read_threads);
 	free(c->zstd_level);
 	free(c->batch_bytes);
 	free(c->batch_records);
@@ -609,6 +615,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "blazefs: cannot start the writeback-cache notifier: %s\n", strerror(-r));
 		goto out;
 	}
+	r = fs_read_start(fs);
+	if (r < 0) {
+		fprintf(stderr, "blazefs: cannot start the read threads: %s\n", strerror(-r));
+		goto out;
+	}
 	r = fs_killpriv_v2_setup(se);
 	if (r < 0)
 		bz_warn("fuse: cannot wrap the session I/O (%s): every write costs an extra xattr query",
@@ -652,6 +663,10 @@ int main(int argc, char **argv)
 		bz_info("signal %d: unmounting", r);
 
 out:
+	/* The READs still queued are answered (or fail harmlessly once the
+	 * kernel is gone) while the pipeline they read is still there. */
+	if (fs)
+		fs_read_stop(fs);
 	/* Drain first, while still mounted: the barrier callbacks of flushes
 	 * and fsyncs still in flight (SIGTERM during I/O) can reply. */
 	if (fs && fs->pipe) {

@@ -924,7 +924,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	struct fs_open *of = (struct fs_open *)(uintptr_t)fi->fh;
 	size_t n = 0;
 	char *buf;
-	int r;
 
 	if (off < 0) {
 		reply_err(req, EINVAL);
@@ -949,20 +948,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 		free(buf);
 		return;
 	}
+	if (fs_read_submit(fs, req, ino, size, off) == 0)
+		return; /* the read pool replies (read.c) */
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		reply_err(req, ENOMEM);
 		return;
 	}
-	r = pipe_read(fs->pipe, ino, (uint64_t)off, buf, size, &n);
-	if (r == 0 && n < size && fs->opts.writeback_cache)
-		fs_file_read_held(fs, ino, (uint64_t)off, buf, size, &n); /* pages held past the end */
-	if (r < 0) {
-		fs_note_error(fs, r);
-		reply_err(req, r);
-	} else {
-		fuse_reply_buf(req, buf, n);
-	}
+	fs_read_serve(fs, req, ino, size, off, buf);
 	free(buf);
 }
 
