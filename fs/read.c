@@ -8,7 +8,8 @@
  * took every session thread and both cores, and an fsync waited behind
  * them (tools/bench "fsync p99 6 readers / none"; docs/BENCH.md).
  *
- * WHAT. op_read (ops.c) hands a READ of a regular file to fs_read_submit,
+ * WHAT. op_read (ops.c) hands a READ of a regular file larger than a page
+ * to fs_read_submit,
  * which queues it to a pool of read_threads workers (workers/pool.c;
  * default max(1, CPUs - 1), so one core is never taken by reads) and
  * returns: the session thread goes back to /dev/fuse at once, and a WRITE
@@ -59,6 +60,10 @@
 #include "workers/pool.h"
 
 #define FS_READ_QUEUE 256
+/* READs of at most one page stay on the session thread: the writeback
+ * cache's read-modify-write of a partial last page is one (every `echo >>`
+ * sends it), and a thread hop costs that write path more than its read */
+#define FS_READ_INLINE_MAX 4096
 
 struct rjob {
 	struct fs *fs;
@@ -153,7 +158,7 @@ int fs_read_submit(struct fs *fs, fuse_req_t req, fuse_ino_t ino, size_t size, o
 	struct rjob *j;
 	int r;
 
-	if (!fs->rpool)
+	if (!fs->rpool || size <= FS_READ_INLINE_MAX)
 		return -EAGAIN;
 	j = malloc(sizeof(*j));
 	if (!j)
