@@ -545,6 +545,69 @@ static void test_basic(void)
 	mem_free(&m);
 }
 
+/* btree_ends_max: the highest page on the leftmost and rightmost paths,
+ * not the root's. Built so that the root is low while the rightmost leaf
+ * is high (what the store's giving-back looks for, store_nstree.c). */
+static void test_ends(void)
+{
+	struct mem m;
+	struct btree_io io;
+	struct btree *t = NULL;
+	char k[16], v[48];
+	uint64_t root = 0, top = 1, n = 20000;
+
+	mem_init(&m);
+	io = mem_io(&m);
+	T_ASSERT(btree_open(&io, 0, 0, &t) == 0);
+	T_CHECK_EQ(btree_ends_max(t, &top), 0);
+	T_CHECK_EQ(top, 0); /* empty */
+	memset(v, 'v', sizeof(v));
+	for (uint64_t i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "k%08llu", (unsigned long long)i);
+		T_CHECK_EQ(btree_put(t, k, 9, v, sizeof(v)), 0);
+	}
+	T_CHECK_EQ(btree_flush(t, 1, &root), 0);
+	T_CHECK_EQ(btree_ends_max(t, &top), 0);
+	T_CHECK_EQ(top, root); /* all pages new: the root, written last, is the highest */
+	mem_durable(&m);
+	/* the rightmost path moves to the top (nothing free: new pages at H) */
+	uint64_t h2 = m.H;
+	v[0] = 'w';
+	T_CHECK_EQ(btree_put(t, "k00019999", 9, v, sizeof(v)), 0);
+	T_CHECK_EQ(btree_flush(t, 2, &root), 0);
+	T_CHECK_EQ(btree_ends_max(t, &top), 0);
+	T_CHECK(top >= h2 && top == root);
+	mem_durable(&m);
+	/* one middle key: its path and the root take the pages flush 2 freed
+	 * (the old rightmost path, low); the rightmost leaf, the first page of
+	 * flush 2, stays at the top */
+	T_CHECK_EQ(btree_put(t, "k00010000", 9, v, sizeof(v)), 0);
+	T_CHECK_EQ(btree_flush(t, 3, &root), 0);
+	T_CHECK(root < h2);
+	T_CHECK_EQ(btree_ends_max(t, &top), 0);
+	T_CHECK(top >= h2 && top < m.H);
+	mem_durable(&m);
+	/* rewriting the first and last keys rewrites both end paths: the
+	 * highest of them is the highest page this flush allocated */
+	size_t cap0 = m.cap;
+	uint8_t *before = malloc(cap0);
+	T_ASSERT(before);
+	memcpy(before, m.state, cap0);
+	T_CHECK_EQ(btree_put(t, "k00000000", 9, v, sizeof(v)), 0);
+	T_CHECK_EQ(btree_put(t, "k00019999", 9, "x", 1), 0);
+	T_CHECK_EQ(btree_flush(t, 4, &root), 0);
+	uint64_t want = 0;
+	for (uint64_t p = 2; p < m.H; p++)
+		if (m.state[p] == PS_ALLOC && (p >= cap0 || before[p] != PS_ALLOC))
+			want = p;
+	free(before);
+	T_CHECK_EQ(btree_ends_max(t, &top), 0);
+	T_CHECK(want > 0 && top == want);
+	T_CHECK_EQ(m.bad, 0);
+	btree_close(t);
+	mem_free(&m);
+}
+
 static uint64_t seed_of(uint64_t step) { return mix(step * 7919 + 13); }
 
 static void apply_op(struct btree *t, struct model *md, uint64_t step, uint8_t *vb, uint64_t *gets_bad)
@@ -1051,6 +1114,8 @@ int main(void)
 {
 	if (run("basic"))
 		test_basic();
+	if (run("ends"))
+		test_ends();
 	if (run("random"))
 		test_random();
 	if (run("cut"))
