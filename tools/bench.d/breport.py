@@ -77,6 +77,7 @@ def bar_specs(cfg, res):
         ("files", "%s files of 100 B: store MiB" % count(small), ("files_store", P), None, "<=", files_target, fnote),
         ("rss_stream", "daemon RSS streaming (MiB)", ("rss_stream", P), None, "<=", 64 + CACHE_MB, stnote),
         ("rss_read", "daemon RSS reading many-append file", ("rss_read", P), None, "<=", 64 + CACHE_MB, anote),
+        ("first_read", "first read of many-append file (ms)", ("first_read", P), None, "<=", 10.0, anote),
         ("mount_scale", "mount time many / 1k files", ("mount_many", P), ("mount_1k", P), "<=", 2.0, mnote),
         ("ckpt_scale", "checkpoint time many / 1k files", ("ckpt_many", P), ("ckpt_1k", P), "<=", 2.0, mnote),
         ("mount_abs", "mount time at many files (s)", ("mount_many", P), None, "<=", 1.0, mnote),
