@@ -109,14 +109,14 @@ static void rjob_run(void *arg, void *ctx)
 		fuse_reply_err(j->req, EINTR);
 		goto out;
 	}
-	if (w->cap < j->size || !w->buf) {
-		char *nb = realloc(w->buf, j->size ? j->size : 1);
+	if (w->cap < j->size) { /* size > FS_READ_INLINE_MAX: never 0 */
+		char *nb = realloc(w->buf, j->size);
 		if (!nb) {
 			fuse_reply_err(j->req, ENOMEM);
 			goto out;
 		}
 		w->buf = nb;
-		w->cap = j->size ? j->size : 1;
+		w->cap = j->size;
 	}
 	fs_read_serve(j->fs, j->req, j->ino, j->size, j->off, w->buf);
 out:

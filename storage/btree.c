@@ -1069,28 +1069,46 @@ out:
 	return r;
 }
 
-int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen)
+/* Walks the leftmost (right = false) or rightmost path from the root down:
+ * *ret_nd = the node it ends on (a leaf; NULL for an empty tree), *top =
+ * the highest page number met on the way (dirty nodes count 0). */
+static int end_path(struct btree *t, bool right, struct bnode **ret_nd, uint64_t *top)
 {
 	struct kbound lo = { NULL, 0 }, hi = { NULL, 0 };
 	struct bnode *nd;
 	int r, d = 0;
 
+	r = root_get(t, &nd);
+	while (r == 0 && nd) {
+		*top = nd->pgno > *top ? nd->pgno : *top;
+		if (!nd->level || !nd->n)
+			break;
+		uint32_t i = right ? nd->n - 1 : 0;
+		if (right && i > 0)
+			lo = (struct kbound){ nd->e[i].kv, nd->e[i].klen };
+		if (!right && nd->n > 1)
+			hi = (struct kbound){ nd->e[1].kv, nd->e[1].klen };
+		if (++d >= BT_MAXDEPTH)
+			r = -EUCLEAN;
+		else
+			r = child_get(t, nd, i, lo, hi, &nd);
+	}
+	*ret_nd = r == 0 ? nd : NULL;
+	return r;
+}
+
+int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen)
+{
+	struct bnode *nd;
+	uint64_t top = 0;
+	int r;
+
 	if ((r = tree_usable(t)) < 0)
 		return r;
-	r = root_get(t, &nd);
-	if (r < 0 || !nd)
-		return r < 0 ? r : -ENOENT;
-	while (nd->level) {
-		uint32_t i = nd->n - 1;
-		if (i > 0)
-			lo = (struct kbound){ nd->e[i].kv, nd->e[i].klen };
-		if (++d >= BT_MAXDEPTH)
-			return -EUCLEAN;
-		r = child_get(t, nd, i, lo, hi, &nd);
-		if (r < 0)
-			return r;
-	}
-	if (!nd->n)
+	r = end_path(t, true, &nd, &top);
+	if (r < 0)
+		return r;
+	if (!nd || nd->level || !nd->n)
 		return -ENOENT;
 	memcpy(buf, nd->e[nd->n - 1].kv, nd->e[nd->n - 1].klen);
 	*ret_klen = nd->e[nd->n - 1].klen;
@@ -1099,32 +1117,14 @@ int btree_last(struct btree *t, uint8_t *buf, size_t *ret_klen)
 
 int btree_ends_max(struct btree *t, uint64_t *ret_pgno)
 {
+	struct bnode *nd;
 	uint64_t top = 0;
-	int r;
+	int r = tree_usable(t);
 
-	if ((r = tree_usable(t)) < 0)
-		goto out;
-	for (int right = 0; right < 2 && r == 0; right++) {
-		struct kbound lo = { NULL, 0 }, hi = { NULL, 0 };
-		struct bnode *nd;
-		int d = 0;
-		r = root_get(t, &nd);
-		while (r == 0 && nd) {
-			top = nd->pgno > top ? nd->pgno : top;
-			if (!nd->level || !nd->n)
-				break;
-			uint32_t i = right ? nd->n - 1 : 0;
-			if (right && i > 0)
-				lo = (struct kbound){ nd->e[i].kv, nd->e[i].klen };
-			if (!right && nd->n > 1)
-				hi = (struct kbound){ nd->e[1].kv, nd->e[1].klen };
-			if (++d >= BT_MAXDEPTH)
-				r = -EUCLEAN;
-			else
-				r = child_get(t, nd, i, lo, hi, &nd);
-		}
-	}
-out:
+	if (r == 0)
+		r = end_path(t, false, &nd, &top);
+	if (r == 0)
+		r = end_path(t, true, &nd, &top);
 	*ret_pgno = r == 0 ? top : 0;
 	return r;
 }

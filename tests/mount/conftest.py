@@ -207,6 +207,15 @@ def bz(make_mount):
     return make_mount().start()
 
 
+def expect_bad_option(m, opt, message):
+    """The daemon refuses -o opt for Mount m before mounting: exit code 1,
+    message (bytes) on stderr, nothing mounted."""
+    r = subprocess.run([BIN, "-o", opt, m.store, m.mnt], capture_output=True, timeout=30)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert not is_mounted(m.mnt)
+
+
 def expect_refused(fn, *args):
     """fn must be refused with EPERM. With the writeback cache the kernel
     acknowledges write() itself and the refusal surfaces at fsync/close
