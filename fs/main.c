@@ -15,8 +15,9 @@
  *      1; held by a process that has not mounted it -- a daemon finishing its
  *      unmount, blazectl fsck -- wait up to 60 s for it; a recovery that
  *      runs out of disk space, -ENOSPC: open read-only instead and say so),
- *      store_ns_clone
- *      (the live namespace), pipe_start, fuse_session_mount;
+ *      store_ns_backed
+ *      (the live namespace, loaded from the store's on first use), pipe_start,
+ *      fuse_session_mount;
  *   4. report success, detach stdio, log to syslog; run the session loop
  *      (multithreaded unless -s).
  * Shutdown (SIGTERM/SIGINT/SIGHUP or fusermount3 -u ends the loop):
@@ -565,7 +566,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	bz_mutex_lock(&fs_ns_lock);
-	r = store_ns_clone(fs->store, &fs->ns);
+	r = store_ns_backed(fs->store, &fs->ns);
 	bz_mutex_unlock(&fs_ns_lock);
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot load the namespace of %s: %s\n", fs->store_dir, strerror(-r));

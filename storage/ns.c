@@ -41,6 +41,29 @@
  * Directory size = number of entries. ns_walk visits every inode in
  * ascending inode order, then every entry of every directory (directories in
  * ascending inode order, entries in cookie order).
+ *
+ * BACKED NAMESPACE (ns_new_backed: the filesystem's live view over the
+ * engine's namespace). It starts with the root and the backing namespace's
+ * counts, and loads an inode, or the entries of a directory, from the
+ * backing namespace (struct ns_backing: ns_copy_inode / ns_copy_dir under
+ * the backing owner's lock) the first time a query or an op needs it; a
+ * directory loaded without its entries is "lazy" (struct dir.lazy; its
+ * entry count is kept in inode.size). This is sound because the backed
+ * namespace is the only writer of the backing one: every op is applied
+ * here first and to the backing namespace later (the pipeline), and an op
+ * loads everything it reads or changes here before it changes anything.
+ * So what this namespace has not loaded, it has never changed, and the
+ * backing namespace's copy, however far behind, is exactly what it would
+ * hold. One exception: an inode freed here may still be in the backing
+ * namespace (the removal is still in flight): its number goes into the
+ * "gone" set (inode numbers are never reused) and is never loaded again;
+ * numbers the backing namespace no longer holds are pruned from the set
+ * as it grows. Inodes from bk_next on were never in the backing namespace
+ * (no fetch). `count` is the whole namespace's, `loaded` the table's.
+ * ns_walk first loads everything (ns_copy_rest) and detaches the backing.
+ * Dirty sets are not kept (`all`): a backed namespace is never
+ * checkpointed. Queries change a backed namespace (they load): its owner
+ * serializes them with the changes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +89,7 @@ struct dir {
 	uint64_t *ordc;    /* cookie of each ord slot (kept for holes) */
 	size_t ord_len, ord_cap, holes;
 	uint64_t next_cookie;
+	bool lazy; /* backed namespace: entries not loaded yet (n, tab, ord empty) */
 };
 
 struct xattr {
@@ -91,11 +115,49 @@ struct inode {
 
 struct ns {
 	struct inode **tab; /* inode table, cap a power of two */
-	size_t tab_cap, count;
+	size_t tab_cap, loaded; /* loaded: inodes in tab */
+	size_t count;           /* inodes of the namespace (loaded or not) */
 	uint64_t next_ino;
 	bool parents_dirty;
 	struct nsd dirty; /* changed since the last checkpoint (ns_dirty.c) */
+	/* backed namespace (see the top): NULL bk = everything is loaded */
+	const struct ns_backing *bk;
+	void *bk_arg;
+	uint64_t bk_next;  /* inodes >= this were never in the backing namespace */
+	struct nsd gone;   /* freed here, maybe still there (ino set only) */
+	size_t gone_kept;  /* gone.ino_n after the last prune */
 };
+
+/* ---- the backed namespace's gone set ----------------------------------- */
+
+/* Room for the number of an inode an op may free (gone_add cannot fail). */
+static int gone_reserve(struct ns *ns) { return ns->bk ? nsd_reserve_ino(&ns->gone) : 0; }
+static void gone_add(struct ns *ns, uint64_t ino) { nsd_mark_ino(&ns->gone, ino); }
+
+/* Drops the numbers the backing namespace no longer holds, once the set
+ * has doubled since the last prune (amortized O(1) per free). Keeps the
+ * set as it is when anything fails. */
+static void gone_prune(struct ns *ns)
+{
+	struct nsd keep = {0};
+	size_t n = ns->gone.ino_n;
+
+	if (n < 64 || n < 2 * ns->gone_kept)
+		return;
+	for (size_t i = 0; i < ns->gone.ino_cap; i++) {
+		uint64_t ino = ns->gone.ino[i];
+		if (!ino || ns->bk->has(ns->bk_arg, ino) == 0)
+			continue;
+		if (nsd_reserve_ino(&keep) < 0) {
+			nsd_free(&keep);
+			return;
+		}
+		nsd_mark_ino(&keep, ino);
+	}
+	nsd_free(&ns->gone);
+	ns->gone = keep;
+	ns->gone_kept = keep.ino_n;
+}
 
 /* ---- inode table ------------------------------------------------------ */
 
@@ -127,7 +189,7 @@ static int ino_reserve(struct ns *ns)
 {
 	size_t cap = ns->tab_cap;
 	struct inode **tab;
-	if ((ns->count + 1) * 4 <= cap * 3)
+	if ((ns->loaded + 1) * 4 <= cap * 3)
 		return 0;
 	tab = calloc(cap * 2, sizeof(*tab));
 	if (!tab)
@@ -144,6 +206,7 @@ static int ino_reserve(struct ns *ns)
 static void ino_insert(struct ns *ns, struct inode *in)
 {
 	ino_put_nogrow(ns->tab, ns->tab_cap, in);
+	ns->loaded++;
 	ns->count++;
 	if (in->ino >= ns->next_ino)
 		ns->next_ino = in->ino + 1;
@@ -164,7 +227,31 @@ static void ino_remove(struct ns *ns, uint64_t ino)
 		}
 	}
 	ns->tab[i] = NULL;
+	ns->loaded--;
 	ns->count--;
+	if (ns->bk && ino < ns->bk_next)
+		gone_add(ns, ino);
+}
+
+/* The inode, loaded from the backing namespace if need be: NULL with
+ * *ret_err (may be NULL) = -ENOENT (no such inode) or the load's error. */
+static struct inode *ino_fetch(struct ns *ns, uint64_t ino, int *ret_err)
+{
+	struct inode *in = ino_get(ns, ino);
+	int r = -ENOENT;
+
+	if (in || !ns->bk || ino == 0 || ino >= ns->bk_next || nsd_has_ino(&ns->gone, ino))
+		goto out;
+	gone_prune(ns);
+	r = ns->bk->inode(ns->bk_arg, ns, ino);
+	if (r == 0) {
+		in = ino_get(ns, ino);
+		r = in ? 0 : -EIO;
+	}
+out:
+	if (ret_err)
+		*ret_err = in ? 0 : r;
+	return in;
 }
 
 /* ---- directories ------------------------------------------------------ */
@@ -337,6 +424,38 @@ static void inode_free(struct inode *in)
 
 static bool is_dir(const struct inode *in) { return S_ISDIR(in->mode); }
 
+/* Entries of a directory, loaded or not. */
+static size_t dir_count(const struct inode *in) { return in->dir->lazy ? in->size : in->dir->n; }
+
+/* Loads the entries of a lazy directory (ns_copy_dir): 0 or -errno. */
+static int dir_load(struct ns *ns, struct inode *p)
+{
+	int r;
+
+	if (!p->dir || !p->dir->lazy)
+		return 0;
+	r = ns->bk ? ns->bk->dir(ns->bk_arg, ns, p->ino) : -EIO;
+	if (r == 0 && p->dir->lazy)
+		r = -EIO;
+	return r;
+}
+
+/* A directory with its entries loaded: -ENOENT, -ENOTDIR or a load's error. */
+static int dir_fetch(struct ns *ns, uint64_t ino, struct inode **ret)
+{
+	int r;
+	struct inode *p = ino_fetch(ns, ino, &r);
+
+	if (!p)
+		return r;
+	if (!is_dir(p))
+		return -ENOTDIR;
+	r = dir_load(ns, p);
+	if (r == 0)
+		*ret = p;
+	return r;
+}
+
 /* Drops in from the table and frees it if it has no links and no pins. */
 static void maybe_free(struct ns *ns, struct inode *in)
 {
@@ -382,6 +501,7 @@ void ns_free(struct ns *ns)
 		inode_free(ns->tab[i]);
 	free(ns->tab);
 	nsd_free(&ns->dirty);
+	nsd_free(&ns->gone);
 	free(ns);
 }
 
@@ -410,11 +530,65 @@ static struct dir *dir_clone(const struct dir *s)
 	return d;
 }
 
+/* A copy of inode s: attributes, extended attributes, symlink target, and
+ * a directory's entries (or, lazy, none: their count goes into size). */
+static struct inode *inode_copy(const struct inode *s, bool lazy)
+{
+	struct inode *in = malloc(sizeof(*in));
+
+	if (!in)
+		return NULL;
+	*in = *s;
+	in->target = NULL;
+	in->dir = NULL;
+	in->xa = NULL;
+	in->n_xa = 0;
+	if (s->n_xa) {
+		in->xa = calloc(s->n_xa, sizeof(*in->xa));
+		if (!in->xa)
+			goto fail;
+		for (; in->n_xa < s->n_xa; in->n_xa++) {
+			const struct xattr *x = s->xa[in->n_xa];
+			size_t sz = sizeof(*x) + x->nlen + x->vlen;
+			in->xa[in->n_xa] = malloc(sz);
+			if (!in->xa[in->n_xa])
+				goto fail;
+			memcpy(in->xa[in->n_xa], x, sz);
+		}
+	}
+	if (s->target) {
+		in->target = malloc(s->size ? s->size : 1);
+		if (!in->target)
+			goto fail;
+		memcpy(in->target, s->target, s->size);
+	}
+	if (s->dir && lazy) {
+		in->dir = dir_new();
+		if (!in->dir)
+			goto fail;
+		in->dir->lazy = true;
+		in->dir->next_cookie = s->dir->next_cookie;
+		in->size = dir_count(s);
+	} else if (s->dir) {
+		in->dir = dir_clone(s->dir);
+		if (!in->dir)
+			goto fail;
+	}
+	return in;
+fail:
+	inode_free(in);
+	return NULL;
+}
+
 int ns_clone(const struct ns *src, struct ns **ret_ns)
 {
-	struct ns *ns = calloc(1, sizeof(*ns));
-	int r = -ENOMEM;
+	struct ns *ns = NULL;
+	int r = -EINVAL;
 
+	if (src->bk)
+		goto fail; /* its unloaded part is not here to copy */
+	r = -ENOMEM;
+	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		goto fail;
 	ns->tab_cap = src->tab_cap;
@@ -424,43 +598,13 @@ int ns_clone(const struct ns *src, struct ns **ret_ns)
 	ns->next_ino = src->next_ino;
 	ns->parents_dirty = src->parents_dirty;
 	for (size_t i = 0; i < src->tab_cap; i++) {
-		const struct inode *s = src->tab[i];
-		if (!s)
+		if (!src->tab[i])
 			continue;
-		struct inode *in = malloc(sizeof(*in));
-		if (!in)
+		ns->tab[i] = inode_copy(src->tab[i], false); /* same capacity: same slot */
+		if (!ns->tab[i])
 			goto fail;
-		*in = *s;
-		in->target = NULL;
-		in->dir = NULL;
-		in->xa = NULL;
-		in->n_xa = 0;
-		ns->tab[i] = in; /* same capacity: same slot */
+		ns->loaded++;
 		ns->count++;
-		if (s->n_xa) {
-			in->xa = calloc(s->n_xa, sizeof(*in->xa));
-			if (!in->xa)
-				goto fail;
-			for (; in->n_xa < s->n_xa; in->n_xa++) {
-				const struct xattr *x = s->xa[in->n_xa];
-				size_t sz = sizeof(*x) + x->nlen + x->vlen;
-				in->xa[in->n_xa] = malloc(sz);
-				if (!in->xa[in->n_xa])
-					goto fail;
-				memcpy(in->xa[in->n_xa], x, sz);
-			}
-		}
-		if (s->target) {
-			in->target = malloc(s->size ? s->size : 1);
-			if (!in->target)
-				goto fail;
-			memcpy(in->target, s->target, s->size);
-		}
-		if (s->dir) {
-			in->dir = dir_clone(s->dir);
-			if (!in->dir)
-				goto fail;
-		}
 	}
 	*ret_ns = ns;
 	return 0;
@@ -469,21 +613,131 @@ fail:
 	return r;
 }
 
+/* ---- backed namespace (see the top) ------------------------------------ */
+
+int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg, struct ns **ret_ns)
+{
+	struct ns *ns = NULL;
+	int r = -EINVAL;
+
+	if (from->bk || from->parents_dirty || !bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
+		goto fail;
+	r = -ENOMEM;
+	ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		goto fail;
+	ns->tab_cap = 64;
+	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
+	if (!ns->tab)
+		goto fail;
+	ns->dirty.all = true; /* never checkpointed: no dirty sets */
+	ns->next_ino = ns->bk_next = from->next_ino;
+	ns->count = from->count;
+	ns->bk = bk;
+	ns->bk_arg = arg;
+	r = ns_copy_inode(ns, from, NS_ROOT_INO);
+	if (r < 0)
+		goto fail;
+	*ret_ns = ns;
+	return 0;
+fail:
+	ns_free(ns);
+	return r;
+}
+
+int ns_copy_inode(struct ns *dst, const struct ns *src, uint64_t ino)
+{
+	const struct inode *s = ino_get(src, ino);
+	struct inode *in = NULL;
+	int r = -ENOENT;
+
+	if (!s)
+		goto out;
+	r = -EINVAL;
+	if (src->bk || src->parents_dirty || !dst->bk)
+		goto out;
+	r = -EEXIST;
+	if (ino_get(dst, ino))
+		goto out;
+	r = -ENOMEM;
+	in = inode_copy(s, true);
+	if (!in || ino_reserve(dst) < 0)
+		goto out;
+	in->pins = 0; /* the pins are each namespace's own: nothing here has it open yet */
+	ino_put_nogrow(dst->tab, dst->tab_cap, in);
+	dst->loaded++;
+	in = NULL;
+	r = 0;
+out:
+	inode_free(in);
+	return r;
+}
+
+int ns_copy_dir(struct ns *dst, const struct ns *src, uint64_t dir)
+{
+	struct inode *p = ino_get(dst, dir);
+	const struct inode *s = ino_get(src, dir);
+	struct dir *d;
+
+	if (!p || !p->dir || !p->dir->lazy || src->bk)
+		return -EINVAL;
+	if (!s || !s->dir || s->dir->n != p->size)
+		return -EIO; /* the backing namespace changed what this one never did */
+	d = dir_clone(s->dir);
+	if (!d)
+		return -ENOMEM;
+	dir_free(p->dir);
+	p->dir = d;
+	p->size = 0;
+	return 0;
+}
+
+int ns_copy_rest(struct ns *dst, const struct ns *src)
+{
+	int r = 0;
+
+	if (!dst->bk)
+		return 0;
+	/* inodes from bk_next on that are not here were created and freed
+	 * here (their removal may still be on its way to src) */
+	for (size_t i = 0; r == 0 && i < src->tab_cap; i++) {
+		const struct inode *s = src->tab[i];
+		if (s && s->ino < dst->bk_next && !ino_get(dst, s->ino) && !nsd_has_ino(&dst->gone, s->ino))
+			r = ns_copy_inode(dst, src, s->ino);
+	}
+	for (size_t i = 0; r == 0 && i < dst->tab_cap; i++) {
+		struct inode *p = dst->tab[i];
+		if (p && p->dir && p->dir->lazy)
+			r = ns_copy_dir(dst, src, p->ino);
+	}
+	if (r == 0 && dst->loaded != dst->count)
+		r = -EIO;
+	if (r == 0) {
+		dst->bk = NULL; /* complete: nothing is fetched any more */
+		nsd_free(&dst->gone);
+	}
+	return r;
+}
+
 /* ---- lookups ---------------------------------------------------------- */
 
-int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino)
+int ns_lookup(struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino)
 {
-	const struct inode *p = ino_get(ns, parent);
+	int r;
+	struct inode *p = ino_fetch(ns, parent, &r);
 	const struct dent *e;
 
 	if (!p)
-		return -ENOENT;
+		return r;
 	if (!is_dir(p))
 		return -ENOTDIR;
 	if (name_len > NS_NAME_MAX)
 		return -ENAMETOOLONG;
 	if (!name || name_len == 0)
 		return -ENOENT;
+	r = dir_load(ns, p);
+	if (r < 0)
+		return r;
 	e = dir_find(p->dir, name, name_len, name_hash(name, name_len));
 	if (!e)
 		return -ENOENT;
@@ -499,7 +753,7 @@ static void fill_attr(const struct inode *in, struct ns_attr *a)
 	a->uid = in->uid;
 	a->gid = in->gid;
 	a->nlink = in->nlink;
-	a->size = in->dir ? in->dir->n : in->size;
+	a->size = in->dir ? dir_count(in) : in->size;
 	a->atime_ns = in->atime_ns;
 	a->mtime_ns = in->mtime_ns;
 	a->ctime_ns = in->ctime_ns;
@@ -507,20 +761,22 @@ static void fill_attr(const struct inode *in, struct ns_attr *a)
 	a->rdev = in->rdev;
 }
 
-int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
+int ns_getattr(struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
 {
-	const struct inode *in = ino_get(ns, ino);
+	int r;
+	const struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
-		return -ENOENT;
+		return r;
 	fill_attr(in, ret_attr);
 	return 0;
 }
 
-int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
+int ns_readlink(struct ns *ns, uint64_t ino, char *buf, size_t cap)
 {
-	const struct inode *in = ino_get(ns, ino);
+	int r;
+	const struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (!S_ISLNK(in->mode) || !in->target)
 		return -EINVAL;
 	if (cap && in->size)
@@ -649,26 +905,28 @@ static int copy_out(const void *src, size_t len, void *buf, size_t cap)
 	return (int)len;
 }
 
-int ns_getxattr(const struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap)
+int ns_getxattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap)
 {
-	const struct inode *in = ino_get(ns, ino);
+	int r;
+	const struct inode *in = ino_fetch(ns, ino, &r);
 	long i;
 
 	if (!in)
-		return -ENOENT;
+		return r;
 	i = xa_find(in, name, name_len);
 	if (i < 0)
 		return -ENODATA;
 	return copy_out(in->xa[i]->data + in->xa[i]->nlen, in->xa[i]->vlen, buf, cap);
 }
 
-int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
+int ns_listxattr(struct ns *ns, uint64_t ino, char *buf, size_t cap)
 {
-	const struct inode *in = ino_get(ns, ino);
+	int r;
+	const struct inode *in = ino_fetch(ns, ino, &r);
 	size_t len = 0;
 
 	if (!in)
-		return -ENOENT;
+		return r;
 	for (uint32_t i = 0; i < in->n_xa; i++)
 		len += in->xa[i]->nlen + 1;
 	if (cap == 0 || cap < len)
@@ -682,19 +940,22 @@ int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap)
 	return (int)len;
 }
 
-int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg)
+int ns_readdir(struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg)
 {
-	const struct inode *p = ino_get(ns, dir);
-	if (!p)
-		return -ENOENT;
-	if (!is_dir(p))
-		return -ENOTDIR;
+	struct inode *p = NULL;
+	int r = dir_fetch(ns, dir, &p);
+
+	if (r < 0)
+		return r;
+	/* loading a child changes the inode table, never p's entries */
 	const struct dir *d = p->dir;
 	for (size_t i = ord_after(d, cookie); i < d->ord_len; i++) {
 		const struct dent *e = d->ord[i];
 		if (!e)
 			continue;
-		const struct inode *c = ino_get(ns, e->ino);
+		const struct inode *c = ino_fetch(ns, e->ino, &r);
+		if (!c && r != -ENOENT)
+			return r;
 		if (fn(arg, e->name, e->len, e->ino, c ? c->mode : 0, e->cookie))
 			break;
 	}
@@ -718,13 +979,18 @@ static int name_check(const char *name, size_t len)
 /* A live directory to change an entry of: -ENOENT / -ENOTDIR. */
 static int get_dir(struct ns *ns, uint64_t ino, struct inode **ret)
 {
-	struct inode *p = ino_get(ns, ino);
-	if (!p || p->nlink == 0)
+	int r;
+	struct inode *p = ino_fetch(ns, ino, &r);
+	if (!p)
+		return r;
+	if (p->nlink == 0)
 		return -ENOENT;
 	if (!is_dir(p))
 		return -ENOTDIR;
-	*ret = p;
-	return 0;
+	r = dir_load(ns, p);
+	if (r == 0)
+		*ret = p;
+	return r;
 }
 
 static void touch_dir(struct inode *p, int64_t t)
@@ -733,17 +999,19 @@ static void touch_dir(struct inode *p, int64_t t)
 	p->ctime_ns = t;
 }
 
-/* Is a an ancestor of (or equal to) directory d? */
-static bool is_ancestor(const struct ns *ns, const struct inode *a, const struct inode *d)
+/* Is a an ancestor of (or equal to) directory d? 1, 0, or a load's error. */
+static int is_ancestor(struct ns *ns, const struct inode *a, const struct inode *d)
 {
+	int r = 0;
+
 	for (size_t depth = 0; d && depth <= ns->count; depth++) {
 		if (d == a)
-			return true;
+			return 1;
 		if (d->ino == NS_ROOT_INO || d->parent == 0)
-			return false;
-		d = ino_get(ns, d->parent);
+			return 0;
+		d = ino_fetch(ns, d->parent, &r);
 	}
-	return false;
+	return r == -ENOENT ? 0 : r;
 }
 
 static void fix_parents(struct ns *ns)
@@ -760,6 +1028,12 @@ static void fix_parents(struct ns *ns)
 		}
 	}
 	ns->parents_dirty = false;
+}
+
+void ns_fix_parents(struct ns *ns)
+{
+	if (ns->parents_dirty)
+		fix_parents(ns);
 }
 
 
@@ -794,10 +1068,12 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 	r = free_name(ns, op->parent, op->name, op->name_len, &p, &h);
 	if (r < 0)
 		goto out;
-	if (op->ino == 0 || ino_get(ns, op->ino)) {
+	if (op->ino == 0 || ino_fetch(ns, op->ino, &r)) {
 		r = -EINVAL;
 		goto out;
 	}
+	if (r != -ENOENT)
+		goto out;
 	if (op->kind == NS_MKDIR && p->nlink == UINT32_MAX) {
 		r = -EMLINK;
 		goto out;
@@ -868,12 +1144,14 @@ out:
 
 static int apply_link(struct ns *ns, const struct ns_op *op)
 {
-	struct inode *in = ino_get(ns, op->ino), *p;
+	int r;
+	struct inode *in = ino_fetch(ns, op->ino, &r), *p;
 	struct dent *e = NULL;
 	uint64_t h;
-	int r;
 
-	if (!in || in->nlink == 0) {
+	if (!in)
+		goto out;
+	if (in->nlink == 0) {
 		r = -ENOENT;
 		goto out;
 	}
@@ -916,11 +1194,10 @@ static int apply_remove(struct ns *ns, const struct ns_op *op)
 	if (r < 0)
 		goto out;
 	e = dir_find(p->dir, op->name, op->name_len, name_hash(op->name, op->name_len));
-	in = e ? ino_get(ns, e->ino) : NULL;
-	if (!e || !in) {
-		r = -ENOENT;
+	r = -ENOENT;
+	in = e ? ino_fetch(ns, e->ino, &r) : NULL;
+	if (!in)
 		goto out;
-	}
 	if (op->kind == NS_UNLINK && is_dir(in)) {
 		r = -EISDIR;
 		goto out;
@@ -929,10 +1206,13 @@ static int apply_remove(struct ns *ns, const struct ns_op *op)
 		r = -ENOTDIR;
 		goto out;
 	}
-	if (op->kind == NS_RMDIR && in->dir->n) {
+	if (op->kind == NS_RMDIR && dir_count(in)) {
 		r = -ENOTEMPTY;
 		goto out;
 	}
+	r = gone_reserve(ns);
+	if (r < 0)
+		goto out;
 	dir_remove(p->dir, e);
 	free(e);
 	if (is_dir(in)) {
@@ -976,18 +1256,15 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 	h1 = name_hash(op->name, op->name_len);
 	h2 = name_hash(op->name2, op->name2_len);
 	e1 = dir_find(p1->dir, op->name, op->name_len, h1);
-	src = e1 ? ino_get(ns, e1->ino) : NULL;
-	if (!src) {
-		r = -ENOENT;
+	r = -ENOENT;
+	src = e1 ? ino_fetch(ns, e1->ino, &r) : NULL;
+	if (!src)
 		goto out;
-	}
 	e2 = dir_find(p2->dir, op->name2, op->name2_len, h2);
 	if (e2)
-		dst = ino_get(ns, e2->ino);
-	if (e2 && !dst) {
-		r = -ENOENT; /* dangling entry: cannot happen after ns_apply */
-		goto out;
-	}
+		dst = ino_fetch(ns, e2->ino, &r);
+	if (e2 && !dst)
+		goto out; /* -ENOENT = dangling entry: cannot happen after ns_apply */
 
 	if (op->flags == NS_RENAME_EXCHANGE) {
 		if (!e2) {
@@ -998,8 +1275,11 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 			r = 0;
 			goto out;
 		}
-		if ((is_dir(src) && is_ancestor(ns, src, p2)) || (is_dir(dst) && is_ancestor(ns, dst, p1))) {
-			r = -EINVAL;
+		r = is_dir(src) ? is_ancestor(ns, src, p2) : 0;
+		if (r == 0 && is_dir(dst))
+			r = is_ancestor(ns, dst, p1);
+		if (r != 0) {
+			r = r > 0 ? -EINVAL : r;
 			goto out;
 		}
 		e1->ino = dst->ino;
@@ -1043,11 +1323,12 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 			goto out;
 		}
 	}
-	if (is_dir(src) && is_ancestor(ns, src, p2)) {
-		r = -EINVAL;
+	r = is_dir(src) ? is_ancestor(ns, src, p2) : 0;
+	if (r != 0) {
+		r = r > 0 ? -EINVAL : r;
 		goto out;
 	}
-	if (dst && is_dir(dst) && dst->dir->n) {
+	if (dst && is_dir(dst) && dir_count(dst)) {
 		r = -ENOTEMPTY;
 		goto out;
 	}
@@ -1055,6 +1336,9 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 		r = -EMLINK;
 		goto out;
 	}
+	r = gone_reserve(ns);
+	if (r < 0)
+		goto out;
 	r = -ENOMEM;
 	ne = dent_new(op->name2, op->name2_len, h2, src->ino);
 	if (!ne || dir_reserve(p2->dir) < 0)
@@ -1094,10 +1378,11 @@ out:
 
 static int apply_setattr(struct ns *ns, const struct ns_op *op)
 {
-	struct inode *in = ino_get(ns, op->ino);
+	int r;
+	struct inode *in = ino_fetch(ns, op->ino, &r);
 
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (op->flags & ~(uint32_t)(NS_SET_MODE | NS_SET_UID | NS_SET_GID | NS_SET_ATIME | NS_SET_MTIME))
 		return -EINVAL;
 	if (op->flags & NS_SET_MODE)
@@ -1116,11 +1401,11 @@ static int apply_setattr(struct ns *ns, const struct ns_op *op)
 
 static int apply_xattr(struct ns *ns, const struct ns_op *op)
 {
-	struct inode *in = ino_get(ns, op->ino);
 	int r;
+	struct inode *in = ino_fetch(ns, op->ino, &r);
 
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (op->kind == NS_SETXATTR) {
 		if (op->flags & ~(uint32_t)(NS_XATTR_CREATE | NS_XATTR_REPLACE) ||
 		    op->flags == (NS_XATTR_CREATE | NS_XATTR_REPLACE))
@@ -1177,15 +1462,19 @@ static uint64_t named_ino(const struct ns *ns, uint64_t dir, const char *name, s
  * an unchanged record); a missed change would not be. */
 int ns_apply(struct ns *ns, const struct ns_op *op)
 {
-	uint64_t before1, before2;
+	uint64_t before1 = 0, before2 = 0;
+	bool track = !ns->dirty.all; /* every mark is a no-op under `all` */
 	int r;
 
 	if (ns->parents_dirty)
 		fix_parents(ns);
-	before1 = named_ino(ns, op->parent, op->name, op->name_len);
-	before2 = op->kind == NS_RENAME || op->kind == NS_LINK ? named_ino(ns, op->parent2, op->name2, op->name2_len) : 0;
+	if (track) {
+		before1 = named_ino(ns, op->parent, op->name, op->name_len);
+		if (op->kind == NS_RENAME || op->kind == NS_LINK)
+			before2 = named_ino(ns, op->parent2, op->name2, op->name2_len);
+	}
 	r = apply_op(ns, op);
-	if (r < 0)
+	if (r < 0 || !track)
 		return r;
 	nsd_mark_ino(&ns->dirty, op->ino);
 	nsd_mark_ino(&ns->dirty, op->parent);
@@ -1206,9 +1495,10 @@ int ns_apply(struct ns *ns, const struct ns_op *op)
 
 int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
 {
-	struct inode *in = ino_get(ns, ino);
+	int r;
+	struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (is_dir(in))
 		return -EISDIR;
 	if (!S_ISREG(in->mode))
@@ -1225,9 +1515,10 @@ int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
 
 int ns_pin(struct ns *ns, uint64_t ino)
 {
-	struct inode *in = ino_get(ns, ino);
+	int r;
+	struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (in->pins == UINT32_MAX)
 		return -EOVERFLOW;
 	in->pins++;
@@ -1236,11 +1527,15 @@ int ns_pin(struct ns *ns, uint64_t ino)
 
 int ns_unpin(struct ns *ns, uint64_t ino)
 {
-	struct inode *in = ino_get(ns, ino);
+	int r;
+	struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (in->pins == 0)
 		return -EINVAL;
+	r = gone_reserve(ns);
+	if (r < 0)
+		return r;
 	in->pins--;
 	nsd_mark_ino(&ns->dirty, ino);
 	if (in->ino != NS_ROOT_INO)
@@ -1250,10 +1545,11 @@ int ns_unpin(struct ns *ns, uint64_t ino)
 
 int ns_parent(struct ns *ns, uint64_t dir, uint64_t *ret_parent)
 {
-	struct inode *in = ino_get(ns, dir);
+	int r;
+	struct inode *in = ino_fetch(ns, dir, &r);
 
 	if (!in)
-		return -ENOENT;
+		return r;
 	if (!is_dir(in))
 		return -ENOTDIR;
 	if (ns->parents_dirty)
@@ -1275,12 +1571,16 @@ static int cmp_ino(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg)
+int ns_walk(struct ns *ns, const struct ns_visit *v, void *arg)
 {
-	struct inode **all = malloc((ns->count ? ns->count : 1) * sizeof(*all));
+	struct inode **all = NULL;
 	size_t n = 0;
-	int r = -ENOMEM;
+	int r = ns->bk ? ns->bk->rest(ns->bk_arg, ns) : 0; /* loads everything, detaches */
 
+	if (r < 0)
+		goto out;
+	r = -ENOMEM;
+	all = malloc((ns->loaded ? ns->loaded : 1) * sizeof(*all));
 	if (!all)
 		goto out;
 	for (size_t i = 0; i < ns->tab_cap; i++)

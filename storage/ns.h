@@ -36,8 +36,36 @@ struct ns_attr {
 
 int ns_new(struct ns **ret_ns); /* root dir 0755 owned by 0:0 */
 void ns_free(struct ns *ns);   /* NULL ok */
-/* Deep copy. */
+/* Deep copy (-EINVAL for a backed namespace). */
 int ns_clone(const struct ns *ns, struct ns **ret_ns);
+
+/* BACKED NAMESPACE (ns.c, "backed namespace"): a namespace that loads
+ * inodes, and directories' entries, from another one the first time it
+ * needs them, for an owner that applies every op to it first and to the
+ * backing namespace later (the filesystem's live view over the engine's).
+ * Its queries load, so they change it: its owner serializes them too.
+ * The callbacks run under the caller's serialization and take whatever
+ * lock guards the backing namespace; they return 0 or -errno:
+ *  inode: ns_copy_inode(ns, backing, ino) (-ENOENT: no such inode there);
+ *  dir:   ns_copy_dir(ns, backing, dir);
+ *  rest:  ns_copy_rest(ns, backing) (ns_walk: everything, then detached);
+ *  has:   1 if the backing namespace still holds inode ino, 0 if not. */
+struct ns_backing {
+	int (*inode)(void *arg, struct ns *ns, uint64_t ino);
+	int (*dir)(void *arg, struct ns *ns, uint64_t dir);
+	int (*rest)(void *arg, struct ns *ns);
+	int (*has)(void *arg, uint64_t ino);
+};
+/* A backed namespace over `from` (called under its lock; from must not
+ * be backed itself): the root loaded, from's counts and next inode. */
+int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg, struct ns **ret_ns);
+/* For the callbacks only: copy from the backing namespace src into dst. */
+int ns_copy_inode(struct ns *dst, const struct ns *src, uint64_t ino);
+int ns_copy_dir(struct ns *dst, const struct ns *src, uint64_t dir);
+int ns_copy_rest(struct ns *dst, const struct ns *src);
+/* The engine's namespace recomputes directories' parents lazily after a
+ * load; a backing namespace must have them (ns_new_backed checks). */
+void ns_fix_parents(struct ns *ns);
 
 /* Validates and applies op. Returns 0 or the errno a filesystem would give:
  * -ENOENT, -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EINVAL (e.g. rename of a
@@ -57,18 +85,18 @@ int ns_apply(struct ns *ns, const struct ns_op *op);
 #define NS_XA_CHUNK_BYTES "user.blazefs.chunk_bytes"
 #define NS_XA_RETAIN "user.blazefs.retain"
 
-int ns_lookup(const struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino);
-int ns_getattr(const struct ns *ns, uint64_t ino, struct ns_attr *ret_attr);
+int ns_lookup(struct ns *ns, uint64_t parent, const char *name, size_t name_len, uint64_t *ret_ino);
+int ns_getattr(struct ns *ns, uint64_t ino, struct ns_attr *ret_attr);
 /* Copies the symlink target (not NUL-terminated) into buf; returns its length,
  * -EINVAL if not a symlink. Truncates to cap. */
-int ns_readlink(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
+int ns_readlink(struct ns *ns, uint64_t ino, char *buf, size_t cap);
 
 /* Extended attributes (NS_SETXATTR / NS_REMOVEXATTR change them). Both
  * return the length of the value / of the list of NUL-terminated names (in
  * ascending byte order) and copy it into buf when cap > 0: -ERANGE if cap is
  * too small, -ENODATA for a missing attribute, -ENOENT for a missing inode. */
-int ns_getxattr(const struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap);
-int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
+int ns_getxattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, void *buf, size_t cap);
+int ns_listxattr(struct ns *ns, uint64_t ino, char *buf, size_t cap);
 
 /* Directory iteration in a stable order. cookie 0 starts; fn is called for
  * each entry after cookie with the entry's own cookie (> 0, stable while the
@@ -76,7 +104,7 @@ int ns_listxattr(const struct ns *ns, uint64_t ino, char *buf, size_t cap);
 #define NS_COOKIE_FIRST 3 /* entry cookies start here: 1 and 2 are free for "." and ".." */
 typedef int (*ns_dirent_fn)(void *arg, const char *name, size_t name_len, uint64_t ino, uint32_t mode,
 			    uint64_t cookie);
-int ns_readdir(const struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg);
+int ns_readdir(struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg);
 
 /* The directory holding directory dir (the root's is the root itself), for
  * "..". -ENOENT, -ENOTDIR. Not const: recomputes the parents after a load. */
@@ -109,7 +137,7 @@ struct ns_visit {
 	int (*xattr)(void *arg, uint64_t ino, const char *name, size_t name_len, const void *value,
 		     size_t value_len);
 };
-int ns_walk(const struct ns *ns, const struct ns_visit *v, void *arg);
+int ns_walk(struct ns *ns, const struct ns_visit *v, void *arg);
 /* Rebuilding from a checkpoint: insert an inode / an entry as-is (no
  * validation beyond duplicates; nlink and append_ns are taken from attr). */
 int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len);

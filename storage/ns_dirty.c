@@ -52,6 +52,18 @@ static int ino_grow(struct nsd *d)
 	return 0;
 }
 
+int nsd_reserve_ino(struct nsd *d) { return ino_grow(d); }
+
+bool nsd_has_ino(const struct nsd *d, uint64_t ino)
+{
+	if (ino == 0 || !d->ino_cap)
+		return false;
+	for (size_t k = slot64(ino, d->ino_cap); d->ino[k]; k = (k + 1) & (d->ino_cap - 1))
+		if (d->ino[k] == ino)
+			return true;
+	return false;
+}
+
 void nsd_mark_ino(struct nsd *d, uint64_t ino)
 {
 	if (ino == 0 || d->all)

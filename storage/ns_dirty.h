@@ -22,6 +22,11 @@ struct nsd {
 };
 
 void nsd_mark_ino(struct nsd *d, uint64_t ino);
+/* Room for one more inode mark (after it nsd_mark_ino cannot fail): 0 or
+ * -ENOMEM. Membership of an inode mark. (The backed namespace's "gone"
+ * set uses the inode part alone, ns.c.) */
+int nsd_reserve_ino(struct nsd *d);
+bool nsd_has_ino(const struct nsd *d, uint64_t ino);
 void nsd_mark_ent(struct nsd *d, uint64_t dir, const char *name, size_t len);
 void nsd_clear(struct nsd *d);
 void nsd_free(struct nsd *d);

@@ -388,6 +388,11 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		s->dirty = true; /* format 2 or 3: the first checkpoint upgrades */
 	if (r < 0)
 		goto out;
+	/* directories' parents now, not at the first op: the live view
+	 * copies them (store_ns_backed) */
+	bz_cap_wrlock(&s->lock, &store_cap);
+	ns_fix_parents(s->ns);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	s->ns_est = sb.ns_bytes;
 	st_set_u64(&s->n_free, s->free.n);
 	st_set_u64(&s->n_reuse, s->free.n);

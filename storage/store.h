@@ -141,8 +141,14 @@ int store_scrub_meta(struct store *s, unsigned what, uint64_t ino, uint64_t max_
 /* Bytes of every file's INDEX pages (an estimate for progress: counted in
  * slices without holding the store lock for long). */
 uint64_t store_index_bytes(struct store *s);
-/* Deep copy of the applied namespace (the filesystem's starting live view). */
+/* Deep copy of the applied namespace (tools, tests). */
 int store_ns_clone(struct store *s, struct ns **ret_ns);
+/* The filesystem's live view: a namespace backed by the applied one
+ * (ns.h, ns_new_backed), which loads each inode and each directory's
+ * entries from it, under the store lock, the first time it needs them.
+ * Every namespace op must be applied to it before the store applies it
+ * (the pipeline's order); the store must outlive it. */
+int store_ns_backed(struct store *s, struct ns **ret_ns);
 /* Applied size of a file (-ENOENT if unknown). */
 int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size);
 

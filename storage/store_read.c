@@ -641,6 +641,61 @@ int store_ns_clone(struct store *s, struct ns **ret_ns)
 	return r;
 }
 
+/* ---- the filesystem's backed namespace (store_ns_backed) ---- */
+
+static int bk_inode(void *arg, struct ns *ns, uint64_t ino)
+{
+	struct store *s = arg;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	int r = ns_copy_inode(ns, s->ns, ino);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	return r;
+}
+
+static int bk_dir(void *arg, struct ns *ns, uint64_t dir)
+{
+	struct store *s = arg;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	int r = ns_copy_dir(ns, s->ns, dir);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r < 0)
+		bz_err("store: loading directory %llu into the live namespace: %s", (unsigned long long)dir,
+		       strerror(-r));
+	return r;
+}
+
+static int bk_rest(void *arg, struct ns *ns)
+{
+	struct store *s = arg;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	int r = ns_copy_rest(ns, s->ns);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r < 0)
+		bz_err("store: loading the whole live namespace: %s", strerror(-r));
+	return r;
+}
+
+static int bk_has(void *arg, uint64_t ino)
+{
+	struct store *s = arg;
+	struct ns_attr a;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	int r = ns_getattr(s->ns, ino, &a);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+}
+
+static const struct ns_backing store_backing = {
+	.inode = bk_inode, .dir = bk_dir, .rest = bk_rest, .has = bk_has};
+
+int store_ns_backed(struct store *s, struct ns **ret_ns)
+{
+	bz_cap_rdlock(&s->lock, &store_cap);
+	int r = ns_new_backed(s->ns, &store_backing, s, ret_ns);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	return r;
+}
+
 int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size)
 {
 	struct ns_attr a;

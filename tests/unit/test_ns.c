@@ -1,7 +1,8 @@
 /* test_ns.c — the in-memory namespace: every rename(2) case, unlink/rmdir
  * errors, link counts and times, pinning, clone independence, walk/load
- * round trip, readdir cookie stability, a 100k-file sanity run, and a
- * randomized test of ns_apply against a simple reference model. */
+ * round trip, readdir cookie stability, a 100k-file sanity run, a
+ * randomized test of ns_apply against a simple reference model, and the
+ * same model over a backed namespace whose backing lags behind it. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -124,7 +125,7 @@ static int dump_xattr(void *arg, uint64_t ino, const char *name, size_t nlen, co
 	dput(arg, val, vlen);
 	return 0;
 }
-static struct dump dump(const struct ns *ns)
+static struct dump dump(struct ns *ns)
 {
 	struct dump d = {0};
 	struct ns_visit v = {.inode = dump_inode, .dirent = dump_dirent, .xattr = dump_xattr};
@@ -133,7 +134,7 @@ static struct dump dump(const struct ns *ns)
 	dput(&d, &x, sizeof(x));
 	return d;
 }
-static bool dump_eq(const struct ns *a, const struct ns *b)
+static bool dump_eq(struct ns *a, struct ns *b)
 {
 	struct dump x = dump(a), y = dump(b);
 	bool eq = x.len == y.len && memcmp(x.buf, y.buf, x.len) == 0;
@@ -814,36 +815,40 @@ static int m_apply(const struct ns_op *o)
 	return -EINVAL;
 }
 
-static int m_compare(struct ns *ns, uint64_t next)
+/* Inode i against the model: attributes, and a directory's entries when
+ * `entries` (a backed namespace loads them for it). */
+static int m_check(struct ns *ns, uint64_t i, bool entries)
 {
 	static struct rd_list l;
-	int bad = 0;
-	for (uint64_t i = 1; i < next && i < M_INO; i++) {
-		struct ns_attr a;
-		int r = ns_getattr(ns, i, &a);
-		if (!mn[i].live) {
-			bad += r != -ENOENT;
-			continue;
-		}
-		if (r != 0) {
-			bad++;
-			continue;
-		}
-		uint64_t size = m_isdir(i) ? (uint64_t)m_count(i) : mn[i].size;
-		bad += a.mode != mn[i].mode || a.nlink != mn[i].nlink || a.size != size || a.ctime_ns != mn[i].ctime ||
-		       a.mtime_ns != mn[i].mtime;
-		if (!m_isdir(i))
-			continue;
-		l.n = 0;
-		bad += ns_readdir(ns, i, 0, rd_cb, &l) != 0;
-		bad += l.n != (size_t)m_count(i);
-		for (size_t k = 0; k < l.n; k++) {
-			struct ment *e = m_find(i, l.e[k].name);
-			bad += !e || e->ino != l.e[k].ino || e->cookie != l.e[k].cookie;
-			if (k)
-				bad += l.e[k].cookie <= l.e[k - 1].cookie;
-		}
+	struct ns_attr a;
+	int bad = 0, r = ns_getattr(ns, i, &a);
+
+	if (!mn[i].live)
+		return r != -ENOENT;
+	if (r != 0)
+		return 1;
+	uint64_t size = m_isdir(i) ? (uint64_t)m_count(i) : mn[i].size;
+	bad += a.mode != mn[i].mode || a.nlink != mn[i].nlink || a.size != size || a.ctime_ns != mn[i].ctime ||
+	       a.mtime_ns != mn[i].mtime;
+	if (!m_isdir(i) || !entries)
+		return bad;
+	l.n = 0;
+	bad += ns_readdir(ns, i, 0, rd_cb, &l) != 0;
+	bad += l.n != (size_t)m_count(i);
+	for (size_t k = 0; k < l.n; k++) {
+		struct ment *e = m_find(i, l.e[k].name);
+		bad += !e || e->ino != l.e[k].ino || e->cookie != l.e[k].cookie;
+		if (k)
+			bad += l.e[k].cookie <= l.e[k - 1].cookie;
 	}
+	return bad;
+}
+
+static int m_compare(struct ns *ns, uint64_t next)
+{
+	int bad = 0;
+	for (uint64_t i = 1; i < next && i < M_INO; i++)
+		bad += m_check(ns, i, true);
 	return bad;
 }
 
@@ -949,6 +954,250 @@ static void test_model(void)
 	fprintf(stderr, "model: renames ok by flags: %d plain, %d noreplace, %d exchange\n", kind_ok[0][0], kind_ok[0][1],
 		kind_ok[0][2]);
 	T_CHECK(kind_ok[0][1] > 5 && kind_ok[0][2] > 5);
+}
+
+/* ---- the backed namespace (ns_new_backed) ------------------------------ */
+
+/* The backing namespace is S, applied behind the backed one B as the store
+ * applies behind the filesystem's live view: the ops that succeeded on B
+ * wait in a queue and reach S in order, a few at a time. */
+static struct {
+	size_t inode, dir, rest, has;
+} bk_calls;
+static int tb_inode(void *arg, struct ns *ns, uint64_t ino)
+{
+	bk_calls.inode++;
+	return ns_copy_inode(ns, arg, ino);
+}
+static int tb_dir(void *arg, struct ns *ns, uint64_t dir)
+{
+	bk_calls.dir++;
+	return ns_copy_dir(ns, arg, dir);
+}
+static int tb_rest(void *arg, struct ns *ns)
+{
+	bk_calls.rest++;
+	return ns_copy_rest(ns, arg);
+}
+static int tb_has(void *arg, uint64_t ino)
+{
+	struct ns_attr a;
+	bk_calls.has++;
+	return ns_getattr(arg, ino, &a) == 0;
+}
+static const struct ns_backing test_backing = {.inode = tb_inode, .dir = tb_dir, .rest = tb_rest, .has = tb_has};
+
+static void test_backed_basics(void)
+{
+	struct ns *s, *b;
+	T_ASSERT(ns_new(&s) == 0);
+	uint64_t d = mk(s, NS_MKDIR, 1, "d");
+	uint64_t f = mk(s, NS_CREATE, d, "f");
+	uint64_t g = mk(s, NS_CREATE, d, "g");
+	T_CHECK_EQ(xset(s, f, "user.k", "v", 0), 0);
+	memset(&bk_calls, 0, sizeof(bk_calls));
+	T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
+	T_CHECK_EQ(ns_count(b), 4);
+	T_CHECK_EQ(ns_next_ino(b), ns_next_ino(s));
+	/* a directory's size without its entries */
+	T_CHECK_EQ(attr(b, d).size, 2);
+	T_CHECK_EQ(bk_calls.dir, 0);
+	T_CHECK_EQ(look(b, d, "f"), f);
+	T_CHECK_EQ(bk_calls.dir, 1);
+	char v[8];
+	T_CHECK_EQ(ns_getxattr(b, f, "user.k", 6, v, sizeof(v)), 1);
+	/* unlink g in B; S has not applied it yet: g stays gone in B */
+	T_CHECK_EQ(rm(b, NS_UNLINK, d, "g"), 0);
+	T_CHECK_EQ(attr(s, g).ino, g);
+	T_CHECK_EQ(attr(b, g).ino, 0);
+	T_CHECK_EQ(ns_count(b), 3);
+	/* a new inode is never looked for in S */
+	size_t before = bk_calls.inode;
+	uint64_t h = mk(b, NS_CREATE, d, "h");
+	T_CHECK_EQ(bk_calls.inode, before);
+	T_CHECK_EQ(attr(b, h).nlink, 1);
+	/* created here, applied to S, removed here but not yet there */
+	struct ns_op oi = op_new(NS_CREATE, d, "i", ns_alloc_ino(b));
+	T_CHECK_EQ(ns_apply(b, &oi), 0);
+	T_CHECK_EQ(ns_apply(s, &oi), 0);
+	T_CHECK_EQ(rm(b, NS_UNLINK, d, "i"), 0);
+	/* ns_clone refuses a backed namespace; ns_walk loads the rest and detaches */
+	struct ns *cl = NULL;
+	T_CHECK_EQ(ns_clone(b, &cl), -EINVAL);
+	struct dump x = dump(b);
+	T_CHECK(x.len > 0);
+	free(x.buf);
+	T_CHECK_EQ(bk_calls.rest, 1);
+	T_CHECK_EQ(ns_count(b), 4);
+	T_CHECK_EQ(attr(b, g).ino, 0);
+	T_CHECK_EQ(attr(b, oi.ino).ino, 0);
+	/* the gone set is pruned of what S no longer holds, and what it
+	 * dropped or kept stays gone in B */
+	ns_free(b);
+	T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
+	static uint64_t many[400];
+	char nm[16];
+	for (int i = 0; i < 400; i++) {
+		snprintf(nm, sizeof(nm), "m%d", i);
+		many[i] = mk(s, NS_CREATE, d, nm);
+	}
+	ns_free(b);
+	T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
+	for (int i = 0; i < 200; i++) {
+		snprintf(nm, sizeof(nm), "m%d", i);
+		T_CHECK_EQ(rm(b, NS_UNLINK, d, nm), 0);
+	}
+	T_CHECK(bk_calls.has > 0); /* pruned while it grew: S still had them all */
+	for (int i = 0; i < 200; i++) { /* S catches up */
+		snprintf(nm, sizeof(nm), "m%d", i);
+		T_CHECK_EQ(rm(s, NS_UNLINK, d, nm), 0);
+	}
+	size_t has1 = bk_calls.has;
+	for (int i = 200; i < 400; i++) {
+		snprintf(nm, sizeof(nm), "m%d", i);
+		T_CHECK_EQ(rm(b, NS_UNLINK, d, nm), 0);
+	}
+	T_CHECK_EQ(attr(b, f).ino, f);
+	T_CHECK(bk_calls.has > has1); /* pruned again: the first 200 went */
+	int back = 0;
+	for (int i = 0; i < 400; i++)
+		back += attr(b, many[i]).ino != 0;
+	T_CHECK_EQ(back, 0);
+	/* the backing must have its parents (ns_fix_parents after a load) */
+	struct ns *s2, *b2;
+	T_ASSERT(ns_new(&s2) == 0);
+	struct ns_attr da = attr(s, d);
+	T_CHECK_EQ(ns_load_inode(s2, &da, NULL, 0), 0);
+	T_CHECK_EQ(ns_new_backed(s2, &test_backing, s2, &b2), -EINVAL);
+	ns_fix_parents(s2);
+	T_CHECK_EQ(ns_new_backed(s2, &test_backing, s2, &b2), 0);
+	ns_free(b2);
+	ns_free(s2);
+	ns_free(b);
+	ns_free(s);
+}
+
+#define BQ_MAX 64
+static void test_backed_model(void)
+{
+	static const char *names[] = {"a", "b", "c", "d"};
+	static struct ns_op q[BQ_MAX];
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	int bad = 0, phases = 0;
+#define RND2() (seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17, seed)
+	memset(&bk_calls, 0, sizeof(bk_calls));
+	for (int round = 0; round < NS_MODEL_ROUNDS && !bad; round++) {
+		struct ns *s, *b;
+		size_t qn = 0;
+		T_ASSERT(ns_new(&s) == 0);
+		memset(mn, 0, sizeof(mn));
+		memset(me, 0, sizeof(me));
+		me_hi = 0;
+		mn[1] = (struct mnode){.live = true, .mode = S_IFDIR | 0755, .nlink = 2, .next_cookie = NS_COOKIE_FIRST};
+		T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
+		for (int step = 0; step < 3000 && !bad; step++) {
+			uint64_t next = ns_next_ino(b);
+			/* now and then S catches up (part of the queue), or the
+			 * live view starts over from a caught-up S (a remount;
+			 * pins are dropped as at an unmount) */
+			if (RND2() % 4 == 0 || qn == BQ_MAX) {
+				size_t k = qn == BQ_MAX ? qn : (size_t)(RND2() % (qn + 1));
+				for (size_t i = 0; i < k; i++)
+					bad += ns_apply(s, &q[i]) != 0;
+				memmove(q, q + k, (qn - k) * sizeof(*q));
+				qn -= k;
+			}
+			if (step % 500 == 499) {
+				for (size_t i = 0; i < qn; i++)
+					bad += ns_apply(s, &q[i]) != 0;
+				qn = 0;
+				for (uint64_t i = 1; i < M_INO; i++) {
+					mn[i].pins = 0;
+					if (mn[i].live && mn[i].nlink == 0)
+						mn[i].live = false;
+				}
+				ns_free(b);
+				T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
+				phases++;
+			}
+			uint64_t pick1 = 1 + RND2() % (next - 1), pick2 = 1 + RND2() % (next - 1);
+			for (int t = 0; t < 12 && !(mn[pick1].live && m_isdir(pick1)); t++)
+				pick1 = 1 + RND2() % (next - 1);
+			for (int t = 0; t < 12 && !(mn[pick2].live && m_isdir(pick2)); t++)
+				pick2 = 1 + RND2() % (next - 1);
+			const char *n1 = names[RND2() % 4], *n2 = names[RND2() % 4];
+			int k = (int)(RND2() % 17);
+			struct ns_op o;
+			if (next >= M_INO - 1 && k < 4)
+				k = 4 + (int)(RND2() % 12);
+			if (k < 2)
+				o = op_new(NS_CREATE, pick1, n1, next);
+			else if (k < 4)
+				o = op_new(k == 2 ? NS_MKDIR : NS_SYMLINK, pick1, n1, next);
+			else if (k < 5)
+				o = (struct ns_op){.kind = NS_LINK, .ino = 1 + RND2() % (next - 1), .parent2 = pick1,
+						   .name2 = n1, .name2_len = 1, .ctime_ns = now++};
+			else if (k < 7)
+				o = (struct ns_op){.kind = NS_UNLINK, .parent = pick1, .name = n1, .name_len = 1,
+						   .ctime_ns = now++};
+			else if (k < 9)
+				o = (struct ns_op){.kind = NS_RMDIR, .parent = pick1, .name = n1, .name_len = 1,
+						   .ctime_ns = now++};
+			else if (k < 15)
+				o = (struct ns_op){.kind = NS_RENAME, .parent = pick1, .name = n1, .name_len = 1,
+						   .parent2 = pick2, .name2 = n2, .name2_len = 1,
+						   .flags = (uint32_t)(RND2() % 5 == 0 ? 1 + RND2() % 2 : 0),
+						   .ctime_ns = now++};
+			else if (k < 16) {
+				/* pins are the live view's own: B only */
+				if (mn[pick2].live && pick2 != 1) {
+					if (mn[pick2].pins && RND2() % 2) {
+						bad += ns_unpin(b, pick2) != 0;
+						mn[pick2].pins--;
+						m_drop(pick2);
+					} else {
+						bad += ns_pin(b, pick2) != 0;
+						mn[pick2].pins++;
+					}
+				}
+				continue;
+			} else {
+				/* look at a few inodes, dead ones included (the gone set) */
+				for (int t = 0; t < 4; t++) {
+					uint64_t i = 1 + RND2() % (next - 1);
+					bad += m_check(b, i, RND2() % 2);
+				}
+				continue;
+			}
+			if ((o.kind == NS_CREATE || o.kind == NS_MKDIR || o.kind == NS_SYMLINK) && next >= M_INO)
+				continue;
+			int want = m_apply(&o), got = ns_apply(b, &o);
+			if (want != got) {
+				fprintf(stderr, "backed: round %d step %d kind %d: model %d ns %d\n", round, step, o.kind,
+					want, got);
+				bad++;
+			}
+			if (got == 0)
+				q[qn++] = o;
+		}
+		if (!bad) {
+			/* everything, then the walk loads the rest and detaches */
+			bad += m_compare(b, ns_next_ino(b));
+			struct dump x = dump(b);
+			free(x.buf);
+			bad += m_compare(b, ns_next_ino(b));
+			uint64_t live = 0;
+			for (uint64_t i = 1; i < M_INO; i++)
+				live += mn[i].live;
+			bad += ns_count(b) != live;
+		}
+		T_CHECK_EQ(bad, 0);
+		ns_free(b);
+		ns_free(s);
+	}
+	fprintf(stderr, "backed model: %d phases; loads: %zu inodes, %zu directories, %zu rest, %zu has\n", phases,
+		bk_calls.inode, bk_calls.dir, bk_calls.rest, bk_calls.has);
+	T_CHECK(phases > 20 && bk_calls.inode > 1000 && bk_calls.dir > 500);
 }
 
 /* FIFOs, sockets, device nodes; extended attributes. */
@@ -1289,5 +1538,7 @@ int main(void)
 	test_clone_walk_load();
 	test_100k();
 	test_model();
+	test_backed_basics();
+	test_backed_model();
 	T_DONE();
 }

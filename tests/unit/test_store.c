@@ -240,7 +240,7 @@ static int dump_xattr(void *arg, uint64_t ino, const char *name, size_t nlen, co
 	dump_put(arg, "\n", 1);
 	return 0;
 }
-static char *ns_dump(const struct ns *ns)
+static char *ns_dump(struct ns *ns)
 {
 	struct dump d = {0};
 	struct ns_visit v = {.inode = dump_inode, .dirent = dump_dirent, .xattr = dump_xattr};
