@@ -1,4 +1,7 @@
 /* ns.c — the in-memory namespace: inodes, directories, attributes.
+ * This file: the tables, queries, ns_apply, pins; ns_copy.c: copies, the
+ * backed namespace's loads, walks and checkpoint loads; the structures are
+ * in ns_int.h, the dirty sets in ns_dirty.c.
  *
  * Pure data structure; the owner serializes access. All changes go through
  * ns_apply() (plus the data bookkeeping ns_set_size and pinning), which gives
@@ -69,64 +72,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "ns.h"
-#include "ns_dirty.h"
+#include "ns_int.h"
 #include "record.h"
-
-struct dent {
-	uint64_t hash;
-	uint64_t cookie;
-	uint64_t ino;
-	uint32_t len;
-	char name[];
-};
-
-struct dir {
-	struct dent **tab; /* name table, cap a power of two (or 0) */
-	size_t tab_cap;
-	size_t n;          /* live entries */
-	struct dent **ord; /* ascending cookie order; NULL = hole */
-	uint64_t *ordc;    /* cookie of each ord slot (kept for holes) */
-	size_t ord_len, ord_cap, holes;
-	uint64_t next_cookie;
-	bool lazy; /* backed namespace: entries not loaded yet (n, tab, ord empty) */
-};
-
-struct xattr {
-	uint32_t nlen, vlen;
-	char data[]; /* name, then value */
-};
-
-struct inode {
-	uint64_t ino;
-	uint32_t mode, uid, gid, nlink;
-	uint32_t rdev;       /* device nodes */
-	uint32_t n_xa;       /* extended attributes: xa[0..n_xa), name order */
-	uint32_t xa_bytes;   /* sum of nlen + 1 + vlen */
-	struct xattr **xa;
-	uint64_t size; /* regular files; symlinks: target length */
-	int64_t atime_ns, mtime_ns, ctime_ns;
-	int64_t append_ns; /* creation ctime, then every ns_set_size with a time */
-	uint32_t pins;
-	uint64_t parent; /* directories: the directory holding it (root: 0) */
-	char *target;    /* symlinks */
-	struct dir *dir; /* directories */
-};
-
-struct ns {
-	struct inode **tab; /* inode table, cap a power of two */
-	size_t tab_cap, loaded; /* loaded: inodes in tab */
-	size_t count;           /* inodes of the namespace (loaded or not) */
-	uint64_t next_ino;
-	bool parents_dirty;
-	struct nsd dirty; /* changed since the last checkpoint (ns_dirty.c) */
-	/* backed namespace (see the top): NULL bk = everything is loaded */
-	const struct ns_backing *bk;
-	void *bk_arg;
-	uint64_t bk_next;  /* inodes >= this were never in the backing namespace */
-	struct nsd gone;   /* freed here, maybe still there (ino set only) */
-	size_t gone_kept;  /* gone.ino_n after the last prune */
-};
 
 /* ---- the backed namespace's gone set ----------------------------------- */
 
@@ -163,7 +110,7 @@ static void gone_prune(struct ns *ns)
 
 static size_t ino_slot(uint64_t ino, size_t cap) { return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1); }
 
-static struct inode *ino_get(const struct ns *ns, uint64_t ino)
+struct inode *nsi_ino_get(const struct ns *ns, uint64_t ino)
 {
 	if (ino == 0)
 		return NULL;
@@ -176,7 +123,7 @@ static struct inode *ino_get(const struct ns *ns, uint64_t ino)
 	}
 }
 
-static void ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
+void nsi_ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
 {
 	size_t i = ino_slot(in->ino, cap);
 	while (tab[i])
@@ -185,7 +132,7 @@ static void ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
 }
 
 /* Makes room for one more inode (the only failure point of an insert). */
-static int ino_reserve(struct ns *ns)
+int nsi_ino_reserve(struct ns *ns)
 {
 	size_t cap = ns->tab_cap;
 	struct inode **tab;
@@ -196,16 +143,16 @@ static int ino_reserve(struct ns *ns)
 		return -ENOMEM;
 	for (size_t i = 0; i < cap; i++)
 		if (ns->tab[i])
-			ino_put_nogrow(tab, cap * 2, ns->tab[i]);
+			nsi_ino_put_nogrow(tab, cap * 2, ns->tab[i]);
 	free(ns->tab);
 	ns->tab = tab;
 	ns->tab_cap = cap * 2;
 	return 0;
 }
 
-static void ino_insert(struct ns *ns, struct inode *in)
+void nsi_ino_insert(struct ns *ns, struct inode *in)
 {
-	ino_put_nogrow(ns->tab, ns->tab_cap, in);
+	nsi_ino_put_nogrow(ns->tab, ns->tab_cap, in);
 	ns->loaded++;
 	ns->count++;
 	if (in->ino >= ns->next_ino)
@@ -237,7 +184,7 @@ static void ino_remove(struct ns *ns, uint64_t ino)
  * *ret_err (may be NULL) = -ENOENT (no such inode) or the load's error. */
 static struct inode *ino_fetch(struct ns *ns, uint64_t ino, int *ret_err)
 {
-	struct inode *in = ino_get(ns, ino);
+	struct inode *in = nsi_ino_get(ns, ino);
 	int r = -ENOENT;
 
 	if (in || !ns->bk || ino == 0 || ino >= ns->bk_next || nsd_has_ino(&ns->gone, ino))
@@ -245,7 +192,7 @@ static struct inode *ino_fetch(struct ns *ns, uint64_t ino, int *ret_err)
 	gone_prune(ns);
 	r = ns->bk->inode(ns->bk_arg, ns, ino);
 	if (r == 0) {
-		in = ino_get(ns, ino);
+		in = nsi_ino_get(ns, ino);
 		r = in ? 0 : -EIO;
 	}
 out:
@@ -256,9 +203,9 @@ out:
 
 /* ---- directories ------------------------------------------------------ */
 
-static uint64_t name_hash(const char *name, size_t len) { return rec_hash(name, len); }
+uint64_t nsi_name_hash(const char *name, size_t len) { return rec_hash(name, len); }
 
-static struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t h)
+struct dent *nsi_dir_find(const struct dir *d, const char *name, size_t len, uint64_t h)
 {
 	if (!d->tab_cap)
 		return NULL;
@@ -271,7 +218,7 @@ static struct dent *dir_find(const struct dir *d, const char *name, size_t len, 
 	}
 }
 
-static void tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e)
+void nsi_tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e)
 {
 	size_t i = e->hash & (cap - 1);
 	while (tab[i])
@@ -280,7 +227,7 @@ static void tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e)
 }
 
 /* Makes room for one more entry in both the name table and the order array. */
-static int dir_reserve(struct dir *d)
+int nsi_dir_reserve(struct dir *d)
 {
 	if ((d->n + 1) * 4 > d->tab_cap * 3) {
 		size_t cap = d->tab_cap ? d->tab_cap * 2 : 8;
@@ -289,7 +236,7 @@ static int dir_reserve(struct dir *d)
 			return -ENOMEM;
 		for (size_t i = 0; i < d->tab_cap; i++)
 			if (d->tab[i])
-				tab_put_nogrow(tab, cap, d->tab[i]);
+				nsi_tab_put_nogrow(tab, cap, d->tab[i]);
 		free(d->tab);
 		d->tab = tab;
 		d->tab_cap = cap;
@@ -324,10 +271,10 @@ static size_t ord_after(const struct dir *d, uint64_t c)
 }
 
 /* Inserts e (its hash and name set) with the next cookie. dir_reserve first. */
-static void dir_insert(struct dir *d, struct dent *e)
+void nsi_dir_insert(struct dir *d, struct dent *e)
 {
 	e->cookie = d->next_cookie++;
-	tab_put_nogrow(d->tab, d->tab_cap, e);
+	nsi_tab_put_nogrow(d->tab, d->tab_cap, e);
 	d->ord[d->ord_len] = e;
 	d->ordc[d->ord_len] = e->cookie;
 	d->ord_len++;
@@ -375,7 +322,7 @@ static void dir_remove(struct dir *d, struct dent *e)
 	}
 }
 
-static struct dent *dent_new(const char *name, size_t len, uint64_t h, uint64_t ino)
+struct dent *nsi_dent_new(const char *name, size_t len, uint64_t h, uint64_t ino)
 {
 	struct dent *e = malloc(sizeof(*e) + len);
 	if (!e)
@@ -388,7 +335,7 @@ static struct dent *dent_new(const char *name, size_t len, uint64_t h, uint64_t 
 	return e;
 }
 
-static void dir_free(struct dir *d)
+void nsi_dir_free(struct dir *d)
 {
 	if (!d)
 		return;
@@ -400,7 +347,7 @@ static void dir_free(struct dir *d)
 	free(d);
 }
 
-static struct dir *dir_new(void)
+struct dir *nsi_dir_new(void)
 {
 	struct dir *d = calloc(1, sizeof(*d));
 	if (d)
@@ -410,22 +357,22 @@ static struct dir *dir_new(void)
 
 /* ---- inodes ----------------------------------------------------------- */
 
-static void inode_free(struct inode *in)
+void nsi_inode_free(struct inode *in)
 {
 	if (!in)
 		return;
 	for (uint32_t i = 0; i < in->n_xa; i++)
 		free(in->xa[i]);
 	free(in->xa);
-	dir_free(in->dir);
+	nsi_dir_free(in->dir);
 	free(in->target);
 	free(in);
 }
 
-static bool is_dir(const struct inode *in) { return S_ISDIR(in->mode); }
+bool nsi_is_dir(const struct inode *in) { return S_ISDIR(in->mode); }
 
 /* Entries of a directory, loaded or not. */
-static size_t dir_count(const struct inode *in) { return in->dir->lazy ? in->size : in->dir->n; }
+size_t nsi_dir_count(const struct inode *in) { return in->dir->lazy ? in->size : in->dir->n; }
 
 /* Loads the entries of a lazy directory (ns_copy_dir): 0 or -errno. */
 static int dir_load(struct ns *ns, struct inode *p)
@@ -448,7 +395,7 @@ static int dir_fetch(struct ns *ns, uint64_t ino, struct inode **ret)
 
 	if (!p)
 		return r;
-	if (!is_dir(p))
+	if (!nsi_is_dir(p))
 		return -ENOTDIR;
 	r = dir_load(ns, p);
 	if (r == 0)
@@ -461,7 +408,7 @@ static void maybe_free(struct ns *ns, struct inode *in)
 {
 	if (in->nlink == 0 && in->pins == 0) {
 		ino_remove(ns, in->ino);
-		inode_free(in);
+		nsi_inode_free(in);
 	}
 }
 
@@ -475,18 +422,18 @@ int ns_new(struct ns **ret_ns)
 		goto fail;
 	ns->tab_cap = 64;
 	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	root->dir = dir_new();
+	root->dir = nsi_dir_new();
 	if (!ns->tab || !root->dir)
 		goto fail;
 	root->ino = NS_ROOT_INO;
 	root->mode = S_IFDIR | 0755;
 	root->nlink = 2;
 	ns->next_ino = 2;
-	ino_insert(ns, root);
+	nsi_ino_insert(ns, root);
 	*ret_ns = ns;
 	return 0;
 fail:
-	inode_free(root);
+	nsi_inode_free(root);
 	if (ns)
 		free(ns->tab);
 	free(ns);
@@ -498,225 +445,11 @@ void ns_free(struct ns *ns)
 	if (!ns)
 		return;
 	for (size_t i = 0; i < ns->tab_cap; i++)
-		inode_free(ns->tab[i]);
+		nsi_inode_free(ns->tab[i]);
 	free(ns->tab);
 	nsd_free(&ns->dirty);
 	nsd_free(&ns->gone);
 	free(ns);
-}
-
-static struct dir *dir_clone(const struct dir *s)
-{
-	struct dir *d = dir_new();
-	if (!d)
-		return NULL;
-	d->next_cookie = s->next_cookie;
-	for (size_t i = 0; i < s->ord_len; i++) {
-		const struct dent *se = s->ord[i];
-		if (!se)
-			continue;
-		struct dent *e = dent_new(se->name, se->len, se->hash, se->ino);
-		if (!e || dir_reserve(d) < 0) {
-			free(e);
-			dir_free(d);
-			return NULL;
-		}
-		tab_put_nogrow(d->tab, d->tab_cap, e);
-		e->cookie = se->cookie;
-		d->ord[d->ord_len] = e;
-		d->ordc[d->ord_len++] = e->cookie;
-		d->n++;
-	}
-	return d;
-}
-
-/* A copy of inode s: attributes, extended attributes, symlink target, and
- * a directory's entries (or, lazy, none: their count goes into size). */
-static struct inode *inode_copy(const struct inode *s, bool lazy)
-{
-	struct inode *in = malloc(sizeof(*in));
-
-	if (!in)
-		return NULL;
-	*in = *s;
-	in->target = NULL;
-	in->dir = NULL;
-	in->xa = NULL;
-	in->n_xa = 0;
-	if (s->n_xa) {
-		in->xa = calloc(s->n_xa, sizeof(*in->xa));
-		if (!in->xa)
-			goto fail;
-		for (; in->n_xa < s->n_xa; in->n_xa++) {
-			const struct xattr *x = s->xa[in->n_xa];
-			size_t sz = sizeof(*x) + x->nlen + x->vlen;
-			in->xa[in->n_xa] = malloc(sz);
-			if (!in->xa[in->n_xa])
-				goto fail;
-			memcpy(in->xa[in->n_xa], x, sz);
-		}
-	}
-	if (s->target) {
-		in->target = malloc(s->size ? s->size : 1);
-		if (!in->target)
-			goto fail;
-		memcpy(in->target, s->target, s->size);
-	}
-	if (s->dir && lazy) {
-		in->dir = dir_new();
-		if (!in->dir)
-			goto fail;
-		in->dir->lazy = true;
-		in->dir->next_cookie = s->dir->next_cookie;
-		in->size = dir_count(s);
-	} else if (s->dir) {
-		in->dir = dir_clone(s->dir);
-		if (!in->dir)
-			goto fail;
-	}
-	return in;
-fail:
-	inode_free(in);
-	return NULL;
-}
-
-int ns_clone(const struct ns *src, struct ns **ret_ns)
-{
-	struct ns *ns = NULL;
-	int r = -EINVAL;
-
-	if (src->bk)
-		goto fail; /* its unloaded part is not here to copy */
-	r = -ENOMEM;
-	ns = calloc(1, sizeof(*ns));
-	if (!ns)
-		goto fail;
-	ns->tab_cap = src->tab_cap;
-	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	if (!ns->tab)
-		goto fail;
-	ns->next_ino = src->next_ino;
-	ns->parents_dirty = src->parents_dirty;
-	for (size_t i = 0; i < src->tab_cap; i++) {
-		if (!src->tab[i])
-			continue;
-		ns->tab[i] = inode_copy(src->tab[i], false); /* same capacity: same slot */
-		if (!ns->tab[i])
-			goto fail;
-		ns->loaded++;
-		ns->count++;
-	}
-	*ret_ns = ns;
-	return 0;
-fail:
-	ns_free(ns);
-	return r;
-}
-
-/* ---- backed namespace (see the top) ------------------------------------ */
-
-int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg, struct ns **ret_ns)
-{
-	struct ns *ns = NULL;
-	int r = -EINVAL;
-
-	if (from->bk || from->parents_dirty || !bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
-		goto fail;
-	r = -ENOMEM;
-	ns = calloc(1, sizeof(*ns));
-	if (!ns)
-		goto fail;
-	ns->tab_cap = 64;
-	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	if (!ns->tab)
-		goto fail;
-	ns->dirty.all = true; /* never checkpointed: no dirty sets */
-	ns->next_ino = ns->bk_next = from->next_ino;
-	ns->count = from->count;
-	ns->bk = bk;
-	ns->bk_arg = arg;
-	r = ns_copy_inode(ns, from, NS_ROOT_INO);
-	if (r < 0)
-		goto fail;
-	*ret_ns = ns;
-	return 0;
-fail:
-	ns_free(ns);
-	return r;
-}
-
-int ns_copy_inode(struct ns *dst, const struct ns *src, uint64_t ino)
-{
-	const struct inode *s = ino_get(src, ino);
-	struct inode *in = NULL;
-	int r = -ENOENT;
-
-	if (!s)
-		goto out;
-	r = -EINVAL;
-	if (src->bk || src->parents_dirty || !dst->bk)
-		goto out;
-	r = -EEXIST;
-	if (ino_get(dst, ino))
-		goto out;
-	r = -ENOMEM;
-	in = inode_copy(s, true);
-	if (!in || ino_reserve(dst) < 0)
-		goto out;
-	in->pins = 0; /* the pins are each namespace's own: nothing here has it open yet */
-	ino_put_nogrow(dst->tab, dst->tab_cap, in);
-	dst->loaded++;
-	in = NULL;
-	r = 0;
-out:
-	inode_free(in);
-	return r;
-}
-
-int ns_copy_dir(struct ns *dst, const struct ns *src, uint64_t dir)
-{
-	struct inode *p = ino_get(dst, dir);
-	const struct inode *s = ino_get(src, dir);
-	struct dir *d;
-
-	if (!p || !p->dir || !p->dir->lazy || src->bk)
-		return -EINVAL;
-	if (!s || !s->dir || s->dir->n != p->size)
-		return -EIO; /* the backing namespace changed what this one never did */
-	d = dir_clone(s->dir);
-	if (!d)
-		return -ENOMEM;
-	dir_free(p->dir);
-	p->dir = d;
-	p->size = 0;
-	return 0;
-}
-
-int ns_copy_rest(struct ns *dst, const struct ns *src)
-{
-	int r = 0;
-
-	if (!dst->bk)
-		return 0;
-	/* inodes from bk_next on that are not here were created and freed
-	 * here (their removal may still be on its way to src) */
-	for (size_t i = 0; r == 0 && i < src->tab_cap; i++) {
-		const struct inode *s = src->tab[i];
-		if (s && s->ino < dst->bk_next && !ino_get(dst, s->ino) && !nsd_has_ino(&dst->gone, s->ino))
-			r = ns_copy_inode(dst, src, s->ino);
-	}
-	for (size_t i = 0; r == 0 && i < dst->tab_cap; i++) {
-		struct inode *p = dst->tab[i];
-		if (p && p->dir && p->dir->lazy)
-			r = ns_copy_dir(dst, src, p->ino);
-	}
-	if (r == 0 && dst->loaded != dst->count)
-		r = -EIO;
-	if (r == 0) {
-		dst->bk = NULL; /* complete: nothing is fetched any more */
-		nsd_free(&dst->gone);
-	}
-	return r;
 }
 
 /* ---- lookups ---------------------------------------------------------- */
@@ -729,7 +462,7 @@ int ns_lookup(struct ns *ns, uint64_t parent, const char *name, size_t name_len,
 
 	if (!p)
 		return r;
-	if (!is_dir(p))
+	if (!nsi_is_dir(p))
 		return -ENOTDIR;
 	if (name_len > NS_NAME_MAX)
 		return -ENAMETOOLONG;
@@ -738,14 +471,14 @@ int ns_lookup(struct ns *ns, uint64_t parent, const char *name, size_t name_len,
 	r = dir_load(ns, p);
 	if (r < 0)
 		return r;
-	e = dir_find(p->dir, name, name_len, name_hash(name, name_len));
+	e = nsi_dir_find(p->dir, name, name_len, nsi_name_hash(name, name_len));
 	if (!e)
 		return -ENOENT;
 	*ret_ino = e->ino;
 	return 0;
 }
 
-static void fill_attr(const struct inode *in, struct ns_attr *a)
+void nsi_fill_attr(const struct inode *in, struct ns_attr *a)
 {
 	memset(a, 0, sizeof(*a)); /* no stray padding bytes for callers that hash or compare it */
 	a->ino = in->ino;
@@ -753,7 +486,7 @@ static void fill_attr(const struct inode *in, struct ns_attr *a)
 	a->uid = in->uid;
 	a->gid = in->gid;
 	a->nlink = in->nlink;
-	a->size = in->dir ? dir_count(in) : in->size;
+	a->size = in->dir ? nsi_dir_count(in) : in->size;
 	a->atime_ns = in->atime_ns;
 	a->mtime_ns = in->mtime_ns;
 	a->ctime_ns = in->ctime_ns;
@@ -767,7 +500,7 @@ int ns_getattr(struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
 	const struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
 		return r;
-	fill_attr(in, ret_attr);
+	nsi_fill_attr(in, ret_attr);
 	return 0;
 }
 
@@ -813,7 +546,7 @@ static uint32_t xa_cost(size_t nlen, size_t vlen) { return (uint32_t)(nlen + 1 +
 
 /* Sets (creates or replaces) name = value; flags NS_XATTR_*. Nothing
  * changes on failure. */
-static int xa_set(struct inode *in, const char *name, size_t nlen, const void *value, size_t vlen,
+int nsi_xa_set(struct inode *in, const char *name, size_t nlen, const void *value, size_t vlen,
 		  uint32_t flags)
 {
 	long i = xa_find(in, name, nlen);
@@ -878,14 +611,14 @@ static int xa_remove(struct inode *in, const char *name, size_t nlen)
 static int inherit_settings(const struct inode *p, struct inode *in)
 {
 	static const char *const names[] = {NS_XA_ZSTD_LEVEL, NS_XA_CHUNK_BYTES, NS_XA_RETAIN};
-	size_t n = is_dir(in) ? 3 : S_ISREG(in->mode) ? 2 : 0;
+	size_t n = nsi_is_dir(in) ? 3 : S_ISREG(in->mode) ? 2 : 0;
 
 	for (size_t i = 0; i < n; i++) {
 		long k = xa_find(p, names[i], strlen(names[i]));
 		int r;
 		if (k < 0)
 			continue;
-		r = xa_set(in, p->xa[k]->data, p->xa[k]->nlen, p->xa[k]->data + p->xa[k]->nlen, p->xa[k]->vlen, 0);
+		r = nsi_xa_set(in, p->xa[k]->data, p->xa[k]->nlen, p->xa[k]->data + p->xa[k]->nlen, p->xa[k]->vlen, 0);
 		if (r < 0)
 			return r;
 	}
@@ -965,7 +698,7 @@ int ns_readdir(struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, vo
 /* ---- ns_apply --------------------------------------------------------- */
 
 /* The errno for a name a filesystem would refuse. */
-static int name_check(const char *name, size_t len)
+int nsi_name_check(const char *name, size_t len)
 {
 	if (len > NS_NAME_MAX)
 		return -ENAMETOOLONG;
@@ -985,7 +718,7 @@ static int get_dir(struct ns *ns, uint64_t ino, struct inode **ret)
 		return r;
 	if (p->nlink == 0)
 		return -ENOENT;
-	if (!is_dir(p))
+	if (!nsi_is_dir(p))
 		return -ENOTDIR;
 	r = dir_load(ns, p);
 	if (r == 0)
@@ -1022,7 +755,7 @@ static void fix_parents(struct ns *ns)
 			continue;
 		for (size_t k = 0; k < p->dir->ord_len; k++) {
 			struct dent *e = p->dir->ord[k];
-			struct inode *c = e ? ino_get(ns, e->ino) : NULL;
+			struct inode *c = e ? nsi_ino_get(ns, e->ino) : NULL;
 			if (c && c->dir)
 				c->parent = p->ino;
 		}
@@ -1048,11 +781,11 @@ static int free_name(struct ns *ns, uint64_t dir, const char *name, size_t len, 
 
 	if (r < 0)
 		return r;
-	r = name_check(name, len);
+	r = nsi_name_check(name, len);
 	if (r < 0)
 		return r;
-	h = name_hash(name, len);
-	if (dir_find(p->dir, name, len, h))
+	h = nsi_name_hash(name, len);
+	if (nsi_dir_find(p->dir, name, len, h))
 		return -EEXIST;
 	*ret_dir = p;
 	*ret_hash = h;
@@ -1085,7 +818,7 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 	}
 	r = -ENOMEM;
 	in = calloc(1, sizeof(*in));
-	e = dent_new(op->name, op->name_len, h, op->ino);
+	e = nsi_dent_new(op->name, op->name_len, h, op->ino);
 	if (!in || !e)
 		goto out;
 	in->ino = op->ino;
@@ -1104,7 +837,7 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 		in->mode = S_IFDIR | (op->mode & 07777);
 		in->nlink = 2;
 		in->parent = p->ino;
-		in->dir = dir_new();
+		in->dir = nsi_dir_new();
 		if (!in->dir)
 			goto out;
 		break;
@@ -1125,11 +858,11 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 		memcpy(in->target, op->name2, op->name2_len);
 		break;
 	}
-	if (inherit_settings(p, in) < 0 || dir_reserve(p->dir) < 0 || ino_reserve(ns) < 0)
+	if (inherit_settings(p, in) < 0 || nsi_dir_reserve(p->dir) < 0 || nsi_ino_reserve(ns) < 0)
 		goto out;
 	/* commit: nothing below fails */
-	ino_insert(ns, in);
-	dir_insert(p->dir, e);
+	nsi_ino_insert(ns, in);
+	nsi_dir_insert(p->dir, e);
 	if (op->kind == NS_MKDIR)
 		p->nlink++;
 	touch_dir(p, op->ctime_ns);
@@ -1137,7 +870,7 @@ static int apply_new(struct ns *ns, const struct ns_op *op)
 	e = NULL;
 	r = 0;
 out:
-	inode_free(in);
+	nsi_inode_free(in);
 	free(e);
 	return r;
 }
@@ -1155,7 +888,7 @@ static int apply_link(struct ns *ns, const struct ns_op *op)
 		r = -ENOENT;
 		goto out;
 	}
-	if (is_dir(in)) {
+	if (nsi_is_dir(in)) {
 		r = -EPERM;
 		goto out;
 	}
@@ -1167,10 +900,10 @@ static int apply_link(struct ns *ns, const struct ns_op *op)
 		goto out;
 	}
 	r = -ENOMEM;
-	e = dent_new(op->name2, op->name2_len, h, in->ino);
-	if (!e || dir_reserve(p->dir) < 0)
+	e = nsi_dent_new(op->name2, op->name2_len, h, in->ino);
+	if (!e || nsi_dir_reserve(p->dir) < 0)
 		goto out;
-	dir_insert(p->dir, e);
+	nsi_dir_insert(p->dir, e);
 	e = NULL;
 	in->nlink++;
 	in->ctime_ns = op->ctime_ns;
@@ -1190,23 +923,23 @@ static int apply_remove(struct ns *ns, const struct ns_op *op)
 	r = get_dir(ns, op->parent, &p);
 	if (r < 0)
 		goto out;
-	r = name_check(op->name, op->name_len);
+	r = nsi_name_check(op->name, op->name_len);
 	if (r < 0)
 		goto out;
-	e = dir_find(p->dir, op->name, op->name_len, name_hash(op->name, op->name_len));
+	e = nsi_dir_find(p->dir, op->name, op->name_len, nsi_name_hash(op->name, op->name_len));
 	r = -ENOENT;
 	in = e ? ino_fetch(ns, e->ino, &r) : NULL;
 	if (!in)
 		goto out;
-	if (op->kind == NS_UNLINK && is_dir(in)) {
+	if (op->kind == NS_UNLINK && nsi_is_dir(in)) {
 		r = -EISDIR;
 		goto out;
 	}
-	if (op->kind == NS_RMDIR && !is_dir(in)) {
+	if (op->kind == NS_RMDIR && !nsi_is_dir(in)) {
 		r = -ENOTDIR;
 		goto out;
 	}
-	if (op->kind == NS_RMDIR && dir_count(in)) {
+	if (op->kind == NS_RMDIR && nsi_dir_count(in)) {
 		r = -ENOTEMPTY;
 		goto out;
 	}
@@ -1215,7 +948,7 @@ static int apply_remove(struct ns *ns, const struct ns_op *op)
 		goto out;
 	dir_remove(p->dir, e);
 	free(e);
-	if (is_dir(in)) {
+	if (nsi_is_dir(in)) {
 		in->nlink = 0;
 		p->nlink--;
 	} else {
@@ -1247,20 +980,20 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 	r = get_dir(ns, op->parent2, &p2);
 	if (r < 0)
 		goto out;
-	r = name_check(op->name, op->name_len);
+	r = nsi_name_check(op->name, op->name_len);
 	if (r < 0)
 		goto out;
-	r = name_check(op->name2, op->name2_len);
+	r = nsi_name_check(op->name2, op->name2_len);
 	if (r < 0)
 		goto out;
-	h1 = name_hash(op->name, op->name_len);
-	h2 = name_hash(op->name2, op->name2_len);
-	e1 = dir_find(p1->dir, op->name, op->name_len, h1);
+	h1 = nsi_name_hash(op->name, op->name_len);
+	h2 = nsi_name_hash(op->name2, op->name2_len);
+	e1 = nsi_dir_find(p1->dir, op->name, op->name_len, h1);
 	r = -ENOENT;
 	src = e1 ? ino_fetch(ns, e1->ino, &r) : NULL;
 	if (!src)
 		goto out;
-	e2 = dir_find(p2->dir, op->name2, op->name2_len, h2);
+	e2 = nsi_dir_find(p2->dir, op->name2, op->name2_len, h2);
 	if (e2)
 		dst = ino_fetch(ns, e2->ino, &r);
 	if (e2 && !dst)
@@ -1275,8 +1008,8 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 			r = 0;
 			goto out;
 		}
-		r = is_dir(src) ? is_ancestor(ns, src, p2) : 0;
-		if (r == 0 && is_dir(dst))
+		r = nsi_is_dir(src) ? is_ancestor(ns, src, p2) : 0;
+		if (r == 0 && nsi_is_dir(dst))
 			r = is_ancestor(ns, dst, p1);
 		if (r != 0) {
 			r = r > 0 ? -EINVAL : r;
@@ -1284,8 +1017,8 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 		}
 		e1->ino = dst->ino;
 		e2->ino = src->ino;
-		if (p1 != p2 && is_dir(src) != is_dir(dst)) {
-			if (is_dir(src)) {
+		if (p1 != p2 && nsi_is_dir(src) != nsi_is_dir(dst)) {
+			if (nsi_is_dir(src)) {
 				p1->nlink--;
 				p2->nlink++;
 			} else {
@@ -1293,9 +1026,9 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 				p2->nlink--;
 			}
 		}
-		if (is_dir(src))
+		if (nsi_is_dir(src))
 			src->parent = p2->ino;
-		if (is_dir(dst))
+		if (nsi_is_dir(dst))
 			dst->parent = p1->ino;
 		src->ctime_ns = op->ctime_ns;
 		dst->ctime_ns = op->ctime_ns;
@@ -1314,25 +1047,25 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 			r = 0; /* same inode (or same entry): nothing to do */
 			goto out;
 		}
-		if (is_dir(src) && !is_dir(dst)) {
+		if (nsi_is_dir(src) && !nsi_is_dir(dst)) {
 			r = -ENOTDIR;
 			goto out;
 		}
-		if (!is_dir(src) && is_dir(dst)) {
+		if (!nsi_is_dir(src) && nsi_is_dir(dst)) {
 			r = -EISDIR;
 			goto out;
 		}
 	}
-	r = is_dir(src) ? is_ancestor(ns, src, p2) : 0;
+	r = nsi_is_dir(src) ? is_ancestor(ns, src, p2) : 0;
 	if (r != 0) {
 		r = r > 0 ? -EINVAL : r;
 		goto out;
 	}
-	if (dst && is_dir(dst) && dir_count(dst)) {
+	if (dst && nsi_is_dir(dst) && nsi_dir_count(dst)) {
 		r = -ENOTEMPTY;
 		goto out;
 	}
-	if (is_dir(src) && !dst && p1 != p2 && p2->nlink == UINT32_MAX) {
+	if (nsi_is_dir(src) && !dst && p1 != p2 && p2->nlink == UINT32_MAX) {
 		r = -EMLINK;
 		goto out;
 	}
@@ -1340,14 +1073,14 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 	if (r < 0)
 		goto out;
 	r = -ENOMEM;
-	ne = dent_new(op->name2, op->name2_len, h2, src->ino);
-	if (!ne || dir_reserve(p2->dir) < 0)
+	ne = nsi_dent_new(op->name2, op->name2_len, h2, src->ino);
+	if (!ne || nsi_dir_reserve(p2->dir) < 0)
 		goto out;
 	/* commit: nothing below fails */
 	if (e2) {
 		dir_remove(p2->dir, e2);
 		free(e2);
-		if (is_dir(dst)) {
+		if (nsi_is_dir(dst)) {
 			dst->nlink = 0;
 			p2->nlink--;
 		} else {
@@ -1357,13 +1090,13 @@ static int apply_rename(struct ns *ns, const struct ns_op *op)
 	}
 	dir_remove(p1->dir, e1);
 	free(e1);
-	dir_insert(p2->dir, ne);
+	nsi_dir_insert(p2->dir, ne);
 	ne = NULL;
-	if (is_dir(src) && p1 != p2) {
+	if (nsi_is_dir(src) && p1 != p2) {
 		p1->nlink--;
 		p2->nlink++;
 	}
-	if (is_dir(src))
+	if (nsi_is_dir(src))
 		src->parent = p2->ino;
 	src->ctime_ns = op->ctime_ns;
 	touch_dir(p1, op->ctime_ns);
@@ -1410,7 +1143,7 @@ static int apply_xattr(struct ns *ns, const struct ns_op *op)
 		if (op->flags & ~(uint32_t)(NS_XATTR_CREATE | NS_XATTR_REPLACE) ||
 		    op->flags == (NS_XATTR_CREATE | NS_XATTR_REPLACE))
 			return -EINVAL;
-		r = xa_set(in, op->name, op->name_len, op->name2, op->name2_len, op->flags);
+		r = nsi_xa_set(in, op->name, op->name_len, op->name2, op->name2_len, op->flags);
 	} else {
 		r = xa_remove(in, op->name, op->name_len);
 	}
@@ -1447,12 +1180,12 @@ static int apply_op(struct ns *ns, const struct ns_op *op)
 /* The inode a name of op names now (0 if none). */
 static uint64_t named_ino(const struct ns *ns, uint64_t dir, const char *name, size_t len)
 {
-	const struct inode *p = ino_get(ns, dir);
+	const struct inode *p = nsi_ino_get(ns, dir);
 	const struct dent *e;
 
 	if (!p || !p->dir || !name || !len)
 		return 0;
-	e = dir_find(p->dir, name, len, name_hash(name, len));
+	e = nsi_dir_find(p->dir, name, len, nsi_name_hash(name, len));
 	return e ? e->ino : 0;
 }
 
@@ -1499,7 +1232,7 @@ int ns_set_size(struct ns *ns, uint64_t ino, uint64_t size, int64_t time_ns)
 	struct inode *in = ino_fetch(ns, ino, &r);
 	if (!in)
 		return r;
-	if (is_dir(in))
+	if (nsi_is_dir(in))
 		return -EISDIR;
 	if (!S_ISREG(in->mode))
 		return -EINVAL;
@@ -1550,7 +1283,7 @@ int ns_parent(struct ns *ns, uint64_t dir, uint64_t *ret_parent)
 
 	if (!in)
 		return r;
-	if (!is_dir(in))
+	if (!nsi_is_dir(in))
 		return -ENOTDIR;
 	if (ns->parents_dirty)
 		fix_parents(ns);
@@ -1562,250 +1295,3 @@ uint64_t ns_alloc_ino(struct ns *ns) { return ns->next_ino++; }
 uint64_t ns_next_ino(const struct ns *ns) { return ns->next_ino; }
 void ns_set_next_ino(struct ns *ns, uint64_t next) { ns->next_ino = next; }
 uint64_t ns_count(const struct ns *ns) { return ns->count; }
-
-/* ---- checkpoint support ----------------------------------------------- */
-
-static int cmp_ino(const void *a, const void *b)
-{
-	uint64_t x = (*(struct inode *const *)a)->ino, y = (*(struct inode *const *)b)->ino;
-	return x < y ? -1 : x > y;
-}
-
-int ns_walk(struct ns *ns, const struct ns_visit *v, void *arg)
-{
-	struct inode **all = NULL;
-	size_t n = 0;
-	int r = ns->bk ? ns->bk->rest(ns->bk_arg, ns) : 0; /* loads everything, detaches */
-
-	if (r < 0)
-		goto out;
-	r = -ENOMEM;
-	all = malloc((ns->loaded ? ns->loaded : 1) * sizeof(*all));
-	if (!all)
-		goto out;
-	for (size_t i = 0; i < ns->tab_cap; i++)
-		if (ns->tab[i])
-			all[n++] = ns->tab[i];
-	qsort(all, n, sizeof(*all), cmp_ino);
-	r = 0;
-	for (size_t i = 0; i < n && v->inode; i++) {
-		struct ns_attr a;
-		fill_attr(all[i], &a);
-		r = v->inode(arg, &a, all[i]->target, all[i]->target ? all[i]->size : 0);
-		if (r)
-			goto out;
-		for (uint32_t k = 0; k < all[i]->n_xa && v->xattr; k++) {
-			const struct xattr *x = all[i]->xa[k];
-			r = v->xattr(arg, all[i]->ino, x->data, x->nlen, x->data + x->nlen, x->vlen);
-			if (r)
-				goto out;
-		}
-	}
-	for (size_t i = 0; i < n && v->dirent; i++) {
-		const struct dir *d = all[i]->dir;
-		for (size_t k = 0; d && k < d->ord_len; k++) {
-			const struct dent *e = d->ord[k];
-			if (!e)
-				continue;
-			r = v->dirent(arg, all[i]->ino, e->name, e->len, e->ino);
-			if (r)
-				goto out;
-		}
-	}
-out:
-	free(all);
-	return r;
-}
-
-int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len)
-{
-	struct inode *in = NULL, *old = ino_get(ns, attr->ino);
-	int r;
-
-	if (attr->ino == 0) {
-		r = -EINVAL;
-		goto out;
-	}
-	if (old) {
-		/* the fresh root of ns_new may be overwritten once */
-		if (old->ino != NS_ROOT_INO || old->dir->n || !S_ISDIR(attr->mode)) {
-			r = -EEXIST;
-			goto out;
-		}
-		old->mode = attr->mode;
-		old->uid = attr->uid;
-		old->gid = attr->gid;
-		old->nlink = attr->nlink;
-		old->atime_ns = attr->atime_ns;
-		old->mtime_ns = attr->mtime_ns;
-		old->ctime_ns = attr->ctime_ns;
-		old->append_ns = attr->append_ns;
-		nsd_mark_ino(&ns->dirty, attr->ino);
-		r = 0;
-		goto out;
-	}
-	r = -ENOMEM;
-	in = calloc(1, sizeof(*in));
-	if (!in)
-		goto out;
-	in->ino = attr->ino;
-	in->mode = attr->mode;
-	in->uid = attr->uid;
-	in->gid = attr->gid;
-	in->nlink = attr->nlink;
-	in->size = attr->size;
-	in->atime_ns = attr->atime_ns;
-	in->mtime_ns = attr->mtime_ns;
-	in->ctime_ns = attr->ctime_ns;
-	in->append_ns = attr->append_ns;
-	in->rdev = S_ISCHR(attr->mode) || S_ISBLK(attr->mode) ? attr->rdev : 0;
-	if (!S_ISREG(attr->mode) && !S_ISLNK(attr->mode))
-		in->size = 0;
-	if (S_ISDIR(attr->mode)) {
-		in->size = 0;
-		in->dir = dir_new();
-		if (!in->dir)
-			goto out;
-	} else if (S_ISLNK(attr->mode)) {
-		in->size = symlink_len;
-		in->target = malloc(symlink_len ? symlink_len : 1);
-		if (!in->target)
-			goto out;
-		if (symlink_len)
-			memcpy(in->target, symlink, symlink_len);
-	}
-	if (ino_reserve(ns) < 0)
-		goto out;
-	ino_insert(ns, in);
-	ns->parents_dirty = true;
-	nsd_mark_ino(&ns->dirty, attr->ino);
-	in = NULL;
-	r = 0;
-out:
-	inode_free(in);
-	return r;
-}
-
-int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino)
-{
-	return ns_load_dirent_cookie(ns, dir, name, name_len, ino, 0);
-}
-
-int ns_load_dirent_cookie(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino,
-			  uint64_t cookie)
-{
-	struct inode *p = ino_get(ns, dir);
-	struct dent *e = NULL;
-	uint64_t h;
-	int r;
-
-	if (!p) {
-		r = -ENOENT;
-		goto out;
-	}
-	if (!is_dir(p)) {
-		r = -ENOTDIR;
-		goto out;
-	}
-	r = name_check(name, name_len);
-	if (r < 0 || ino == 0 || (cookie && (cookie < p->dir->next_cookie || cookie == UINT64_MAX))) {
-		r = -EINVAL; /* given cookies must increase (and leave a next one) */
-		goto out;
-	}
-	h = name_hash(name, name_len);
-	if (dir_find(p->dir, name, name_len, h)) {
-		r = -EEXIST;
-		goto out;
-	}
-	r = -ENOMEM;
-	e = dent_new(name, name_len, h, ino);
-	if (!e || dir_reserve(p->dir) < 0)
-		goto out;
-	if (cookie)
-		p->dir->next_cookie = cookie;
-	dir_insert(p->dir, e);
-	e = NULL;
-	ns->parents_dirty = true;
-	nsd_mark_ent(&ns->dirty, dir, name, name_len);
-	r = 0;
-out:
-	free(e);
-	return r;
-}
-
-int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, const void *value,
-		  size_t value_len)
-{
-	struct inode *in = ino_get(ns, ino);
-	int r;
-
-	if (!in)
-		return -ENOENT;
-	if (value_len > NS_XATTR_VALUE_MAX)
-		return -EINVAL;
-	r = xa_set(in, name, name_len, value, value_len, NS_XATTR_CREATE);
-	if (r == 0)
-		nsd_mark_ino(&ns->dirty, ino);
-	return r == -ENOSPC ? -EINVAL : r;
-}
-
-/* ---- dirty tracking (ns_dirty.c) --------------------------------------- */
-
-void ns_dirty_mark(struct ns *ns, uint64_t ino) { nsd_mark_ino(&ns->dirty, ino); }
-void ns_dirty_set_all(struct ns *ns) { ns->dirty.all = true; }
-bool ns_dirty_all(const struct ns *ns) { return ns->dirty.all; }
-void ns_dirty_clear(struct ns *ns) { nsd_clear(&ns->dirty); }
-
-size_t ns_dirty_counts(const struct ns *ns, size_t *ret_dirents)
-{
-	if (ret_dirents)
-		*ret_dirents = ns->dirty.ent_n;
-	return ns->dirty.ino_n;
-}
-
-int ns_dirty_each_ino(const struct ns *ns, int (*cb)(void *arg, uint64_t ino), void *arg)
-{
-	return nsd_each_ino(&ns->dirty, cb, arg);
-}
-
-int ns_dirty_each_dirent(const struct ns *ns, int (*cb)(void *arg, uint64_t dir, const char *name, size_t len),
-			 void *arg)
-{
-	return nsd_each_ent(&ns->dirty, cb, arg);
-}
-
-int ns_dirent_get(const struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t *ret_ino,
-		  uint64_t *ret_cookie)
-{
-	const struct inode *p = ino_get(ns, dir);
-	const struct dent *e;
-
-	if (!p)
-		return -ENOENT;
-	if (!p->dir)
-		return -ENOTDIR;
-	e = dir_find(p->dir, name, name_len, name_hash(name, name_len));
-	if (!e)
-		return -ENOENT;
-	*ret_ino = e->ino;
-	*ret_cookie = e->cookie;
-	return 0;
-}
-
-int ns_walk_inode(const struct ns *ns, uint64_t ino, const struct ns_visit *v, void *arg)
-{
-	const struct inode *in = ino_get(ns, ino);
-	struct ns_attr a;
-	int r = 0;
-
-	if (!in)
-		return -ENOENT;
-	fill_attr(in, &a);
-	if (v->inode)
-		r = v->inode(arg, &a, in->target, in->target ? in->size : 0);
-	for (uint32_t k = 0; r == 0 && k < in->n_xa && v->xattr; k++) {
-		const struct xattr *x = in->xa[k];
-		r = v->xattr(arg, in->ino, x->data, x->nlen, x->data + x->nlen, x->vlen);
-	}
-	return r;
-}

@@ -852,9 +852,57 @@ static int m_compare(struct ns *ns, uint64_t next)
 	return bad;
 }
 
-static void test_model(void)
+/* One random step of the model tests: an op into *o (returns 1), or a pin
+ * or unpin of a random inode done on ns and the model (returns 0). */
+static int m_gen(struct ns *ns, uint64_t *rs, uint64_t next, struct ns_op *o, int *bad)
 {
 	static const char *names[] = {"a", "b", "c", "d"};
+#define RNG() (*rs ^= *rs << 13, *rs ^= *rs >> 7, *rs ^= *rs << 17, *rs)
+	uint64_t pick1 = 1 + RNG() % (next - 1), pick2 = 1 + RNG() % (next - 1);
+	/* bias parents towards directories */
+	for (int t = 0; t < 12 && !(mn[pick1].live && m_isdir(pick1)); t++)
+		pick1 = 1 + RNG() % (next - 1);
+	for (int t = 0; t < 12 && !(mn[pick2].live && m_isdir(pick2)); t++)
+		pick2 = 1 + RNG() % (next - 1);
+	const char *n1 = names[RNG() % 4], *n2 = names[RNG() % 4];
+	int k = (int)(RNG() % 16);
+	if (next >= M_INO - 1 && k < 4)
+		k = 4 + (int)(RNG() % 12);
+	if (k < 2)
+		*o = op_new(NS_CREATE, pick1, n1, next);
+	else if (k < 4)
+		*o = op_new(k == 2 ? NS_MKDIR : NS_SYMLINK, pick1, n1, next);
+	else if (k < 5)
+		*o = (struct ns_op){.kind = NS_LINK, .ino = 1 + RNG() % (next - 1), .parent2 = pick1, .name2 = n1,
+				    .name2_len = 1, .ctime_ns = now++};
+	else if (k < 7)
+		*o = (struct ns_op){.kind = NS_UNLINK, .parent = pick1, .name = n1, .name_len = 1, .ctime_ns = now++};
+	else if (k < 9)
+		*o = (struct ns_op){.kind = NS_RMDIR, .parent = pick1, .name = n1, .name_len = 1, .ctime_ns = now++};
+	else if (k < 15)
+		*o = (struct ns_op){.kind = NS_RENAME, .parent = pick1, .name = n1, .name_len = 1, .parent2 = pick2,
+				    .name2 = n2, .name2_len = 1,
+				    .flags = (uint32_t)(RNG() % 5 == 0 ? 1 + RNG() % 2 : 0), .ctime_ns = now++};
+	else {
+		/* pin or unpin (the live view's own: never applied to a backing) */
+		if (mn[pick2].live && pick2 != 1) {
+			if (mn[pick2].pins && RNG() % 2) {
+				*bad += ns_unpin(ns, pick2) != 0;
+				mn[pick2].pins--;
+				m_drop(pick2);
+			} else {
+				*bad += ns_pin(ns, pick2) != 0;
+				mn[pick2].pins++;
+			}
+		}
+		return 0;
+	}
+#undef RNG
+	return 1;
+}
+
+static void test_model(void)
+{
 	struct ns *ns;
 	static int kind_ok[NS_SETATTR + 1][3];
 	uint64_t seed = 0x1234567887654321ull;
@@ -869,48 +917,8 @@ static void test_model(void)
 		for (int step = 0; step < 3000; step++) {
 			uint64_t next = ns_next_ino(ns);
 			struct ns_op o = {0};
-			uint64_t pick1 = 1 + RND() % (next - 1), pick2 = 1 + RND() % (next - 1);
-			/* bias parents towards directories */
-			for (int t = 0; t < 12 && !(mn[pick1].live && m_isdir(pick1)); t++)
-				pick1 = 1 + RND() % (next - 1);
-			for (int t = 0; t < 12 && !(mn[pick2].live && m_isdir(pick2)); t++)
-				pick2 = 1 + RND() % (next - 1);
-			const char *n1 = names[RND() % 4], *n2 = names[RND() % 4];
-			int k = (int)(RND() % 16);
-			if (next >= M_INO - 1 && k < 4)
-				k = 4 + (int)(RND() % 12);
-			if (k < 2)
-				o = op_new(NS_CREATE, pick1, n1, next);
-			else if (k < 4)
-				o = op_new(k == 2 ? NS_MKDIR : NS_SYMLINK, pick1, n1, next);
-			else if (k < 5)
-				o = (struct ns_op){.kind = NS_LINK, .ino = 1 + RND() % (next - 1), .parent2 = pick1, .name2 = n1,
-						   .name2_len = 1, .ctime_ns = now++};
-			else if (k < 7)
-				o = (struct ns_op){.kind = NS_UNLINK, .parent = pick1, .name = n1, .name_len = 1,
-						   .ctime_ns = now++};
-			else if (k < 9)
-				o = (struct ns_op){.kind = NS_RMDIR, .parent = pick1, .name = n1, .name_len = 1,
-						   .ctime_ns = now++};
-			else if (k < 15)
-				o = (struct ns_op){.kind = NS_RENAME, .parent = pick1, .name = n1, .name_len = 1,
-						   .parent2 = pick2, .name2 = n2, .name2_len = 1,
-						   .flags = (uint32_t)(RND() % 5 == 0 ? 1 + RND() % 2 : 0),
-						   .ctime_ns = now++};
-			else {
-				/* pin or unpin */
-				if (mn[pick2].live && pick2 != 1) {
-					if (mn[pick2].pins && RND() % 2) {
-						bad += ns_unpin(ns, pick2) != 0;
-						mn[pick2].pins--;
-						m_drop(pick2);
-					} else {
-						bad += ns_pin(ns, pick2) != 0;
-						mn[pick2].pins++;
-					}
-				}
+			if (!m_gen(ns, &seed, next, &o, &bad))
 				continue;
-			}
 			if (o.kind == NS_CREATE || o.kind == NS_MKDIR || o.kind == NS_SYMLINK) {
 				if (next >= M_INO)
 					continue;
@@ -1080,7 +1088,6 @@ static void test_backed_basics(void)
 #define BQ_MAX 64
 static void test_backed_model(void)
 {
-	static const char *names[] = {"a", "b", "c", "d"};
 	static struct ns_op q[BQ_MAX];
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	int bad = 0, phases = 0;
@@ -1120,48 +1127,8 @@ static void test_backed_model(void)
 				T_ASSERT(ns_new_backed(s, &test_backing, s, &b) == 0);
 				phases++;
 			}
-			uint64_t pick1 = 1 + RND2() % (next - 1), pick2 = 1 + RND2() % (next - 1);
-			for (int t = 0; t < 12 && !(mn[pick1].live && m_isdir(pick1)); t++)
-				pick1 = 1 + RND2() % (next - 1);
-			for (int t = 0; t < 12 && !(mn[pick2].live && m_isdir(pick2)); t++)
-				pick2 = 1 + RND2() % (next - 1);
-			const char *n1 = names[RND2() % 4], *n2 = names[RND2() % 4];
-			int k = (int)(RND2() % 17);
 			struct ns_op o;
-			if (next >= M_INO - 1 && k < 4)
-				k = 4 + (int)(RND2() % 12);
-			if (k < 2)
-				o = op_new(NS_CREATE, pick1, n1, next);
-			else if (k < 4)
-				o = op_new(k == 2 ? NS_MKDIR : NS_SYMLINK, pick1, n1, next);
-			else if (k < 5)
-				o = (struct ns_op){.kind = NS_LINK, .ino = 1 + RND2() % (next - 1), .parent2 = pick1,
-						   .name2 = n1, .name2_len = 1, .ctime_ns = now++};
-			else if (k < 7)
-				o = (struct ns_op){.kind = NS_UNLINK, .parent = pick1, .name = n1, .name_len = 1,
-						   .ctime_ns = now++};
-			else if (k < 9)
-				o = (struct ns_op){.kind = NS_RMDIR, .parent = pick1, .name = n1, .name_len = 1,
-						   .ctime_ns = now++};
-			else if (k < 15)
-				o = (struct ns_op){.kind = NS_RENAME, .parent = pick1, .name = n1, .name_len = 1,
-						   .parent2 = pick2, .name2 = n2, .name2_len = 1,
-						   .flags = (uint32_t)(RND2() % 5 == 0 ? 1 + RND2() % 2 : 0),
-						   .ctime_ns = now++};
-			else if (k < 16) {
-				/* pins are the live view's own: B only */
-				if (mn[pick2].live && pick2 != 1) {
-					if (mn[pick2].pins && RND2() % 2) {
-						bad += ns_unpin(b, pick2) != 0;
-						mn[pick2].pins--;
-						m_drop(pick2);
-					} else {
-						bad += ns_pin(b, pick2) != 0;
-						mn[pick2].pins++;
-					}
-				}
-				continue;
-			} else {
+			if (RND2() % 17 == 0) {
 				/* look at a few inodes, dead ones included (the gone set) */
 				for (int t = 0; t < 4; t++) {
 					uint64_t i = 1 + RND2() % (next - 1);
@@ -1169,6 +1136,8 @@ static void test_backed_model(void)
 				}
 				continue;
 			}
+			if (!m_gen(b, &seed, next, &o, &bad))
+				continue;
 			if ((o.kind == NS_CREATE || o.kind == NS_MKDIR || o.kind == NS_SYMLINK) && next >= M_INO)
 				continue;
 			int want = m_apply(&o), got = ns_apply(b, &o);
