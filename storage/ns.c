@@ -75,6 +75,8 @@
 #include "ns_int.h"
 #include "record.h"
 
+static int dir_grow(struct dir *d, size_t n);
+
 /* ---- the backed namespace's gone set ----------------------------------- */
 
 /* Room for the number of an inode an op may free (gone_add cannot fail). */
@@ -132,22 +134,30 @@ void nsi_ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
 }
 
 /* Makes room for one more inode (the only failure point of an insert). */
-int nsi_ino_reserve(struct ns *ns)
+int nsi_ino_reserve(struct ns *ns) { return ns_reserve(ns, ns->loaded + 1, 0, 0); }
+
+/* Room for n inodes in the table (and, dir != 0, for n_ent more entries
+ * in that directory): one rehash instead of one per doubling. */
+int ns_reserve(struct ns *ns, size_t n, uint64_t dir, size_t n_ent)
 {
 	size_t cap = ns->tab_cap;
-	struct inode **tab;
-	if ((ns->loaded + 1) * 4 <= cap * 3)
-		return 0;
-	tab = calloc(cap * 2, sizeof(*tab));
-	if (!tab)
-		return -ENOMEM;
-	for (size_t i = 0; i < cap; i++)
-		if (ns->tab[i])
-			nsi_ino_put_nogrow(tab, cap * 2, ns->tab[i]);
-	free(ns->tab);
-	ns->tab = tab;
-	ns->tab_cap = cap * 2;
-	return 0;
+	struct inode **tab, *p;
+
+	if (n * 4 > cap * 3) {
+		while (n * 4 > cap * 3)
+			cap *= 2;
+		tab = calloc(cap, sizeof(*tab));
+		if (!tab)
+			return -ENOMEM;
+		for (size_t i = 0; i < ns->tab_cap; i++)
+			if (ns->tab[i])
+				nsi_ino_put_nogrow(tab, cap, ns->tab[i]);
+		free(ns->tab);
+		ns->tab = tab;
+		ns->tab_cap = cap;
+	}
+	p = dir ? nsi_ino_get(ns, dir) : NULL;
+	return p && p->dir && !p->dir->lazy && n_ent ? dir_grow(p->dir, p->dir->n + n_ent) : 0;
 }
 
 void nsi_ino_insert(struct ns *ns, struct inode *in)
@@ -226,11 +236,14 @@ void nsi_tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e)
 	tab[i] = e;
 }
 
-/* Makes room for one more entry in both the name table and the order array. */
-int nsi_dir_reserve(struct dir *d)
+/* Room for n entries in the name table and n more order slots than used
+ * (holes included). */
+static int dir_grow(struct dir *d, size_t n)
 {
-	if ((d->n + 1) * 4 > d->tab_cap * 3) {
+	if (n * 4 > d->tab_cap * 3) {
 		size_t cap = d->tab_cap ? d->tab_cap * 2 : 8;
+		while (n * 4 > cap * 3)
+			cap *= 2;
 		struct dent **tab = calloc(cap, sizeof(*tab));
 		if (!tab)
 			return -ENOMEM;
@@ -241,8 +254,10 @@ int nsi_dir_reserve(struct dir *d)
 		d->tab = tab;
 		d->tab_cap = cap;
 	}
-	if (d->ord_len == d->ord_cap) {
+	if (d->ord_len + (n - d->n) > d->ord_cap) {
 		size_t cap = d->ord_cap ? d->ord_cap * 2 : 8;
+		while (d->ord_len + (n - d->n) > cap)
+			cap *= 2;
 		struct dent **ord = realloc(d->ord, cap * sizeof(*ord));
 		if (!ord)
 			return -ENOMEM;
@@ -255,6 +270,9 @@ int nsi_dir_reserve(struct dir *d)
 	}
 	return 0;
 }
+
+/* Makes room for one more entry in both the name table and the order array. */
+int nsi_dir_reserve(struct dir *d) { return dir_grow(d, d->n + 1); }
 
 /* Index of the first order slot with cookie > c. */
 static size_t ord_after(const struct dir *d, uint64_t c)

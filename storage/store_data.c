@@ -79,8 +79,24 @@ struct sfile *st_ftab_get(const struct ftab *t, uint64_t ino)
 
 int st_ftab_put(struct ftab *t, struct sfile *f)
 {
-	if ((t->n + 1) * 4 > t->cap * 3) {
+	int r = st_ftab_reserve(t, t->n + 1);
+
+	if (r < 0)
+		return r;
+	size_t i = ino_hash(f->ino, t->cap);
+	while (t->slot[i])
+		i = (i + 1) & (t->cap - 1);
+	t->slot[i] = f;
+	t->n++;
+	return 0;
+}
+
+int st_ftab_reserve(struct ftab *t, size_t n)
+{
+	if (n * 4 > t->cap * 3) {
 		size_t cap = t->cap ? t->cap * 2 : 64;
+		while (n * 4 > cap * 3)
+			cap *= 2;
 		struct sfile **slot = calloc(cap, sizeof(*slot));
 		if (!slot)
 			return -ENOMEM;
@@ -96,11 +112,6 @@ int st_ftab_put(struct ftab *t, struct sfile *f)
 		t->slot = slot;
 		t->cap = cap;
 	}
-	size_t i = ino_hash(f->ino, t->cap);
-	while (t->slot[i])
-		i = (i + 1) & (t->cap - 1);
-	t->slot[i] = f;
-	t->n++;
 	return 0;
 }
 

@@ -290,6 +290,8 @@ int st_set_error(struct store *s, int r, const char *what);
 /* store_data.c: file table, allocation, data stream, apply */
 struct sfile *st_ftab_get(const struct ftab *t, uint64_t ino);
 int st_ftab_put(struct ftab *t, struct sfile *f);
+/* Room for n files without growing (a load sized from the superblock). */
+int st_ftab_reserve(struct ftab *t, size_t n);
 void st_sfile_free(struct sfile *f);
 void st_ftab_clear(struct ftab *t);
 int st_sfile_tail_push(struct sfile *f, const struct ient *e);

@@ -114,8 +114,8 @@ void st_nst_close(struct store *s)
 
 struct dload {
 	uint64_t dir, cookie, ino;
+	size_t off; /* of the name in lctx.names */
 	uint32_t len;
-	char *name;
 };
 
 struct lctx {
@@ -123,6 +123,8 @@ struct lctx {
 	uint64_t n;
 	struct dload *v;
 	size_t nv, cap;
+	char *names; /* every entry's name, back to back */
+	size_t names_len, names_cap;
 	int err;
 };
 
@@ -187,10 +189,19 @@ static int load_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 		c->v = v;
 		c->cap = cap;
 	}
-	d.name = malloc(d.len);
-	if (!d.name)
-		return -ENOMEM;
-	memcpy(d.name, key + 8, d.len);
+	if (c->names_len + d.len > c->names_cap) {
+		size_t cap = c->names_cap ? c->names_cap * 2 : 64 * 1024;
+		while (c->names_len + d.len > cap)
+			cap *= 2;
+		char *nm = realloc(c->names, cap);
+		if (!nm)
+			return -ENOMEM;
+		c->names = nm;
+		c->names_cap = cap;
+	}
+	d.off = c->names_len;
+	memcpy(c->names + d.off, key + 8, d.len);
+	c->names_len += d.len;
 	c->v[c->nv++] = d;
 	return 0;
 }
@@ -235,6 +246,15 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	 * (every mark is a no-op while `all` is set; cleared at the end) */
 	ns_dirty_set_all(s->ns);
 	st_reloc_seed(s);
+	/* The tables sized once from the superblock's count, an optimization
+	 * only: the count is untrusted (a wrong one fails load_tree below),
+	 * so it is bounded by what the file's pages could hold and a failed
+	 * reservation is ignored (the inserts grow the tables as needed). */
+	{
+		size_t want = (size_t)BZ_MIN(sb->ino_count, s->hwm * 256);
+		(void)ns_reserve(s->ns, want, 0, 0);
+		(void)st_ftab_reserve(&s->files, want);
+	}
 	r = load_tree(s->itree, load_inode, &c, sb->ino_count);
 	if (r == 0)
 		r = load_tree(s->dtree, load_dent, &c, sb->dent_count);
@@ -249,9 +269,15 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 		qsort(c.v, c.nv, sizeof(*c.v), dload_cmp);
 	for (size_t i = 0; i < c.nv; i++) {
 		const struct dload *d = &c.v[i];
-		r = ns_load_dirent_cookie(s->ns, d->dir, d->name, d->len, d->ino, d->cookie);
+		if (i == 0 || d->dir != c.v[i - 1].dir) { /* a directory's entries at once */
+			size_t k = i;
+			while (k < c.nv && c.v[k].dir == d->dir)
+				k++;
+			(void)ns_reserve(s->ns, 0, d->dir, k - i); /* as above */
+		}
+		r = ns_load_dirent_cookie(s->ns, d->dir, c.names + d->off, d->len, d->ino, d->cookie);
 		if (r < 0) {
-			bz_err("store.db: entry tree: entry %.*s in %llu: %s", (int)d->len, d->name,
+			bz_err("store.db: entry tree: entry %.*s in %llu: %s", (int)d->len, c.names + d->off,
 			       (unsigned long long)d->dir, strerror(-r));
 			r = r == -ENOMEM ? r : -EBADMSG;
 			goto out;
@@ -262,8 +288,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	if (sb->format < SB_VERSION)
 		s->kdirty_all = true; /* 'K' came from the stream: the first checkpoint writes the tree */
 out:
-	for (size_t i = 0; i < c.nv; i++)
-		free(c.v[i].name);
+	free(c.names);
 	free(c.v);
 	if (r == -EBADMSG || r == -EUCLEAN || r == -EIO || r == -EINVAL || r == -EEXIST || r == -ENOENT ||
 	    r == -ENOTDIR) {
