@@ -1,6 +1,8 @@
 /* store_read.c — the PageStore's read path: store_read, loading a file's
- * full index lazily, the pool of readers' zstd contexts, and the [any]
- * queries store_ns_clone, store_file_size and store_file_info. Format read:
+ * full index lazily, the pool of readers' zstd contexts, the [any]
+ * queries store_ns_clone, store_file_size and store_file_info, and the
+ * loads of the filesystem's backed namespace (store_ns_backed: each copies
+ * from the applied namespace with s->lock shared). Format read:
  * docs/FORMAT.md ("The PageStore and recovery" sections 4, 5 and 11; the
  * frames themselves: "Record frames and namespace operations").
  *
