@@ -134,30 +134,35 @@ void nsi_ino_put_nogrow(struct inode **tab, size_t cap, struct inode *in)
 }
 
 /* Makes room for one more inode (the only failure point of an insert). */
-int nsi_ino_reserve(struct ns *ns) { return ns_reserve(ns, ns->loaded + 1, 0, 0); }
+int nsi_ino_reserve(struct ns *ns) { return ns_reserve(ns, ns->loaded + 1); }
 
-/* Room for n inodes in the table (and, dir != 0, for n_ent more entries
- * in that directory): one rehash instead of one per doubling. */
-int ns_reserve(struct ns *ns, size_t n, uint64_t dir, size_t n_ent)
+/* Room for n inodes in the table: one rehash instead of one per doubling. */
+int ns_reserve(struct ns *ns, size_t n)
 {
 	size_t cap = ns->tab_cap;
-	struct inode **tab, *p;
+	struct inode **tab;
 
-	if (n * 4 > cap * 3) {
-		while (n * 4 > cap * 3)
-			cap *= 2;
-		tab = calloc(cap, sizeof(*tab));
-		if (!tab)
-			return -ENOMEM;
-		for (size_t i = 0; i < ns->tab_cap; i++)
-			if (ns->tab[i])
-				nsi_ino_put_nogrow(tab, cap, ns->tab[i]);
-		free(ns->tab);
-		ns->tab = tab;
-		ns->tab_cap = cap;
-	}
-	p = dir ? nsi_ino_get(ns, dir) : NULL;
-	return p && p->dir && !p->dir->lazy && n_ent ? dir_grow(p->dir, p->dir->n + n_ent) : 0;
+	if (n * 4 <= cap * 3)
+		return 0;
+	while (n * 4 > cap * 3)
+		cap *= 2;
+	tab = calloc(cap, sizeof(*tab));
+	if (!tab)
+		return -ENOMEM;
+	for (size_t i = 0; i < ns->tab_cap; i++)
+		if (ns->tab[i])
+			nsi_ino_put_nogrow(tab, cap, ns->tab[i]);
+	free(ns->tab);
+	ns->tab = tab;
+	ns->tab_cap = cap;
+	return 0;
+}
+
+int ns_reserve_entries(struct ns *ns, uint64_t dir, size_t n)
+{
+	struct inode *p = nsi_ino_get(ns, dir);
+
+	return p && p->dir && !p->dir->lazy && n ? dir_grow(p->dir, p->dir->n + n) : 0;
 }
 
 void nsi_ino_insert(struct ns *ns, struct inode *in)
@@ -405,14 +410,17 @@ static int dir_load(struct ns *ns, struct inode *p)
 	return r;
 }
 
-/* A directory with its entries loaded: -ENOENT, -ENOTDIR or a load's error. */
-static int dir_fetch(struct ns *ns, uint64_t ino, struct inode **ret)
+/* A directory with its entries loaded: -ENOENT (also, when live, for an
+ * inode whose last link is gone), -ENOTDIR or a load's error. */
+static int dir_fetch(struct ns *ns, uint64_t ino, bool live, struct inode **ret)
 {
 	int r;
 	struct inode *p = ino_fetch(ns, ino, &r);
 
 	if (!p)
 		return r;
+	if (live && p->nlink == 0)
+		return -ENOENT;
 	if (!nsi_is_dir(p))
 		return -ENOTDIR;
 	r = dir_load(ns, p);
@@ -694,7 +702,7 @@ int ns_listxattr(struct ns *ns, uint64_t ino, char *buf, size_t cap)
 int ns_readdir(struct ns *ns, uint64_t dir, uint64_t cookie, ns_dirent_fn fn, void *arg)
 {
 	struct inode *p = NULL;
-	int r = dir_fetch(ns, dir, &p);
+	int r = dir_fetch(ns, dir, false, &p);
 
 	if (r < 0)
 		return r;
@@ -728,21 +736,7 @@ int nsi_name_check(const char *name, size_t len)
 }
 
 /* A live directory to change an entry of: -ENOENT / -ENOTDIR. */
-static int get_dir(struct ns *ns, uint64_t ino, struct inode **ret)
-{
-	int r;
-	struct inode *p = ino_fetch(ns, ino, &r);
-	if (!p)
-		return r;
-	if (p->nlink == 0)
-		return -ENOENT;
-	if (!nsi_is_dir(p))
-		return -ENOTDIR;
-	r = dir_load(ns, p);
-	if (r == 0)
-		*ret = p;
-	return r;
-}
+static int get_dir(struct ns *ns, uint64_t ino, struct inode **ret) { return dir_fetch(ns, ino, true, ret); }
 
 static void touch_dir(struct inode *p, int64_t t)
 {

@@ -142,9 +142,11 @@ int ns_walk(struct ns *ns, const struct ns_visit *v, void *arg);
  * validation beyond duplicates; nlink and append_ns are taken from attr). */
 int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink, size_t symlink_len);
 int ns_load_dirent(struct ns *ns, uint64_t dir, const char *name, size_t name_len, uint64_t ino);
-/* Room for n inodes, and for n_ent more entries of directory dir (0: none),
- * so that a load of known size does not grow the tables step by step. */
-int ns_reserve(struct ns *ns, size_t n, uint64_t dir, size_t n_ent);
+/* Room for n inodes / for n more entries of directory dir (nothing to do
+ * for an unknown or not loaded one), so that a load of known size does not
+ * grow the tables step by step. 0 or -ENOMEM. */
+int ns_reserve(struct ns *ns, size_t n);
+int ns_reserve_entries(struct ns *ns, uint64_t dir, size_t n);
 /* -ENOENT (no such inode), -EEXIST (duplicate), -EINVAL (name or size out
  * of the NS_XATTR_* bounds). */
 int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len, const void *value,

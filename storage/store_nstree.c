@@ -252,7 +252,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	 * reservation is ignored (the inserts grow the tables as needed). */
 	{
 		size_t want = (size_t)BZ_MIN(sb->ino_count, s->hwm * 256);
-		(void)ns_reserve(s->ns, want, 0, 0);
+		(void)ns_reserve(s->ns, want);
 		(void)st_ftab_reserve(&s->files, want);
 	}
 	r = load_tree(s->itree, load_inode, &c, sb->ino_count);
@@ -273,7 +273,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 			size_t k = i;
 			while (k < c.nv && c.v[k].dir == d->dir)
 				k++;
-			(void)ns_reserve(s->ns, 0, d->dir, k - i); /* as above */
+			(void)ns_reserve_entries(s->ns, d->dir, k - i); /* as above */
 		}
 		r = ns_load_dirent_cookie(s->ns, d->dir, c.names + d->off, d->len, d->ino, d->cookie);
 		if (r < 0) {

@@ -574,8 +574,9 @@ static void test_100k(void)
 	}
 	int bad = 0;
 	/* sized at once (a load's reservation); inserts must not need more */
-	T_CHECK_EQ(ns_reserve(ns, 100100, big, 50000), 0);
-	T_CHECK_EQ(ns_reserve(ns, 0, 424242, 10), 0); /* no such directory: nothing */
+	T_CHECK_EQ(ns_reserve(ns, 100100), 0);
+	T_CHECK_EQ(ns_reserve_entries(ns, big, 50000), 0);
+	T_CHECK_EQ(ns_reserve_entries(ns, 424242, 10), 0); /* no such directory: nothing */
 	for (int i = 0; i < 100000; i++) {
 		uint64_t p = i < 50000 ? big : dirs[i % 50];
 		snprintf(name, sizeof(name), "file-%d", i);
