@@ -64,9 +64,19 @@
  * as it grows. Inodes from bk_next on were never in the backing namespace
  * (no fetch). `count` is the whole namespace's, `loaded` the table's.
  * ns_walk first loads everything (ns_copy_rest) and detaches the backing.
- * Dirty sets are not kept (`all`): a backed namespace is never
- * checkpointed. Queries change a backed namespace (they load): its owner
- * serializes them with the changes.
+ * Dirty sets are not kept (`all`): the live view is never checkpointed.
+ * Queries change a backed namespace (they load): its owner serializes them
+ * with the changes.
+ *
+ * BACKED BY RECORDS (ns_new_backed_by: the engine's namespace over its
+ * checkpoint's trees). The same loads, but the callbacks parse records
+ * into the namespace with the ns_load_* calls while `loading` is set (an
+ * inode so loaded is part of `count` already and marks nothing dirty; a
+ * directory comes lazy with its entry count and its parent from the
+ * record; ns_load_dir fills it). Dirty sets are kept, and ns_apply loads
+ * the op's directories before it notes what their names held, so the
+ * inode an unlink or rename drops is marked like any other. ns_detach
+ * drops the backing once everything is loaded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -205,10 +215,14 @@ static struct inode *ino_fetch(struct ns *ns, uint64_t ino, int *ret_err)
 	if (in || !ns->bk || ino == 0 || ino >= ns->bk_next || nsd_has_ino(&ns->gone, ino))
 		goto out;
 	gone_prune(ns);
+	ns->loading = true;
 	r = ns->bk->inode(ns->bk_arg, ns, ino);
+	ns->loading = false;
 	if (r == 0) {
 		in = nsi_ino_get(ns, ino);
 		r = in ? 0 : -EIO;
+	} else if (r == -ENOENT && gone_reserve(ns) == 0) {
+		gone_add(ns, ino); /* not there: never asked again (numbers are not reused) */
 	}
 out:
 	if (ret_err)
@@ -278,6 +292,7 @@ static int dir_grow(struct dir *d, size_t n)
 
 /* Makes room for one more entry in both the name table and the order array. */
 int nsi_dir_reserve(struct dir *d) { return dir_grow(d, d->n + 1); }
+int nsi_dir_grow(struct dir *d, size_t n) { return dir_grow(d, n); }
 
 /* Index of the first order slot with cookie > c. */
 static size_t ord_after(const struct dir *d, uint64_t c)
@@ -404,7 +419,9 @@ static int dir_load(struct ns *ns, struct inode *p)
 
 	if (!p->dir || !p->dir->lazy)
 		return 0;
+	ns->loading = true;
 	r = ns->bk ? ns->bk->dir(ns->bk_arg, ns, p->ino) : -EIO;
+	ns->loading = false;
 	if (r == 0 && p->dir->lazy)
 		r = -EIO;
 	return r;
@@ -438,22 +455,34 @@ static void maybe_free(struct ns *ns, struct inode *in)
 	}
 }
 
+struct inode *nsi_root_new(void)
+{
+	struct inode *root = calloc(1, sizeof(*root));
+
+	if (root)
+		root->dir = nsi_dir_new();
+	if (!root || !root->dir) {
+		nsi_inode_free(root);
+		return NULL;
+	}
+	root->ino = NS_ROOT_INO;
+	root->mode = S_IFDIR | 0755;
+	root->nlink = 2;
+	return root;
+}
+
 int ns_new(struct ns **ret_ns)
 {
 	struct ns *ns = calloc(1, sizeof(*ns));
-	struct inode *root = calloc(1, sizeof(*root));
+	struct inode *root = nsi_root_new();
 	int r = -ENOMEM;
 
 	if (!ns || !root)
 		goto fail;
 	ns->tab_cap = 64;
 	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	root->dir = nsi_dir_new();
-	if (!ns->tab || !root->dir)
+	if (!ns->tab)
 		goto fail;
-	root->ino = NS_ROOT_INO;
-	root->mode = S_IFDIR | 0755;
-	root->nlink = 2;
 	ns->next_ino = 2;
 	nsi_ino_insert(ns, root);
 	*ret_ns = ns;
@@ -477,6 +506,38 @@ void ns_free(struct ns *ns)
 	nsd_free(&ns->gone);
 	free(ns);
 }
+
+/* ---- what is loaded ---------------------------------------------------- */
+
+int ns_state(const struct ns *ns, uint64_t ino)
+{
+	if (nsi_ino_get(ns, ino))
+		return 1;
+	if (!ns->bk || ino == 0 || ino >= ns->bk_next || nsd_has_ino(&ns->gone, ino))
+		return 0;
+	return -EAGAIN;
+}
+
+int ns_dir_state(const struct ns *ns, uint64_t dir)
+{
+	const struct inode *p = nsi_ino_get(ns, dir);
+	if (p)
+		return p->dir && p->dir->lazy ? -EAGAIN : 1;
+	return ns_state(ns, dir);
+}
+
+int ns_fetch(struct ns *ns, uint64_t ino, bool entries)
+{
+	int r;
+	struct inode *in = ino_fetch(ns, ino, &r);
+
+	if (in && entries)
+		r = dir_load(ns, in);
+	return r;
+}
+
+bool ns_is_backed(const struct ns *ns) { return ns->bk != NULL; }
+void ns_test_no_preload(struct ns *ns) { ns->test_no_preload = true; }
 
 /* ---- lookups ---------------------------------------------------------- */
 
@@ -518,6 +579,7 @@ void nsi_fill_attr(const struct inode *in, struct ns_attr *a)
 	a->ctime_ns = in->ctime_ns;
 	a->append_ns = in->append_ns;
 	a->rdev = in->rdev;
+	a->parent = in->dir && in->ino != NS_ROOT_INO ? in->parent : 0;
 }
 
 int ns_getattr(struct ns *ns, uint64_t ino, struct ns_attr *ret_attr)
@@ -1201,6 +1263,19 @@ static uint64_t named_ino(const struct ns *ns, uint64_t dir, const char *name, s
 	return e ? e->ino : 0;
 }
 
+/* The directories op names, loaded: 0, or a load's error (a missing or
+ * non-directory parent is left for apply_op to refuse). */
+static int preload_dirs(struct ns *ns, const struct ns_op *op)
+{
+	struct inode *p;
+	int r = op->parent ? dir_fetch(ns, op->parent, false, &p) : 0;
+
+	if ((r == 0 || r == -ENOENT || r == -ENOTDIR) && (op->kind == NS_RENAME || op->kind == NS_LINK) &&
+	    op->parent2)
+		r = dir_fetch(ns, op->parent2, false, &p);
+	return r == -ENOENT || r == -ENOTDIR ? 0 : r;
+}
+
 /* Dirty tracking: whatever op can change is marked, generically: the
  * inodes it names by number, the inodes its names named before and name
  * after, and its entries. A superset is harmless (the checkpoint rewrites
@@ -1213,6 +1288,14 @@ int ns_apply(struct ns *ns, const struct ns_op *op)
 
 	if (ns->parents_dirty)
 		fix_parents(ns);
+	if (track && ns->bk && !ns->test_no_preload) {
+		/* the names' inodes before the op, for the marks below: their
+		 * directories loaded first (a failure is the op's own to say,
+		 * except a load's) */
+		r = preload_dirs(ns, op);
+		if (r < 0)
+			return r;
+	}
 	if (track) {
 		before1 = named_ino(ns, op->parent, op->name, op->name_len);
 		if (op->kind == NS_RENAME || op->kind == NS_LINK)

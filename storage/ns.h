@@ -32,6 +32,9 @@ struct ns_attr {
 	 * mtime no user can set it (retention, fs/retain.c). */
 	int64_t append_ns;
 	uint32_t rdev; /* device nodes (NS_MKNOD); else 0 */
+	/* directories: the directory holding it (the root: 0); ns_load_inode
+	 * takes it when given (0: recomputed from the entries, as before) */
+	uint64_t parent;
 };
 
 int ns_new(struct ns **ret_ns); /* root dir 0755 owned by 0:0 */
@@ -66,6 +69,51 @@ int ns_copy_rest(struct ns *dst, const struct ns *src);
 /* The engine's namespace recomputes directories' parents lazily after a
  * load; a backing namespace must have them (ns_new_backed checks). */
 void ns_fix_parents(struct ns *ns);
+
+/* A namespace backed by records rather than by another namespace (the
+ * engine's over its checkpoint's trees, store_nstree.c): count inodes,
+ * inode numbers from next_ino on never in the backing. The callbacks load
+ * with the ns_load_* calls below while the namespace has them `loading`
+ * (it sets that around each callback): an inode so loaded is not counted
+ * (it is part of `count` already) and marks nothing dirty, a directory
+ * comes lazy with attr.size entries, its parent is attr.parent; the dir
+ * callback gives the entries with ns_load_dir. Dirty sets are kept (the
+ * owner checkpoints this one). count 0 means ns_new's root (a backing
+ * with no inode); else the root is loaded like any inode, when the owner
+ * has installed the namespace where its callbacks find it. */
+int ns_new_backed_by(const struct ns_backing *bk, void *arg, uint64_t count, uint64_t next_ino,
+		     struct ns **ret_ns);
+/* For an owner that loads outside a callback (its own walk of the
+ * records): brackets its ns_load_* calls like a callback's. */
+void ns_loading(struct ns *ns, bool on);
+/* A lazy directory's entries, in ascending cookie order: exactly as many
+ * as its inode said (-EIO otherwise), names valid and distinct, cookies
+ * increasing from NS_COOKIE_FIRST (-EINVAL, -EEXIST). */
+struct ns_dload {
+	const char *name;
+	size_t len;
+	uint64_t ino, cookie;
+};
+int ns_load_dir(struct ns *ns, uint64_t dir, const struct ns_dload *v, size_t n);
+/* Whether inode ino is here without a load: 1 loaded, 0 no such inode
+ * (never fetched: numbers from next_ino on, freed ones, a complete
+ * namespace's missing ones), -EAGAIN a query would load it; ns_dir_state
+ * likewise for a directory's entries (1 also for a loaded non-directory). */
+int ns_state(const struct ns *ns, uint64_t ino);
+int ns_dir_state(const struct ns *ns, uint64_t dir);
+/* Loads inode ino (and, with entries, a directory's entries) if need be:
+ * 0, -ENOENT or the load's error. */
+int ns_fetch(struct ns *ns, uint64_t ino, bool entries);
+/* Tests only (the store's mutant no_preload): ns_apply on a backed
+ * namespace with dirty sets does not load the op's directories before
+ * it notes what their names held, so the inode an op unlinks is not
+ * marked. The crash enumeration must catch it. */
+void ns_test_no_preload(struct ns *ns);
+/* Backed (not everything loaded yet)? */
+bool ns_is_backed(const struct ns *ns);
+/* Every inode loaded and no directory lazy: the backing is dropped (0);
+ * -EAGAIN while anything is still to load. */
+int ns_detach(struct ns *ns);
 
 /* Validates and applies op. Returns 0 or the errno a filesystem would give:
  * -ENOENT, -EEXIST, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EINVAL (e.g. rename of a

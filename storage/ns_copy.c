@@ -133,8 +133,8 @@ int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg,
 	struct ns *ns = NULL;
 	int r = -EINVAL;
 
-	if (from->bk || from->parents_dirty || !bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
-		goto fail;
+	if (from->parents_dirty || !bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
+		goto fail; /* (from may be backed itself: its root is loaded) */
 	r = -ENOMEM;
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
@@ -167,7 +167,7 @@ int ns_copy_inode(struct ns *dst, const struct ns *src, uint64_t ino)
 	if (!s)
 		goto out;
 	r = -EINVAL;
-	if (src->bk || src->parents_dirty || !dst->bk)
+	if (src->parents_dirty || !dst->bk)
 		goto out;
 	r = -EEXIST;
 	if (nsi_ino_get(dst, ino))
@@ -192,8 +192,8 @@ int ns_copy_dir(struct ns *dst, const struct ns *src, uint64_t dir)
 	const struct inode *s = nsi_ino_get(src, dir);
 	struct dir *d;
 
-	if (!p || !p->dir || !p->dir->lazy || src->bk)
-		return -EINVAL;
+	if (!p || !p->dir || !p->dir->lazy || (s && s->dir && s->dir->lazy))
+		return -EINVAL; /* (a backed src: its entries loaded first, ns_fetch) */
 	if (!s || !s->dir || s->dir->n != p->size)
 		return -EIO; /* the backing namespace changed what this one never did */
 	d = dir_clone(s->dir);
@@ -211,6 +211,8 @@ int ns_copy_rest(struct ns *dst, const struct ns *src)
 
 	if (!dst->bk)
 		return 0;
+	if (src->bk)
+		return -EINVAL; /* a backed src: completed first (ns_detach) */
 	/* inodes from bk_next on that are not here were created and freed
 	 * here (their removal may still be on its way to src) */
 	for (size_t i = 0; r == 0 && i < src->tab_cap; i++) {
@@ -230,6 +232,111 @@ int ns_copy_rest(struct ns *dst, const struct ns *src)
 		nsd_free(&dst->gone);
 	}
 	return r;
+}
+
+/* ---- namespace backed by records (ns.h ns_new_backed_by) --------------- */
+
+int ns_new_backed_by(const struct ns_backing *bk, void *arg, uint64_t count, uint64_t next_ino,
+		     struct ns **ret_ns)
+{
+	struct ns *ns = NULL;
+	int r = -EINVAL;
+
+	if (!bk || !bk->inode || !bk->dir || !bk->rest || !bk->has || next_ino < 2 || count >= next_ino)
+		goto fail;
+	r = -ENOMEM;
+	ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		goto fail;
+	ns->tab_cap = 64;
+	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
+	if (!ns->tab)
+		goto fail;
+	ns->next_ino = ns->bk_next = next_ino;
+	ns->count = count;
+	ns->bk = bk;
+	ns->bk_arg = arg;
+	r = 0;
+	if (count == 0) {
+		/* no checkpoint wrote an inode yet: ns_new's root */
+		struct inode *root = nsi_root_new();
+		r = root ? 0 : -ENOMEM;
+		if (root) {
+			nsi_ino_put_nogrow(ns->tab, ns->tab_cap, root);
+			ns->loaded = ns->count = 1;
+		}
+	}
+	if (r < 0)
+		goto fail;
+	*ret_ns = ns;
+	return 0;
+fail:
+	ns_free(ns);
+	return r;
+}
+
+void ns_loading(struct ns *ns, bool on) { ns->loading = on; }
+
+static int dload_check(const struct dir *d, const struct ns_dload *e, uint64_t h)
+{
+	if (nsi_name_check(e->name, e->len) < 0 || e->ino == 0 || e->cookie < d->next_cookie ||
+	    e->cookie == UINT64_MAX)
+		return -EINVAL;
+	return nsi_dir_find(d, e->name, e->len, h) ? -EEXIST : 0;
+}
+
+int ns_load_dir(struct ns *ns, uint64_t dir, const struct ns_dload *v, size_t n)
+{
+	struct inode *p = nsi_ino_get(ns, dir);
+	struct dir *d = NULL;
+	int r = -EINVAL;
+
+	if (!p || !p->dir || !p->dir->lazy)
+		goto out;
+	r = -EIO;
+	if (n != p->size)
+		goto out; /* the directory's inode and its entries disagree */
+	r = -ENOMEM;
+	d = nsi_dir_new();
+	if (!d || (n && nsi_dir_grow(d, n) < 0))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t h = nsi_name_hash(v[i].name, v[i].len);
+		struct dent *e;
+		r = dload_check(d, &v[i], h);
+		if (r < 0)
+			goto out;
+		r = -ENOMEM;
+		e = nsi_dent_new(v[i].name, v[i].len, h, v[i].ino);
+		if (!e || nsi_dir_reserve(d) < 0) {
+			free(e);
+			goto out;
+		}
+		d->next_cookie = v[i].cookie;
+		nsi_dir_insert(d, e);
+	}
+	nsi_dir_free(p->dir);
+	p->dir = d;
+	p->size = 0;
+	d = NULL;
+	r = 0;
+out:
+	nsi_dir_free(d);
+	return r;
+}
+
+int ns_detach(struct ns *ns)
+{
+	if (!ns->bk)
+		return 0;
+	if (ns->loaded != ns->count)
+		return -EAGAIN;
+	for (size_t i = 0; i < ns->tab_cap; i++)
+		if (ns->tab[i] && ns->tab[i]->dir && ns->tab[i]->dir->lazy)
+			return -EAGAIN;
+	ns->bk = NULL;
+	nsd_free(&ns->gone);
+	return 0;
 }
 
 /* ---- checkpoint support ----------------------------------------------- */
@@ -295,6 +402,10 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 		r = -EINVAL;
 		goto out;
 	}
+	if (old && ns->loading) {
+		r = -EEXIST; /* a backed load never replaces */
+		goto out;
+	}
 	if (old) {
 		/* the fresh root of ns_new may be overwritten once */
 		if (old->ino != NS_ROOT_INO || old->dir->n || !S_ISDIR(attr->mode)) {
@@ -335,6 +446,11 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 		in->dir = nsi_dir_new();
 		if (!in->dir)
 			goto out;
+		in->parent = attr->parent;
+		if (ns->loading && attr->size) { /* entries later (ns_load_dir); their count now */
+			in->dir->lazy = true;
+			in->size = attr->size;
+		}
 	} else if (S_ISLNK(attr->mode)) {
 		in->size = symlink_len;
 		in->target = malloc(symlink_len ? symlink_len : 1);
@@ -345,9 +461,18 @@ int ns_load_inode(struct ns *ns, const struct ns_attr *attr, const char *symlink
 	}
 	if (nsi_ino_reserve(ns) < 0)
 		goto out;
-	nsi_ino_insert(ns, in);
-	ns->parents_dirty = true;
-	nsd_mark_ino(&ns->dirty, attr->ino);
+	if (ns->loading) {
+		if (attr->ino >= ns->bk_next) {
+			r = -EIO; /* the backing holds a number it never handed out */
+			goto out;
+		}
+		nsi_ino_put_nogrow(ns->tab, ns->tab_cap, in);
+		ns->loaded++;
+	} else {
+		nsi_ino_insert(ns, in);
+		ns->parents_dirty = true;
+		nsd_mark_ino(&ns->dirty, attr->ino);
+	}
 	in = NULL;
 	r = 0;
 out:
@@ -413,7 +538,7 @@ int ns_load_xattr(struct ns *ns, uint64_t ino, const char *name, size_t name_len
 	if (value_len > NS_XATTR_VALUE_MAX)
 		return -EINVAL;
 	r = nsi_xa_set(in, name, name_len, value, value_len, NS_XATTR_CREATE);
-	if (r == 0)
+	if (r == 0 && !ns->loading)
 		nsd_mark_ino(&ns->dirty, ino);
 	return r == -ENOSPC ? -EINVAL : r;
 }

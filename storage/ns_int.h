@@ -65,6 +65,10 @@ struct ns {
 	uint64_t bk_next;  /* inodes >= this were never in the backing namespace */
 	struct nsd gone;   /* freed here, maybe still there (ino set only) */
 	size_t gone_kept;  /* gone.ino_n after the last prune */
+	/* a backing callback is loading into this namespace (ns_loading):
+	 * ns_load_* add what they load without counting or marking it */
+	bool loading;
+	bool test_no_preload; /* ns_test_no_preload (a mutant) */
 };
 
 /* inode table (open addressing; nsi_ino_reserve before nsi_ino_insert or
@@ -83,12 +87,14 @@ struct dent *nsi_dent_new(const char *name, size_t len, uint64_t h, uint64_t ino
 struct dent *nsi_dir_find(const struct dir *d, const char *name, size_t len, uint64_t h);
 void nsi_tab_put_nogrow(struct dent **tab, size_t cap, struct dent *e);
 int nsi_dir_reserve(struct dir *d);
+int nsi_dir_grow(struct dir *d, size_t n); /* room for n entries in all */
 void nsi_dir_insert(struct dir *d, struct dent *e);
 
 /* inodes */
 bool nsi_is_dir(const struct inode *in);
 size_t nsi_dir_count(const struct inode *in); /* entries, loaded or not */
 void nsi_inode_free(struct inode *in);
+struct inode *nsi_root_new(void); /* ns_new's root: 0755, 0:0, no entries */
 void nsi_fill_attr(const struct inode *in, struct ns_attr *a);
 int nsi_xa_set(struct inode *in, const char *name, size_t nlen, const void *value, size_t vlen, uint32_t flags);
 
