@@ -358,7 +358,7 @@ void *pi_commit_main(void *arg)
 	pthread_setname_np(pthread_self(), "bz-commit"); /* top -H, perf; best effort */
 	while (!final) {
 		struct batch *disp = NULL;
-		bool ready, need_sync, short_of_space;
+		bool ready, need_sync, short_of_space, idle_load = false;
 
 		bz_cap_lock(&p->mu, &pipe_cap);
 		for (bool woken = true;;) {
@@ -372,6 +372,16 @@ void *pi_commit_main(void *arg)
 			final = p->stopping && !p->ob && p->received == p->sealed_seq && !p->reorder;
 			if (disp || ready || need_sync || final || p->space_poke)
 				break;
+			/* nothing to do: a step of the store's namespace load
+			 * (format 5 loads on demand; the rest meanwhile) */
+			if (!p->stopping && !p->c_failed && !store_ns_loaded(p->s)) {
+				if (!store_ns_load_waiting(p->s)) {
+					idle_load = true;
+					break;
+				}
+				/* a reader is loading: the next step after it */
+				deadline = BZ_MIN(deadline, now + 1000000ull);
+			}
 			if (p->ob)
 				deadline = p->ob->b.first_ns + p->o.linger_us * 1000ull;
 			if (p->c_unsynced && !p->c_failed) {
@@ -431,6 +441,14 @@ void *pi_commit_main(void *arg)
 				commit_fail(p, what, r);
 				continue;
 			}
+		}
+		/* the rest of the store's namespace: a step when idle, a small
+		 * one between busy rounds (so that a commit thread that never
+		 * idles still completes it, for relocation and cleaning) */
+		if (!store_ns_loaded(p->s) && !p->stopping) {
+			r = idle_load ? store_ns_load_more(p->s) : store_ns_load_some(p->s, 32);
+			if (r < 0)
+				commit_fail(p, "namespace load", r);
 		}
 	}
 

@@ -374,9 +374,16 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	r = st_ns_load_chain(s, &sb);
 	if (r == 0)
 		r = st_nst_open(s, &sb);
-	if (r == 0 && sb.format >= SB_VERSION_3)
+	if (r == 0 && sb.format >= SB_VERSION)
+		r = st_nst_attach(s, &sb); /* format 5: loaded on demand */
+	else if (r == 0 && sb.format >= SB_VERSION_3) {
 		r = st_nst_load(s, &sb);
-	else if (r == 0) {
+		/* every 'I' record is written again with the directories'
+		 * parents (format 5) by the first checkpoint */
+		bz_cap_wrlock(&s->lock, &store_cap);
+		ns_dirty_set_all(s->ns);
+		bz_cap_wrunlock(&s->lock, &store_cap);
+	} else if (r == 0) {
 		/* format 2: the stream held everything; the next checkpoint
 		 * writes the trees (upgrade in place, docs/FORMAT.md §6a) */
 		bz_cap_wrlock(&s->lock, &store_cap);
@@ -392,6 +399,10 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	 * copies them (store_ns_backed) */
 	bz_cap_wrlock(&s->lock, &store_cap);
 	ns_fix_parents(s->ns);
+	if (!ns_is_backed(s->ns)) { /* formats 2 to 4: loaded whole */
+		s->ld_phase = LD_DONE;
+		__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
+	}
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	s->ns_est = sb.ns_bytes;
 	st_set_u64(&s->n_free, s->free.n);

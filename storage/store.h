@@ -149,6 +149,17 @@ int store_ns_clone(struct store *s, struct ns **ret_ns);
  * Every namespace op must be applied to it before the store applies it
  * (the pipeline's order); the store must outlive it. */
 int store_ns_backed(struct store *s, struct ns **ret_ns);
+/* A format 5 store loads its namespace from its trees on demand (FORMAT.md
+ * §6a): the rest is loaded a step at a time, each under the store lock
+ * exclusive, by whoever calls this (the commit thread when idle). Returns
+ * 1 while more remains, 0 once everything is loaded, or -errno. */
+int store_ns_load_more(struct store *s);
+/* The same with a budget of keys (store_ns_load_more: 512, about 1 ms):
+ * a busy commit thread takes small steps between its rounds. */
+int store_ns_load_some(struct store *s, unsigned keys);
+bool store_ns_loaded(const struct store *s);
+/* A thread waits to load what it needs: the background load steps aside. */
+bool store_ns_load_waiting(const struct store *s);
 /* Applied size of a file (-ENOENT if unknown). */
 int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size);
 
@@ -226,6 +237,12 @@ enum store_mutant {
 	 * the pack tree: after a crash the store counts that page's bytes as
 	 * the checkpoint before (fsck: the index names other live bytes) */
 	STORE_MUTANT_FORGET_PACK = 6,
+	/* format 5's namespace loaded on demand: an op does not load its
+	 * directories before the namespace notes what their names held
+	 * (ns_test_no_preload), so an inode it unlinks is not marked dirty:
+	 * the checkpoint keeps its old record (a link count too high, or an
+	 * inode no entry names) */
+	STORE_MUTANT_NO_PRELOAD = 7,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 

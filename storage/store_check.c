@@ -45,7 +45,7 @@ static void sb_raw(const uint8_t *page, struct store_sb_info *ret)
 	ret->data_pages = bz_get_le64(p + 120);
 	ret->checkpoints = bz_get_le64(p + 128);
 	ret->format = bz_get_le32(p + 4);
-	if (ret->format >= SB_VERSION) {
+	if (ret->format >= SB_VERSION_4) {
 		ret->pack_root = bz_get_le64(p + 168);
 		ret->pack_count = bz_get_le64(p + 176);
 	}
@@ -865,6 +865,12 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 	int r = -ENOMEM;
 
 	bz_cap_wrlock(&s->lock, &store_cap);
+	/* everything this walks: a format 5 store loads the rest of its
+	 * namespace first (its trees' damage is reported by the load) */
+	r = st_ns_load_all(s);
+	if (r < 0)
+		goto out;
+	r = -ENOMEM;
 	c.n_pg = s->hwm;
 	c.pg = calloc(c.n_pg ? c.n_pg : 1, 1);
 	c.live = calloc(c.n_pg ? c.n_pg : 1, sizeof(*c.live));
@@ -907,7 +913,7 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 		const uint64_t keys[3] = {s->sb.ino_count, s->sb.dent_count, s->sb.pack_count};
 		struct btree_io io;
 		st_nst_io(s, &io);
-		for (int k = 0; k < (s->sb.format >= SB_VERSION ? 3 : 2); k++) {
+		for (int k = 0; k < (s->sb.format >= SB_VERSION_4 ? 3 : 2); k++) {
 			int tr = btree_verify(&io, root[k], keys[k], chk_tree_page, &c);
 			if (tr < 0)
 				chk_say(&c, STORE_CHECK_ERROR, "the %s tree (root %llu, %llu keys) is corrupt: %s",

@@ -244,7 +244,8 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 		return -EPROTO;
 	}
 	sb.format = bz_get_le32(p + 4);
-	if (sb.format != SB_VERSION && sb.format != SB_VERSION_3 && sb.format != SB_VERSION_2) {
+	if (sb.format != SB_VERSION && sb.format != SB_VERSION_4 && sb.format != SB_VERSION_3 &&
+	    sb.format != SB_VERSION_2) {
 		*why = "unsupported format version";
 		return -EBADMSG;
 	}
@@ -275,7 +276,7 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 		sb.dent_root = bz_get_le64(p + 152);
 		sb.dent_count = bz_get_le64(p + 160);
 	}
-	if (sb.format >= SB_VERSION) {
+	if (sb.format >= SB_VERSION_4) {
 		sb.pack_root = bz_get_le64(p + 168);
 		sb.pack_count = bz_get_le64(p + 176);
 	}
@@ -320,6 +321,8 @@ static int ser_inode(void *arg, const struct ns_attr *a, const char *symlink, si
 	bb_var(&z->ino, S_ISLNK(a->mode) ? symlink_len : 0);
 	if (S_ISLNK(a->mode))
 		bb_put(&z->ino, symlink, symlink_len);
+	if (S_ISDIR(a->mode)) /* format 5: a directory names its parent (the root: 0) */
+		bb_var(&z->ino, a->ino == NS_ROOT_INO ? 0 : a->parent);
 	z->n_ino++;
 	return z->ino.err;
 }
@@ -529,6 +532,11 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 				r->err = -EBADMSG;
 			uint64_t sl = rd_var(r);
 			const uint8_t *t = rd_bytes(r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
+			if (only && s->sb.format >= SB_VERSION && S_ISDIR(a.mode)) {
+				a.parent = rd_var(r); /* format 5; the root's is 0, every other one's not */
+				if ((a.ino == NS_ROOT_INO) != (a.parent == 0) || a.parent == a.ino)
+					r->err = -EBADMSG;
+			}
 			if (r->err)
 				break;
 			err = ns_load_inode(s->ns, &a, (const char *)t, (size_t)sl);
@@ -672,7 +680,7 @@ static int ns_parse(struct store *s, const uint8_t *p, size_t len) NO_TSA
 	if (len < 8 + 9 || bz_get_le32(p) != NS_MAGIC)
 		goto out;
 	version = bz_get_le32(p + 4);
-	if (s->sb.format == SB_VERSION	   ? version != NS_VERSION
+	if (s->sb.format >= SB_VERSION_4  ? version != NS_VERSION
 	    : s->sb.format == SB_VERSION_3 ? version != NS_VERSION_3
 					   : version != NS_VERSION_2 && version != 3)
 		goto out; /* 3: before open chunks ('F' without them); 5 goes with format 3, 6 with 4 */
@@ -898,7 +906,11 @@ int store_checkpoint(struct store *s)
 	/* 1. write the changed open chunks as tails, clean, seal the open
 	 * pack page */
 	bz_cap_wrlock(&s->lock, &store_cap);
-	r = st_oc_write_tails(s, s->last_applied);
+	/* the trees written whole (step 3) walk the whole namespace: what a
+	 * format 5 store has not loaded yet is loaded now, from the old ones */
+	r = ns_dirty_all(s->ns) ? st_ns_load_all(s) : 0;
+	if (r == 0)
+		r = st_oc_write_tails(s, s->last_applied);
 	if (r == 0)
 		r = st_pack_clean(s, s->last_applied);
 	if (r == 0)

@@ -684,6 +684,13 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	struct rctx *x = NULL;
 	int r = 0;
 
+	/* The pass below must see every file naming a page (a page is picked
+	 * only when the tails seen account for all its live bytes, so a part
+	 * would be safe, but a part finds nothing and would clear clean_due):
+	 * not before the namespace is loaded whole (format 5: in the
+	 * background after open); clean_due waits meanwhile. */
+	if (!store_ns_loaded(s))
+		goto out;
 	if (!s->packs.n) {
 		s->clean_due = false;
 		goto out;

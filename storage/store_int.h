@@ -66,7 +66,8 @@ BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
 BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
-#define SB_VERSION 4u   /* format 4: pack pages' live bytes in a B+tree too (store_nstree.c) */
+#define SB_VERSION 5u   /* format 5: a directory's 'I' record names its parent: the namespace loads on demand */
+#define SB_VERSION_4 4u /* format 4: pack pages' live bytes in a B+tree too (store_nstree.c); read, upgraded */
 #define SB_VERSION_3 3u /* format 3: the namespace in B+trees, 'K' in the stream; read, upgraded in place */
 #define SB_VERSION_2 2u /* format 2: the whole namespace in the stream; read, upgraded in place */
 #define NS_MAGIC 0x534e5a42u /* "BZNS" */
@@ -224,6 +225,12 @@ struct store {
 	struct btree *dtree;       /* the last checkpoint + what it flushes */
 	struct btree *ptree;       /* the pack tree (format 4) */
 	int nst_err;               /* a tree page could not be released */
+	/* The namespace loaded on demand (format 5, store_nstree.c "DEMAND
+	 * LOADS"): the background load's place in the trees. */
+	int ld_phase GUARDED_BY(store_cap);     /* LD_INODES, LD_ENTRIES, LD_DONE */
+	uint64_t ld_next GUARDED_BY(store_cap); /* next inode / directory to visit */
+	bool ld_done;                           /* __atomic: s->ns is complete */
+	uint32_t ld_waiters;                    /* __atomic: threads waiting to load */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
 	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
 	struct rheap_ent *rheap;
@@ -345,6 +352,25 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 void st_nst_close(struct store *s);
 void st_nst_io(struct store *s, struct btree_io *io);
 void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap);
+enum { LD_INODES, LD_ENTRIES, LD_DONE };
+/* Format 5: s->ns becomes a namespace backed by the trees (before any
+ * other thread sees the store). */
+int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA;
+/* Loads up to about `budget` inodes or entries more of a backed s->ns:
+ * 1 more to do, 0 complete (s->ns detached), or -errno. */
+int st_ns_load_step(struct store *s, size_t budget) REQUIRES(store_cap);
+int st_ns_load_all(struct store *s) REQUIRES(store_cap);
+/* Loads inode ino (and a directory's entries) into s->ns if need be,
+ * taking s->lock exclusive for it; call without s->lock. */
+int st_ns_need(struct store *s, uint64_t ino, bool entries) EXCLUDES(store_cap);
+/* s->lock exclusive for a load: counted in ld_waiters while it waits, so
+ * that the background load steps aside (store_ns_load_more). */
+void st_ns_wrlock(struct store *s) ACQUIRE(store_cap);
+/* Before reading inode ino under s->lock shared: loads it if need be
+ * (0 also when there is no such inode). */
+int st_ns_ensure(struct store *s, uint64_t ino) EXCLUDES(store_cap);
+/* ns_getattr under s->lock shared, after st_ns_ensure: never loads. */
+int st_ns_getattr(struct store *s, uint64_t ino, struct ns_attr *ret_attr) REQUIRES_SHARED(store_cap);
 
 /* store_ckpt.c: superblocks, namespace chain */
 /* One inode's value in the inode tree: its 'I', 'X' and 'F' records as

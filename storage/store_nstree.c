@@ -35,19 +35,23 @@
  * pack tree likewise when its dirty set overflowed or the store was
  * format 2 or 3.
  *
- * LOAD. At open the whole trees are read into the in-memory namespace,
- * file table and pack table (O(files); known cost, §12). Entries are inserted per
+ * LOAD. Format 5: on demand ("DEMAND LOADS" below); open reads only the
+ * pack table whole. Formats 3 and 4: at open the whole trees are read into
+ * the in-memory namespace, file table and pack table (O(files)), and the
+ * first checkpoint rewrites them as format 5. Entries are inserted per
  * directory in cookie order. Everything read is untrusted: the trees
  * verify their pages, the values go through the stream parser.
  *
  * LOCKS. st_nst_update runs on the commit thread with s->lock shared (it
- * reads the namespace and the file table; the trees are the commit
- * thread's alone). Open and load run before any other thread sees the
- * store.
+ * reads the namespace and the file table; it touches only what is loaded,
+ * and no load runs meanwhile: loads take s->lock exclusive, which is also
+ * what keeps the trees, not thread-safe, to one thread at a time). Open
+ * runs before any other thread sees the store.
  */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store_int.h"
 
@@ -121,6 +125,7 @@ struct dload {
 struct lctx {
 	struct store *s;
 	uint64_t n;
+	uint64_t dir; /* gathering one directory's entries (demand loads) */
 	struct dload *v;
 	size_t nv, cap;
 	char *names; /* every entry's name, back to back */
@@ -261,7 +266,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	/* the pack table's marks likewise (pack_dirty is a no-op under
 	 * kdirty_all; cleared below) */
 	s->kdirty_all = true;
-	if (r == 0 && sb->format >= SB_VERSION)
+	if (r == 0 && sb->format >= SB_VERSION_4)
 		r = load_tree(s->ptree, load_pack, &c, sb->pack_count);
 	if (r < 0)
 		goto out;
@@ -285,7 +290,7 @@ int st_nst_load(struct store *s, const struct store_sb *sb) NO_TSA
 	}
 	ns_dirty_clear(s->ns); /* loaded as the trees hold it */
 	st_pack_dirty_clear(s);
-	if (sb->format < SB_VERSION)
+	if (sb->format < SB_VERSION_4)
 		s->kdirty_all = true; /* 'K' came from the stream: the first checkpoint writes the tree */
 out:
 	free(c.names);
@@ -295,6 +300,376 @@ out:
 		bz_err("store.db: the namespace trees of checkpoint %llu are corrupt", (unsigned long long)sb->gen);
 		r = -EUCLEAN;
 	}
+	return r;
+}
+
+/* ---- demand loads (format 5) ----
+ *
+ * s->ns is a namespace backed by the trees (ns.h ns_new_backed_by): open
+ * reads the superblock's counts and nothing else of the namespace. An
+ * inode is read from the inode tree (btree_get, then the same parser as a
+ * whole load) the first time anything asks for it; a directory's entries
+ * from the entry tree (its keys are contiguous: one range scan). Sound for
+ * the same reason as the live view's (ns.c "BACKED NAMESPACE"): s->ns is
+ * the trees' only writer and every op loads what it touches before it
+ * changes it, so what s->ns has not loaded the trees hold as it would;
+ * inodes freed since the last checkpoint are still in the inode tree and
+ * are in the namespace's gone set. Loads mark nothing dirty.
+ *
+ * BACKGROUND LOAD. st_ns_load_step goes on through the trees in key order
+ * from where it stopped (ld_phase, ld_next: inodes, then directories'
+ * entries, a directory at once), loading what is not loaded yet, and
+ * detaches s->ns when everything is: relocation's candidates and cleaning
+ * see every file then (both are correct on a part: store_reloc.c,
+ * st_pack_clean). The commit thread calls it when idle (pipe_commit.c);
+ * tools and whole rebuilds call st_ns_load_all. Between steps the trees
+ * change only in keys s->ns has loaded, so resuming at a key is exact.
+ *
+ * LOCKS. Loads change s->ns, s->files and the relocation heap, and read
+ * the trees, which are not thread-safe: they run under s->lock exclusive
+ * only. A reader holding s->lock shared that finds an inode not loaded
+ * (ns_state -EAGAIN) lets go and calls st_ns_need. */
+
+static int load_err(struct store *s, const char *what, uint64_t ino, int r) REQUIRES(store_cap)
+{
+	if (r == -ENOMEM || r == -ENOENT)
+		return r;
+	bz_err("store.db: namespace %s %llu could not be loaded: %s", what, (unsigned long long)ino, strerror(-r));
+	r = r == -EIO ? r : -EUCLEAN;
+	(void)st_set_error(s, r, "namespace load");
+	return r;
+}
+
+/* One inode's value, parsed into s->ns (which has it loading). */
+static int tree_inode(void *arg, struct ns *ns, uint64_t ino) REQUIRES(store_cap)
+{
+	struct store *s = arg;
+	uint8_t key[8], small[2048], *val = small;
+	size_t vlen = 0;
+	int r;
+
+	(void)ns; /* == s->ns */
+	put_be64(key, ino);
+	r = btree_get(s->itree, key, 8, small, sizeof(small), &vlen);
+	if (r == -ERANGE) {
+		val = malloc(vlen);
+		r = val ? btree_get(s->itree, key, 8, val, vlen, &vlen) : -ENOMEM;
+	}
+	if (r == 0)
+		r = st_ns_parse_one(s, ino, val, vlen);
+	if (val != small)
+		free(val);
+	return r < 0 ? load_err(s, "inode", ino, r) : 0;
+}
+
+/* A directory's entries being gathered (lctx.v, lctx.names: load_dent). */
+static int gather_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct lctx *c = arg;
+	if (klen < 8 || be64(key) != c->dir)
+		return 1; /* past the directory's keys */
+	return load_dent(arg, key, klen, val, vlen);
+}
+
+/* The gathered entries of directory dir into s->ns, in cookie order. */
+static int put_dir(struct store *s, struct lctx *c, uint64_t dir) REQUIRES(store_cap)
+{
+	struct ns_dload *v = NULL;
+	int r = -ENOMEM;
+
+	if (c->nv) {
+		qsort(c->v, c->nv, sizeof(*c->v), dload_cmp);
+		v = malloc(c->nv * sizeof(*v));
+		if (!v)
+			goto out;
+	}
+	for (size_t i = 0; i < c->nv; i++)
+		v[i] = (struct ns_dload){.name = c->names + c->v[i].off, .len = c->v[i].len, .ino = c->v[i].ino,
+					 .cookie = c->v[i].cookie};
+	r = ns_load_dir(s->ns, dir, v, c->nv);
+out:
+	free(v);
+	c->nv = c->names_len = 0;
+	return r;
+}
+
+static int tree_dir(void *arg, struct ns *ns, uint64_t dir) REQUIRES(store_cap)
+{
+	struct store *s = arg;
+	struct lctx c = {.s = s, .dir = dir};
+	uint8_t key[8];
+	int r;
+
+	(void)ns;
+	put_be64(key, dir);
+	r = btree_iter(s->dtree, key, 8, gather_dent, &c);
+	if (r >= 0)
+		r = put_dir(s, &c, dir);
+	free(c.names);
+	free(c.v);
+	return r < 0 ? load_err(s, "directory", dir, r) : 0;
+}
+
+static int tree_has(void *arg, uint64_t ino) REQUIRES(store_cap)
+{
+	struct store *s = arg;
+	uint8_t key[8];
+	size_t vlen = 0;
+	int r;
+
+	put_be64(key, ino);
+	r = btree_get(s->itree, key, 8, NULL, 0, &vlen);
+	return r == 0 || r == -ERANGE ? 1 : r == -ENOENT ? 0 : r;
+}
+
+static int tree_rest(void *arg, struct ns *ns) REQUIRES(store_cap)
+{
+	(void)ns;
+	return st_ns_load_all(arg);
+}
+
+static const struct ns_backing tree_backing = {
+	.inode = tree_inode, .dir = tree_dir, .rest = tree_rest, .has = tree_has,
+};
+
+int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA
+{
+	struct lctx c = {.s = s};
+	struct ns *ns = NULL;
+	int r;
+
+	r = ns_new_backed_by(&tree_backing, s, sb->ino_count, sb->next_ino, &ns);
+	if (r == -EINVAL)
+		r = -EUCLEAN; /* counts the superblock cannot have */
+	if (r < 0)
+		goto out;
+	ns_free(s->ns);
+	s->ns = ns;
+	if (st_mutant() == STORE_MUTANT_NO_PRELOAD)
+		ns_test_no_preload(ns);
+	s->ld_phase = LD_INODES;
+	s->ld_next = 0;
+	__atomic_store_n(&s->ld_done, false, __ATOMIC_RELAXED);
+	st_reloc_seed(s);
+	/* the pack table whole (O(pack pages)); its marks as in st_nst_load */
+	s->kdirty_all = true;
+	r = load_tree(s->ptree, load_pack, &c, sb->pack_count);
+	st_pack_dirty_clear(s);
+	s->kdirty_all = false;
+	if (r == 0) {
+		struct ns_attr a;
+		r = ns_getattr(s->ns, NS_ROOT_INO, &a); /* the root now: every lookup starts there */
+		if (r == 0 && !S_ISDIR(a.mode))
+			r = -EBADMSG;
+	}
+	if (r == 0 && ns_detach(s->ns) == 0) { /* nothing else to load (a new store) */
+		s->ld_phase = LD_DONE;
+		__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
+	}
+out:
+	if (r == -EBADMSG || r == -EIO || r == -EINVAL || r == -EEXIST || r == -ENOENT) {
+		bz_err("store.db: the namespace trees of checkpoint %llu are corrupt", (unsigned long long)sb->gen);
+		r = -EUCLEAN;
+	}
+	return r;
+}
+
+struct stepctx {
+	struct store *s;
+	size_t budget, done;
+	bool yield; /* stop early for a thread waiting to load */
+	uint64_t stop_at; /* the key (inode or directory) to resume at */
+	struct lctx c;    /* the directory being gathered */
+	uint64_t cur;     /* its number, 0 = none */
+	int err;
+};
+
+static int step_inode(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct stepctx *x = arg;
+	uint64_t ino = klen == 8 ? be64(key) : 0;
+	int r;
+
+	if (!ino)
+		return -EBADMSG;
+	if (x->done >= x->budget || (x->yield && store_ns_load_waiting(x->s))) {
+		x->stop_at = ino;
+		return 1;
+	}
+	x->done++;
+	r = ns_state(x->s->ns, ino);
+	if (r != -EAGAIN)
+		return 0; /* loaded already, or freed since */
+	ns_loading(x->s->ns, true);
+	r = st_ns_parse_one(x->s, ino, val, vlen);
+	ns_loading(x->s->ns, false);
+	if (r < 0) {
+		x->err = load_err(x->s, "inode", ino, r);
+		return x->err;
+	}
+	return 0;
+}
+
+/* The gathered directory, if it is to be loaded. */
+static int step_flush(struct stepctx *x) NO_TSA
+{
+	int r = 0;
+
+	uint64_t dir = x->cur;
+
+	if (dir && ns_dir_state(x->s->ns, dir) == -EAGAIN)
+		r = put_dir(x->s, &x->c, dir);
+	x->c.nv = x->c.names_len = 0;
+	x->cur = 0;
+	return r < 0 ? load_err(x->s, "directory", dir, r) : 0;
+}
+
+static int step_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct stepctx *x = arg;
+	uint64_t dir = klen >= 8 ? be64(key) : 0;
+	int r;
+
+	if (!dir)
+		return -EBADMSG;
+	if (dir != x->cur) {
+		r = step_flush(x);
+		if (r < 0)
+			return x->err = r;
+		if (x->done >= x->budget || (x->yield && store_ns_load_waiting(x->s))) {
+			x->stop_at = dir;
+			return 1;
+		}
+		x->cur = dir;
+	}
+	x->done++;
+	if (ns_dir_state(x->s->ns, dir) != -EAGAIN)
+		return 0; /* loaded already (or gone): its keys are skipped */
+	return load_dent(&x->c, key, klen, val, vlen);
+}
+
+static int load_step(struct store *s, size_t budget, bool yield) REQUIRES(store_cap)
+{
+	struct stepctx x = {.s = s, .budget = budget ? budget : 1, .yield = yield, .c = {.s = s}};
+	uint8_t key[8];
+	int r = 0;
+
+	if (s->ld_phase == LD_DONE || !ns_is_backed(s->ns))
+		goto done;
+	put_be64(key, s->ld_next);
+	if (s->ld_phase == LD_INODES) {
+		r = btree_iter(s->itree, key, 8, step_inode, &x);
+		if (r == 0) {
+			s->ld_phase = LD_ENTRIES;
+			s->ld_next = 0;
+			r = 1;
+		} else if (r == 1) {
+			s->ld_next = x.stop_at;
+		}
+		goto out;
+	}
+	r = btree_iter(s->dtree, key, 8, step_dent, &x);
+	if (r == 0)
+		r = step_flush(&x);
+	if (r == 1) {
+		s->ld_next = x.stop_at;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	r = ns_detach(s->ns);
+	if (r == -EAGAIN) {
+		bz_err("store.db: the namespace trees hold fewer inodes or entries than the superblock counts");
+		r = -EUCLEAN;
+		(void)st_set_error(s, r, "namespace load");
+		goto out;
+	}
+done:
+	s->ld_phase = LD_DONE;
+	__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
+	r = 0;
+out:
+	free(x.c.names);
+	free(x.c.v);
+	if (r < 0 && x.err)
+		r = x.err;
+	else if (r < 0 && r != -ENOMEM)
+		r = load_err(s, "tree at", s->ld_next, r);
+	return r;
+}
+
+int st_ns_load_step(struct store *s, size_t budget) REQUIRES(store_cap) { return load_step(s, budget, false); }
+
+int st_ns_load_all(struct store *s) REQUIRES(store_cap)
+{
+	int r;
+	do
+		r = load_step(s, 1u << 16, false);
+	while (r == 1);
+	return r;
+}
+
+/* About 1 ms of loading per step (a few µs an inode or entry), so that a
+ * batch waiting for the commit thread waits that long at most. */
+#define LOAD_STEP 512
+
+int store_ns_load_some(struct store *s, unsigned keys)
+{
+	int r = 0;
+
+	if (__atomic_load_n(&s->ld_done, __ATOMIC_RELAXED))
+		return 0;
+	if (store_ns_load_waiting(s))
+		return 1; /* after it */
+	bz_cap_wrlock(&s->lock, &store_cap);
+	r = load_step(s, keys, true);
+	bz_cap_wrunlock(&s->lock, &store_cap);
+	return r;
+}
+
+int store_ns_load_more(struct store *s) { return store_ns_load_some(s, LOAD_STEP); }
+
+bool store_ns_loaded(const struct store *s) { return __atomic_load_n(&s->ld_done, __ATOMIC_RELAXED); }
+bool store_ns_load_waiting(const struct store *s) { return __atomic_load_n(&s->ld_waiters, __ATOMIC_RELAXED) != 0; }
+
+void st_ns_wrlock(struct store *s) ACQUIRE(store_cap) NO_TSA
+{
+	__atomic_add_fetch(&s->ld_waiters, 1, __ATOMIC_RELAXED);
+	bz_cap_wrlock(&s->lock, &store_cap);
+	__atomic_sub_fetch(&s->ld_waiters, 1, __ATOMIC_RELAXED);
+}
+
+int st_ns_ensure(struct store *s, uint64_t ino) EXCLUDES(store_cap)
+{
+	int r;
+
+	if (__atomic_load_n(&s->ld_done, __ATOMIC_RELAXED))
+		return 0;
+	bz_cap_rdlock(&s->lock, &store_cap);
+	r = ns_state(s->ns, ino);
+	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r != -EAGAIN)
+		return 0;
+	r = st_ns_need(s, ino, false);
+	return r == -ENOENT ? 0 : r;
+}
+
+int st_ns_getattr(struct store *s, uint64_t ino, struct ns_attr *ret_attr) REQUIRES_SHARED(store_cap)
+{
+	/* never a load under a shared lock: st_ns_ensure came first, and a
+	 * loaded inode stays loaded */
+	if (NEVER(ns_state(s->ns, ino) == -EAGAIN))
+		return -EIO;
+	return ns_getattr(s->ns, ino, ret_attr);
+}
+
+int st_ns_need(struct store *s, uint64_t ino, bool entries) EXCLUDES(store_cap)
+{
+	int r;
+
+	st_ns_wrlock(s);
+	r = ns_fetch(s->ns, ino, entries);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	return r;
 }
 
@@ -319,6 +694,8 @@ static int put_inode(void *arg, uint64_t ino) REQUIRES_SHARED(store_cap)
 		u->skip--;
 		return 0;
 	}
+	if (NEVER(ns_state(s->ns, ino) == -EAGAIN))
+		return 0; /* not loaded, so unchanged: its key stays as it is */
 	r = st_ns_ser_one(s, ino, &val, &vlen);
 	if (r == -ENOENT) {
 		r = btree_del(s->itree, key, 8);
@@ -343,6 +720,8 @@ static int put_dent(void *arg, uint64_t dir, const char *name, size_t len) REQUI
 		return -EINVAL;
 	put_be64(key, dir);
 	memcpy(key + 8, name, len);
+	if (NEVER(ns_dir_state(s->ns, dir) == -EAGAIN))
+		return 0; /* entries not loaded, so unchanged */
 	r = ns_dirent_get(s->ns, dir, name, len, &ino, &cookie);
 	if (r < 0) {
 		r = btree_del(s->dtree, key, 8 + len);
@@ -457,7 +836,7 @@ void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap)
 	else
 		est = ni * (2ull * a.depth + 4) + nd * (2ull * b.depth + 2);
 	/* pack keys: 8 + 1 + <= 2 bytes and their slot, 100 a page or better */
-	if (s->kdirty_all || s->sb.format < SB_VERSION)
+	if (s->kdirty_all || s->sb.format < SB_VERSION_4)
 		est += s->packs.n / 50 + 16;
 	else if (s->kdirty.n) {
 		struct btree_stats c = {0};
@@ -477,7 +856,7 @@ static int pack_rebuild(struct store *s, struct uctx *u) REQUIRES_SHARED(store_c
 	int r = 0;
 
 	st_nst_io(s, &io);
-	if (s->sb.format >= SB_VERSION)
+	if (s->sb.format >= SB_VERSION_4)
 		r = btree_verify(&io, s->sb.pack_root, s->sb.pack_count, release_cb, s);
 	if (r == 0)
 		r = btree_open(&io, 0, 0, &pt);
@@ -570,7 +949,7 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 		if (r == 0)
 			r = ns_dirty_each_dirent(s->ns, put_dent, &u);
 	}
-	if (r == 0 && (s->kdirty_all || s->sb.format < SB_VERSION))
+	if (r == 0 && (s->kdirty_all || s->sb.format < SB_VERSION_4))
 		r = pack_rebuild(s, &u);
 	else if (r == 0)
 		r = st_pack_dirty_each(s, put_pack, &u);

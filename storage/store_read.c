@@ -464,7 +464,7 @@ static int read_locked(struct store *s, uint64_t ino, uint64_t off, size_t len, 
 	int r;
 
 	*need_load = false;
-	r = ns_getattr(s->ns, ino, &a);
+	r = st_ns_getattr(s, ino, &a);
 	if (r < 0)
 		goto out;
 	if (!S_ISREG(a.mode)) {
@@ -530,6 +530,9 @@ int store_read(struct store *s, uint64_t ino, uint64_t off, void *buf, size_t le
 		goto out;
 	/* Under the lock only index lookups and frame copies; the commit
 	 * thread never waits for a decompression. */
+	r = st_ns_ensure(s, ino);
+	if (r < 0)
+		goto out;
 	bz_cap_rdlock(&s->lock, &store_cap);
 	r = read_locked(s, ino, off, len, &n, &need_load, x);
 	bz_cap_rdunlock(&s->lock, &store_cap);
@@ -557,7 +560,7 @@ static int seek_locked(struct store *s, uint64_t ino, uint64_t off, int whence, 
 	int r;
 
 	*need_load = false;
-	r = ns_getattr(s->ns, ino, &a);
+	r = st_ns_getattr(s, ino, &a);
 	if (r < 0)
 		goto out;
 	if (!S_ISREG(a.mode)) {
@@ -615,6 +618,9 @@ int store_seek(struct store *s, uint64_t ino, uint64_t off, int whence, uint64_t
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		goto out;
+	r = st_ns_ensure(s, ino);
+	if (r < 0)
+		goto out;
 	/* A file's full index may be unloaded by the memory budget between the
 	 * load and the lookup: try a few times. */
 	for (int attempt = 0; attempt < 4; attempt++) {
@@ -637,29 +643,52 @@ out:
 
 int store_ns_clone(struct store *s, struct ns **ret_ns)
 {
-	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_clone(s->ns, ret_ns);
-	bz_cap_rdunlock(&s->lock, &store_cap);
+	bz_cap_wrlock(&s->lock, &store_cap);
+	int r = st_ns_load_all(s); /* a copy of everything: everything loaded first */
+	if (r == 0)
+		r = ns_clone(s->ns, ret_ns);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	return r;
 }
 
 /* ---- the filesystem's backed namespace (store_ns_backed) ---- */
 
+/* The store's namespace may itself be loading from its trees (format 5,
+ * store_nstree.c): what it has loaded is copied under s->lock shared;
+ * what it has not is loaded and copied under s->lock exclusive. */
 static int bk_inode(void *arg, struct ns *ns, uint64_t ino)
 {
 	struct store *s = arg;
+	int r;
+
 	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_copy_inode(ns, s->ns, ino);
+	r = ns_state(s->ns, ino) == -EAGAIN ? -EAGAIN : ns_copy_inode(ns, s->ns, ino);
 	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r == -EAGAIN) {
+		st_ns_wrlock(s);
+		r = ns_fetch(s->ns, ino, false);
+		if (r == 0)
+			r = ns_copy_inode(ns, s->ns, ino);
+		bz_cap_wrunlock(&s->lock, &store_cap);
+	}
 	return r;
 }
 
 static int bk_dir(void *arg, struct ns *ns, uint64_t dir)
 {
 	struct store *s = arg;
+	int r;
+
 	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_copy_dir(ns, s->ns, dir);
+	r = ns_dir_state(s->ns, dir) == -EAGAIN ? -EAGAIN : ns_copy_dir(ns, s->ns, dir);
 	bz_cap_rdunlock(&s->lock, &store_cap);
+	if (r == -EAGAIN) {
+		st_ns_wrlock(s);
+		r = ns_fetch(s->ns, dir, true);
+		if (r == 0)
+			r = ns_copy_dir(ns, s->ns, dir);
+		bz_cap_wrunlock(&s->lock, &store_cap);
+	}
 	if (r < 0)
 		bz_err("store: loading directory %llu into the live namespace: %s", (unsigned long long)dir,
 		       strerror(-r));
@@ -669,9 +698,11 @@ static int bk_dir(void *arg, struct ns *ns, uint64_t dir)
 static int bk_rest(void *arg, struct ns *ns)
 {
 	struct store *s = arg;
-	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_copy_rest(ns, s->ns);
-	bz_cap_rdunlock(&s->lock, &store_cap);
+	bz_cap_wrlock(&s->lock, &store_cap);
+	int r = st_ns_load_all(s); /* the store's own first (O(files), once) */
+	if (r == 0)
+		r = ns_copy_rest(ns, s->ns);
+	bz_cap_wrunlock(&s->lock, &store_cap);
 	if (r < 0)
 		bz_err("store: loading the whole live namespace: %s", strerror(-r));
 	return r;
@@ -680,11 +711,14 @@ static int bk_rest(void *arg, struct ns *ns)
 static int bk_has(void *arg, uint64_t ino)
 {
 	struct store *s = arg;
-	struct ns_attr a;
 	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_getattr(s->ns, ino, &a);
+	int r = ns_state(s->ns, ino);
 	bz_cap_rdunlock(&s->lock, &store_cap);
-	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+	if (r == -EAGAIN) {
+		r = st_ns_need(s, ino, false);
+		r = r == 0 ? 1 : r == -ENOENT ? 0 : r;
+	}
+	return r;
 }
 
 static const struct ns_backing store_backing = {
@@ -701,9 +735,12 @@ int store_ns_backed(struct store *s, struct ns **ret_ns)
 int store_file_size(struct store *s, uint64_t ino, uint64_t *ret_size)
 {
 	struct ns_attr a;
+	int r = st_ns_ensure(s, ino);
 
+	if (r < 0)
+		return r;
 	bz_cap_rdlock(&s->lock, &store_cap);
-	int r = ns_getattr(s->ns, ino, &a);
+	r = st_ns_getattr(s, ino, &a);
 	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r < 0)
 		return r;
@@ -715,10 +752,12 @@ int store_file_info(struct store *s, uint64_t ino, struct store_file_info *ret_i
 {
 	struct store_file_info fi = {0};
 	struct ns_attr a;
-	int r;
+	int r = st_ns_ensure(s, ino);
 
+	if (r < 0)
+		return r;
 	bz_cap_rdlock(&s->lock, &store_cap);
-	r = ns_getattr(s->ns, ino, &a);
+	r = st_ns_getattr(s, ino, &a);
 	if (r == 0) {
 		const struct sfile *f = st_ftab_get(&s->files, ino);
 		fi.size = a.size;

@@ -157,7 +157,9 @@ static struct sfile *pick(const struct store *cs) NO_TSA
 	struct store *s = (struct store *)cs; /* the heap is [commit] state */
 	struct sfile *f = NULL;
 
-	if (!s->free.n)
+	/* the highest file among all of them: not before the namespace is
+	 * loaded whole (format 5 loads it in the background after open) */
+	if (!s->free.n || !store_ns_loaded(s))
 		return NULL;
 	st_reloc_fold(s);
 	if (!s->reloc_valid) {

@@ -128,7 +128,7 @@ static int scrub_trees(struct store *s, const struct store_sb *d, struct store_s
 	const uint64_t root[3] = {d->ino_root, d->dent_root, d->pack_root};
 	const uint64_t keys[3] = {d->ino_count, d->dent_count, d->pack_count};
 
-	for (int k = 0; k < (d->format >= SB_VERSION ? 3 : 2) && !w->bad; k++) {
+	for (int k = 0; k < (d->format >= SB_VERSION_4 ? 3 : 2) && !w->bad; k++) {
 		t.last = root[k];
 		r = btree_verify(&io, root[k], keys[k], NULL, NULL);
 		if (r == -EIO || r == -EUCLEAN || r == -EBADMSG) {
@@ -219,7 +219,7 @@ static int scrub_ns(struct store *s, uint64_t max, struct store_scrub_meta *w)
 		w->done++;
 		if (last != (h.next == 0))
 			bad(w, STORE_SCRUB_BAD_LINK, pg, true);
-		else if ((d->format >= SB_VERSION ? h.used == 0 : !last && h.used != PAGER_PAYLOAD) ||
+		else if ((d->format >= SB_VERSION_4 ? h.used == 0 : !last && h.used != PAGER_PAYLOAD) ||
 			 (last && w->bytes != d->ns_bytes))
 			bad(w, STORE_SCRUB_BAD_BODY, pg, last);
 	}
@@ -236,6 +236,9 @@ static int scrub_index(struct store *s, uint64_t ino, uint64_t max, struct store
 	bool found;
 	int r = 0;
 
+	r = st_ns_ensure(s, ino); /* its index state comes with its inode */
+	if (r < 0)
+		return r;
 	bz_cap_rdlock(&s->lock, &store_cap);
 	const struct sfile *f = st_ftab_get(&s->files, ino);
 	found = f != NULL;

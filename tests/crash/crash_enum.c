@@ -73,6 +73,7 @@ static const struct {
 	{ "tail_skip", STORE_MUTANT_TAIL_SKIP },
 	{ "forget_dirty", STORE_MUTANT_FORGET_DIRTY },
 	{ "forget_pack", STORE_MUTANT_FORGET_PACK },
+	{ "no_preload", STORE_MUTANT_NO_PRELOAD },
 };
 
 /* What the engine was doing at a crash point (store mode: set by the driver

@@ -93,14 +93,35 @@ static int fz_xattr(void *arg, uint64_t ino, const char *name, size_t name_len, 
 }
 
 /* Reads every file of s (bounded). */
+static inline int fz_entry(void *arg, const char *name, size_t name_len, uint64_t ino, uint32_t mode,
+			   uint64_t cookie)
+{
+	(void)arg;
+	(void)name;
+	(void)name_len;
+	(void)ino;
+	(void)mode;
+	(void)cookie;
+	return 0;
+}
+
 static inline void fz_read_all(struct store *s)
 {
 	static uint8_t buf[65536];
 	struct fz_walk w = { .s = s, .budget = FZ_READ_BUDGET, .buf = buf };
 	struct ns_visit v = { .inode = fz_inode, .dirent = fz_dirent, .xattr = fz_xattr };
-	struct ns *ns = NULL;
+	struct ns *ns = NULL, *live = NULL;
 	struct store_stats st;
 	store_stats(s, &st);
+	/* format 5's demand loads first: inodes by number, then the root's
+	 * entries and their inodes through a live view */
+	for (uint64_t ino = 1; ino < 48; ino++) {
+		uint64_t size = 0;
+		(void)store_file_size(s, ino, &size);
+	}
+	if (store_ns_backed(s, &live) == 0)
+		(void)ns_readdir(live, 1, 0, fz_entry, NULL);
+	ns_free(live);
 	if (store_ns_clone(s, &ns) == 0)
 		(void)ns_walk(ns, &v, &w);
 	ns_free(ns);

@@ -1651,7 +1651,7 @@ static void test_format1_refused(void)
 		struct pager_hdr h;
 		T_ASSERT(vfs_pread(f, page, sizeof(page), pg * 4096, &n) == 0 && n == sizeof(page));
 		T_ASSERT(pager_check(page, pg, PAGER_SUPER, &h) == 0);
-		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 4);
+		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 5);
 		bz_put_le32(page + PAGER_HDR_SIZE + 4, 1);
 		pager_seal(page, &h);
 		T_ASSERT(vfs_pwrite(f, page, sizeof(page), pg * 4096) == 0);
@@ -1995,6 +1995,114 @@ static void test_incremental_checkpoint(void)
 	vfs_destroy(v);
 }
 
+/* Format 5: the namespace loads on demand. After a reopen nothing but the
+ * root is loaded; ops on inodes and directories never loaded since (an
+ * unlink of a last link and of one of two links, a directory renamed into
+ * another, a rename into its own subtree that both must refuse, an
+ * append, a setattr) give the model's state, the background load steps
+ * interleaved with ops end complete, and fsck finds nothing. */
+static void test_lazy_namespace(void)
+{
+	struct vfs *v;
+	struct store *s = NULL;
+	struct model m;
+	struct batch b = {0};
+	struct store_check_report rep;
+	uint64_t dirs[8], files[8];
+	char name[32];
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	model_init(&m);
+	T_ASSERT(open_store(v, &s) == 0);
+	for (int d = 0; d < 8; d++) {
+		snprintf(name, sizeof(name), "d%d", d);
+		struct ns_op op = {.kind = NS_MKDIR, .parent = NS_ROOT_INO, .name = name,
+				   .name_len = (uint32_t)strlen(name), .mode = S_IFDIR | 0755, .ino = ns_alloc_ino(m.ns)};
+		dirs[d] = op.ino;
+		T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		for (int i = 0; i < 40; i++) {
+			snprintf(name, sizeof(name), "f%02d", i);
+			struct ns_op c = {.kind = NS_CREATE, .parent = dirs[d], .name = name, .name_len = 3,
+					  .mode = S_IFREG | 0644, .ino = ns_alloc_ino(m.ns)};
+			T_ASSERT(nsop_add(&m, &b, &c) == 0);
+		}
+		files[d] = mk_file(&m, &b, dirs[d], "data");
+		append(&m, &b, model_file(&m, files[d]), 3000 + 100 * (size_t)d, d & 1);
+	}
+	struct ns_op op = {.kind = NS_MKDIR, .parent = dirs[5], .name = "sub", .name_len = 3, .mode = S_IFDIR | 0700,
+			   .ino = ns_alloc_ino(m.ns)};
+	uint64_t sub = op.ino;
+	T_ASSERT(nsop_add(&m, &b, &op) == 0);
+	op = (struct ns_op){.kind = NS_LINK, .ino = files[2], .parent2 = dirs[3], .name2 = "twin", .name2_len = 4};
+	T_ASSERT(nsop_add(&m, &b, &op) == 0);
+	op = (struct ns_op){.kind = NS_MKDIR, .parent = dirs[4], .name = "empty", .name_len = 5, .mode = S_IFDIR | 0755,
+			    .ino = ns_alloc_ino(m.ns)};
+	T_ASSERT(nsop_add(&m, &b, &op) == 0);
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_close(s), 0);
+
+	T_ASSERT(open_store(v, &s) == 0);
+	T_CHECK(!store_ns_loaded(s)); /* nothing but the root yet */
+	{ /* a read of a file no op loaded (store_read loads its inode) */
+		struct mfile *f = model_file(&m, files[6]);
+		uint8_t buf[64];
+		size_t n = 0;
+		T_CHECK_EQ(store_read(s, files[6], 100, buf, sizeof(buf), &n), 0);
+		T_CHECK(n == sizeof(buf) && memcmp(buf, f->data + 100, n) == 0);
+	}
+	op = (struct ns_op){.kind = NS_UNLINK, .parent = dirs[1], .name = "data", .name_len = 4};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	model_file(&m, files[1])->live = false;
+	op = (struct ns_op){.kind = NS_UNLINK, .parent = dirs[3], .name = "twin", .name_len = 4};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0); /* files[2] keeps one link */
+	op = (struct ns_op){.kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "d6", .name_len = 2, .parent2 = sub,
+			    .name2 = "d6", .name2_len = 2};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "d5", .name_len = 2, .parent2 = dirs[6],
+			    .name2 = "loop", .name2_len = 4};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), -EINVAL); /* d6 is inside d5 now: refused by both */
+	m.now += 1000;
+	op = (struct ns_op){.kind = NS_RMDIR, .parent = dirs[4], .name = "empty", .name_len = 5};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	op = (struct ns_op){.kind = NS_RENAME, .parent = dirs[2], .name = "f05", .name_len = 3, .parent2 = dirs[0],
+			    .name2 = "moved", .name2_len = 5};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	append(&m, &b, model_file(&m, files[7]), 500, false);
+	op = (struct ns_op){.kind = NS_SETATTR, .ino = files[4], .flags = NS_SET_MODE, .mode = S_IFREG | 0600};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), 0);
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	T_CHECK_EQ(store_close(s), 0);
+
+	/* the parents written: the refusal holds after a reopen too */
+	T_ASSERT(open_store(v, &s) == 0);
+	op = (struct ns_op){.kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "d5", .name_len = 2, .parent2 = dirs[6],
+			    .name2 = "loop", .name2_len = 4};
+	T_CHECK_EQ(nsop_add(&m, &b, &op), -EINVAL);
+	T_CHECK_EQ(commit(s, &m, &b), 0);
+	/* the rest loads a step at a time between ops */
+	int steps = 0, r;
+	while ((r = store_ns_load_more(s)) == 1) {
+		snprintf(name, sizeof(name), "n%d", steps++);
+		(void)mk_file(&m, &b, dirs[steps % 2 ? 0 : 7], name);
+		T_ASSERT(commit(s, &m, &b) == 0);
+		T_ASSERT(steps < MAX_FILES - 12);
+	}
+	T_CHECK_EQ(r, 0);
+	T_CHECK(steps >= 1);
+	T_CHECK(store_ns_loaded(s));
+	T_CHECK_EQ(verify(s, &m, 5), 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	T_CHECK_EQ(verify(s, &m, 5), 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	free(b.p);
+	model_free(&m);
+	vfs_destroy(v);
+}
+
 /* The whole visible state of a store: namespace dump, then every regular
  * file's bytes (hex of an xxh3 each) and the root's readdir cookies. */
 static int state_file(void *arg, const struct ns_attr *a, const char *sl, size_t sl_len)
@@ -2114,7 +2222,7 @@ static void test_upgrade(const char *src, const char *seed, uint32_t format)
 
 	o.read_only = false;
 	T_ASSERT(store_open(&o, &s) == 0); /* replay + checkpoint: upgraded */
-	T_CHECK_EQ(sb_format(v), 4);
+	T_CHECK_EQ(sb_format(v), 5);
 	struct store_stats st;
 	store_stats(s, &st);
 	T_CHECK(st.pack_pages > 0);
@@ -2161,9 +2269,11 @@ int main(int argc, char **argv)
 	test_scrub_meta();
 	test_relocate();
 	test_incremental_checkpoint();
+	test_lazy_namespace();
 	if (argc > 1) { /* the source tree: tests/fuzz/corpus holds format 2 and 3 stores */
 		test_upgrade(argv[1], "chunks-format2.bin", 2);
 		test_upgrade(argv[1], "chunks-format3.bin", 3);
+		test_upgrade(argv[1], "chunks-format4.bin", 4);
 	} else
 		fprintf(stderr, "test_upgrade: skipped (no source directory argument)\n");
 	T_DONE();
