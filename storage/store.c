@@ -361,6 +361,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	if (s->read_only)
 		pager_set_volatile(s->pager);
 	bz_cap_wrlock(&s->lock, &store_cap);
+	s->pk_done = true; /* format 5 says otherwise (st_nst_attach) */
 	r = ns_new(&s->ns);
 	if (r == 0) {
 		s->open_page = calloc(1, PAGER_PAGE_SIZE);
@@ -399,7 +400,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	 * copies them (store_ns_backed) */
 	bz_cap_wrlock(&s->lock, &store_cap);
 	ns_fix_parents(s->ns);
-	if (!ns_is_backed(s->ns)) { /* formats 2 to 4: loaded whole */
+	if (!ns_is_backed(s->ns) && s->pk_done) { /* formats 2 to 4: loaded whole */
 		s->ld_phase = LD_DONE;
 		__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
 	}

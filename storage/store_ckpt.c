@@ -908,7 +908,7 @@ int store_checkpoint(struct store *s)
 	bz_cap_wrlock(&s->lock, &store_cap);
 	/* the trees written whole (step 3) walk the whole namespace: what a
 	 * format 5 store has not loaded yet is loaded now, from the old ones */
-	r = ns_dirty_all(s->ns) ? st_ns_load_all(s) : 0;
+	r = ns_dirty_all(s->ns) || s->kdirty_all ? st_ns_load_all(s) : 0;
 	if (r == 0)
 		r = st_oc_write_tails(s, s->last_applied);
 	if (r == 0)

@@ -342,6 +342,44 @@ int st_pack_dirty_each(struct store *s, int (*fn)(void *arg, uint64_t pg), void 
 	return r;
 }
 
+/* FORMAT 5 loads the pack table in the background (store_nstree.c
+ * "DEMAND LOADS"): before a page's count changes it is read from the pack
+ * tree if the table does not know it. The tree holds the last checkpoint's
+ * counts; a page whose count changed since is in kdirty, and the table
+ * (where it is, or is not any more: 0) is right about it. Counts only
+ * read (st_pack_live_get) wait for the load: cleaning and the stranded
+ * pages' search use them once it is complete. */
+bool st_pack_known(const struct store *s, uint64_t pg)
+{
+	if (s->packs.cap && s->packs.pg[ptab_slot(&s->packs, pg)])
+		return true;
+	return s->kdirty.cap && s->kdirty.pg[ptab_slot(&s->kdirty, pg)];
+}
+
+int st_pack_fetch(struct store *s, uint64_t pg)
+{
+	if (s->pk_done || !pg || st_pack_known(s, pg))
+		return 0;
+	if (s->kdirty_all)
+		return -ENOMEM; /* the marks overflowed: which pages changed is not known */
+	return st_pack_tree_get(s, pg);
+}
+
+int st_pack_put_loaded(struct store *s, uint64_t pg, uint32_t live)
+{
+	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
+		return -ENOMEM;
+	size_t i = ptab_slot(&s->packs, pg);
+	if (s->packs.pg[i])
+		return -EEXIST;
+	s->packs.pg[i] = pg;
+	s->packs.n++;
+	s->packs.live[i] = live;
+	st_set_u64(&s->pack_live, s->pack_live + live);
+	pack_mirror(s);
+	return 0;
+}
+
 uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
 {
 	if (!s->packs.cap || !pg)
@@ -353,6 +391,9 @@ uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
 /* n more frame bytes of pack page pg are named by an index entry. */
 int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n)
 {
+	int r = st_pack_fetch(s, pg);
+	if (r < 0)
+		return r;
 	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
 		return -ENOMEM;
 	size_t i = ptab_slot(&s->packs, pg);
@@ -385,8 +426,10 @@ static uint64_t open_pack_page(const struct store *s) NO_TSA { return s->open_pg
  * released (the open one is, when it closes: st_pack_closed). */
 static int pack_live_sub(struct store *s, uint64_t pg, uint32_t n)
 {
+	int r = st_pack_fetch(s, pg);
+	if (r < 0)
+		return r;
 	size_t i = s->packs.cap ? ptab_slot(&s->packs, pg) : 0;
-	int r = 0;
 
 	if (!s->packs.cap || !s->packs.pg[i] || s->packs.live[i] < n) {
 		bz_err("store: pack page %llu: releasing %u live bytes it does not hold", (unsigned long long)pg, n);
@@ -410,7 +453,9 @@ out:
 /* The pack page pg was closed (sealed): released if nothing names it. */
 int st_pack_closed(struct store *s, uint64_t pg)
 {
-	int r = 0;
+	int r = st_pack_fetch(s, pg);
+	if (r < 0)
+		return r;
 	if (st_pack_live_get(s, pg))
 		goto out;
 	if (s->packs.cap) {

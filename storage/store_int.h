@@ -215,6 +215,8 @@ struct store {
 	struct ptab kdirty;        /* pack pages whose live bytes changed since the last checkpoint */
 	bool kdirty_all;           /* kdirty overflowed or the store was format < 4: the next
 				    * checkpoint writes the pack tree whole */
+	bool pk_done;              /* the pack table holds every page (format 5: once the
+				    * background load read the pack tree; st_pack_fetch) */
 	uint64_t pack_live;        /* __atomic: sum of packs' live bytes */
 	uint64_t pack_pages;       /* __atomic: packs.n */
 	uint64_t pages_cleaned;    /* __atomic: pack pages emptied by cleaning (since open) */
@@ -227,7 +229,7 @@ struct store {
 	int nst_err;               /* a tree page could not be released */
 	/* The namespace loaded on demand (format 5, store_nstree.c "DEMAND
 	 * LOADS"): the background load's place in the trees. */
-	int ld_phase GUARDED_BY(store_cap);     /* LD_INODES, LD_ENTRIES, LD_DONE */
+	int ld_phase GUARDED_BY(store_cap);     /* LD_PACKS, LD_INODES, LD_ENTRIES, LD_DONE */
 	uint64_t ld_next GUARDED_BY(store_cap); /* next inode / directory to visit */
 	bool ld_done;                           /* __atomic: s->ns is complete */
 	uint32_t ld_waiters;                    /* __atomic: threads waiting to load */
@@ -352,7 +354,15 @@ int st_nst_update(struct store *s, uint64_t lsn, struct store_sb *sb) REQUIRES_S
 void st_nst_close(struct store *s);
 void st_nst_io(struct store *s, struct btree_io *io);
 void st_nst_estimate(struct store *s) REQUIRES_SHARED(store_cap);
-enum { LD_INODES, LD_ENTRIES, LD_DONE };
+enum { LD_PACKS, LD_INODES, LD_ENTRIES, LD_DONE };
+/* store_data.c: a pack page's count from the pack tree into the table
+ * before it changes (format 5, pack table still loading); 0 or -errno. */
+int st_pack_fetch(struct store *s, uint64_t pg);
+/* A count read from the pack tree: into the table, marking nothing. */
+int st_pack_put_loaded(struct store *s, uint64_t pg, uint32_t live);
+bool st_pack_known(const struct store *s, uint64_t pg); /* in the table or changed since the checkpoint */
+/* store_nstree.c: pack page pg's key, if the tree has one, into the table */
+int st_pack_tree_get(struct store *s, uint64_t pg);
 /* Format 5: s->ns becomes a namespace backed by the trees (before any
  * other thread sees the store). */
 int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA;

@@ -35,8 +35,8 @@
  * pack tree likewise when its dirty set overflowed or the store was
  * format 2 or 3.
  *
- * LOAD. Format 5: on demand ("DEMAND LOADS" below); open reads only the
- * pack table whole. Formats 3 and 4: at open the whole trees are read into
+ * LOAD. Format 5: on demand ("DEMAND LOADS" below), the pack table too
+ * (a page's count before it changes: st_pack_fetch). Formats 3 and 4: at open the whole trees are read into
  * the in-memory namespace, file table and pack table (O(files)), and the
  * first checkpoint rewrites them as format 5. Entries are inserted per
  * directory in cookie order. Everything read is untrusted: the trees
@@ -317,8 +317,9 @@ out:
  * are in the namespace's gone set. Loads mark nothing dirty.
  *
  * BACKGROUND LOAD. st_ns_load_step goes on through the trees in key order
- * from where it stopped (ld_phase, ld_next: inodes, then directories'
- * entries, a directory at once), loading what is not loaded yet, and
+ * from where it stopped (ld_phase, ld_next: pack pages, inodes, then
+ * directories' entries, a directory at once), loading what is not loaded
+ * yet (a pack page changed since the checkpoint is known already), and
  * detaches s->ns when everything is: relocation's candidates and cleaning
  * see every file then (both are correct on a part: store_reloc.c,
  * st_pack_clean). The commit thread calls it when idle (pipe_commit.c);
@@ -434,7 +435,6 @@ static const struct ns_backing tree_backing = {
 
 int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA
 {
-	struct lctx c = {.s = s};
 	struct ns *ns = NULL;
 	int r;
 
@@ -447,22 +447,20 @@ int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA
 	s->ns = ns;
 	if (st_mutant() == STORE_MUTANT_NO_PRELOAD)
 		ns_test_no_preload(ns);
-	s->ld_phase = LD_INODES;
+	/* the pack table loads in the background too (first), a page's count
+	 * on demand before it changes (st_pack_fetch) */
+	s->pk_done = sb->pack_count == 0;
+	s->ld_phase = s->pk_done ? LD_INODES : LD_PACKS;
 	s->ld_next = 0;
 	__atomic_store_n(&s->ld_done, false, __ATOMIC_RELAXED);
 	st_reloc_seed(s);
-	/* the pack table whole (O(pack pages)); its marks as in st_nst_load */
-	s->kdirty_all = true;
-	r = load_tree(s->ptree, load_pack, &c, sb->pack_count);
-	st_pack_dirty_clear(s);
-	s->kdirty_all = false;
 	if (r == 0) {
 		struct ns_attr a;
 		r = ns_getattr(s->ns, NS_ROOT_INO, &a); /* the root now: every lookup starts there */
 		if (r == 0 && !S_ISDIR(a.mode))
 			r = -EBADMSG;
 	}
-	if (r == 0 && ns_detach(s->ns) == 0) { /* nothing else to load (a new store) */
+	if (r == 0 && s->pk_done && ns_detach(s->ns) == 0) { /* nothing else to load (a new store) */
 		s->ld_phase = LD_DONE;
 		__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
 	}
@@ -474,6 +472,40 @@ out:
 	return r;
 }
 
+/* A pack tree key and value: the page and its count, checked as load_pack
+ * checks them. */
+static int pack_kv(const struct store *s, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+		   uint64_t *ret_pg, uint32_t *ret_live) NO_TSA
+{
+	const uint8_t *p = val, *end = val + vlen;
+	uint64_t pg = klen == 8 ? be64(key) : 0, live = 0;
+
+	if (pg < 2 || pg >= s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 || live > PAGER_PAYLOAD)
+		return -EBADMSG;
+	*ret_pg = pg;
+	*ret_live = (uint32_t)live;
+	return 0;
+}
+
+int st_pack_tree_get(struct store *s, uint64_t pg) NO_TSA
+{
+	uint8_t key[8], val[16];
+	size_t vlen = 0;
+	uint64_t kpg = 0;
+	uint32_t live = 0;
+	int r;
+
+	put_be64(key, pg);
+	r = btree_get(s->ptree, key, 8, val, sizeof(val), &vlen);
+	if (r == -ENOENT)
+		return 0; /* no live bytes at the checkpoint: a page new since, or none */
+	if (r == 0)
+		r = pack_kv(s, key, 8, val, vlen, &kpg, &live);
+	if (r == 0)
+		r = st_pack_put_loaded(s, pg, live);
+	return r < 0 ? load_err(s, "pack page", pg, r == -ERANGE ? -EBADMSG : r) : 0;
+}
+
 struct stepctx {
 	struct store *s;
 	size_t budget, done;
@@ -483,6 +515,28 @@ struct stepctx {
 	uint64_t cur;     /* its number, 0 = none */
 	int err;
 };
+
+static int step_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct stepctx *x = arg;
+	uint64_t pg = 0;
+	uint32_t live = 0;
+	int r = pack_kv(x->s, key, klen, val, vlen, &pg, &live);
+
+	if (r < 0)
+		return x->err = load_err(x->s, "pack page", klen == 8 ? be64(key) : 0, r);
+	if (x->s->kdirty_all)
+		return x->err = -ENOMEM; /* the marks overflowed: which pages changed is not known */
+	if (x->done >= x->budget || (x->yield && store_ns_load_waiting(x->s))) {
+		x->stop_at = pg;
+		return 1;
+	}
+	x->done++;
+	if (st_pack_known(x->s, pg))
+		return 0; /* loaded already, or changed since the checkpoint */
+	r = st_pack_put_loaded(x->s, pg, live);
+	return r < 0 ? (x->err = r) : 0;
+}
 
 static int step_inode(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
 {
@@ -554,9 +608,23 @@ static int load_step(struct store *s, size_t budget, bool yield) REQUIRES(store_
 	uint8_t key[8];
 	int r = 0;
 
-	if (s->ld_phase == LD_DONE || !ns_is_backed(s->ns))
+	if (s->ld_phase == LD_DONE)
 		goto done;
 	put_be64(key, s->ld_next);
+	if (s->ld_phase == LD_PACKS) {
+		r = btree_iter(s->ptree, key, 8, step_pack, &x);
+		if (r == 0) {
+			s->pk_done = true;
+			s->ld_phase = LD_INODES;
+			s->ld_next = 0;
+			r = 1;
+		} else if (r == 1) {
+			s->ld_next = x.stop_at;
+		}
+		goto out;
+	}
+	if (!ns_is_backed(s->ns))
+		goto done;
 	if (s->ld_phase == LD_INODES) {
 		r = btree_iter(s->itree, key, 8, step_inode, &x);
 		if (r == 0) {
