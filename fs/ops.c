@@ -409,7 +409,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.flags |= NS_SET_MTIME;
 		op.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : ns_of(&attr->st_mtim);
 	}
-	if (op.flags) {
+	/* chown(f, -1, -1) changes nothing but ctime, as on ext4: the kernel
+	 * sends only FUSE_SET_ATTR_CTIME (writeback cache) or nothing to set */
+	if (op.flags || (to_set & FUSE_SET_ATTR_CTIME) || !to_set) {
 		struct ns_attr a;
 
 		op.ctime_ns = now;

@@ -271,6 +271,32 @@ def test_truncate_to_current_size_updates_times(bz):
 
 # ---- maximum file size ----
 
+@pytest.mark.parametrize("kind", ["file", "dir", "fifo", "symlink"])
+def test_chown_to_same_owner_updates_ctime(bz, kind):
+    """chown(f, -1, -1) changes nothing but ctime, on every kind of inode
+    (as ext4; pjdfstest chown/00.t checks it); the new ctime survives a
+    remount."""
+    p = bz.path("x")
+    if kind == "file":
+        write(p, b"data")
+    elif kind == "dir":
+        os.mkdir(p)
+    elif kind == "fifo":
+        os.mkfifo(p)
+    else:
+        os.symlink("target", p)
+    old = os.lstat(p)
+    time.sleep(0.01)  # ctime must be able to grow: not a timing assertion
+    os.chown(p, -1, -1, follow_symlinks=False)
+    st = os.lstat(p)
+    assert st.st_ctime_ns > old.st_ctime_ns, (st, old)
+    assert (st.st_uid, st.st_gid, st.st_mode, st.st_mtime_ns) == (old.st_uid, old.st_gid, old.st_mode,
+                                                                 old.st_mtime_ns)
+    bz.stop()
+    bz.start()
+    assert os.lstat(p).st_ctime_ns == st.st_ctime_ns
+
+
 def test_efbig_above_max_file_size(bz):
     p = bz.path("big")
     write(p, b"abc")
