@@ -1029,6 +1029,18 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	return r;
 }
 
+/* A descriptor of ip open for writing (the kernel may hold dirty pages). */
+static bool has_writer(struct fs *fs, const struct fs_inode *ip) EXCLUDES(fs_ns_lock)
+{
+	bool w = false;
+
+	bz_mutex_lock(&fs_ns_lock);
+	for (const struct fs_open *of = fs->opens; of && !w; of = of->next)
+		w = of->inode == ip && (of->flags & O_ACCMODE) != O_RDONLY;
+	bz_mutex_unlock(&fs_ns_lock);
+	return w;
+}
+
 int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size)
 {
 	uint64_t cur = 0, eff;
@@ -1064,15 +1076,19 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size)
 		r = -EPERM;
 		goto out;
 	}
-	if (fs->opts.writeback_cache) {
+	if (fs->opts.writeback_cache && (ip->held || ip->zext || has_writer(fs, ip))) {
 		/* Charge the owed zeros now, so that a truncate the disk cannot
 		 * hold fails here with ENOSPC and changes nothing, as without the
 		 * cache (settling later would leave the kernel with the new size). */
 		r = fs_space_check(fs, fs_space_zeros_cost(fs, size - eff));
 		if (r == 0)
 			ip->zext = size; /* zeros owed: pages below may still be dirty (settle pays them) */
-	} else
+	} else {
+		/* no descriptor open for writing: the kernel wrote every dirty
+		 * page back at the last close, so the zeros go now (a sync
+		 * need not find the inode among the open files) */
 		r = extend_locked(fs, ip, cur, size);
+	}
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r < 0)
@@ -1126,8 +1142,31 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 		r = fs_wb_retrieve(fs, ip->ino, *cur, buf, FS_MAX_WRITE, &got);
 		if (r == -EOPNOTSUPP)
 			r = 0; /* no session (unit tests) */
-		if (r < 0 || got == 0)
+		if (r < 0)
 			break;
+		if (got == 0) {
+			/* Nothing cached below an earlier growing truncate's size:
+			 * its zeros (what the kernel shows there), up to that size
+			 * or the next held page, then what the kernel caches past
+			 * them, as catch_up_kernel does; else a sync would not
+			 * cover the truncate nor anything appended after it. */
+			uint64_t hoff = ip->zext, from = *cur;
+			const char *hdata;
+			size_t hlen;
+			if (*cur >= ip->zext)
+				break;
+			if (fs_held_first(ip, &hoff, &hdata, &hlen))
+				hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
+			if (hoff <= *cur && !ip->held)
+				break;
+			r = append_owed_zeros(fs, ip, cur, hoff - *cur);
+			FS_COUNT(fs, zero_extend_bytes, *cur - from);
+			if (r == 0 && ip->held)
+				r = drain_held(fs, ip, cur, ret_refused);
+			if (r == 0 && *cur == from)
+				break; /* no progress (a held page the drain keeps) */
+			continue;
+		}
 		FS_COUNT(fs, retrieved_bytes, got);
 		r = place_at(fs, ip, cur, *cur, buf, got, &skip);
 		if (r > 0) { /* a cached page differs from the stored bytes */
