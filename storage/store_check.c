@@ -750,7 +750,7 @@ static int chk_wal(struct chk *c)
 	struct store *s = c->s;
 	struct chk_wal w = {.segs = s->wal_o.segments};
 	struct wal_pos pos = s->sb.wal_pos;
-	uint64_t valid_beyond = 0;
+	uint64_t valid_beyond = 0, committed_beyond = 0;
 	int r = -ENOMEM;
 
 	w.hdr_life = calloc(w.segs ? w.segs : 1, sizeof(*w.hdr_life));
@@ -804,17 +804,34 @@ static int chk_wal(struct chk *c)
 		if (e->life > life || (e->life == life && e->segment == seg && e->offset >= off)) {
 			c->rep.wal_tail_entries++;
 			valid_beyond += e->valid;
+			if (e->valid && e->kind == WAL_KIND_BATCH) { /* with its COMMIT: a whole batch */
+				const struct wal_entry_info *cm =
+					chk_wal_at(&w, e->segment, e->offset + 48 + ((e->len + 7) & ~7ull));
+				committed_beyond += cm && cm->valid && cm->kind == WAL_KIND_COMMIT && cm->lsn == e->lsn;
+			}
 		}
 	}
 	c->rep.wal_torn = c->rep.wal_tail_entries > 0;
 	chk_say(c, STORE_CHECK_INFO, "WAL: %llu committed batches after the checkpoint (lsn %llu), ending at segment "
 		"%u offset %llu (life %llu)", ull(c->rep.wal_batches), ull(s->sb.checkpoint_lsn), seg, ull(off),
 		ull(life));
-	if (c->rep.wal_torn)
+	/* A whole committed batch behind the end: damage in the middle of the
+	 * log (it is unreachable for recovery). Else a torn tail (a crash
+	 * during a write never acknowledged: a batch's pages, its COMMIT among
+	 * them, reach the disk in any order) or stale entries of a life whose
+	 * header a crash lost (the number is given again): what every power
+	 * cut may leave, cut by recovery as it must be. */
+	if (committed_beyond)
 		chk_say(c, STORE_CHECK_ERROR,
-			"WAL: %llu entries of the live log (%llu of them valid, unreachable for recovery) lie beyond its "
-			"valid end at segment %u offset %llu: a torn or corrupt tail; recovery cuts it, --repair makes "
-			"the cut permanent",
+			"WAL: %llu entries of the live log (%llu of them valid, %llu whole committed batches, unreachable "
+			"for recovery) lie beyond its valid end at segment %u offset %llu: damage inside the log; "
+			"recovery cuts it there, --repair makes the cut permanent",
+			ull(c->rep.wal_tail_entries), ull(valid_beyond), ull(committed_beyond), seg, ull(off));
+	else if (c->rep.wal_torn)
+		chk_say(c, STORE_CHECK_WARN,
+			"WAL: %llu entries (%llu valid, no whole batch) lie beyond the live log's valid end at segment %u "
+			"offset %llu: a torn or stale tail (what a crash leaves); recovery cuts it, --repair makes the "
+			"cut permanent",
 			ull(c->rep.wal_tail_entries), ull(valid_beyond), seg, ull(off));
 	if (s->read_only && c->rep.wal_batches != st_get_u64(&s->replayed))
 		chk_say(c, STORE_CHECK_ERROR, "WAL: %llu batches follow the checkpoint but recovery replayed %llu",
