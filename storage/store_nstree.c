@@ -460,6 +460,14 @@ int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA
 		if (r == 0 && !S_ISDIR(a.mode))
 			r = -EBADMSG;
 	}
+	/* the trees' end paths, which every checkpoint reads (st_nst_update:
+	 * btree_ends_max): O(depth) pages now rather than cold in the first
+	 * checkpoint; damage there is that checkpoint's to report */
+	for (int i = 0; i < 3 && r == 0; i++) {
+		struct btree *t = i == 0 ? s->itree : i == 1 ? s->dtree : s->ptree;
+		uint64_t top = 0;
+		(void)btree_ends_max(t, &top);
+	}
 	if (r == 0 && s->pk_done && ns_detach(s->ns) == 0) { /* nothing else to load (a new store) */
 		s->ld_phase = LD_DONE;
 		__atomic_store_n(&s->ld_done, true, __ATOMIC_RELAXED);
