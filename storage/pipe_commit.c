@@ -358,7 +358,7 @@ void *pi_commit_main(void *arg)
 	pthread_setname_np(pthread_self(), "bz-commit"); /* top -H, perf; best effort */
 	while (!final) {
 		struct batch *disp = NULL;
-		bool ready, need_sync, short_of_space, idle_load = false;
+		bool ready, need_sync, short_of_space, idle_load = false, stopping;
 
 		bz_cap_lock(&p->mu, &pipe_cap);
 		for (bool woken = true;;) {
@@ -406,6 +406,7 @@ void *pi_commit_main(void *arg)
 		}
 		p->c_work_ns = bz_now_ns();
 		short_of_space = p->space_short;
+		stopping = p->stopping;
 		p->space_poke = false;
 		bz_cap_unlock(&p->mu, &pipe_cap);
 		if (disp)
@@ -445,7 +446,7 @@ void *pi_commit_main(void *arg)
 		/* the rest of the store's namespace: a step when idle, a small
 		 * one between busy rounds (so that a commit thread that never
 		 * idles still completes it, for relocation and cleaning) */
-		if (!store_ns_loaded(p->s) && !p->stopping) {
+		if (!store_ns_loaded(p->s) && !stopping) {
 			r = idle_load ? store_ns_load_more(p->s) : store_ns_load_some(p->s, 32);
 			if (r < 0)
 				commit_fail(p, "namespace load", r);
