@@ -44,12 +44,20 @@ def read(path):
         return f.read()
 
 
-def next_second(t):
-    """Waits until the wall clock's second is past t (dateformat %s), with a
-    margin: logrotate reads time(2), which glibc serves from the kernel's
-    coarse clock, up to a tick behind Python's time.time(); without it a run
-    started just after the second turned could still see second t and pick
-    the name of the previous rotation ("destination ... already exists")."""
+def next_second(t, mnt=None):
+    """Waits until the wall clock's second is past t (dateformat %s) and past
+    every rotated name's second in mnt, with a margin: logrotate reads
+    time(2), which glibc serves from the kernel's coarse clock, up to a tick
+    behind Python's time.time(); without it a run started just after the
+    second turned could still see second t and pick the name of the previous
+    rotation ("destination ... already exists"). The names count too: a
+    wall clock stepped back (a VM's time sync) would otherwise give a name
+    again (seen once in CI)."""
+    if mnt:
+        for n in os.listdir(mnt):
+            m = re.fullmatch(r"app\.log-\d{8}-(\d+)", n)
+            if m:
+                t = max(t, int(m.group(1)))
     while time.time() < t + 1 + 0.1:
         time.sleep(0.02)
 
@@ -94,7 +102,7 @@ def test_create_dateext_rotate_maxage(bz, workdir, need_logrotate):
     append(app, second)
 
     # 2) rotate 2: only the two newest rotated files stay
-    next_second(t1)
+    next_second(t1, mnt)
     body = body.replace("rotate 10", "rotate 2")
     r = run_logrotate(workdir, mnt, body)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -172,7 +180,7 @@ def test_rotation_gives_space_back(make_mount, workdir, need_logrotate):
         t = int(time.time())
         r = run_logrotate(workdir, m.mnt, body)
         assert r.returncode == 0, r.stdout + r.stderr
-        next_second(t)
+        next_second(t, m.mnt)
     live = sum(os.stat(os.path.join(m.mnt, n)).st_size for n in os.listdir(m.mnt) if n.startswith("app.log"))
     assert live == 2 * chunk  # the two newest rotated files; app.log is empty
     assert m.stop() == 0  # the unmount's checkpoints give the end of store.db back
