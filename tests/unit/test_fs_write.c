@@ -82,15 +82,17 @@ static uint64_t mk(struct env *e, const char *name, struct fs_open *of, bool fre
 	op.ino = ns_alloc_ino(e->fs.ns);
 	T_ASSERT(fs_submit(&e->fs, &op) == 0);
 	T_ASSERT(fs_inode_get(&e->fs, op.ino, &of->inode) == 0);
-	bz_mutex_unlock(&fs_ns_lock);
 	of->flags = O_WRONLY;
 	of->fresh = fresh;
+	fs_open_link(&e->fs, of); /* as the daemon's open does: a writer the truncate sees */
+	bz_mutex_unlock(&fs_ns_lock);
 	return op.ino;
 }
 
 static void put(struct env *e, struct fs_open *of)
 {
 	bz_mutex_lock(&fs_ns_lock);
+	fs_open_unlink(&e->fs, of);
 	fs_inode_put(&e->fs, of->inode);
 	bz_mutex_unlock(&fs_ns_lock);
 }
