@@ -467,8 +467,20 @@ int store_close(struct store *s)
 
 	if (!s)
 		return 0;
-	if (!s->read_only && !st_load_error(s))
-		r = store_checkpoint(s);
+	if (!s->read_only && !st_load_error(s)) {
+		/* The closing checkpoints clean and relocate (below), which wait
+		 * for the whole namespace: when this mount deleted files (or a
+		 * cleaning is due), what the background load has not loaded yet
+		 * (format 5, a mount closed soon after it opened) is loaded now,
+		 * O(files) once, so that an unmount gives their space back however
+		 * soon it comes. */
+		bz_cap_wrlock(&s->lock, &store_cap);
+		if (s->drops || s->clean_due)
+			r = st_ns_load_all(s);
+		bz_cap_wrunlock(&s->lock, &store_cap);
+		if (r == 0)
+			r = store_checkpoint(s);
+	}
 	/* What that checkpoint released is free now: more give the space at
 	 * the end of store.db back to the disk before it sits unmounted
 	 * (docs/FORMAT.md §7): one moves a file or pack pages down into it

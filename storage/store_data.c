@@ -902,6 +902,7 @@ static int file_drop(struct store *s, uint64_t ino) REQUIRES(store_cap)
 
 	if (!f)
 		goto out;
+	s->drops++;
 	s->stored_bytes -= f->stored_bytes;
 	s->logical_bytes -= f->raw_bytes;
 	st_set_u64(&s->dead_bytes, s->dead_bytes + f->stored_bytes);

@@ -233,6 +233,7 @@ struct store {
 	uint64_t ld_next GUARDED_BY(store_cap); /* next inode / directory to visit */
 	bool ld_done;                           /* __atomic: s->ns is complete */
 	uint32_t ld_waiters;                    /* __atomic: threads waiting to load */
+	uint64_t drops GUARDED_BY(store_cap);   /* files with data deleted since open */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
 	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
 	struct rheap_ent *rheap;
