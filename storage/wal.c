@@ -872,7 +872,11 @@ int wal_sync(struct wal *w)
 		r = -EIO;
 		goto out;
 	}
-	for (uint32_t i = 0; i < w->n; i++) {
+	/* the current segment last: the older ones hold the END that leads to
+	 * it, so that no crash between two of these syncs leaves synced
+	 * batches that the log cannot reach (fsck would call them damage) */
+	for (uint32_t k = 1; k <= w->n; k++) {
+		uint32_t i = (w->cur + k) % w->n;
 		if (!w->segs[i].dirty)
 			continue;
 		r = vfs_fdatasync(w->segs[i].f);
