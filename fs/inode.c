@@ -916,6 +916,20 @@ static int extend_locked(struct fs *fs, struct fs_inode *ip, uint64_t cur, uint6
 	return publish_grown(fs, ip, start, cur, r);
 }
 
+/* Where the zeros an earlier growing truncate owes from cur (below
+ * ip->zext, where the kernel caches nothing) end: at its size, or at the
+ * next held page below it. */
+static uint64_t owed_zeros_end(struct fs_inode *ip, uint64_t cur) REQUIRES(fs_inode_cap)
+{
+	uint64_t hoff = ip->zext;
+	const char *hdata;
+	size_t hlen;
+
+	if (fs_held_first(ip, &hoff, &hdata, &hlen))
+		hoff = BZ_MIN(BZ_MAX(hoff, cur), ip->zext);
+	return hoff;
+}
+
 /* Writeback cache, before a truncate to size (the kernel has no write of the
  * inode in flight then): stores the bytes it still holds dirty past the live
  * end, what is held here, and the zeros an earlier growing truncate owes
@@ -927,8 +941,6 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 	REQUIRES(fs_inode_cap)
 {
 	uint64_t start = *cur, hoff;
-	const char *hdata;
-	size_t hlen;
 	char *buf = malloc(FS_MAX_WRITE);
 	int r = buf ? 0 : -ENOMEM, r2;
 
@@ -973,11 +985,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 			break;
 		/* Nothing cached below an earlier truncate's size: its zeros,
 		 * up to that size or the next held page. */
-		hoff = ip->zext;
-		if (fs_held_first(ip, &hoff, &hdata, &hlen))
-			hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
-		(void)hdata;
-		(void)hlen;
+		hoff = owed_zeros_end(ip, *cur);
 		r = append_owed_zeros(fs, ip, cur, hoff - *cur);
 		FS_COUNT(fs, zero_extend_bytes, hoff - start);
 	}
@@ -1150,13 +1158,10 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 			 * or the next held page, then what the kernel caches past
 			 * them, as catch_up_kernel does; else a sync would not
 			 * cover the truncate nor anything appended after it. */
-			uint64_t hoff = ip->zext, from = *cur;
-			const char *hdata;
-			size_t hlen;
+			uint64_t hoff, from = *cur;
 			if (*cur >= ip->zext)
 				break;
-			if (fs_held_first(ip, &hoff, &hdata, &hlen))
-				hoff = BZ_MIN(BZ_MAX(hoff, *cur), ip->zext);
+			hoff = owed_zeros_end(ip, *cur);
 			if (hoff <= *cur && !ip->held)
 				break;
 			r = append_owed_zeros(fs, ip, cur, hoff - *cur);

@@ -59,8 +59,9 @@ struct ns_backing {
 	int (*rest)(void *arg, struct ns *ns);
 	int (*has)(void *arg, uint64_t ino);
 };
-/* A backed namespace over `from` (called under its lock; from must not
- * be backed itself): the root loaded, from's counts and next inode. */
+/* A backed namespace over `from` (called under its lock; from may be
+ * backed itself, with its root loaded): the root loaded, from's counts
+ * and next inode. */
 int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg, struct ns **ret_ns);
 /* For the callbacks only: copy from the backing namespace src into dst. */
 int ns_copy_inode(struct ns *dst, const struct ns *src, uint64_t ino);

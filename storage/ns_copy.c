@@ -128,26 +128,43 @@ fail:
 
 /* ---- backed namespace (see the top) ------------------------------------ */
 
+/* An empty namespace backed by bk: count inodes, numbers from next_ino on
+ * never in the backing. Nothing loaded yet. */
+static int backed_alloc(const struct ns_backing *bk, void *arg, uint64_t count, uint64_t next_ino,
+			struct ns **ret_ns)
+{
+	struct ns *ns = NULL;
+
+	if (!bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
+		return -EINVAL;
+	ns = calloc(1, sizeof(*ns));
+	if (ns) {
+		ns->tab_cap = 64;
+		ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
+	}
+	if (!ns || !ns->tab) {
+		ns_free(ns);
+		return -ENOMEM;
+	}
+	ns->next_ino = ns->bk_next = next_ino;
+	ns->count = count;
+	ns->bk = bk;
+	ns->bk_arg = arg;
+	*ret_ns = ns;
+	return 0;
+}
+
 int ns_new_backed(const struct ns *from, const struct ns_backing *bk, void *arg, struct ns **ret_ns)
 {
 	struct ns *ns = NULL;
 	int r = -EINVAL;
 
-	if (from->parents_dirty || !bk || !bk->inode || !bk->dir || !bk->rest || !bk->has)
+	if (from->parents_dirty)
 		goto fail; /* (from may be backed itself: its root is loaded) */
-	r = -ENOMEM;
-	ns = calloc(1, sizeof(*ns));
-	if (!ns)
-		goto fail;
-	ns->tab_cap = 64;
-	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	if (!ns->tab)
+	r = backed_alloc(bk, arg, from->count, from->next_ino, &ns);
+	if (r < 0)
 		goto fail;
 	ns->dirty.all = true; /* never checkpointed: no dirty sets */
-	ns->next_ino = ns->bk_next = from->next_ino;
-	ns->count = from->count;
-	ns->bk = bk;
-	ns->bk_arg = arg;
 	r = ns_copy_inode(ns, from, NS_ROOT_INO);
 	if (r < 0)
 		goto fail;
@@ -242,22 +259,10 @@ int ns_new_backed_by(const struct ns_backing *bk, void *arg, uint64_t count, uin
 	struct ns *ns = NULL;
 	int r = -EINVAL;
 
-	if (!bk || !bk->inode || !bk->dir || !bk->rest || !bk->has || next_ino < 2 || count >= next_ino)
+	if (next_ino < 2 || count >= next_ino)
 		goto fail;
-	r = -ENOMEM;
-	ns = calloc(1, sizeof(*ns));
-	if (!ns)
-		goto fail;
-	ns->tab_cap = 64;
-	ns->tab = calloc(ns->tab_cap, sizeof(*ns->tab));
-	if (!ns->tab)
-		goto fail;
-	ns->next_ino = ns->bk_next = next_ino;
-	ns->count = count;
-	ns->bk = bk;
-	ns->bk_arg = arg;
-	r = 0;
-	if (count == 0) {
+	r = backed_alloc(bk, arg, count, next_ino, &ns);
+	if (r == 0 && count == 0) {
 		/* no checkpoint wrote an inode yet: ns_new's root */
 		struct inode *root = nsi_root_new();
 		r = root ? 0 : -ENOMEM;
@@ -277,12 +282,29 @@ fail:
 
 void ns_loading(struct ns *ns, bool on) { ns->loading = on; }
 
-static int dload_check(const struct dir *d, const struct ns_dload *e, uint64_t h)
+/* One loaded entry into d: the name valid and not there yet, ino not 0,
+ * the cookie (0 = the next one) not below d's next and leaving one after
+ * it: 0, -EINVAL, -EEXIST or -ENOMEM; nothing changes on failure. */
+static int dent_load(struct dir *d, const char *name, size_t len, uint64_t ino, uint64_t cookie)
 {
-	if (nsi_name_check(e->name, e->len) < 0 || e->ino == 0 || e->cookie < d->next_cookie ||
-	    e->cookie == UINT64_MAX)
-		return -EINVAL;
-	return nsi_dir_find(d, e->name, e->len, h) ? -EEXIST : 0;
+	uint64_t h;
+	struct dent *e;
+
+	if (nsi_name_check(name, len) < 0 || ino == 0 ||
+	    (cookie && (cookie < d->next_cookie || cookie == UINT64_MAX)))
+		return -EINVAL; /* given cookies must increase (and leave a next one) */
+	h = nsi_name_hash(name, len);
+	if (nsi_dir_find(d, name, len, h))
+		return -EEXIST;
+	e = nsi_dent_new(name, len, h, ino);
+	if (!e || nsi_dir_reserve(d) < 0) {
+		free(e);
+		return -ENOMEM;
+	}
+	if (cookie)
+		d->next_cookie = cookie;
+	nsi_dir_insert(d, e);
+	return 0;
 }
 
 int ns_load_dir(struct ns *ns, uint64_t dir, const struct ns_dload *v, size_t n)
@@ -300,21 +322,11 @@ int ns_load_dir(struct ns *ns, uint64_t dir, const struct ns_dload *v, size_t n)
 	d = nsi_dir_new();
 	if (!d || (n && nsi_dir_grow(d, n) < 0))
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		uint64_t h = nsi_name_hash(v[i].name, v[i].len);
-		struct dent *e;
-		r = dload_check(d, &v[i], h);
-		if (r < 0)
-			goto out;
-		r = -ENOMEM;
-		e = nsi_dent_new(v[i].name, v[i].len, h, v[i].ino);
-		if (!e || nsi_dir_reserve(d) < 0) {
-			free(e);
-			goto out;
-		}
-		d->next_cookie = v[i].cookie;
-		nsi_dir_insert(d, e);
-	}
+	r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) /* every entry with its cookie */
+		r = v[i].cookie ? dent_load(d, v[i].name, v[i].len, v[i].ino, v[i].cookie) : -EINVAL;
+	if (r < 0)
+		goto out;
 	nsi_dir_free(p->dir);
 	p->dir = d;
 	p->size = 0;
@@ -489,41 +501,12 @@ int ns_load_dirent_cookie(struct ns *ns, uint64_t dir, const char *name, size_t 
 			  uint64_t cookie)
 {
 	struct inode *p = nsi_ino_get(ns, dir);
-	struct dent *e = NULL;
-	uint64_t h;
-	int r;
+	int r = !p ? -ENOENT : !nsi_is_dir(p) ? -ENOTDIR : dent_load(p->dir, name, name_len, ino, cookie);
 
-	if (!p) {
-		r = -ENOENT;
-		goto out;
+	if (r == 0) {
+		ns->parents_dirty = true;
+		nsd_mark_ent(&ns->dirty, dir, name, name_len);
 	}
-	if (!nsi_is_dir(p)) {
-		r = -ENOTDIR;
-		goto out;
-	}
-	r = nsi_name_check(name, name_len);
-	if (r < 0 || ino == 0 || (cookie && (cookie < p->dir->next_cookie || cookie == UINT64_MAX))) {
-		r = -EINVAL; /* given cookies must increase (and leave a next one) */
-		goto out;
-	}
-	h = nsi_name_hash(name, name_len);
-	if (nsi_dir_find(p->dir, name, name_len, h)) {
-		r = -EEXIST;
-		goto out;
-	}
-	r = -ENOMEM;
-	e = nsi_dent_new(name, name_len, h, ino);
-	if (!e || nsi_dir_reserve(p->dir) < 0)
-		goto out;
-	if (cookie)
-		p->dir->next_cookie = cookie;
-	nsi_dir_insert(p->dir, e);
-	e = NULL;
-	ns->parents_dirty = true;
-	nsd_mark_ent(&ns->dirty, dir, name, name_len);
-	r = 0;
-out:
-	free(e);
 	return r;
 }
 

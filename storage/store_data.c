@@ -365,20 +365,26 @@ int st_pack_fetch(struct store *s, uint64_t pg)
 	return st_pack_tree_get(s, pg);
 }
 
-int st_pack_put_loaded(struct store *s, uint64_t pg, uint32_t live)
+/* n more live bytes of pack page pg in the table (inserted if missing;
+ * -EEXIST if it must be new and is not). Marks nothing. */
+static int packs_add(struct store *s, uint64_t pg, uint32_t n, bool must_be_new)
 {
 	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
 		return -ENOMEM;
 	size_t i = ptab_slot(&s->packs, pg);
-	if (s->packs.pg[i])
+	if (!s->packs.pg[i]) {
+		s->packs.pg[i] = pg;
+		s->packs.n++;
+	} else if (must_be_new) {
 		return -EEXIST;
-	s->packs.pg[i] = pg;
-	s->packs.n++;
-	s->packs.live[i] = live;
-	st_set_u64(&s->pack_live, s->pack_live + live);
+	}
+	s->packs.live[i] += n;
+	st_set_u64(&s->pack_live, s->pack_live + n);
 	pack_mirror(s);
 	return 0;
 }
+
+int st_pack_put_loaded(struct store *s, uint64_t pg, uint32_t live) { return packs_add(s, pg, live, true); }
 
 uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
 {
@@ -392,20 +398,11 @@ uint32_t st_pack_live_get(const struct store *s, uint64_t pg)
 int st_pack_live_add(struct store *s, uint64_t pg, uint32_t n)
 {
 	int r = st_pack_fetch(s, pg);
-	if (r < 0)
-		return r;
-	if ((s->packs.n + 1) * 4 > s->packs.cap * 3 && ptab_grow(&s->packs) < 0)
-		return -ENOMEM;
-	size_t i = ptab_slot(&s->packs, pg);
-	if (!s->packs.pg[i]) {
-		s->packs.pg[i] = pg;
-		s->packs.n++;
-	}
-	s->packs.live[i] += n;
-	st_set_u64(&s->pack_live, s->pack_live + n);
-	pack_mirror(s);
-	pack_dirty(s, pg);
-	return 0;
+	if (r == 0)
+		r = packs_add(s, pg, n, false);
+	if (r == 0)
+		pack_dirty(s, pg);
+	return r;
 }
 
 /* Pack page pg stops being referenced: pending (mutant free_early: free

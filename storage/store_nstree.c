@@ -211,19 +211,32 @@ static int load_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	return 0;
 }
 
-/* One pack tree key: pages increasing (the tree's order) inside [2, H),
- * live bytes in (0, page payload]. */
-static int load_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+/* A pack tree key and value: the page inside [2, H) and its live bytes,
+ * in (0, page payload]. */
+static int pack_kv(const struct store *s, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+		   uint64_t *ret_pg, uint32_t *ret_live) NO_TSA
 {
-	struct lctx *c = arg;
 	const uint8_t *p = val, *end = val + vlen;
 	uint64_t pg = klen == 8 ? be64(key) : 0, live = 0;
 
-	c->n++;
-	if (pg < 2 || pg >= c->s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 ||
-	    live > PAGER_PAYLOAD)
+	if (pg < 2 || pg >= s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 || live > PAGER_PAYLOAD)
 		return -EBADMSG;
-	return st_pack_live_add(c->s, pg, (uint32_t)live);
+	*ret_pg = pg;
+	*ret_live = (uint32_t)live;
+	return 0;
+}
+
+/* One pack tree key of a whole load (formats 3 and 4), pages increasing
+ * (the tree's order). */
+static int load_pack(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen) NO_TSA
+{
+	struct lctx *c = arg;
+	uint64_t pg = 0;
+	uint32_t live = 0;
+	int r = pack_kv(c->s, key, klen, val, vlen, &pg, &live);
+
+	c->n++;
+	return r < 0 ? r : st_pack_live_add(c->s, pg, live);
 }
 
 /* Every key of t through fn; the keys counted must be the superblock's. */
@@ -463,10 +476,10 @@ int st_nst_attach(struct store *s, const struct store_sb *sb) NO_TSA
 	/* the trees' end paths, which every checkpoint reads (st_nst_update:
 	 * btree_ends_max): O(depth) pages now rather than cold in the first
 	 * checkpoint; damage there is that checkpoint's to report */
+	struct btree *trees[3] = {s->itree, s->dtree, s->ptree};
 	for (int i = 0; i < 3 && r == 0; i++) {
-		struct btree *t = i == 0 ? s->itree : i == 1 ? s->dtree : s->ptree;
 		uint64_t top = 0;
-		(void)btree_ends_max(t, &top);
+		(void)btree_ends_max(trees[i], &top);
 	}
 	if (r == 0 && s->pk_done && ns_detach(s->ns) == 0) { /* nothing else to load (a new store) */
 		s->ld_phase = LD_DONE;
@@ -478,21 +491,6 @@ out:
 		r = -EUCLEAN;
 	}
 	return r;
-}
-
-/* A pack tree key and value: the page and its count, checked as load_pack
- * checks them. */
-static int pack_kv(const struct store *s, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
-		   uint64_t *ret_pg, uint32_t *ret_live) NO_TSA
-{
-	const uint8_t *p = val, *end = val + vlen;
-	uint64_t pg = klen == 8 ? be64(key) : 0, live = 0;
-
-	if (pg < 2 || pg >= s->hwm || get_var(&p, end, &live) < 0 || p != end || live == 0 || live > PAGER_PAYLOAD)
-		return -EBADMSG;
-	*ret_pg = pg;
-	*ret_live = (uint32_t)live;
-	return 0;
 }
 
 int st_pack_tree_get(struct store *s, uint64_t pg) NO_TSA
@@ -610,6 +608,24 @@ static int step_dent(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	return load_dent(&x->c, key, klen, val, vlen);
 }
 
+/* One step of a phase that loads key by key (pack pages, inodes): from
+ * key on; at the tree's end the next phase starts at its first key. 1
+ * (more to do) or an error. */
+static int step_tree(struct store *s, struct btree *t, btree_iter_fn fn, struct stepctx *x, const uint8_t *key,
+		     int next_phase) REQUIRES(store_cap)
+{
+	int r = btree_iter(t, key, 8, fn, x);
+
+	if (r == 0) {
+		s->ld_phase = next_phase;
+		s->ld_next = 0;
+		r = 1;
+	} else if (r == 1) {
+		s->ld_next = x->stop_at;
+	}
+	return r;
+}
+
 static int load_step(struct store *s, size_t budget, bool yield) REQUIRES(store_cap)
 {
 	struct stepctx x = {.s = s, .budget = budget ? budget : 1, .yield = yield, .c = {.s = s}};
@@ -620,28 +636,15 @@ static int load_step(struct store *s, size_t budget, bool yield) REQUIRES(store_
 		goto done;
 	put_be64(key, s->ld_next);
 	if (s->ld_phase == LD_PACKS) {
-		r = btree_iter(s->ptree, key, 8, step_pack, &x);
-		if (r == 0) {
+		r = step_tree(s, s->ptree, step_pack, &x, key, LD_INODES);
+		if (s->ld_phase == LD_INODES)
 			s->pk_done = true;
-			s->ld_phase = LD_INODES;
-			s->ld_next = 0;
-			r = 1;
-		} else if (r == 1) {
-			s->ld_next = x.stop_at;
-		}
 		goto out;
 	}
 	if (!ns_is_backed(s->ns))
 		goto done;
 	if (s->ld_phase == LD_INODES) {
-		r = btree_iter(s->itree, key, 8, step_inode, &x);
-		if (r == 0) {
-			s->ld_phase = LD_ENTRIES;
-			s->ld_next = 0;
-			r = 1;
-		} else if (r == 1) {
-			s->ld_next = x.stop_at;
-		}
+		r = step_tree(s, s->itree, step_inode, &x, key, LD_ENTRIES);
 		goto out;
 	}
 	r = btree_iter(s->dtree, key, 8, step_dent, &x);
@@ -733,8 +736,9 @@ int st_ns_ensure(struct store *s, uint64_t ino) EXCLUDES(store_cap)
 int st_ns_getattr(struct store *s, uint64_t ino, struct ns_attr *ret_attr) REQUIRES_SHARED(store_cap)
 {
 	/* never a load under a shared lock: st_ns_ensure came first, and a
-	 * loaded inode stays loaded */
-	if (NEVER(ns_state(s->ns, ino) == -EAGAIN))
+	 * loaded inode stays loaded (checked only while loads can happen:
+	 * one table probe per read is enough once everything is loaded) */
+	if (!store_ns_loaded(s) && NEVER(ns_state(s->ns, ino) == -EAGAIN))
 		return -EIO;
 	return ns_getattr(s->ns, ino, ret_attr);
 }

@@ -656,39 +656,38 @@ int store_ns_clone(struct store *s, struct ns **ret_ns)
 /* The store's namespace may itself be loading from its trees (format 5,
  * store_nstree.c): what it has loaded is copied under s->lock shared;
  * what it has not is loaded and copied under s->lock exclusive. */
-static int bk_inode(void *arg, struct ns *ns, uint64_t ino)
+static int copy_one(struct store *s, struct ns *ns, uint64_t ino, bool entries) REQUIRES_SHARED(store_cap)
 {
-	struct store *s = arg;
+	return entries ? ns_copy_dir(ns, s->ns, ino) : ns_copy_inode(ns, s->ns, ino);
+}
+
+/* Inode ino (entries: a directory's entries) from the store's namespace
+ * into the live view ns. */
+static int copy_from_store(struct store *s, struct ns *ns, uint64_t ino, bool entries)
+{
 	int r;
 
 	bz_cap_rdlock(&s->lock, &store_cap);
-	r = ns_state(s->ns, ino) == -EAGAIN ? -EAGAIN : ns_copy_inode(ns, s->ns, ino);
+	r = entries ? ns_dir_state(s->ns, ino) : ns_state(s->ns, ino);
+	if (r != -EAGAIN)
+		r = copy_one(s, ns, ino, entries); /* loaded (or not there: -ENOENT) */
 	bz_cap_rdunlock(&s->lock, &store_cap);
 	if (r == -EAGAIN) {
 		st_ns_wrlock(s);
-		r = ns_fetch(s->ns, ino, false);
+		r = ns_fetch(s->ns, ino, entries);
 		if (r == 0)
-			r = ns_copy_inode(ns, s->ns, ino);
+			r = copy_one(s, ns, ino, entries);
 		bz_cap_wrunlock(&s->lock, &store_cap);
 	}
 	return r;
 }
 
+static int bk_inode(void *arg, struct ns *ns, uint64_t ino) { return copy_from_store(arg, ns, ino, false); }
+
 static int bk_dir(void *arg, struct ns *ns, uint64_t dir)
 {
-	struct store *s = arg;
-	int r;
+	int r = copy_from_store(arg, ns, dir, true);
 
-	bz_cap_rdlock(&s->lock, &store_cap);
-	r = ns_dir_state(s->ns, dir) == -EAGAIN ? -EAGAIN : ns_copy_dir(ns, s->ns, dir);
-	bz_cap_rdunlock(&s->lock, &store_cap);
-	if (r == -EAGAIN) {
-		st_ns_wrlock(s);
-		r = ns_fetch(s->ns, dir, true);
-		if (r == 0)
-			r = ns_copy_dir(ns, s->ns, dir);
-		bz_cap_wrunlock(&s->lock, &store_cap);
-	}
 	if (r < 0)
 		bz_err("store: loading directory %llu into the live namespace: %s", (unsigned long long)dir,
 		       strerror(-r));

@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import pytest
 
 
 def read(p):
@@ -137,40 +136,3 @@ def test_sigterm_under_load(make_mount):
         data = read(m.path("w%d" % i))
         assert len(data) >= acked[i]
         assert data == expected_stream(i, len(data))[:len(data)]
-
-
-@pytest.mark.parametrize("case", ["open", "closed"])
-def test_directory_fsync_covers_a_growing_truncate(make_mount, case):
-    """fsync of the mount's root (the global durability barrier, DESIGN §2)
-    covers a growing truncate's zeros and what is appended after them, for
-    a file still open for writing and for one truncated by path after its
-    close: both survive a SIGKILL of the daemon right after it."""
-    m = make_mount().start()
-    p = m.path("log")
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, b"a" * 1000)
-        os.truncate(p, 20000)
-        if case == "closed":
-            os.close(fd)
-            fd = -1
-            os.truncate(p, 30000)
-            want = b"a" * 1000 + bytes(29000)
-        else:
-            os.write(fd, b"b" * 100)
-            want = b"a" * 1000 + bytes(19000) + b"b" * 100
-        dfd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        m.kill9()
-    finally:
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the mount is gone
-    m.start()
-    assert read(p) == want
-    assert m.stop() == 0

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import BIN
 
 BLAZECTL = os.path.join(os.path.dirname(os.path.dirname(BIN)), "tools", "blazectl")
@@ -22,6 +24,15 @@ def stats(m):
         return json.load(f)
 
 
+def fsync_root(m):
+    """What `sync MOUNTPOINT` does: fsync of the mount's root."""
+    fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def test_fsync_root_is_a_global_barrier(make_mount):
     m = make_mount(opts=SLOW_SYNC).start()
     for name in ("a", "b", "c"):
@@ -30,11 +41,7 @@ def test_fsync_root_is_a_global_barrier(make_mount):
     before = stats(m)
     # precondition: the writes are logged but not yet durable
     assert before["written_seq"] >= before["sealed_seq"] > before["durable_seq"], before
-    fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_root(m)
     after = stats(m)
     assert after["durable_seq"] >= before["sealed_seq"], (before, after)
     assert after["fdatasyncs"] > before["fdatasyncs"]
@@ -103,11 +110,7 @@ def test_fsync_root_covers_open_writers(make_mount):
     w = subprocess.Popen([sys.executable, "-c", HOLDER, p], stdout=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline().strip() == "written"
-        fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_root(m)
         m.kill9()
     finally:
         w.kill()
@@ -141,4 +144,35 @@ def test_writer_that_makes_no_call_reaches_the_wal(make_mount):
     finally:
         w.kill()
         w.wait()
+    _restarted_holds(m, p, want)
+
+
+@pytest.mark.parametrize("case", ["open", "closed"])
+def test_fsync_root_covers_a_growing_truncate(make_mount, case):
+    """fsync of the mount's root covers a growing truncate's zeros and what
+    is appended after them, for a file still open for writing and for one
+    truncated by path after its close: both survive a SIGKILL of the daemon
+    right after it."""
+    m = make_mount().start()
+    p = m.path("log")
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, b"a" * 1000)
+        os.truncate(p, 20000)
+        if case == "closed":
+            os.close(fd)
+            fd = -1
+            os.truncate(p, 30000)
+            want = b"a" * 1000 + bytes(29000)
+        else:
+            os.write(fd, b"b" * 100)
+            want = b"a" * 1000 + bytes(19000) + b"b" * 100
+        fsync_root(m)
+        m.kill9()
+    finally:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the mount is gone
     _restarted_holds(m, p, want)

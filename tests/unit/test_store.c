@@ -136,6 +136,16 @@ static uint64_t mk_file(struct model *m, struct batch *b, uint64_t parent, const
 	return op.ino;
 }
 
+/* A directory or an empty regular file (by mode) named name in parent, in
+ * the batch and the model; not tracked as a file with data. */
+static uint64_t mk_node(struct model *m, struct batch *b, uint64_t parent, const char *name, uint32_t mode)
+{
+	struct ns_op op = {.kind = S_ISDIR(mode) ? NS_MKDIR : NS_CREATE, .parent = parent, .name = name,
+			   .name_len = (uint32_t)strlen(name), .mode = mode, .ino = ns_alloc_ino(m->ns)};
+	T_ASSERT(nsop_add(m, b, &op) == 0);
+	return op.ino;
+}
+
 static void fill(uint8_t *p, size_t n, uint64_t ino, uint64_t off, bool text)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1944,9 +1954,7 @@ static void test_incremental_checkpoint(void)
 	T_ASSERT(open_store(v, &s) == 0);
 	for (int i = 0; i < 3000; i++) {
 		snprintf(name, sizeof(name), "a-file-with-a-long-name-%04d", i);
-		struct ns_op op = {.kind = NS_CREATE, .parent = NS_ROOT_INO, .name = name,
-				   .name_len = (uint32_t)strlen(name), .mode = S_IFREG | 0644, .ino = ns_alloc_ino(m.ns)};
-		T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		(void)mk_node(&m, &b, NS_ROOT_INO, name, S_IFREG | 0644);
 		if (i % 250 == 249) {
 			T_CHECK_EQ(commit(s, &m, &b), 0);
 			T_CHECK_EQ(store_checkpoint(s), 0);
@@ -2019,28 +2027,18 @@ static void test_lazy_namespace(void)
 	T_ASSERT(open_store(v, &s) == 0);
 	for (int d = 0; d < 8; d++) {
 		snprintf(name, sizeof(name), "d%d", d);
-		struct ns_op op = {.kind = NS_MKDIR, .parent = NS_ROOT_INO, .name = name,
-				   .name_len = (uint32_t)strlen(name), .mode = S_IFDIR | 0755, .ino = ns_alloc_ino(m.ns)};
-		dirs[d] = op.ino;
-		T_ASSERT(nsop_add(&m, &b, &op) == 0);
+		dirs[d] = mk_node(&m, &b, NS_ROOT_INO, name, S_IFDIR | 0755);
 		for (int i = 0; i < 40; i++) {
 			snprintf(name, sizeof(name), "f%02d", i);
-			struct ns_op c = {.kind = NS_CREATE, .parent = dirs[d], .name = name, .name_len = 3,
-					  .mode = S_IFREG | 0644, .ino = ns_alloc_ino(m.ns)};
-			T_ASSERT(nsop_add(&m, &b, &c) == 0);
+			(void)mk_node(&m, &b, dirs[d], name, S_IFREG | 0644);
 		}
 		files[d] = mk_file(&m, &b, dirs[d], "data");
 		append(&m, &b, model_file(&m, files[d]), 3000 + 100 * (size_t)d, d & 1);
 	}
-	struct ns_op op = {.kind = NS_MKDIR, .parent = dirs[5], .name = "sub", .name_len = 3, .mode = S_IFDIR | 0700,
-			   .ino = ns_alloc_ino(m.ns)};
-	uint64_t sub = op.ino;
+	uint64_t sub = mk_node(&m, &b, dirs[5], "sub", S_IFDIR | 0700);
+	struct ns_op op = {.kind = NS_LINK, .ino = files[2], .parent2 = dirs[3], .name2 = "twin", .name2_len = 4};
 	T_ASSERT(nsop_add(&m, &b, &op) == 0);
-	op = (struct ns_op){.kind = NS_LINK, .ino = files[2], .parent2 = dirs[3], .name2 = "twin", .name2_len = 4};
-	T_ASSERT(nsop_add(&m, &b, &op) == 0);
-	op = (struct ns_op){.kind = NS_MKDIR, .parent = dirs[4], .name = "empty", .name_len = 5, .mode = S_IFDIR | 0755,
-			    .ino = ns_alloc_ino(m.ns)};
-	T_ASSERT(nsop_add(&m, &b, &op) == 0);
+	(void)mk_node(&m, &b, dirs[4], "empty", S_IFDIR | 0755);
 	T_CHECK_EQ(commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_close(s), 0);
 
