@@ -59,11 +59,11 @@
 #include <string.h>
 
 #include "fs/fs.h"
+#include "storage/bufpool.h"
 #include "storage/record.h"
 
 bz_mutex fs_ns_lock = {PTHREAD_MUTEX_INITIALIZER};
 
-#define FS_CHUNK (64u << 10)
 
 
 static const char *const refusal_names[FS_REF_COUNT] = {
@@ -638,16 +638,21 @@ static int append_owed_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t 
 	return append_zeros_ex(fs, ip, size, count, true);
 }
 
-/* Compares [off, off+len) with the stored bytes: 0 equal, 1 different. */
+/* Compares [off, off+len) with the stored bytes: 0 equal, 1 different.
+ * With the writeback cache this runs for every page the kernel writes back
+ * after the catch-up fetched it, so it reads in pieces of up to a WRITE's
+ * size (one decompression per stored chunk, not one per 64 KiB of it) into
+ * a pooled buffer (no fresh mapping per call). */
 static int compare_stored(struct fs *fs, uint64_t ino, uint64_t off, const char *buf, size_t len)
 {
-	char *tmp = malloc(BZ_MIN(len, (size_t)FS_CHUNK));
+	size_t cap = 0;
+	char *tmp = bp_get(BZ_MIN(len, (size_t)FS_MAX_WRITE), &cap);
 	int r = 0;
 
 	if (!tmp)
 		return -ENOMEM;
 	while (len > 0) {
-		size_t want = BZ_MIN(len, (size_t)FS_CHUNK), got = 0;
+		size_t want = BZ_MIN(len, cap), got = 0;
 		r = pipe_read(fs->pipe, ino, off, tmp, want, &got);
 		if (r < 0)
 			goto out;
@@ -666,7 +671,7 @@ static int compare_stored(struct fs *fs, uint64_t ino, uint64_t off, const char 
 		len -= want;
 	}
 out:
-	free(tmp);
+	bp_put(tmp, cap);
 	return r;
 }
 
@@ -1141,7 +1146,8 @@ void fs_settle_all(struct fs *fs)
  * refused-range zeros, and leaves the rest to the writers' flush/fsync. */
 static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *ret_refused) REQUIRES(fs_inode_cap)
 {
-	char *buf = malloc(FS_MAX_WRITE);
+	size_t cap = 0;
+	char *buf = bp_get(FS_MAX_WRITE, &cap);
 	int r = buf ? 0 : -ENOMEM;
 
 	while (r == 0 && *cur >= ip->ghost_end) {
@@ -1184,7 +1190,7 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 		if (r == 0 && ip->held)
 			r = drain_held(fs, ip, cur, ret_refused);
 	}
-	free(buf);
+	bp_put(buf, cap);
 	return r;
 }
 

@@ -193,8 +193,8 @@ static void rctx_free(struct rctx *x)
 	if (!x)
 		return;
 	ZSTD_freeDCtx(x->dctx);
-	free(x->frame);
-	free(x->raw);
+	st_buf_free(x->frame, x->frame_cap);
+	st_buf_free(x->raw, x->raw_cap);
 	free(x->parts);
 	free(x);
 }

@@ -74,10 +74,11 @@ void st_oc_fini(struct store *s)
 {
 	ZSTD_freeCCtx(s->cctx);
 	ZSTD_freeDCtx(s->odctx);
-	free(s->cbuf);
+	st_buf_free(s->cbuf, s->cbuf_cap);
 	s->cctx = NULL;
 	s->odctx = NULL;
 	s->cbuf = NULL;
+	s->cbuf_cap = 0;
 }
 
 static bool parse_int(const char *v, int len, long long lo, long long hi, long long *ret)
