@@ -84,6 +84,7 @@ struct fs_counters {
 	uint64_t overlap_bytes;  /* bytes of writes below the end accepted as identical */
 	uint64_t zero_extend_bytes; /* bytes appended by growing truncates */
 	uint64_t held_writes, held_bytes_max; /* writeback cache: page writes past the end held (wb.c), peak bytes held */
+	uint64_t order_waits;       /* writeback cache: page writes that waited for the ones below them (wb.c "Order") */
 	uint64_t retrieved_bytes;   /* writeback cache: dirty bytes fetched from the kernel cache (truncate, sync, catch-up) */
 	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
 	uint64_t nsops;          /* namespace operations submitted */
@@ -347,6 +348,16 @@ void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
 void fs_wb_forget(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
 /* Copies up to len bytes the kernel caches for ino at off (dirty or not,
  * never past its i_size) into buf: *ret_n bytes, 0 when it has none there. */
+/* The order of page writes (wb.c "Order"): a page write registers from
+ * before it takes the inode lock until it lets it go (enter: a slot, or -1
+ * when untracked; leave with the inode lock held, then broadcast grown);
+ * below: a registered write of ino starts below off; wait_begin: the same,
+ * and a waiter may be added (then wait_end after the wait). */
+int fs_wb_order_enter(struct fs *fs, uint64_t ino, uint64_t off);
+void fs_wb_order_leave(struct fs *fs, int slot);
+bool fs_wb_order_below(struct fs *fs, uint64_t ino, uint64_t off);
+bool fs_wb_order_wait_begin(struct fs *fs, uint64_t ino, uint64_t off);
+void fs_wb_order_wait_end(struct fs *fs);
 int fs_wb_retrieve(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n);
 #ifdef FUSE_USE_VERSION
 /* The retrieve reply (ops.c registers it). */

@@ -820,13 +820,34 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 	return r;
 }
 
+/* Writeback cache: a page write past the live end waits (inode lock
+ * released) while a page write of the same inode below it is in the daemon
+ * (wb.c "Order"), so that it is appended, not held. *size is the live end
+ * on return. */
+static int wait_for_below(struct fs *fs, struct fs_inode *ip, uint64_t off, uint64_t *size) REQUIRES(fs_inode_cap)
+{
+	int r = 0;
+
+	if (ip->fetching || !fs_wb_order_wait_begin(fs, ip->ino, off))
+		return 0;
+	FS_COUNT(fs, order_waits, 1);
+	while (off > *size && !ip->fetching && fs_wb_order_below(fs, ip->ino, off)) {
+		bz_cap_cond_wait(&ip->grown, &ip->lock, &fs_inode_cap);
+		r = fs_live_size(fs, ip->ino, size);
+		if (r < 0)
+			break;
+	}
+	fs_wb_order_wait_end(fs);
+	return r;
+}
+
 ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, size_t len, uint64_t off,
 		      bool writepage)
 {
 	struct fs_inode *ip = of->inode;
 	uint64_t size = 0, start = 0;
 	size_t skip = 0;
-	int held_err = 0;
+	int held_err = 0, slot = -1;
 	ssize_t ret;
 	int r;
 
@@ -839,15 +860,23 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	}
 	if (writepage)
 		__atomic_store_n(&ip->page_write_ns, bz_now_ns(), __ATOMIC_RELAXED);
+	if (writepage && fs->opts.writeback_cache)
+		slot = fs_wb_order_enter(fs, ip->ino, off);
 	bz_cap_lock(&ip->lock, &fs_inode_cap);
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
+	if (off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end) {
+		r = wait_for_below(fs, ip, off, &size);
+		if (r < 0)
+			goto out;
+	}
 	start = size;
 	if (off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end) {
 		/* A page the kernel wrote back before the ones below it (or
-		 * beyond a hole): hold it until they arrive or a flush/fsync
-		 * shows they never will (fs_file_settle). */
+		 * beyond a hole) with none of them in the daemon: hold it until
+		 * they arrive or a flush/fsync shows they never will
+		 * (fs_file_settle). */
 		if (__atomic_load_n(&fs->held_total, __ATOMIC_RELAXED) + len <= fs->held_cap) {
 			r = fs_held_insert(fs, ip, off, buf, len);
 			if (r > 0) {
@@ -898,6 +927,10 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 		r = drain_held(fs, ip, &size, &held_err);
 out:
 	r = publish_grown(fs, ip, start, size, r);
+	if (slot >= 0) {
+		fs_wb_order_leave(fs, slot);
+		pthread_cond_broadcast(&ip->grown); /* writes above it stop waiting for it */
+	}
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r == 0 && held_err < 0)
 		r = held_err; /* a held page refused now: this reply carries it */

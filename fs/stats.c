@@ -23,6 +23,7 @@
  *     "zero_extend_bytes": N,    zeros appended by growing truncates
  *     "holes_filled": N, "hole_bytes": N,  sparse writes on fresh files
  *     "held_writes": N,          writeback cache: page writes held past the end
+ *     "order_waits": N,          writeback cache: page writes that waited for the ones below them
  *     "held_bytes": N, "held_bytes_max": N,  bytes held now / at most
  *     "retrieved_bytes": N,      dirty bytes fetched from the kernel (truncates, sync, catch-up)
  *     "invalidations": N,        kernel cache ranges dropped after refusals
@@ -146,6 +147,7 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	F(holes_filled);
 	F(hole_bytes);
 	F(held_writes);
+	F(order_waits);
 	sb_printf(b, ",\"held_bytes\":%llu", (unsigned long long)__atomic_load_n(&fs->held_total, __ATOMIC_RELAXED));
 	F(held_bytes_max);
 	F(retrieved_bytes);
@@ -459,6 +461,9 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 	prom_u64(p, "blazefs_held_writes_total", "counter",
 		 "Writeback cache: page writes held past the end until the bytes below them arrived.",
 		 FS_READ(fs, held_writes));
+	prom_u64(p, "blazefs_order_waits_total", "counter",
+		 "Writeback cache: page writes that waited for the ones below them instead of being held.",
+		 FS_READ(fs, order_waits));
 	prom_u64(p, "blazefs_held_bytes", "gauge", "Writeback cache: bytes of page writes held now.",
 		 __atomic_load_n(&fs->held_total, __ATOMIC_RELAXED));
 	prom_u64(p, "blazefs_held_max_bytes", "gauge", "High-water mark of blazefs_held_bytes.",
