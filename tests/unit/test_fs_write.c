@@ -11,7 +11,9 @@
  * flush/fsync, and checks the live size and the stored bytes.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "fs/fs.h"
@@ -454,6 +456,103 @@ static void random_orders(void)
 	}
 }
 
+/* ---- the order of page writes (wb.c "Order") ---- */
+
+struct bg_write {
+	struct env *e;
+	struct fs_open *of;
+	const char *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t ret;
+	int done; /* __atomic */
+};
+
+static void *bg_write_main(void *arg)
+{
+	struct bg_write *w = arg;
+
+	w->ret = fs_file_write(&w->e->fs, w->of, w->buf, w->len, w->off, true);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Polls (no time limit but the test's own) until the write in w waits or
+ * has returned (without waiting: the checks after this fail). */
+static void until_waiting(struct env *e, const struct bg_write *w, uint64_t waits)
+{
+	while (FS_READ(&e->fs, order_waits) < waits && !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+/* What leaving does for a write that never came (the daemon's leave runs in
+ * fs_file_write under the inode lock). */
+static void fake_leave(struct env *e, struct fs_inode *ip, int slot)
+{
+	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	fs_wb_order_leave(&e->fs, slot);
+	pthread_cond_broadcast(&ip->grown);
+	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+}
+
+/* A page write past the end while a write of the page below it is in the
+ * daemon (registered, as a session thread does before it takes the inode
+ * lock) waits for it and is appended, not held; with none below it, or
+ * once the one below it is gone without appending, it is held as before. */
+static void page_waits_for_below(void)
+{
+	struct env e;
+	struct fs_open of;
+	static char data[4 * PG];
+	struct bg_write w;
+	pthread_t th;
+	uint64_t ino;
+	int below;
+
+	env_up(&e, 64 << 20);
+	T_ASSERT(fs_wb_start(&e.fs) == 0);
+	fill(data, sizeof(data), 9);
+	ino = mk(&e, "ord", &of, false);
+
+	/* page 0 "in flight": page 1 waits, then follows it without being held */
+	below = fs_wb_order_enter(&e.fs, ino, 0);
+	T_ASSERT(below >= 0);
+	w = (struct bg_write){.e = &e, .of = &of, .buf = data + PG, .len = PG, .off = PG};
+	T_ASSERT(pthread_create(&th, NULL, bg_write_main, &w) == 0);
+	until_waiting(&e, &w, 1);
+	T_CHECK(!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE));
+	T_CHECK(e.fs.held_total == 0);
+	T_CHECK_EQ(live(&e, ino), 0);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data, PG, 0, true), PG);
+	T_ASSERT(pthread_join(th, NULL) == 0);
+	T_CHECK_EQ(w.ret, PG);
+	fake_leave(&e, of.inode, below);
+	T_CHECK_EQ(FS_READ(&e.fs, held_writes), 0);
+	T_CHECK_EQ(live(&e, ino), 2 * PG);
+
+	/* nothing below in flight: page 3 is held at once, no wait */
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 3 * PG, PG, 3 * PG, true), PG);
+	T_CHECK_EQ(FS_READ(&e.fs, order_waits), 1);
+	T_CHECK_EQ(FS_READ(&e.fs, held_writes), 1);
+
+	/* the write below leaves without appending (refused, failed): the
+	 * waiter stops waiting and holds its page */
+	below = fs_wb_order_enter(&e.fs, ino, 2 * PG);
+	w = (struct bg_write){.e = &e, .of = &of, .buf = data + 3 * PG, .len = PG, .off = 3 * PG};
+	T_ASSERT(pthread_create(&th, NULL, bg_write_main, &w) == 0);
+	until_waiting(&e, &w, 2);
+	fake_leave(&e, of.inode, below);
+	T_ASSERT(pthread_join(th, NULL) == 0);
+	T_CHECK_EQ(w.ret, PG); /* the same bytes again: merged with the held page */
+	T_CHECK_EQ(live(&e, ino), 2 * PG);
+	T_CHECK_EQ(fs_file_write(&e.fs, &of, data + 2 * PG, PG, 2 * PG, true), PG);
+	all_stored(&e, ino, data, sizeof(data));
+	T_CHECK_EQ(fs_file_settle(&e.fs, &of), 0);
+	put(&e, &of);
+	fs_wb_stop(&e.fs);
+	env_down(&e);
+}
+
 int main(void)
 {
 	bz_log_set_level(BZ_LOG_ERR);
@@ -466,5 +565,6 @@ int main(void)
 	no_room();
 	space_counts_unapplied();
 	random_orders();
+	page_waits_for_below();
 	T_DONE();
 }
