@@ -11,7 +11,7 @@
 #define BP_MIN ((size_t)128 << 10)
 #define BP_MAX ((size_t)4 << 20)
 /* Bytes the pool keeps at most, over all classes. */
-#define BP_KEEP ((size_t)8 << 20)
+#define BP_KEEP ((size_t)32 << 20)
 
 /* A buffer of at least n bytes (n > 0); *ret_cap gets its capacity, which
  * bp_put needs back. NULL on ENOMEM. The bytes are not initialized. */

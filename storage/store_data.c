@@ -54,6 +54,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bufpool.h"
 #include "store_int.h"
 
 /* ------------------------------------------------------------------ */
@@ -586,11 +587,16 @@ out:
 
 /* Writes one frame of more than PAGER_PAYLOAD bytes as an extent of its
  * own: consecutive pages, the frame from payload offset 0, next = pgno+1
- * while it continues; one pwrite. */
+ * while it continues; one pwrite. The page run is built in a pooled buffer
+ * (bufpool.c): a fresh calloc of each chunk's pages was mapped and faulted
+ * in on the commit thread (perf of fio's 1 MiB random writer: 28 % of the
+ * daemon's samples in those faults). Every byte of it is written: the
+ * headers by pager_seal, the payload, and zeros after the last page's. */
 int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 {
 	uint32_t n = (uint32_t)((len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD);
-	uint8_t *buf = calloc(n, PAGER_PAGE_SIZE);
+	size_t cap = 0;
+	uint8_t *buf = bp_get((size_t)n * PAGER_PAGE_SIZE, &cap);
 	int r = -ENOMEM;
 
 	if (!buf)
@@ -603,7 +609,9 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 			.type = PAGER_DATA, .pgno = first + i, .lsn = lsn, .next = i + 1 < n ? first + i + 1 : 0,
 			.used = (uint32_t)k,
 		};
+		memset(pg, 0, PAGER_HDR_SIZE);
 		memcpy(pg + PAGER_HDR_SIZE, frame + at, k);
+		memset(pg + PAGER_HDR_SIZE + k, 0, PAGER_PAYLOAD - k);
 		pager_seal(pg, &h);
 	}
 	r = pager_write_run(s->pager, first, n, buf);
@@ -614,7 +622,7 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 	e->npages = n;
 	e->pg_off = 0;
 out:
-	free(buf);
+	bp_put(buf, cap);
 	return r;
 }
 
