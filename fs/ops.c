@@ -410,11 +410,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now : ns_of(&attr->st_mtim);
 	}
 	/* chown(f, -1, -1) changes nothing but ctime, as on ext4: the kernel
-	 * sends only FUSE_SET_ATTR_CTIME (writeback cache) or nothing to set */
+	 * sends only FUSE_SET_ATTR_CTIME (writeback cache) or nothing to set.
+	 * With the writeback cache the kernel keeps and shows its own ctime and
+	 * sends it along: that value is stored, so what a remount shows is what
+	 * stat showed (the daemon's clock could be one tick later). */
 	if (op.flags || (to_set & FUSE_SET_ATTR_CTIME) || !to_set) {
 		struct ns_attr a;
 
-		op.ctime_ns = now;
+		op.ctime_ns = (to_set & FUSE_SET_ATTR_CTIME) ? ns_of(&attr->st_ctim) : now;
 		bz_mutex_lock(&fs_ns_lock);
 		r = ns_getattr(fs->ns, ino, &a);
 		if (r == 0 && (op.flags & (NS_SET_UID | NS_SET_GID)) && !(op.flags & NS_SET_MODE) && !S_ISDIR(a.mode) &&
