@@ -346,8 +346,6 @@ void fs_wb_inval(struct fs *fs, struct fs_inode *ip, uint64_t off, uint64_t end)
 void fs_wb_inval_wait(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
 /* Drops ip from the notifier queue (the entry is being freed). */
 void fs_wb_forget(struct fs *fs, struct fs_inode *ip) REQUIRES(fs_ns_lock);
-/* Copies up to len bytes the kernel caches for ino at off (dirty or not,
- * never past its i_size) into buf: *ret_n bytes, 0 when it has none there. */
 /* The order of page writes (wb.c "Order"): a page write registers from
  * before it takes the inode lock until it lets it go (enter: a slot, or -1
  * when untracked; leave with the inode lock held, then broadcast grown);
@@ -358,6 +356,8 @@ void fs_wb_order_leave(struct fs *fs, int slot);
 bool fs_wb_order_below(struct fs *fs, uint64_t ino, uint64_t off);
 bool fs_wb_order_wait_begin(struct fs *fs, uint64_t ino, uint64_t off);
 void fs_wb_order_wait_end(struct fs *fs);
+/* Copies up to len bytes the kernel caches for ino at off (dirty or not,
+ * never past its i_size) into buf: *ret_n bytes, 0 when it has none there. */
 int fs_wb_retrieve(struct fs *fs, uint64_t ino, uint64_t off, char *buf, size_t len, size_t *ret_n);
 #ifdef FUSE_USE_VERSION
 /* The retrieve reply (ops.c registers it). */

@@ -769,7 +769,8 @@ static int publish_grown(struct fs *fs, struct fs_inode *ip, uint64_t start, uin
  * *size is the live end on return. */
 static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t off) REQUIRES(fs_inode_cap)
 {
-	char *buf = malloc(FS_MAX_WRITE);
+	size_t cap = 0;
+	char *buf = bp_get(FS_MAX_WRITE, &cap);
 	int r = buf ? 0 : -ENOMEM, dummy = 0;
 
 	while (r == 0 && *size < off) {
@@ -814,10 +815,19 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 		if (dummy < 0)
 			ip->wb_err = dummy;
 	}
-	free(buf);
+	bp_put(buf, cap);
 	if (r == -EOPNOTSUPP)
 		r = 0;
 	return r;
+}
+
+/* Writeback cache: a page write past the live end (size) that may be
+ * early -- the pages below it not arrived yet -- rather than past a refusal
+ * the kernel still shows (ghost_end). */
+static bool early_page(const struct fs *fs, const struct fs_inode *ip, bool writepage, uint64_t off, uint64_t size)
+	REQUIRES(fs_inode_cap)
+{
+	return off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end;
 }
 
 /* Writeback cache: a page write past the live end waits (inode lock
@@ -866,13 +876,13 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
-	if (off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end) {
+	if (early_page(fs, ip, writepage, off, size)) {
 		r = wait_for_below(fs, ip, off, &size);
 		if (r < 0)
 			goto out;
 	}
 	start = size;
-	if (off > size && writepage && fs->opts.writeback_cache && off > ip->ghost_end) {
+	if (early_page(fs, ip, writepage, off, size)) {
 		/* A page the kernel wrote back before the ones below it (or
 		 * beyond a hole) with none of them in the daemon: hold it until
 		 * they arrive or a flush/fsync shows they never will
@@ -979,7 +989,8 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 	REQUIRES(fs_inode_cap)
 {
 	uint64_t start = *cur, hoff;
-	char *buf = malloc(FS_MAX_WRITE);
+	size_t cap = 0;
+	char *buf = bp_get(FS_MAX_WRITE, &cap);
 	int r = buf ? 0 : -ENOMEM, r2;
 
 	while (r == 0) {
@@ -1027,7 +1038,7 @@ static int catch_up_kernel(struct fs *fs, struct fs_inode *ip, uint64_t *cur, ui
 		r = append_owed_zeros(fs, ip, cur, hoff - *cur);
 		FS_COUNT(fs, zero_extend_bytes, hoff - start);
 	}
-	free(buf);
+	bp_put(buf, cap);
 	if (r < 0)
 		return publish_grown(fs, ip, start, *cur, r);
 	r2 = publish_grown(fs, ip, start, *cur, 0);

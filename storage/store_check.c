@@ -21,6 +21,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "bufpool.h"
 #include "store_int.h"
 
 /* Superblock fields as stored, without any validation (for dump). */
@@ -193,8 +194,8 @@ static void rctx_free(struct rctx *x)
 	if (!x)
 		return;
 	ZSTD_freeDCtx(x->dctx);
-	st_buf_free(x->frame, x->frame_cap);
-	st_buf_free(x->raw, x->raw_cap);
+	bp_put(x->frame, x->frame_cap);
+	bp_put(x->raw, x->raw_cap);
 	free(x->parts);
 	free(x);
 }

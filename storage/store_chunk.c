@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bufpool.h"
 #include "store_int.h"
 
 #define OC_MIN_CAP 4096u
@@ -74,7 +75,7 @@ void st_oc_fini(struct store *s)
 {
 	ZSTD_freeCCtx(s->cctx);
 	ZSTD_freeDCtx(s->odctx);
-	st_buf_free(s->cbuf, s->cbuf_cap);
+	bp_put(s->cbuf, s->cbuf_cap);
 	s->cctx = NULL;
 	s->odctx = NULL;
 	s->cbuf = NULL;

@@ -609,7 +609,6 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 			.type = PAGER_DATA, .pgno = first + i, .lsn = lsn, .next = i + 1 < n ? first + i + 1 : 0,
 			.used = (uint32_t)k,
 		};
-		memset(pg, 0, PAGER_HDR_SIZE);
 		memcpy(pg + PAGER_HDR_SIZE, frame + at, k);
 		memset(pg + PAGER_HDR_SIZE + k, 0, PAGER_PAYLOAD - k);
 		pager_seal(pg, &h);

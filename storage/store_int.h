@@ -398,7 +398,6 @@ bool st_tail_free(const struct store *s);
 const struct ient *st_sfile_ent(const struct sfile *f, uint64_t i);
 int st_sfile_load(struct store *s, struct sfile *f) REQUIRES(store_cap);
 int st_grow(uint8_t **p, size_t *cap, size_t need);
-void st_buf_free(uint8_t *p, size_t cap); /* a buffer st_grow made */
 int st_data_page_src(struct store *s, uint64_t pg, uint8_t type, struct rctx *x, const uint8_t **ret_src,
 		     struct pager_hdr *ret_h) REQUIRES_SHARED(store_cap);
 bool st_entry_ok(const struct ient *e);

@@ -198,7 +198,7 @@ static void dctx_put(struct store *s, ZSTD_DCtx *d)
  * read was mapped, faulted in and unmapped every time (perf of the logger
  * bench: a third of the daemon's CPU in those page faults, under the
  * writeback cache's comparisons of pages written back with what the
- * catch-up had fetched). Free with st_buf_free. */
+ * catch-up had fetched). Free with bp_put (the capacity it set). */
 int st_grow(uint8_t **p, size_t *cap, size_t need)
 {
 	size_t c;
@@ -217,16 +217,11 @@ int st_grow(uint8_t **p, size_t *cap, size_t need)
 			return -ENOMEM;
 		if (*p)
 			memcpy(n, *p, *cap);
-		st_buf_free(*p, *cap);
+		bp_put(*p, *cap);
 	}
 	*p = n;
 	*cap = c;
 	return 0;
-}
-
-void st_buf_free(uint8_t *p, size_t cap)
-{
-	bp_put(p, cap);
 }
 
 /* Where the bytes of page pg (type PAGER_PACK or PAGER_DATA) are: the open
@@ -337,8 +332,8 @@ void st_rctx_free(struct rctx *x)
 {
 	if (!x)
 		return;
-	st_buf_free(x->frame, x->frame_cap);
-	st_buf_free(x->raw, x->raw_cap);
+	bp_put(x->frame, x->frame_cap);
+	bp_put(x->raw, x->raw_cap);
 	free(x->parts);
 	free(x);
 }

@@ -29,6 +29,7 @@
 #include "storage/record.h"
 #include "storage/store.h"
 #include "storage/wal.h"
+#include "tests/unit/store_model.h"
 #include "tests/unit/t.h"
 
 static const char *ctl;     /* the blazectl binary */
@@ -42,58 +43,24 @@ struct bld {
 	struct store *s;
 	struct vfs *v;
 	struct ns *ns; /* model: inode numbers and sizes */
-	uint8_t *b;
-	size_t len, cap;
+	struct batch wal; /* the WAL batch being built (store_model.c) */
 	uint64_t seed;
 };
 
-static void put(struct bld *b, const void *p, size_t n)
-{
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2;
-		b->b = realloc(b->b, b->cap);
-		T_ASSERT(b->b);
-	}
-	memcpy(b->b + b->len, p, n);
-	b->len += n;
-}
-
+/* a record frame, zstd level 3 when zstd (store_model.c encodes it) */
 static void frame(struct bld *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len, bool zstd)
 {
-	uint8_t hdr[REC_HDR_MAX];
-	struct rec_hdr h = {.type = type, .codec = REC_RAW, .ino = ino, .off = off, .raw_len = (uint32_t)len};
-	void *z = NULL;
-	const void *payload = raw;
-	size_t plen = len;
-
-	h.hash = rec_hash(raw, len);
-	if (zstd) {
-		size_t cap = ZSTD_compressBound(len);
-		z = malloc(cap);
-		size_t zn = ZSTD_compress(z, cap, raw, len, 3);
-		T_ASSERT(!ZSTD_isError(zn));
-		if (zn < len) {
-			h.codec = REC_ZSTD;
-			payload = z;
-			plen = zn;
-		}
-	}
-	h.stored_len = (uint32_t)plen;
-	int hl = rec_hdr_encode(&h, hdr, sizeof(hdr));
-	T_ASSERT(hl > 0);
-	put(b, hdr, (size_t)hl);
-	put(b, payload, plen);
-	free(z);
+	sm_frame_add_level(&b->wal, type, ino, off, raw, len, zstd ? 3 : 0);
 }
 
 static void commit(struct bld *b)
 {
 	uint64_t lsn;
-	if (!b->len)
+	if (!b->wal.len)
 		return;
-	T_ASSERT(store_wal_append(b->s, 1, b->b, b->len, &lsn) == 0);
-	T_ASSERT(store_apply(b->s, lsn, 1, b->b, b->len) == 0);
-	b->len = 0;
+	T_ASSERT(store_wal_append(b->s, 1, b->wal.p, b->wal.len, &lsn) == 0);
+	T_ASSERT(store_apply(b->s, lsn, 1, b->wal.p, b->wal.len) == 0);
+	b->wal.len = 0;
 }
 
 static uint64_t nsop(struct bld *b, struct ns_op *op)
@@ -160,7 +127,7 @@ static void bld_close(struct bld *b)
 	T_ASSERT(store_close(b->s) == 0);
 	vfs_destroy(b->v);
 	ns_free(b->ns);
-	free(b->b);
+	free(b->wal.p);
 }
 
 static void build_base(const char *dir)

@@ -54,8 +54,8 @@ void sm_batch_put(struct batch *b, const void *src, size_t n)
 	b->len += n;
 }
 
-void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len,
-		      bool zstd)
+void sm_frame_add_level(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len,
+			int level)
 {
 	uint8_t hdr[REC_HDR_MAX];
 	struct rec_hdr h = {.type = type, .codec = REC_RAW, .ino = ino, .off = off, .raw_len = (uint32_t)len};
@@ -64,10 +64,10 @@ void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, con
 	size_t plen = len;
 
 	h.hash = rec_hash(raw, len);
-	if (zstd) {
+	if (level) {
 		size_t cap = ZSTD_compressBound(len);
 		z = malloc(cap);
-		size_t zn = ZSTD_compress(z, cap, raw, len, 1);
+		size_t zn = ZSTD_compress(z, cap, raw, len, level);
 		T_ASSERT(!ZSTD_isError(zn));
 		if (zn < len) {
 			h.codec = REC_ZSTD;
@@ -81,6 +81,11 @@ void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, con
 	sm_batch_put(b, hdr, (size_t)hl);
 	sm_batch_put(b, payload, plen);
 	free(z);
+}
+
+void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len, bool zstd)
+{
+	sm_frame_add_level(b, type, ino, off, raw, len, zstd ? 1 : 0);
 }
 
 /* Adds a namespace op to the batch and applies it to the model. */

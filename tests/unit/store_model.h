@@ -50,8 +50,11 @@ uint64_t sm_rnd(void);
 void sm_model_init(struct model *m);
 void sm_model_free(struct model *m);
 void sm_batch_put(struct batch *b, const void *src, size_t n);
-void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len,
-		      bool zstd);
+/* A record frame (zstd at level, or raw when level is 0 or zstd does not
+ * shrink it) appended to b; sm_frame_add: level 1 when zstd. */
+void sm_frame_add_level(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len,
+			int level);
+void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, const void *raw, size_t len, bool zstd);
 int sm_nsop_add(struct model *m, struct batch *b, struct ns_op *op);
 struct mfile *sm_model_file(struct model *m, uint64_t ino);
 uint64_t sm_mk_file(struct model *m, struct batch *b, uint64_t parent, const char *name);
