@@ -124,6 +124,14 @@ class Mount:
     def path(self, *names):
         return os.path.join(self.mnt, *names)
 
+    def fsync_root(self):
+        """What `sync MOUNTPOINT` does: fsync of the mount's root."""
+        fd = os.open(self.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def stop(self, timeout=60):
         """Clean unmount; returns the daemon's exit code."""
         rc = None

@@ -44,14 +44,6 @@ def user_xattrs(path, follow=True):
     return {n: os.getxattr(path, n, follow_symlinks=follow) for n in names}
 
 
-def sync_root(m):
-    fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---- FIFOs, sockets, device nodes ----
 
 def test_fifo_mkfifo_and_io(bz):
@@ -117,7 +109,7 @@ def test_special_files_persist(make_mount):
     check(m)
     # kill -9 after a durable barrier: replayed from the WAL
     os.mknod(m.path("late"), 0o600 | stat.S_IFCHR, os.makedev(10, 229))
-    sync_root(m)
+    m.fsync_root()
     m.kill9()
     m.start()
     check(m)
@@ -351,7 +343,7 @@ def test_info_xattrs_gettable_not_listed(bz):
     f = bz.path("f")
     with open(f, "w") as fh:
         fh.write("hello\n" * 100)
-    sync_root(bz)
+    bz.fsync_root()
     assert not [n for n in os.listxattr(f) if n.startswith("user.blazefs.")]
     assert int(os.getxattr(f, "user.blazefs.records")) >= 0
     assert int(os.getxattr(f, "user.blazefs.stored_bytes")) >= 0

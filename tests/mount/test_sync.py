@@ -24,15 +24,6 @@ def stats(m):
         return json.load(f)
 
 
-def fsync_root(m):
-    """What `sync MOUNTPOINT` does: fsync of the mount's root."""
-    fd = os.open(m.mnt, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def test_fsync_root_is_a_global_barrier(make_mount):
     m = make_mount(opts=SLOW_SYNC).start()
     for name in ("a", "b", "c"):
@@ -41,7 +32,7 @@ def test_fsync_root_is_a_global_barrier(make_mount):
     before = stats(m)
     # precondition: the writes are logged but not yet durable
     assert before["written_seq"] >= before["sealed_seq"] > before["durable_seq"], before
-    fsync_root(m)
+    m.fsync_root()
     after = stats(m)
     assert after["durable_seq"] >= before["sealed_seq"], (before, after)
     assert after["fdatasyncs"] > before["fdatasyncs"]
@@ -110,7 +101,7 @@ def test_fsync_root_covers_open_writers(make_mount):
     w = subprocess.Popen([sys.executable, "-c", HOLDER, p], stdout=subprocess.PIPE, text=True)
     try:
         assert w.stdout.readline().strip() == "written"
-        fsync_root(m)
+        m.fsync_root()
         m.kill9()
     finally:
         w.kill()
@@ -167,7 +158,7 @@ def test_fsync_root_covers_a_growing_truncate(make_mount, case):
         else:
             os.write(fd, b"b" * 100)
             want = b"a" * 1000 + bytes(19000) + b"b" * 100
-        fsync_root(m)
+        m.fsync_root()
         m.kill9()
     finally:
         if fd >= 0:
