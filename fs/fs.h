@@ -80,6 +80,7 @@ struct fs_counters {
 	uint64_t hole_bytes;     /* zero bytes appended for those */
 	uint64_t open_files;     /* now */
 	uint64_t errors;         /* EIO / EROFS / ENOSPC replies */
+	uint64_t space_reclaims; /* checkpoints a charge short of space had made before it looked again (space.c) */
 	uint64_t writes, write_bytes;   /* accepted write requests, bytes appended by them */
 	uint64_t overlap_bytes;  /* bytes of writes below the end accepted as identical */
 	uint64_t zero_extend_bytes; /* bytes appended by growing truncates */
@@ -410,7 +411,8 @@ int fs_space_nsop(struct fs *fs, const struct ns_op *op);
 uint64_t fs_space_zeros_cost(struct fs *fs, uint64_t count);
 /* Bytes writes can still use: free space of the store's disk plus the
  * spare free pages of store.db (*ret_spare) minus the reserve (statfs
- * f_bavail); samples the disk now. */
+ * f_bavail); samples the disk now, after the checkpoint that gives deleted
+ * files' room back if one is due (may wait for it). */
 uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare);
 
 /* ---- killpriv.c ---- */

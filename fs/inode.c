@@ -802,7 +802,9 @@ static int fetch_gap(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_
 			break;
 		}
 		start = cur;
-		if (at + got > cur) {
+		if (at + got > cur)
+			r = fs_space_check(fs, fs_space_write_cost(fs, at + got - cur)); /* like the writes they were */
+		if (r == 0 && at + got > cur) {
 			FS_COUNT(fs, retrieved_bytes, at + got - cur);
 			r = place_at(fs, ip, &cur, at, buf, got, &skip);
 			if (r > 0) /* the kernel's page changed meanwhile: judge the write as it is */
@@ -864,7 +866,7 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	if (off > (uint64_t)INT64_MAX - len)
 		return -EFBIG;
 	r = fs_space_check(fs, fs_space_write_cost(fs, len));
-	if (r < 0) {
+	if (r < 0 && !(writepage && fs->opts.writeback_cache)) {
 		fs_note_error(fs, r);
 		return r;
 	}
@@ -873,6 +875,11 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	if (writepage && fs->opts.writeback_cache)
 		slot = fs_wb_order_enter(fs, ip->ino, off);
 	bz_cap_lock(&ip->lock, &fs_inode_cap);
+	if (r < 0) { /* a page written back to a full disk: see out */
+		if (fs_live_size(fs, ip->ino, &size) == 0)
+			start = size;
+		goto out;
+	}
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
@@ -936,6 +943,16 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	if (r == 0 && ip->held)
 		r = drain_held(fs, ip, &size, &held_err);
 out:
+	/* Writeback cache, disk full: the kernel has already acknowledged
+	 * these bytes to write() and keeps the page (clean after the error)
+	 * and its larger size. Treat it as a refusal: the page is dropped and
+	 * the range the kernel's size covers reads as zeros, as it will be
+	 * stored (a hole, no space) -- so that the file shows what is stored,
+	 * the catch-up never stores the bytes behind the reserve's back, and
+	 * the writer's fsync/close gets the ENOSPC (the kernel's writeback
+	 * error). */
+	if (r == -ENOSPC && writepage && fs->opts.writeback_cache && off + len > size)
+		refused_page(fs, ip, size, off, off + len);
 	r = publish_grown(fs, ip, start, size, r);
 	if (slot >= 0) {
 		fs_wb_order_leave(fs, slot);
@@ -1222,6 +1239,11 @@ static int fetch_cached(struct fs *fs, struct fs_inode *ip, uint64_t *cur, int *
 				break; /* no progress (a held page the drain keeps) */
 			continue;
 		}
+		/* charged like the writes they were: on a short disk they stay
+		 * in the kernel, whose writeback gets the ENOSPC */
+		r = fs_space_check(fs, fs_space_write_cost(fs, got));
+		if (r < 0)
+			break;
 		FS_COUNT(fs, retrieved_bytes, got);
 		r = place_at(fs, ip, cur, *cur, buf, got, &skip);
 		if (r > 0) { /* a cached page differs from the stored bytes */
@@ -1254,7 +1276,7 @@ static void catch_up_one(struct fs *fs, struct fs_inode *ip, const char *why) EX
 	if (held_err < 0)
 		ip->wb_err = held_err; /* for the writer's next fsync/close */
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
-	if (r < 0)
+	if (r < 0 && r != -ENOSPC) /* short of space: space.c said so once */
 		bz_warn("inode %llu: fetching the kernel's cached pages for %s: %s", (unsigned long long)ip->ino, why,
 			strerror(-r));
 }

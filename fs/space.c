@@ -54,6 +54,10 @@
 #define SPACE_SAMPLE_BYTES (4ull << 20)
 #define SPACE_RECORD_COST (REC_HDR_MAX + 64u) /* frame header, index entry, tail entry */
 #define SPACE_NSOP_COST 192u                  /* inode + entry records of one op */
+/* A refused charge first has a checkpoint made when the namespace changes
+ * since the last one hold at least this much of the reserve (or deleted
+ * files hold space): see fs_space_check. */
+#define SPACE_RECLAIM_MIN (256ull << 10)
 
 void fs_space_init(struct fs *fs)
 {
@@ -98,13 +102,34 @@ static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *re
 	return __atomic_load_n(&fs->space_free, __ATOMIC_RELAXED);
 }
 
-int fs_space_check(struct fs *fs, uint64_t len)
+/* Whether len fits above the reserve; force: sample the disk now. */
+static bool space_fits(struct fs *fs, uint64_t len, bool force, uint64_t *ret_free, uint64_t *ret_reserve)
 {
-	uint64_t since = 0, spare = 0, free_b = space_free(fs, len, false, &since);
+	uint64_t since = 0, spare = 0, free_b = space_free(fs, force ? 0 : len, force, &since);
 	uint64_t reserve = fs_space_reserve(fs, &spare);
 
 	free_b += spare;
-	if (free_b >= reserve + since + (since ? 0 : len)) {
+	*ret_free = free_b;
+	*ret_reserve = reserve;
+	return free_b >= reserve + since + (since ? 0 : len);
+}
+
+int fs_space_check(struct fs *fs, uint64_t len)
+{
+	uint64_t free_b = 0, reserve = 0;
+	bool fits = space_fits(fs, len, false, &free_b, &reserve);
+
+	/* Short: if a checkpoint would give room back (files deleted since the
+	 * last one, or namespace changes whose checkpoint the reserve holds
+	 * room for), have one made and look again -- as ext4 commits its
+	 * journal and retries an allocation that found the disk full. Once
+	 * per call; the checkpoint's own need is within the reserve. */
+	if (!fits && fs->pipe && fs->store && store_checkpoint_would_free(fs->store, SPACE_RECLAIM_MIN) &&
+	    pipe_reclaim(fs->pipe) == 0) {
+		FS_COUNT(fs, space_reclaims, 1);
+		fits = space_fits(fs, len, true, &free_b, &reserve);
+	}
+	if (fits) {
 		if (__atomic_load_n(&fs->space_warned, __ATOMIC_RELAXED) &&
 		    __atomic_exchange_n(&fs->space_warned, 0, __ATOMIC_RELAXED) && fs->pipe)
 			pipe_set_space_short(fs->pipe, false);
@@ -113,10 +138,12 @@ int fs_space_check(struct fs *fs, uint64_t len)
 	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED)) {
 		if (fs->pipe)
 			pipe_set_space_short(fs->pipe, true); /* deleted files' room: at once */
-		bz_warn("%s: %s: %llu MiB free, below the %llu MiB reserve that keeps acknowledged data "
-			"storable and the store checkpointable: writes and namespace additions get ENOSPC",
-			fs->store_dir, strerror(ENOSPC), (unsigned long long)(free_b >> 20),
-			(unsigned long long)(reserve >> 20));
+		bz_warn("%s: %s: %.1f MiB free, %.1f MiB short of the %.1f MiB reserve that keeps "
+			"acknowledged data storable and the store checkpointable: writes and namespace "
+			"additions get ENOSPC",
+			fs->store_dir, strerror(ENOSPC), (double)free_b / (1 << 20),
+			(double)(reserve + len - BZ_MIN(free_b, reserve + len)) / (1 << 20),
+			(double)reserve / (1 << 20));
 	}
 	return -ENOSPC;
 }
@@ -144,8 +171,20 @@ uint64_t fs_space_zeros_cost(struct fs *fs, uint64_t count)
 
 uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare)
 {
-	uint64_t since = 0, spare = 0, free_b = space_free(fs, 0, true, &since);
-	uint64_t reserve = fs_space_reserve(fs, &spare);
+	uint64_t since = 0, spare = 0, free_b, reserve;
+
+	/* Files deleted since the last checkpoint hold space that only the
+	 * next one makes reusable (FORMAT.md §7), and the namespace changes
+	 * since then hold part of the reserve (the next checkpoint's worst
+	 * case): have that checkpoint made first, so df shows the room a write
+	 * would find (a write short of space has it made too, fs_space_check).
+	 * A checkpoint costs what changed; a df that finds less than
+	 * SPACE_RECLAIM_MIN of such room makes none. */
+	if (fs->pipe && fs->store && store_checkpoint_would_free(fs->store, SPACE_RECLAIM_MIN) &&
+	    pipe_reclaim(fs->pipe) == 0)
+		FS_COUNT(fs, space_reclaims, 1);
+	free_b = space_free(fs, 0, true, &since);
+	reserve = fs_space_reserve(fs, &spare);
 
 	*ret_spare = spare;
 	free_b += spare;

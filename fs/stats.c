@@ -30,6 +30,7 @@
  *     "scrub_bytes": N, "scrub_damaged": N,  online scrub (scrub.c): bytes verified, damage found
  *     "nsops": N, "flushes": N, "fsyncs": N,
  *     "errors": N,               EIO/EROFS/ENOSPC replies
+ *     "space_reclaims": N,       checkpoints made for an operation short of space (space.c)
  *     "failed": bool,            the pipeline failed: read-only until remount
  *     "refusals": {"total": N, "overwrite": N, "past_eof": N, "shrink": N,
  *                  "o_trunc": N, "worm": N, "fallocate": N, "control": N}
@@ -158,6 +159,7 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	F(flushes);
 	F(fsyncs);
 	F(errors);
+	F(space_reclaims);
 #undef F
 	sb_printf(b, ",\"failed\":%s", __atomic_load_n(&fs->failed, __ATOMIC_RELAXED) ? "true" : "false");
 	for (int i = 0; i < FS_REF_COUNT; i++)
@@ -477,6 +479,9 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 	prom_u64(p, "blazefs_flushes_total", "counter", "close() (FUSE flush) requests.", FS_READ(fs, flushes));
 	prom_u64(p, "blazefs_fsyncs_total", "counter", "fsync/fdatasync/fsyncdir requests.", FS_READ(fs, fsyncs));
 	prom_u64(p, "blazefs_errors_total", "counter", "EIO, EROFS and ENOSPC replies.", FS_READ(fs, errors));
+	prom_u64(p, "blazefs_space_reclaims_total", "counter",
+		 "Checkpoints made for an operation short of space before it looked again.",
+		 FS_READ(fs, space_reclaims));
 	prom_u64(p, "blazefs_failed", "gauge", "1 when the pipeline failed: read-only until remounted.",
 		 __atomic_load_n(&fs->failed, __ATOMIC_RELAXED) ? 1 : 0);
 	prom_head(p, "blazefs_refusals_total", "counter",

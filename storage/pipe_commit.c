@@ -47,6 +47,11 @@
  * PIPE_TICK_MIN_US (too many ticks): then that record signals as before. */
 #define PIPE_TICK_ACTIVE_NS 1000000000ull
 #define PIPE_TICK_MIN_US 200u
+/* While the disk is short, a checkpoint is made once the namespace changes
+ * since the last one have raised the space reserved for the next one by
+ * this much (or deleted files hold space): each such checkpoint gives at
+ * least this much back, so a full disk does not checkpoint per batch. */
+#define PIPE_RECLAIM_MIN_BYTES (1ull << 20)
 
 /* ---- commit thread ---- */
 
@@ -102,6 +107,7 @@ static void commit_fail(struct pipeline *p, const char *what, int err)
 	pi_commit_fire(p); /* what was reached before the failure still succeeds */
 	bz_cap_lock(&p->mu, &pipe_cap);
 	p->failed = true;
+	p->reclaim_done = p->reclaim_want; /* their waiters get -EIO */
 	if (!p->error)
 		p->error = err;
 	pi_wlist_take(&p->wait[0], UINT64_MAX, &fire, -EIO);
@@ -359,6 +365,7 @@ void *pi_commit_main(void *arg)
 	while (!final) {
 		struct batch *disp = NULL;
 		bool ready, need_sync, short_of_space, idle_load = false, stopping;
+		uint64_t reclaim = 0; /* pipe_reclaim tickets this round serves */
 
 		bz_cap_lock(&p->mu, &pipe_cap);
 		for (bool woken = true;;) {
@@ -370,7 +377,7 @@ void *pi_commit_main(void *arg)
 			ready = p->reorder && p->reorder->seq == p->next_seq;
 			need_sync = commit_sync_due(p, now);
 			final = p->stopping && !p->ob && p->received == p->sealed_seq && !p->reorder;
-			if (disp || ready || need_sync || final || p->space_poke)
+			if (disp || ready || need_sync || final || p->space_poke || p->reclaim_want > p->reclaim_done)
 				break;
 			/* nothing to do: a step of the store's namespace load
 			 * (format 5 loads on demand; the rest meanwhile) */
@@ -406,6 +413,8 @@ void *pi_commit_main(void *arg)
 		}
 		p->c_work_ns = bz_now_ns();
 		short_of_space = p->space_short;
+		if (p->reclaim_want > p->reclaim_done)
+			reclaim = p->reclaim_want; /* the checkpoint below begins after they asked */
 		stopping = p->stopping;
 		p->space_poke = false;
 		bz_cap_unlock(&p->mu, &pipe_cap);
@@ -436,12 +445,19 @@ void *pi_commit_main(void *arg)
 			commit_fail(p, "apply", r);
 			continue;
 		}
-		if (store_need_checkpoint(p->s) || (short_of_space && store_has_dead_space(p->s))) {
+		if (store_need_checkpoint(p->s) || reclaim ||
+		    (short_of_space && store_checkpoint_would_free(p->s, PIPE_RECLAIM_MIN_BYTES))) {
 			r = commit_flush(p, true, &what);
 			if (r < 0) {
 				commit_fail(p, what, r);
 				continue;
 			}
+		}
+		if (reclaim) {
+			bz_cap_lock(&p->mu, &pipe_cap);
+			p->reclaim_done = BZ_MAX(p->reclaim_done, reclaim);
+			pthread_cond_broadcast(&p->room_cv);
+			bz_cap_unlock(&p->mu, &pipe_cap);
 		}
 		/* the rest of the store's namespace: a step when idle, a small
 		 * one between busy rounds (so that a commit thread that never

@@ -825,6 +825,27 @@ void pipe_set_space_short(struct pipeline *p, bool short_of_space)
 	bz_cap_unlock(&p->mu, &pipe_cap);
 }
 
+int pipe_reclaim(struct pipeline *p)
+{
+	uint64_t ticket;
+	int r = 0;
+
+	bz_cap_lock(&p->mu, &pipe_cap);
+	if (p->failed || p->stopping) {
+		r = p->failed ? -EIO : -ESHUTDOWN;
+		goto out;
+	}
+	ticket = ++p->reclaim_want;
+	pthread_cond_signal(&p->commit_cv);
+	while (p->reclaim_done < ticket && !p->failed && !p->stopping)
+		bz_cap_cond_wait(&p->room_cv, &p->mu, &pipe_cap);
+	if (p->reclaim_done < ticket)
+		r = p->failed ? -EIO : -ESHUTDOWN;
+out:
+	bz_cap_unlock(&p->mu, &pipe_cap);
+	return r;
+}
+
 void pipe_seal(struct pipeline *p)
 {
 	struct batch *disp = NULL;

@@ -134,6 +134,13 @@ uint64_t pipe_unapplied_bytes(struct pipeline *p);
  * dead-space threshold of store_need_checkpoint: on a full disk nothing
  * else would bring their room back until unmount. Any thread. */
 void pipe_set_space_short(struct pipeline *p, bool short_of_space);
+/* Asks the commit thread for a checkpoint and waits until one that began
+ * after this call has ended: for a caller short of space when the store
+ * says a checkpoint would give room back (store_checkpoint_would_free), as
+ * ext4 commits its journal and retries an allocation that found the disk
+ * full. 0, or -EIO (the pipeline failed) or -ESHUTDOWN (stopping). Never
+ * from the commit thread or a callback. Any other thread. */
+int pipe_reclaim(struct pipeline *p);
 /* The stats as one JSON object (documented in docs/ARCHITECTURE.md). Returns
  * the length written (excluding NUL) or -ENOSPC. */
 int pipe_stats_json(struct pipeline *p, char *buf, size_t cap);

@@ -93,7 +93,7 @@ struct pipeline {
 
 	bz_mutex mu;
 	pthread_cond_t commit_cv; /* completions, seals, barriers, stop */
-	pthread_cond_t room_cv;   /* in-flight room, failure, stop */
+	pthread_cond_t room_cv;   /* in-flight room, failure, stop, reclaim served */
 
 	/* batcher */
 	struct pbatch *ob GUARDED_BY(pipe_cap); /* open batch, NULL or nprec > 0 */
@@ -122,6 +122,10 @@ struct pipeline {
 	/* pipe_set_space_short: the disk is short (checkpoint when deleted
 	 * files hold space); poke: it just became so (wake the commit thread) */
 	bool space_short GUARDED_BY(pipe_cap), space_poke GUARDED_BY(pipe_cap);
+	/* pipe_reclaim: checkpoints asked for by writers that met a short
+	 * disk; a ticket is served (reclaim_done >= it) by a checkpoint that
+	 * began after it was taken. Waiters sleep on room_cv. */
+	uint64_t reclaim_want GUARDED_BY(pipe_cap), reclaim_done GUARDED_BY(pipe_cap);
 
 	/* commit */
 	struct batch *reorder;      /* sorted by seq */

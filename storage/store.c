@@ -406,6 +406,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	}
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	s->ns_est = sb.ns_bytes;
+	s->ns_est_base = sb.ns_bytes;
 	st_set_u64(&s->n_free, s->free.n);
 	st_set_u64(&s->n_reuse, s->free.n);
 
@@ -586,6 +587,17 @@ bool store_need_checkpoint(struct store *s)
 }
 
 bool store_has_dead_space(struct store *s) { return !s->read_only && st_get_u64(&s->dead_bytes) > 0; }
+
+bool store_checkpoint_would_free(struct store *s, uint64_t min_bytes)
+{
+	uint64_t ns = st_get_u64(&s->ns_est), nb = st_get_u64(&s->ns_est_base);
+	uint64_t te = st_get_u64(&s->tree_est), tb = st_get_u64(&s->tree_est_base);
+	uint64_t grown = (ns > nb ? ns - nb : 0) + (te > tb ? te - tb : 0) * PAGER_PAGE_SIZE;
+
+	if (s->read_only)
+		return false;
+	return st_get_u64(&s->dead_bytes) > 0 || (min_bytes > 0 && grown >= min_bytes);
+}
 
 /* ------------------------------------------------------------------ */
 /* statistics [any]                                                    */

@@ -82,6 +82,12 @@ bool store_need_checkpoint(struct store *s);
 /* Files deleted since the last checkpoint hold space that the next
  * checkpoint makes reusable (docs/FORMAT.md §7). [any] */
 bool store_has_dead_space(struct store *s);
+/* Whether a checkpoint now would give space back: files deleted since the
+ * last one hold space, or the namespace changes since then have raised
+ * the room reserved for the next checkpoint (store_space's need) by at
+ * least min_bytes -- a checkpoint writes them and the reserve falls back.
+ * [any] */
+bool store_checkpoint_would_free(struct store *s, uint64_t min_bytes);
 /* Checkpoint: requires every appended batch to be applied. Writes pending
  * pages, fsyncs the store, writes the other superblock, fsyncs, recycles the
  * WAL. After any failure of the write path the store is in a sticky error

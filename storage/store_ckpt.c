@@ -1061,6 +1061,8 @@ int store_checkpoint(struct store *s)
 	bz_cap_wrunlock(&s->lock, &store_cap);
 	st_set_u64(&s->dead_bytes, 0);
 	st_set_u64(&s->ns_est, b.len);
+	st_set_u64(&s->ns_est_base, b.len);
+	st_set_u64(&s->tree_est_base, st_get_u64(&s->tree_est));
 	r = give_back(s);
 	if (r < 0) {
 		bz_err("store.db: giving unused space back failed: %s", strerror(-r));

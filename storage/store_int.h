@@ -235,6 +235,10 @@ struct store {
 	uint32_t ld_waiters;                    /* __atomic: threads waiting to load */
 	uint64_t drops GUARDED_BY(store_cap);   /* files with data deleted since open */
 	uint64_t tree_est;         /* __atomic: bound on the pages the next checkpoint's tree flush writes */
+	/* __atomic: ns_est and tree_est right after the last checkpoint: what
+	 * they grew by since is what the next one gives back to the reserve
+	 * (store_checkpoint_would_free) */
+	uint64_t ns_est_base, tree_est_base;
 	bool reloc_valid;          /* relocation's candidate heap (store_reloc.c) */
 	struct rheap_ent *rheap;
 	size_t rheap_n, rheap_cap;

@@ -154,6 +154,7 @@ FS = {
     "scrub_bytes": "blazefs_scrub_bytes_total", "scrub_damaged": "blazefs_scrub_damaged_total", "hole_bytes": "blazefs_hole_bytes_total",
     "nsops": "blazefs_namespace_ops_total", "flushes": "blazefs_flushes_total", "fsyncs": "blazefs_fsyncs_total",
     "errors": "blazefs_errors_total", "failed": "blazefs_failed",
+    "space_reclaims": "blazefs_space_reclaims_total",
     "held_writes": "blazefs_held_writes_total", "order_waits": "blazefs_order_waits_total",
     "held_bytes": "blazefs_held_bytes",
     "held_bytes_max": "blazefs_held_max_bytes", "retrieved_bytes": "blazefs_retrieved_bytes_total",
