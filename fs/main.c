@@ -14,7 +14,10 @@
  *      another daemon that has it mounted: -EBUSY -> "already mounted", exit
  *      1; held by a process that has not mounted it -- a daemon finishing its
  *      unmount, blazectl fsck -- wait up to 60 s for it; a recovery that
- *      runs out of disk space, -ENOSPC: open read-only instead and say so),
+ *      runs out of disk space, -ENOSPC: open read-only instead and say so;
+ *      a failed creation of a new store -- store.db still missing after
+ *      the failure, e.g. the WAL does not fit the disk -- is not a recovery:
+ *      say that creating failed, exit 1),
  *      store_ns_backed
  *      (the live namespace, loaded from the store's on first use), pipe_start,
  *      fuse_session_mount;
@@ -544,6 +547,15 @@ int main(int argc, char **argv)
 				"or blazectl fsck): waiting up to %d s",
 				fs->store_dir, FS_LOCK_WAIT_MS / 1000);
 		usleep(100 * 1000);
+	}
+	if (r < 0 && r != -EBUSY && r != -EWOULDBLOCK && r != -EUCLEAN && !fs->opts.read_only &&
+	    store_read_superblocks(fs->vfs, (struct store_sb_info[2]){0}) == -ENOENT) {
+		/* There was no store.db, and store_open did not leave one: it
+		 * was creating a new store and failed (it said why, and removed
+		 * what it had made). Not a recovery: no read-only fallback. */
+		fprintf(stderr, "blazefs: creating a new store in %s failed: %s; nothing mounted\n", fs->store_dir,
+			strerror(-r));
+		goto out;
 	}
 	if (r == -ENOSPC && !fs->opts.read_only) {
 		/* Recovery (replay, then a checkpoint) ran out of disk space:

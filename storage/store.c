@@ -22,6 +22,15 @@
  * opens, which may also run without it on read-only media), "store.db" (pages,
  * see pager.c for the 48-byte page header) and the WAL segments (wal.c).
  *
+ * CREATION (store_create, only when store.db is missing and no segment has a
+ * header). The WAL is sized from the free space unless the caller set the
+ * segment size (wal_auto_segment), checked to fit before anything is
+ * written, then made, then store.db.tmp, renamed to store.db. A failure
+ * removes exactly the files this creation made (create_undo), so a failed
+ * creation neither fills the disk nor leaves anything but what an
+ * interrupted creation leaves (header-less segments), which the next open
+ * creates over.
+ *
  * RECOVERY. Read pages 0 and 1; take the valid superblock with the highest
  * generation (none valid: -EUCLEAN, never reinitialize; a format 1 store:
  * -EPROTO, never modified). Load its namespace
@@ -92,7 +101,7 @@ int st_set_error(struct store *s, int r, const char *what)
 void store_opts_default(struct store_opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->wal_segment_bytes = 64ull << 20;
+	o->wal_segment_bytes = 0; /* 0: sized from the free space at creation */
 	o->wal_segments = 4;
 	o->checkpoint_bytes = 0; /* 0: half of the log */
 	o->cache_bytes = 32ull << 20;
@@ -101,27 +110,95 @@ void store_opts_default(struct store_opts *o)
 	o->create = true;
 }
 
-static int store_create(const struct store_opts *o)
+/* A new store's WAL when the caller left wal_segment_bytes 0: the largest
+ * power of two from WAL_AUTO_MIN to WAL_AUTO_MAX whose `segments` segments
+ * take at most 1/WAL_AUTO_SHARE of the space available to the store (never
+ * less than WAL_AUTO_MIN). The minimum is far above wal.c's (64 KiB) and
+ * holds the largest batch the default pipeline seals (batch_bytes 1 MiB +
+ * a 256 KiB record + headers): pipe_start clamps any larger options to the
+ * segment size of the store as opened (fit_wal_entry), not to a default. */
+#define WAL_AUTO_MIN (4ull << 20)
+#define WAL_AUTO_MAX (64ull << 20)
+#define WAL_AUTO_SHARE 8u
+
+static uint64_t wal_auto_segment(uint64_t avail, uint32_t segments)
+{
+	uint64_t seg = WAL_AUTO_MAX;
+
+	while (seg > WAL_AUTO_MIN && seg * segments > avail / WAL_AUTO_SHARE)
+		seg /= 2;
+	return seg;
+}
+
+/* Removes what a failed store_create made (never a file that was there
+ * before): store.db first and durably (it names the WAL), then store.db.tmp
+ * and the segments. Whatever a crash leaves of it is no store.db and
+ * segments without a header: an interrupted creation, created over by the
+ * next open (refuse_orphan_wal). */
+static int create_undo(struct vfs *v, uint32_t segments, const bool *created, bool made_db)
+{
+	int r = 0, u;
+
+	if (made_db) {
+		u = vfs_unlink(v, DB_NAME);
+		if (u == 0)
+			u = vfs_sync_dir(v);
+		if (u < 0 && u != -ENOENT)
+			r = u;
+	}
+	u = vfs_unlink(v, DB_TMP_NAME);
+	if (u < 0 && u != -ENOENT && r == 0)
+		r = u;
+	u = created ? wal_unlink_created(v, segments, created) : 0;
+	if (u < 0 && r == 0)
+		r = u;
+	u = vfs_sync_dir(v);
+	if (u < 0 && r == 0)
+		r = u;
+	return r;
+}
+
+/* pi: what the directory holds of a log (refuse_orphan_wal's probe: only
+ * segments without a header, which this creation overwrites). */
+static int store_create(const struct store_opts *o, const struct wal_probe_info *pi)
 {
 	struct wal_opts wo = {.segment_bytes = o->wal_segment_bytes, .segments = o->wal_segments};
 	struct vfs_file *f = NULL;
 	struct store_sb sb = {0};
 	struct ns *ns = NULL;
+	bool *created = NULL, made_db = false;
+	uint64_t free_b = 0, total_b = 0, avail = UINT64_MAX, need;
 	uint8_t page[PAGER_PAGE_SIZE];
 	int r;
 
-	if (!wo.segment_bytes)
-		wo.segment_bytes = 64ull << 20;
 	if (!wo.segments)
 		wo.segments = 4;
+	/* the space the store can take: the disk's free space, and the
+	 * segments of an interrupted creation (overwritten in place) */
+	r = vfs_space(o->vfs, &free_b, &total_b);
+	if (r == 0)
+		avail = free_b + pi->bytes;
+	else
+		bz_warn("store: the free space of the store's disk is unknown (%s): sizing the WAL for a large disk",
+			strerror(-r));
+	if (!wo.segment_bytes)
+		wo.segment_bytes = wal_auto_segment(avail, wo.segments);
+	need = wo.segment_bytes * wo.segments; /* and store.db's two pages, within the slack */
+	r = -ENOMEM;
+	created = calloc(wo.segments, sizeof(*created));
+	if (!created)
+		goto out;
+	/* Nothing is written that cannot fit: the WAL is zero-filled whole */
+	if (need + 2 * PAGER_PAGE_SIZE > avail) {
+		r = -ENOSPC;
+		goto out;
+	}
 	r = vfs_unlink(o->vfs, DB_TMP_NAME);
 	if (r < 0 && r != -ENOENT)
 		goto out;
-	r = wal_create(o->vfs, &wo, &sb.wal_pos);
-	if (r < 0) {
-		bz_err("store: creating the WAL failed: %s", strerror(-r));
+	r = wal_create(o->vfs, &wo, &sb.wal_pos, created);
+	if (r < 0)
 		goto out;
-	}
 	r = ns_new(&ns);
 	if (r < 0)
 		goto out;
@@ -145,15 +222,30 @@ static int store_create(const struct store_opts *o)
 	r = vfs_rename(o->vfs, DB_TMP_NAME, DB_NAME);
 	if (r < 0)
 		goto out;
+	made_db = true;
 	r = vfs_sync_dir(o->vfs);
 	if (r < 0)
 		goto out;
-	bz_info("store: created a new store (WAL %u x %llu bytes)", wo.segments,
-		(unsigned long long)wo.segment_bytes);
+	bz_info("store: created a new store (WAL %u x %llu MiB%s, %llu MiB free before)", wo.segments,
+		(unsigned long long)(wo.segment_bytes >> 20), o->wal_segment_bytes ? "" : ", sized from the free space",
+		(unsigned long long)(free_b >> 20));
 out:
-	if (r < 0)
-		bz_err("store: creating the store failed: %s", strerror(-r));
 	vfs_close(f);
+	f = NULL;
+	if (r < 0) {
+		int u = create_undo(o->vfs, wo.segments, created, made_db);
+		(void)vfs_space(o->vfs, &free_b, &total_b);
+		bool mib = wo.segment_bytes % (1u << 20) == 0;
+		bz_err("store: creating a new store failed: %s (it needs %llu MiB for the WAL, %u x %llu %s; %llu MiB "
+		       "free%s)%s",
+		       strerror(-r), (unsigned long long)((need + (1u << 20) - 1) >> 20), wo.segments,
+		       (unsigned long long)(wo.segment_bytes >> (mib ? 20 : 10)), mib ? "MiB" : "KiB",
+		       (unsigned long long)(free_b >> 20),
+		       o->wal_segment_bytes ? "; the segment size was set by the caller" : "",
+		       u < 0 ? "; removing the files it made failed too: the next open creates over them"
+			     : "; the files it made are removed");
+	}
+	free(created);
 	ns_free(ns);
 	return r;
 }
@@ -164,9 +256,9 @@ out:
  * before them: creating a new store would zero that log. Refuse (-EUCLEAN)
  * and name the files. Segments without any valid header are what a creation
  * interrupted before store.db was renamed into place leaves: recreate. */
-static int refuse_orphan_wal(struct vfs *v)
+static int refuse_orphan_wal(struct vfs *v, struct wal_probe_info *ret_pi)
 {
-	struct wal_probe_info pi;
+	struct wal_probe_info pi = {0};
 	int r = wal_probe_dir(v, &pi);
 
 	if (r < 0) {
@@ -178,6 +270,7 @@ static int refuse_orphan_wal(struct vfs *v)
 			bz_warn("store: store.db is missing; the %u WAL segment(s) hold no batch (an interrupted "
 				  "creation): creating a new store",
 				  pi.files);
+		*ret_pi = pi;
 		goto out;
 	}
 	bz_err("store: store.db is missing but the WAL segments wal.%03u..wal.%03u (%u file(s), %u written) hold "
@@ -324,9 +417,10 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 
 	r = vfs_open(o->vfs, DB_NAME, s->read_only ? VFS_O_RDONLY : VFS_O_RDWR, &s->db_f);
 	if (r == -ENOENT && o->create && !s->read_only) {
-		r = refuse_orphan_wal(o->vfs);
+		struct wal_probe_info pi;
+		r = refuse_orphan_wal(o->vfs, &pi);
 		if (r == 0)
-			r = store_create(o);
+			r = store_create(o, &pi);
 		if (r < 0)
 			goto out;
 		r = vfs_open(o->vfs, DB_NAME, VFS_O_RDWR, &s->db_f);

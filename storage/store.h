@@ -18,7 +18,10 @@ struct store;
 
 struct store_opts {
 	struct vfs *vfs;            /* the store directory (not owned) */
-	uint64_t wal_segment_bytes; /* for a new store; default 64 MiB */
+	uint64_t wal_segment_bytes; /* for a new store; default 0: sized from the free space of the
+				     * store's disk, a power of two from 4 to 64 MiB, the whole log at
+				     * most 1/8 of it (docs/FORMAT.md §1). An existing store keeps the
+				     * size recorded in its superblock whatever this says */
 	uint32_t wal_segments;      /* for a new store; default 4 */
 	uint64_t checkpoint_bytes;  /* checkpoint when this much WAL is used; default 1/2 of the log */
 	uint64_t cache_bytes;       /* page cache for reads; default 32 MiB */
@@ -41,6 +44,12 @@ void store_opts_default(struct store_opts *o);
  * the checkpoint LSN and, unless read_only, writes a checkpoint. Cost does
  * not grow with the amount of data stored. */
 int store_open(const struct store_opts *o, struct store **ret_store);
+/* A creation that fails (-ENOSPC: the WAL does not fit, checked before
+ * anything is written, or the disk filled while zero-filling it) removes
+ * the files it made, never one that was there before, and logs why and how
+ * much it needed; store.db is then still missing (store_read_superblocks:
+ * -ENOENT), which tells a failed creation from a recovery that ran out of
+ * space. */
 /* Checkpoints (unless read_only or failed) and releases everything. Returns
  * the checkpoint's error, if any. NULL ok. */
 int store_close(struct store *s);

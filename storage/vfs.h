@@ -71,7 +71,7 @@ int vfs_lock(struct vfs_file *f);
  * together with an exclusive one (-EWOULDBLOCK either way). */
 int vfs_lock_shared(struct vfs_file *f);
 /* Free and total bytes of the device under the root (statvfs); memory
- * backends report a large fixed capacity. */
+ * backends report a large fixed capacity (or vfs_mem_set_capacity's). */
 int vfs_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total);
 /* Number of calls of op made so far through v (all backends count). */
 uint64_t vfs_count(struct vfs *v, enum vfs_op op);
@@ -82,6 +82,11 @@ int vfs_posix_new(const char *dir, struct vfs **ret_vfs);
 
 /* ---- memory backend: volatile in-memory files ---- */
 int vfs_mem_new(struct vfs **ret_vfs);
+/* Tests: a small disk. vfs_space then reports bytes less what the files
+ * hold, and a pwrite, fallocate or ftruncate that would grow them past it
+ * fails with -ENOSPC, writing nothing. 0: the default (1 TiB, not
+ * enforced). Memory and recording backends only (-EINVAL otherwise). */
+int vfs_mem_set_capacity(struct vfs *v, uint64_t bytes);
 
 /* ---- recording backend ----
  * Behaves like the memory backend and also keeps, per file, the durable

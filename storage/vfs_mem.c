@@ -31,6 +31,11 @@
  * (GUARDED_BY + PT_GUARDED_BY lock); a file handle holds a node id, never a
  * node pointer, so every access goes through the guarded table. Handles'
  * own fields (node id, writable) are immutable after open.
+ *
+ * Capacity: vfs_space reports 1 TiB less the bytes of all nodes, unless a
+ * test set a smaller capacity (vfs_mem_set_capacity, a small disk): then
+ * growing a file past it fails with -ENOSPC before anything changes. Crash
+ * images and clones start without one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +97,7 @@ struct mem_vfs {
 	struct mem_dir dents GUARDED_BY(mem_cap);     /* current namespace */
 	struct mem_dir dents_dur GUARDED_BY(mem_cap); /* recording: durable namespace */
 	struct rec_op *pend GUARDED_BY(mem_cap);      /* recording: pending ops, oldest first */
+	uint64_t capacity GUARDED_BY(mem_cap);        /* vfs_mem_set_capacity; 0 = MEM_CAPACITY, not enforced */
 	size_t npend GUARDED_BY(mem_cap), cappend GUARDED_BY(mem_cap);
 };
 
@@ -499,6 +505,21 @@ static int mem_pread(struct vfs_file *f, void *buf, size_t len, uint64_t off, si
 	return 0;
 }
 
+/* -ENOSPC when growing node n to size would take the files past a
+ * capacity set by vfs_mem_set_capacity (unlinked nodes still open count,
+ * as on a disk). O(nodes): only tests that set a capacity pay for it. */
+static int mem_room(struct mem_vfs *mv, const struct mem_node *n, uint64_t size) REQUIRES(mem_cap)
+{
+	uint64_t used = 0;
+
+	if (!mv->capacity || size <= n->cur.size)
+		return 0;
+	for (uint32_t i = 0; i < mv->nnodes; i++)
+		if (mv->nodes[i])
+			used += mv->nodes[i]->cur.size;
+	return used + (size - n->cur.size) > mv->capacity ? -ENOSPC : 0;
+}
+
 static int mem_pwrite(struct vfs_file *f, const void *buf, size_t len, uint64_t off)
 {
 	struct mem_vfs *mv = to_mv(f->vfs);
@@ -514,6 +535,9 @@ static int mem_pwrite(struct vfs_file *f, const void *buf, size_t len, uint64_t 
 		return 0;
 	mv_wrlock(mv);
 	n = mv_node(mv, mf->node);
+	r = mem_room(mv, n, off + len);
+	if (r < 0)
+		goto out;
 	/* reserve first so the op list and the contents never disagree */
 	r = buf_reserve(&n->cur, off + len);
 	if (r < 0)
@@ -591,6 +615,9 @@ static int mem_fallocate(struct vfs_file *f, uint64_t off, uint64_t len)
 	n = mv_node(mv, mf->node);
 	if (off + len <= n->cur.size)
 		goto out;
+	r = mem_room(mv, n, off + len);
+	if (r < 0)
+		goto out;
 	r = buf_reserve(&n->cur, off + len);
 	if (r < 0)
 		goto out;
@@ -618,6 +645,9 @@ static int mem_ftruncate(struct vfs_file *f, uint64_t len)
 		return -EFBIG;
 	mv_wrlock(mv);
 	n = mv_node(mv, mf->node);
+	r = mem_room(mv, n, len);
+	if (r < 0)
+		goto out;
 	r = buf_reserve(&n->cur, len);
 	if (r < 0)
 		goto out;
@@ -802,9 +832,10 @@ static int mem_space(struct vfs *v, uint64_t *ret_free, uint64_t *ret_total)
 	for (uint32_t i = 0; i < mv->nnodes; i++)
 		if (mv->nodes[i])
 			used += mv->nodes[i]->cur.size;
+	uint64_t cap = mv->capacity ? mv->capacity : MEM_CAPACITY;
 	mv_rdunlock(mv);
-	*ret_free = used < MEM_CAPACITY ? MEM_CAPACITY - used : 0;
-	*ret_total = MEM_CAPACITY;
+	*ret_free = used < cap ? cap - used : 0;
+	*ret_total = cap;
 	return 0;
 }
 
@@ -893,6 +924,18 @@ static struct mem_vfs *as_rec(struct vfs *v)
 {
 	struct mem_vfs *mv = as_mem(v);
 	return mv && mv->rec ? mv : NULL;
+}
+
+int vfs_mem_set_capacity(struct vfs *v, uint64_t bytes)
+{
+	struct mem_vfs *mv = as_mem(v);
+
+	if (!mv || bytes > MEM_CAPACITY)
+		return -EINVAL;
+	mv_wrlock(mv);
+	mv->capacity = bytes;
+	mv_wrunlock(mv);
+	return 0;
 }
 
 /* ---- recording inspection ---- */

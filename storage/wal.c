@@ -5,7 +5,11 @@
  * them by WRITING zeros (no fallocate/ftruncate: an fdatasync after
  * overwriting written blocks need not journal a size change or an
  * unwritten-extent conversion), fsyncs each and then the directory. Segments
- * are never created, grown or deleted afterwards: they are recycled.
+ * are never created, grown or deleted afterwards: they are recycled. A
+ * creation that fails midway (ENOSPC while zero-filling) reports which
+ * files it made, so the store removes exactly those (wal_unlink_created):
+ * none of them carries a header, so a crash before the removal leaves what
+ * the next open takes for an interrupted creation and creates over.
  *
  * All integers are little-endian. docs/FORMAT.md ("The write-ahead log") has the same layout in
  * tables, precise enough for a second implementation.
@@ -361,7 +365,7 @@ out:
 
 static int seg_load_header(struct vfs_file *f, uint32_t i, uint64_t seg_bytes, struct wal_seg *s);
 
-int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start)
+int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start, bool *ret_created)
 {
 	struct vfs_file *f = NULL;
 	uint8_t *zero = NULL;
@@ -377,12 +381,20 @@ int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_star
 		r = -ENOMEM;
 		goto out;
 	}
+	if (ret_created)
+		memset(ret_created, 0, o->segments * sizeof(*ret_created));
 	for (uint32_t i = 0; i < o->segments; i++) {
 		char name[16];
 		uint64_t size = 0;
 
 		seg_name(i, name);
-		r = vfs_open(v, name, VFS_O_RDWR | VFS_O_CREAT, &f);
+		/* exclusive first: the caller must know which files this
+		 * creation made (it removes exactly those if it fails) */
+		r = vfs_open(v, name, VFS_O_RDWR | VFS_O_CREAT | VFS_O_EXCL, &f);
+		if (r == 0 && ret_created)
+			ret_created[i] = true;
+		if (r == -EEXIST)
+			r = vfs_open(v, name, VFS_O_RDWR, &f);
 		if (r < 0) {
 			bz_err("wal: create %s: %s", name, strerror(-r));
 			goto out;
@@ -425,6 +437,27 @@ out:
 	return r;
 }
 
+int wal_unlink_created(struct vfs *v, uint32_t segments, const bool *created)
+{
+	int r = 0;
+
+	for (uint32_t i = 0; i < segments; i++) {
+		char name[16];
+		int u;
+
+		if (!created[i])
+			continue;
+		seg_name(i, name);
+		u = vfs_unlink(v, name);
+		if (u < 0 && u != -ENOENT) {
+			bz_err("wal: removing %s: %s", name, strerror(-u));
+			if (r == 0)
+				r = u;
+		}
+	}
+	return r;
+}
+
 int wal_probe_dir(struct vfs *v, struct wal_probe_info *ret_info)
 {
 	struct wal_probe_info pi = {0};
@@ -449,6 +482,7 @@ int wal_probe_dir(struct vfs *v, struct wal_probe_info *ret_info)
 		vfs_close(f);
 		if (r < 0)
 			goto out;
+		pi.bytes += size;
 		if (!pi.files++)
 			pi.first = i;
 		pi.last = i;

@@ -29,8 +29,15 @@ struct wal_opts {
 };
 
 /* Creates and zero-fills (by writing) every segment of a new store, fsyncs
- * them and the directory. Returns the initial position in *ret_start. */
-int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start);
+ * them and the directory. Returns the initial position in *ret_start.
+ * ret_created (NULL, or o->segments flags): set for each segment file this
+ * call created, success or not (a segment file already present, without a
+ * header: an interrupted creation, is overwritten, not flagged). */
+int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_start, bool *ret_created);
+/* Removes the segment files flagged in created (what a failed creation
+ * made; a missing one is fine). Returns the first error, after trying
+ * all. The caller syncs the directory. */
+int wal_unlink_created(struct vfs *v, uint32_t segments, const bool *created);
 
 /* What a directory holds of a log, without knowing its options (store.db
  * names them): the segment files "wal.000".."wal.999" present, and how many
@@ -40,6 +47,7 @@ int wal_create(struct vfs *v, const struct wal_opts *o, struct wal_pos *ret_star
 struct wal_probe_info {
 	uint32_t files, with_header;
 	uint32_t first, last;
+	uint64_t bytes; /* their sizes, summed */
 };
 int wal_probe_dir(struct vfs *v, struct wal_probe_info *ret_info);
 

@@ -772,7 +772,7 @@ static void test_missing_db(void)
 	struct wal_opts wo = {.segment_bytes = 256 << 10, .segments = 4};
 	struct wal_pos pos;
 	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(wal_create(v, &wo, &pos) == 0);
+	T_ASSERT(wal_create(v, &wo, &pos, NULL) == 0);
 	T_ASSERT(wal_probe_dir(v, &pi) == 0);
 	T_CHECK_EQ(pi.files, 4);
 	T_CHECK_EQ(pi.with_header, 0);

@@ -121,7 +121,7 @@ static struct wal *fresh(struct vfs *v, const struct wal_opts *o, struct wal_pos
 	uint64_t last = 99;
 	struct wal *w;
 
-	T_ASSERT(wal_create(v, o, &start) == 0);
+	T_ASSERT(wal_create(v, o, &start, NULL) == 0);
 	w = recover(v, o, &start, 0, &c, &last);
 	T_ASSERT(w);
 	T_CHECK_EQ(c.n, 0);
