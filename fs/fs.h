@@ -146,6 +146,12 @@ struct fs_inode {
 	struct fs_inode *inval_next GUARDED_BY(fs_ns_lock);
 	uint64_t inval_off GUARDED_BY(fs_ns_lock), inval_end GUARDED_BY(fs_ns_lock);
 	unsigned warned;                              /* refusal reasons logged (bit per enum fs_refusal), __atomic */
+	/* Writeback cache: refusals of written-back pages, as the kernel's
+	 * errseq: ref_seq counts them, ref_err is the last one's error; every
+	 * descriptor open for writing gets it once at its next flush/fsync
+	 * (fs_open ref_seen), not only the first to close. __atomic */
+	unsigned ref_seq;
+	int ref_err;
 };
 
 /* One open file (fuse_file_info.fh). Immutable after open, except the
@@ -156,6 +162,7 @@ struct fs_open {
 	int flags;              /* open(2) flags as the kernel sent them */
 	bool fresh;             /* this open created the file or truncated it to 0 */
 	uint64_t opened_ns;     /* monotonic time of the open (the catch-up skips younger ones) */
+	unsigned ref_seen;      /* inode ref_seq already reported to this descriptor, __atomic */
 	char *ctl;              /* control file: content generated at open */
 	size_t ctl_len;
 };
@@ -317,6 +324,10 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size) EXCLUDES
  * every dirty page): stores what is held past the end, or refuses it when
  * it lies beyond a hole (-EPERM; zeros for the hole on a fresh file). */
 int fs_file_settle(struct fs *fs, const struct fs_open *of) EXCLUDES(fs_ns_lock);
+/* Writeback cache: the error of a page refused since this descriptor last
+ * asked (or was opened), once per descriptor open for writing, as the
+ * kernel's errseq does per file; else 0. For flush and fsync. */
+int fs_file_refusal(struct fs_open *of);
 /* Unmount (writeback cache): settles every inode the daemon still knows. */
 void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Writeback cache, before a global barrier (fsync of a directory): fetches

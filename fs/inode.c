@@ -697,16 +697,37 @@ static int place_at(struct fs *fs, const struct fs_inode *ip, uint64_t *size, ui
 /* Writeback cache: after a refusal the kernel keeps the refused page and,
  * if the write grew the file, its own larger size; have the page dropped
  * (notifier thread) and remember up to where the kernel's size may reach. */
-static void refused_page(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end)
-	REQUIRES(fs_inode_cap)
+static void refused_page_err(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end,
+			     int err) REQUIRES(fs_inode_cap)
 {
 	if (!fs->opts.writeback_cache)
 		return;
+	/* every writer's next flush/fsync reports it (fs_file_refusal) */
+	__atomic_store_n(&ip->ref_err, err, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&ip->ref_seq, 1, __ATOMIC_RELEASE);
 	if (end > size)
 		ip->ghost_end = BZ_MAX(ip->ghost_end, end);
 	bz_mutex_lock(&fs_ns_lock);
 	fs_wb_inval(fs, ip, off, end);
 	bz_mutex_unlock(&fs_ns_lock);
+}
+
+static void refused_page(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end)
+	REQUIRES(fs_inode_cap)
+{
+	refused_page_err(fs, ip, size, off, end, -EPERM);
+}
+
+int fs_file_refusal(struct fs_open *of)
+{
+	struct fs_inode *ip = of->inode;
+	unsigned seq, seen;
+
+	if (!ip || (of->flags & O_ACCMODE) == O_RDONLY)
+		return 0;
+	seq = __atomic_load_n(&ip->ref_seq, __ATOMIC_ACQUIRE);
+	seen = __atomic_exchange_n(&of->ref_seen, seq, __ATOMIC_RELAXED);
+	return seen == seq ? 0 : __atomic_load_n(&ip->ref_err, __ATOMIC_RELAXED);
 }
 
 /* Appends the held extents the live end has reached, in order. A held
@@ -952,7 +973,7 @@ out:
 	 * the writer's fsync/close gets the ENOSPC (the kernel's writeback
 	 * error). */
 	if (r == -ENOSPC && writepage && fs->opts.writeback_cache && off + len > size)
-		refused_page(fs, ip, size, off, off + len);
+		refused_page_err(fs, ip, size, off, off + len, -ENOSPC);
 	r = publish_grown(fs, ip, start, size, r);
 	if (slot >= 0) {
 		fs_wb_order_leave(fs, slot);

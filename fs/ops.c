@@ -841,6 +841,8 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	}
 	of->inode = ip;
 	of->flags = fi->flags;
+	if (ip)
+		of->ref_seen = __atomic_load_n(&ip->ref_seq, __ATOMIC_ACQUIRE); /* refusals before it: not its own */
 	of->opened_ns = bz_now_ns();
 	of->fresh = created || ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY);
 	if (of->fresh)
@@ -1044,6 +1046,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fs->opts.writeback_cache) {
 		/* the kernel has written back the dirty pages: judge what is held */
 		int r = fs_file_settle(fs, of);
+		if (r == 0)
+			r = fs_file_refusal(of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -1076,6 +1080,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	}
 	if (of && of->inode && fs->opts.writeback_cache) {
 		int r = fs_file_settle(fs, of);
+		if (r == 0)
+			r = fs_file_refusal(of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;

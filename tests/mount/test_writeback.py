@@ -71,6 +71,36 @@ def test_refused_write_fails_only_itself(bz):
     assert read(p) == want
 
 
+def test_refusal_reaches_the_writer_when_a_reader_closes_first(bz):
+    """The writer's own close reports its refused overwrite even when
+    another descriptor (a reader whose open wrote the page back) closed
+    first: with the writeback cache the kernel hands its writeback error
+    to the first closer only, so `rsync --inplace` of a changed file
+    exited 0 with the old bytes kept (found with real tools)."""
+    p = bz.path("v.txt")
+    data = b"".join(b"%d\n" % i for i in range(1, 1001))
+    with open(p, "wb") as f:
+        f.write(data)
+    fw = os.open(p, os.O_WRONLY)
+    refused = []
+    try:
+        os.pwrite(fw, b"XXXX", 100)
+    except OSError as e:
+        assert e.errno == errno.EPERM, e
+        refused.append("write")
+    r = subprocess.run(["cat", p], stdout=subprocess.DEVNULL)  # opens, reads, closes
+    assert r.returncode == 0
+    try:
+        os.close(fw)
+    except OSError as e:
+        assert e.errno in (errno.EPERM, errno.EIO), e
+        refused.append("close")
+    assert refused, "the refused overwrite reached no call of its writer"
+    assert read(p) == data
+    remount(bz)
+    assert read(p) == data
+
+
 def test_refused_extending_write_then_appends(bz):
     """A refused write that also grew the file (the kernel keeps that size in
     writeback mode): later appends still succeed; what the mount shows is
