@@ -323,7 +323,7 @@ int fs_file_truncate(struct fs *fs, struct fs_inode *ip, uint64_t size) EXCLUDES
 /* Writeback cache, at flush/fsync/release of of (the kernel has written back
  * every dirty page): stores what is held past the end, or refuses it when
  * it lies beyond a hole (-EPERM; zeros for the hole on a fresh file). */
-int fs_file_settle(struct fs *fs, const struct fs_open *of) EXCLUDES(fs_ns_lock);
+int fs_file_settle(struct fs *fs, struct fs_open *of) EXCLUDES(fs_ns_lock);
 /* Writeback cache: the error of a page refused since this descriptor last
  * asked (or was opened), once per descriptor open for writing, as the
  * kernel's errseq does per file; else 0. For flush and fsync. */

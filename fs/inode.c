@@ -1380,7 +1380,7 @@ bool fs_file_has_pending(struct fs_inode *ip)
 	return r;
 }
 
-int fs_file_settle(struct fs *fs, const struct fs_open *of)
+int fs_file_settle(struct fs *fs, struct fs_open *of)
 {
 	struct fs_inode *ip = of->inode;
 	uint64_t cur = 0, start;
@@ -1400,6 +1400,11 @@ int fs_file_settle(struct fs *fs, const struct fs_open *of)
 	r = publish_grown(fs, ip, start, cur, r);
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
+	if (r == 0)
+		r = held_err;
+	/* refusals since this descriptor last asked: marked seen whatever
+	 * this call returns, so one refusal is reported to it once */
+	held_err = fs_file_refusal(of);
 	if (r == 0)
 		r = held_err;
 	if (r < 0)

@@ -1046,8 +1046,6 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fs->opts.writeback_cache) {
 		/* the kernel has written back the dirty pages: judge what is held */
 		int r = fs_file_settle(fs, of);
-		if (r == 0)
-			r = fs_file_refusal(of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;
@@ -1080,8 +1078,6 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	}
 	if (of && of->inode && fs->opts.writeback_cache) {
 		int r = fs_file_settle(fs, of);
-		if (r == 0)
-			r = fs_file_refusal(of);
 		if (r < 0) {
 			reply_err(req, r);
 			return;

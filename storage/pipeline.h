@@ -129,8 +129,8 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
  * what they will still take on disk, less page overhead. Any thread. */
 uint64_t pipe_unapplied_bytes(struct pipeline *p);
 /* The filesystem refuses writes for lack of space (short) or no longer.
- * While short, the commit thread checkpoints as soon as deleted files hold
- * space (store_has_dead_space), instead of waiting for the WAL or the
+ * While short, the commit thread checkpoints as soon as one gives room
+ * back (store_checkpoint_would_free), instead of waiting for the WAL or the
  * dead-space threshold of store_need_checkpoint: on a full disk nothing
  * else would bring their room back until unmount. Any thread. */
 void pipe_set_space_short(struct pipeline *p, bool short_of_space);

@@ -680,8 +680,6 @@ bool store_need_checkpoint(struct store *s)
 				 (dead >= (1u << 20) && dead >= st_get_u64(&s->hwm) * PAGER_PAGE_SIZE / 4));
 }
 
-bool store_has_dead_space(struct store *s) { return !s->read_only && st_get_u64(&s->dead_bytes) > 0; }
-
 bool store_checkpoint_would_free(struct store *s, uint64_t min_bytes)
 {
 	uint64_t ns = st_get_u64(&s->ns_est), nb = st_get_u64(&s->ns_est_base);

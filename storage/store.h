@@ -88,9 +88,6 @@ void store_space(struct store *s, uint64_t *ret_need, uint64_t *ret_spare);
  * threshold, or files deleted since the last one hold a quarter of
  * store.db (their space comes back only after a checkpoint). */
 bool store_need_checkpoint(struct store *s);
-/* Files deleted since the last checkpoint hold space that the next
- * checkpoint makes reusable (docs/FORMAT.md §7). [any] */
-bool store_has_dead_space(struct store *s);
 /* Whether a checkpoint now would give space back: files deleted since the
  * last one hold space, or the namespace changes since then have raised
  * the room reserved for the next checkpoint (store_space's need) by at
