@@ -102,6 +102,18 @@ static uint64_t space_free(struct fs *fs, uint64_t len, bool force, uint64_t *re
 	return __atomic_load_n(&fs->space_free, __ATOMIC_RELAXED);
 }
 
+/* Has the checkpoint made that gives room back, when one would
+ * (store_checkpoint_would_free: deleted files, or SPACE_RECLAIM_MIN held
+ * for namespace changes), and waits for it; true if it was made. */
+static bool space_reclaim(struct fs *fs)
+{
+	if (!fs->pipe || !fs->store || !store_checkpoint_would_free(fs->store, SPACE_RECLAIM_MIN) ||
+	    pipe_reclaim(fs->pipe) < 0)
+		return false;
+	FS_COUNT(fs, space_reclaims, 1);
+	return true;
+}
+
 /* Whether len fits above the reserve; force: sample the disk now. */
 static bool space_fits(struct fs *fs, uint64_t len, bool force, uint64_t *ret_free, uint64_t *ret_reserve)
 {
@@ -124,11 +136,8 @@ int fs_space_check(struct fs *fs, uint64_t len)
 	 * room for), have one made and look again -- as ext4 commits its
 	 * journal and retries an allocation that found the disk full. Once
 	 * per call; the checkpoint's own need is within the reserve. */
-	if (!fits && fs->pipe && fs->store && store_checkpoint_would_free(fs->store, SPACE_RECLAIM_MIN) &&
-	    pipe_reclaim(fs->pipe) == 0) {
-		FS_COUNT(fs, space_reclaims, 1);
+	if (!fits && space_reclaim(fs))
 		fits = space_fits(fs, len, true, &free_b, &reserve);
-	}
 	if (fits) {
 		if (__atomic_load_n(&fs->space_warned, __ATOMIC_RELAXED) &&
 		    __atomic_exchange_n(&fs->space_warned, 0, __ATOMIC_RELAXED) && fs->pipe)
@@ -180,9 +189,7 @@ uint64_t fs_space_avail(struct fs *fs, uint64_t *ret_spare)
 	 * would find (a write short of space has it made too, fs_space_check).
 	 * A checkpoint costs what changed; a df that finds less than
 	 * SPACE_RECLAIM_MIN of such room makes none. */
-	if (fs->pipe && fs->store && store_checkpoint_would_free(fs->store, SPACE_RECLAIM_MIN) &&
-	    pipe_reclaim(fs->pipe) == 0)
-		FS_COUNT(fs, space_reclaims, 1);
+	(void)space_reclaim(fs);
 	free_b = space_free(fs, 0, true, &since);
 	reserve = fs_space_reserve(fs, &spare);
 
