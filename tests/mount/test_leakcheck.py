@@ -45,3 +45,39 @@ def test_leakcheck_counts_only_its_own_run(workdir):
         m.stop()
         shutil.rmtree(foreign, ignore_errors=True)
     assert leakcheck(foreign)[0] == 0
+
+
+def test_leakcheck_end_clears_a_killed_run(workdir):
+    """tools/test runs `leakcheck --end` after the outer timeout killed
+    pytest (no fixture ran): it ends that run's daemons and unmounts its
+    mounts -- a blazefs mount and a tmpfs a test mounted as a store's disk,
+    as CI once left behind -- and touches nothing outside the run."""
+    foreign = tempfile.mkdtemp(prefix="bz foreign.", dir="/tmp")
+    os.chmod(foreign, 0o755)
+    mine = os.path.join(workdir, "run")
+    m = Mount(os.path.join(foreign, "store"), os.path.join(foreign, "mnt"))
+    own = Mount(os.path.join(mine, "store"), os.path.join(mine, "mnt"))
+    disk = os.path.join(mine, "disk")
+    for d in (m.mnt, own.mnt, disk):
+        os.makedirs(d)
+    try:
+        m.start()
+        own.start()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], capture_output=True)
+        tmpfs = r.returncode == 0
+        assert leakcheck(mine) == (1, 1, 1)
+        r = subprocess.run([LEAKCHECK, "--end", mine], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert leakcheck(mine) == (0, 0, 0)
+        assert not os.path.ismount(disk) or not tmpfs
+        assert own.proc.wait(timeout=30) != 0  # SIGKILLed
+        own.kill9()  # (the harness's record of it)
+        assert leakcheck(foreign) == (1, 1, 1)  # untouched
+        with open(m.path("x"), "w") as f:
+            f.write("still mounted\n")
+    finally:
+        own.stop()
+        if os.path.ismount(disk):
+            subprocess.run(["umount", disk])
+        m.stop()
+        shutil.rmtree(foreign, ignore_errors=True)
