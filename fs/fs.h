@@ -88,6 +88,7 @@ struct fs_counters {
 	uint64_t order_waits;       /* writeback cache: page writes that waited for the ones below them (wb.c "Order") */
 	uint64_t retrieved_bytes;   /* writeback cache: dirty bytes fetched from the kernel cache (truncate, sync, catch-up) */
 	uint64_t invalidations;     /* writeback cache: kernel cache ranges invalidated after a refusal */
+	uint64_t nospc_pages;       /* writeback cache: pages refused because one before them was (inode.c nospc_untold) */
 	uint64_t nsops;          /* namespace operations submitted */
 	uint64_t flushes, fsyncs;
 	uint64_t scrub_bytes, scrub_damaged; /* BZ_IOC_SCRUB: data bytes verified; damaged ranges and metadata pages found (scrub.c) */
@@ -152,6 +153,14 @@ struct fs_inode {
 	 * (fs_open ref_seen), not only the first to close. __atomic */
 	unsigned ref_seq;
 	int ref_err;
+	/* The ref_seq of the last page refused for lack of space, and the
+	 * highest ref_seq reported to any writer (fs_file_refusal). While the
+	 * first is above the second, no writer knows yet: every page write
+	 * that reaches past the live end is refused too (inode.c
+	 * nospc_untold), so the file stays a prefix of what was written and
+	 * never gets the refused range as zeros with later bytes after it.
+	 * __atomic */
+	unsigned nospc_seq, told_seq;
 };
 
 /* One open file (fuse_file_info.fh). Immutable after open, except the

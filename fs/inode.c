@@ -704,7 +704,9 @@ static void refused_page_err(struct fs *fs, struct fs_inode *ip, uint64_t size, 
 		return;
 	/* every writer's next flush/fsync reports it (fs_file_refusal) */
 	__atomic_store_n(&ip->ref_err, err, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&ip->ref_seq, 1, __ATOMIC_RELEASE);
+	unsigned seq = __atomic_add_fetch(&ip->ref_seq, 1, __ATOMIC_RELEASE);
+	if (err == -ENOSPC)
+		__atomic_store_n(&ip->nospc_seq, seq, __ATOMIC_RELAXED);
 	if (end > size)
 		ip->ghost_end = BZ_MAX(ip->ghost_end, end);
 	bz_mutex_lock(&fs_ns_lock);
@@ -727,7 +729,33 @@ int fs_file_refusal(struct fs_open *of)
 		return 0;
 	seq = __atomic_load_n(&ip->ref_seq, __ATOMIC_ACQUIRE);
 	seen = __atomic_exchange_n(&of->ref_seen, seq, __ATOMIC_RELAXED);
-	return seen == seq ? 0 : __atomic_load_n(&ip->ref_err, __ATOMIC_RELAXED);
+	if (seen == seq)
+		return 0;
+	/* a writer now knows of every refusal up to seq */
+	unsigned told = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
+	while ((int)(seq - told) > 0 &&
+	       !__atomic_compare_exchange_n(&ip->told_seq, &told, seq, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	return __atomic_load_n(&ip->ref_err, __ATOMIC_RELAXED);
+}
+
+/* Writeback cache: a page of this file was refused for lack of space and
+ * no writer has been told yet (fs_inode nospc_seq). The kernel had
+ * acknowledged that page's bytes and the ones after it to write(); what it
+ * writes back after the refused page belongs to the same stretch the
+ * writer will learn failed at its next fsync/close. Storing it would put
+ * the refused range as zeros in the middle of the file with later bytes
+ * after it (seen: a log with a 1 MiB run of zeros between two fsyncs).
+ * So a page reaching past the live end is refused as well until then; the
+ * file stays a prefix of what was written. Once told, a writer that goes
+ * on writes where the kernel's size is: the refused range reads as zeros
+ * (ghost_end), as it did through the kernel meanwhile. */
+static bool nospc_untold(const struct fs_inode *ip)
+{
+	unsigned n = __atomic_load_n(&ip->nospc_seq, __ATOMIC_RELAXED);
+	unsigned t = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
+
+	return n != 0 && (int)(n - t) > 0;
 }
 
 /* Appends the held extents the live end has reached, in order. A held
@@ -742,8 +770,9 @@ static int drain_held(struct fs *fs, struct fs_inode *ip, uint64_t *size, int *r
 
 	while (fs_held_first(ip, &hoff, &data, &hlen)) {
 		if (hoff > *size) {
-			if (hoff > ip->ghost_end)
-				break; /* the bytes below it have not arrived yet */
+			if (hoff > ip->ghost_end || nospc_untold(ip))
+				break; /* the bytes below it have not arrived yet (or
+					* were refused: fs_file_settle refuses it) */
 			/* below the end the kernel kept after a refusal: zeros */
 			r = append_zeros(fs, ip, size, hoff - *size);
 			if (r < 0)
@@ -904,12 +933,19 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	r = fs_live_size(fs, ip->ino, &size);
 	if (r < 0)
 		goto out;
-	if (early_page(fs, ip, writepage, off, size)) {
+	start = size;
+	if (early_page(fs, ip, writepage, off, size) && !nospc_untold(ip)) {
 		r = wait_for_below(fs, ip, off, &size);
 		if (r < 0)
 			goto out;
 	}
 	start = size;
+	/* (after the wait: the page below this one may have been refused) */
+	if (writepage && fs->opts.writeback_cache && off + len > size && nospc_untold(ip)) {
+		FS_COUNT(fs, nospc_pages, 1);
+		r = -ENOSPC; /* refused like the page before it (see out) */
+		goto out;
+	}
 	if (early_page(fs, ip, writepage, off, size)) {
 		/* A page the kernel wrote back before the ones below it (or
 		 * beyond a hole) with none of them in the daemon: hold it until
@@ -1097,6 +1133,14 @@ static int settle_held(struct fs *fs, struct fs_inode *ip, uint64_t *cur, bool f
 	int r = drain_held(fs, ip, cur, ret_refused);
 
 	while (r == 0 && fs_held_first(ip, &hoff, &data, &hlen)) {
+		if (nospc_untold(ip)) {
+			/* after a page refused for lack of space: refused too */
+			FS_COUNT(fs, nospc_pages, 1);
+			refused_page_err(fs, ip, *cur, hoff, hoff + hlen, -ENOSPC);
+			fs_held_pop(fs, ip);
+			*ret_refused = -ENOSPC;
+			continue;
+		}
 		if (hoff <= ip->zext || fresh) {
 			uint64_t from = *cur;
 			r = hoff <= ip->zext ? append_owed_zeros(fs, ip, cur, hoff - *cur) :

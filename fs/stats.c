@@ -27,6 +27,7 @@
  *     "held_bytes": N, "held_bytes_max": N,  bytes held now / at most
  *     "retrieved_bytes": N,      dirty bytes fetched from the kernel (truncates, sync, catch-up)
  *     "invalidations": N,        kernel cache ranges dropped after refusals
+ *     "nospc_pages": N,          writeback cache: pages refused after one refused for lack of space
  *     "scrub_bytes": N, "scrub_damaged": N,  online scrub (scrub.c): bytes verified, damage found
  *     "nsops": N, "flushes": N, "fsyncs": N,
  *     "errors": N,               EIO/EROFS/ENOSPC replies
@@ -149,6 +150,7 @@ static void fs_object(struct fs *fs, struct sbuf *b) EXCLUDES(fs_ns_lock)
 	F(hole_bytes);
 	F(held_writes);
 	F(order_waits);
+	F(nospc_pages);
 	sb_printf(b, ",\"held_bytes\":%llu", (unsigned long long)__atomic_load_n(&fs->held_total, __ATOMIC_RELAXED));
 	F(held_bytes_max);
 	F(retrieved_bytes);
@@ -463,6 +465,10 @@ static void prom_fs(struct prom *p, struct fs *fs) EXCLUDES(fs_ns_lock)
 	prom_u64(p, "blazefs_held_writes_total", "counter",
 		 "Writeback cache: page writes held past the end until the bytes below them arrived.",
 		 FS_READ(fs, held_writes));
+	prom_u64(p, "blazefs_nospc_pages_total", "counter",
+		 "Writeback cache: page writes refused because a page before them was refused for lack of space "
+		 "and no writer had been told yet.",
+		 FS_READ(fs, nospc_pages));
 	prom_u64(p, "blazefs_order_waits_total", "counter",
 		 "Writeback cache: page writes that waited for the ones below them instead of being held.",
 		 FS_READ(fs, order_waits));

@@ -14,6 +14,7 @@ after them, a truncate whose hole is stored after the disk filled, deleting
 and rewriting) and ends each with the same proof: ENOSPC and nothing else,
 fsync'd data intact, clean unmount, `blazectl fsck` clean, the store mounts
 again, and once files are deleted their room is written again."""
+import ctypes
 import errno
 import json
 import os
@@ -232,6 +233,74 @@ def test_what_readers_see_after_enospc_is_what_is_stored(small_disk):
     assert shown[len(stored):].count(0) == len(shown) - len(stored)
     s = stats(m)
     assert s["error"] == 0 and s["fs"]["failed"] is False, s
+
+
+def sync_file_range(fd, off, n):
+    """sync_file_range(2) WAIT_BEFORE | WRITE | WAIT_AFTER: the kernel writes
+    those dirty pages back (no FUSE fsync: the daemon tells no writer)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    if libc.sync_file_range(fd, off, n, 7) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def test_pages_after_a_refused_one_are_refused_until_told(small_disk):
+    """Writeback cache: a page refused for lack of space, then room comes
+    back (a file deleted) before the writer has heard of the refusal, then
+    the kernel writes back the pages after it. They must be refused too:
+    the file stays a prefix of what was written. Before: they were stored,
+    with the refused range as zeros in the middle of the file (a 1 MiB run
+    of zeros between two fsyncs, 1 run in 10 of
+    test_data_fills_disk_enospc_and_df_is_true)."""
+    if not WRITEBACK:
+        pytest.skip("without the writeback cache write() itself gets ENOSPC")
+    m, empty = start_empty(small_disk)
+    room = fsynced_file(m, "room", 32 << 20)
+    durable = fill_data(m, "fill", 0)
+    fd = os.open(m.path("fill"), os.O_WRONLY | os.O_APPEND)
+    try:
+        end = os.fstat(fd).st_size
+        for _ in range(16):
+            os.write(fd, CHUNK)  # into the kernel's cache
+        try:  # the first 12 MiB written back: the disk is full
+            sync_file_range(fd, end, 12 << 20)
+        except OSError as e:
+            assert e.errno in (errno.ENOSPC, errno.EIO), e
+        os.unlink(m.path("room"))  # room comes back (a short charge checkpoints)
+        try:  # the rest written back: the writer has not been told yet
+            sync_file_range(fd, end + (12 << 20), 4 << 20)
+        except OSError as e:
+            assert e.errno in (errno.ENOSPC, errno.EIO), e
+        with pytest.raises(OSError) as ei:
+            os.fsync(fd)
+        assert ei.value.errno == errno.ENOSPC, ei.value
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert m.stop() == 0, m.logtext()
+    m.start()
+    size = os.path.getsize(m.path("fill"))
+    assert size >= durable
+    with open(m.path("fill"), "rb") as f:
+        for i in range((size + len(CHUNK) - 1) // len(CHUNK)):
+            piece = f.read(len(CHUNK))
+            assert piece == CHUNK[:len(piece)], (i, durable // len(CHUNK), size)
+    # and once told, the writer goes on: its bytes are stored
+    with open(m.path("fill"), "ab") as f:
+        f.write(b"after\n")
+        f.flush()
+        os.fsync(f.fileno())
+    assert m.stop() == 0, m.logtext()
+    fsck(m)
+    m.start()
+    with open(m.path("fill"), "rb") as f:
+        f.seek(-6, os.SEEK_END)
+        assert f.read() == b"after\n"
+    assert m.stop() == 0, m.logtext()
+    del room
 
 
 def test_data_fills_disk_enospc_and_df_is_true(small_disk):

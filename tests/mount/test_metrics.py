@@ -158,7 +158,7 @@ FS = {
     "held_writes": "blazefs_held_writes_total", "order_waits": "blazefs_order_waits_total",
     "held_bytes": "blazefs_held_bytes",
     "held_bytes_max": "blazefs_held_max_bytes", "retrieved_bytes": "blazefs_retrieved_bytes_total",
-    "invalidations": "blazefs_invalidations_total",
+    "invalidations": "blazefs_invalidations_total", "nospc_pages": "blazefs_nospc_pages_total",
 }
 
 
