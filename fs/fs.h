@@ -206,6 +206,7 @@ struct fs {
 	 * space_free/space_at_ns/space_since are __atomic samples. */
 	uint64_t space_reserve; /* immutable while mounted */
 	uint64_t space_free, space_at_ns, space_since;
+	uint64_t space_total;   /* __atomic: the disk's size at the last sample (space.c reclaim_min) */
 	int space_warned;       /* __atomic: logged once per shortage */
 	/* Writeback cache (wb.c): the session (kernel notifications), the
 	 * bytes held out of order by all files (__atomic, bounded by
