@@ -338,6 +338,9 @@ int fs_file_settle(struct fs *fs, struct fs_open *of) EXCLUDES(fs_ns_lock);
  * asked (or was opened), once per descriptor open for writing, as the
  * kernel's errseq does per file; else 0. For flush and fsync. */
 int fs_file_refusal(struct fs_open *of);
+/* A descriptor being opened (before it is linked into fs->opens): the
+ * first writer of an inode counts earlier refusals as told (nospc_seq). */
+void fs_file_opened(struct fs *fs, struct fs_open *of) REQUIRES(fs_ns_lock);
 /* Unmount (writeback cache): settles every inode the daemon still knows. */
 void fs_settle_all(struct fs *fs) EXCLUDES(fs_ns_lock);
 /* Writeback cache, before a global barrier (fsync of a directory): fetches

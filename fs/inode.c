@@ -739,6 +739,26 @@ int fs_file_refusal(struct fs_open *of)
 	return __atomic_load_n(&ip->ref_err, __ATOMIC_RELAXED);
 }
 
+void fs_file_opened(struct fs *fs, struct fs_open *of)
+{
+	struct fs_inode *ip = of->inode;
+	unsigned told;
+
+	if (!ip || (of->flags & O_ACCMODE) == O_RDONLY)
+		return;
+	for (const struct fs_open *o = fs->opens; o; o = o->next)
+		if (o->inode == ip && (o->flags & O_ACCMODE) != O_RDONLY)
+			return; /* a writer is there: it is the one to tell */
+	/* The first writer starts from what the kernel shows: a refusal no
+	 * writer was there to hear of (a page of a shared mapping written
+	 * back after the last close) does not hold its pages back. */
+	told = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
+	while ((int)(of->ref_seen - told) > 0 &&
+	       !__atomic_compare_exchange_n(&ip->told_seq, &told, of->ref_seen, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
+}
+
 /* Writeback cache: a page of this file was refused for lack of space and
  * no writer has been told yet (fs_inode nospc_seq). The kernel had
  * acknowledged that page's bytes and the ones after it to write(); what it

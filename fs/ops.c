@@ -848,6 +848,7 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	if (of->fresh)
 		__atomic_add_fetch(&ip->fresh_opens, 1, __ATOMIC_RELAXED);
 	bz_mutex_lock(&fs_ns_lock);
+	fs_file_opened(fs, of);
 	fs_open_link(fs, of);
 	bz_mutex_unlock(&fs_ns_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
