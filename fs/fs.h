@@ -58,6 +58,7 @@ struct fs_opts {
 	bool noxattr; /* xattr ops answer ENOSYS: the kernel stops asking (see xattr.c) */
 	bool read_only; /* -o ro: the store is opened read-only, every change is EROFS */
 	unsigned read_threads; /* -o read_threads: the read pool (read.c); 0 = session threads read */
+	bool inflight_set;     /* -o max_inflight_mb given (else a small disk lowers it: main.c) */
 };
 
 /* Why a request was refused (stats keys: fs_refusal_name). */

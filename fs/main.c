@@ -118,7 +118,8 @@ static void usage(const char *prog)
 	       "    -o linger_us=N         seal a batch N us after its first record, 0..1000000 (default 2000)\n"
 	       "    -o sync_interval_ms=N  fdatasync the WAL at least every N ms, 1..3600000 (default 1000)\n"
 	       "    -o cache_mb=N          read page cache in MiB, 1..65536 (default 32)\n"
-	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536 (default 32)\n"
+	       "    -o max_inflight_mb=N   writers block above N MiB in flight, 2..65536\n"
+	       "                           (default 32; at most 1/16 of the store's disk)\n"
 	       "    -o worm                refuse unlink/rename of non-empty files\n"
 	       "    -o retain=DURATION     worm, but files become deletable DURATION after their last\n"
 	       "                           append (e.g. 90s, 12h, 30d, 7y; implies worm)\n"
@@ -196,6 +197,7 @@ static int cli_to_opts(const struct cli *c, struct fs_opts *o)
 	NUM(cache_mb, 1, 65536, false, o->cache_bytes = (uint64_t)v << 20);
 	NUM(max_inflight_mb, 2, 65536, false, o->pipe.max_inflight_bytes = (size_t)v << 20);
 #undef NUM
+	o->inflight_set = c->max_inflight_mb != NULL;
 	o->worm = c->worm;
 	if (c->retain) {
 		if (fs_duration_parse(c->retain, strlen(c->retain), &o->retain_s) < 0) {
@@ -583,6 +585,23 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "blazefs: cannot load the namespace of %s: %s\n", fs->store_dir, strerror(-r));
 		goto out;
+	}
+	/* What may be in flight is part of the reserve kept free on the
+	 * store's disk (space.c): the default 32 MiB took half of a 128 MiB
+	 * disk. Unless -o max_inflight_mb says otherwise, at most 1/16 of the
+	 * disk (whole MiB, at least 4): writers then block earlier, on a disk
+	 * that small. */
+	if (!fs->opts.inflight_set) {
+		uint64_t free_b = 0, total_b = 0, cap;
+		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+			cap = BZ_MAX((total_b / 16) >> 20, 4ull) << 20;
+			if (cap < fs->opts.pipe.max_inflight_bytes) {
+				bz_info("%s: a %llu MiB disk: at most %llu MiB in flight (not %llu)", fs->store_dir,
+					(unsigned long long)(total_b >> 20), (unsigned long long)(cap >> 20),
+					(unsigned long long)(fs->opts.pipe.max_inflight_bytes >> 20));
+				fs->opts.pipe.max_inflight_bytes = (size_t)cap;
+			}
+		}
 	}
 	/* Out of space must surface as ENOSPC (space.c): keep free what can be
 	 * in flight plus what a checkpoint and a recovery can need. */

@@ -81,3 +81,43 @@ def test_out_of_space_is_enospc_at_write(make_mount):
     finally:
         m.stop()
         subprocess.run(["umount", "-l", m.store])
+
+
+@pytest.mark.parametrize("size_mb,at_least_mb", [(64, 8), (128, 60)])
+def test_a_small_disk_is_usable(make_mount, size_mb, at_least_mb):
+    """What may be in flight is part of the reserve kept free on the store's
+    disk; unless -o max_inflight_mb is given it is at most 1/16 of the disk.
+    Before: the fixed 32 MiB made a 64 MiB disk refuse every write (df 0)
+    and left 46 MiB of a 128 MiB one. df tells what the fsync'd appends
+    then get, and they are all there after a remount."""
+    m = make_mount()
+    os.makedirs(m.store)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", m.store],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: " + r.stderr.decode())
+    try:
+        m.start()
+        sv = os.statvfs(m.mnt)
+        avail = sv.f_bavail * sv.f_frsize
+        assert avail >= at_least_mb << 20, (avail, m.logtext())
+        chunk = os.urandom(1 << 20)
+        done = 0
+        with pytest.raises(OSError) as ei:
+            with open(m.path("f"), "wb") as f:
+                for _ in range(size_mb):
+                    f.write(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    done += 1
+        assert ei.value.errno == errno.ENOSPC, ei.value
+        assert done >= at_least_mb and (done << 20) >= avail - (2 << 20), (done, avail)
+        assert m.stop() == 0, m.logtext()
+        m.start()
+        with open(m.path("f"), "rb") as f:
+            for i in range(done):
+                assert f.read(1 << 20) == chunk, i
+        assert m.stop() == 0, m.logtext()
+    finally:
+        m.stop()
+        subprocess.run(["umount", m.store], capture_output=True)
