@@ -89,7 +89,8 @@ def test_a_small_disk_is_usable(make_mount, size_mb, at_least_mb):
     disk; unless -o max_inflight_mb is given it is at most 1/16 of the disk.
     Before: the fixed 32 MiB made a 64 MiB disk refuse every write (df 0)
     and left 46 MiB of a 128 MiB one. df tells what the fsync'd appends
-    then get, and they are all there after a remount."""
+    then get (within the frames' overhead), and they are all there after a
+    remount."""
     m = make_mount()
     os.makedirs(m.store)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", m.store],
@@ -111,7 +112,9 @@ def test_a_small_disk_is_usable(make_mount, size_mb, at_least_mb):
                     os.fsync(f.fileno())
                     done += 1
         assert ei.value.errno == errno.ENOSPC, ei.value
-        assert done >= at_least_mb and (done << 20) >= avail - (2 << 20), (done, avail)
+        # (what is stored takes a little more than what was written: frame
+        # headers, page ends -- and df counted it before the writes)
+        assert done >= at_least_mb and (done << 20) >= avail * 0.9, (done, avail)
         assert m.stop() == 0, m.logtext()
         m.start()
         with open(m.path("f"), "rb") as f:
