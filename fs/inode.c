@@ -1444,10 +1444,33 @@ bool fs_file_has_pending(struct fs_inode *ip)
 	return r;
 }
 
+/* Writeback cache: the bytes a settle stores were written by the
+ * application before its last time change. The kernel sends that change
+ * (utimens, or its own times of the writes) as a setattr before the
+ * flush that settles, so the data records after it would set mtime and
+ * ctime to their batch's time at replay: a `cp -a` of a sparse file (its
+ * pages past the hole are held until the flush) lost its futimens time
+ * after a remount. The times from before the settle are logged again
+ * after its records. */
+static int keep_times(struct fs *fs, struct fs_inode *ip, int64_t mtime_ns, int64_t ctime_ns)
+	REQUIRES(fs_inode_cap)
+{
+	struct ns_op op = {.kind = NS_SETATTR, .ino = ip->ino, .flags = NS_SET_MTIME};
+	int r;
+
+	op.mtime_ns = mtime_ns;
+	op.ctime_ns = ctime_ns;
+	bz_mutex_lock(&fs_ns_lock);
+	r = fs_submit(fs, &op);
+	bz_mutex_unlock(&fs_ns_lock);
+	return r;
+}
+
 int fs_file_settle(struct fs *fs, struct fs_open *of)
 {
 	struct fs_inode *ip = of->inode;
 	uint64_t cur = 0, start;
+	struct ns_attr before;
 	int held_err = 0;
 	int r = 0;
 
@@ -1459,9 +1482,16 @@ int fs_file_settle(struct fs *fs, struct fs_open *of)
 	r = fs_live_size(fs, ip->ino, &cur);
 	if (r < 0)
 		goto out;
+	bz_mutex_lock(&fs_ns_lock);
+	r = ns_getattr(fs->ns, ip->ino, &before);
+	bz_mutex_unlock(&fs_ns_lock);
+	if (r < 0)
+		goto out;
 	start = cur;
 	r = settle_held(fs, ip, &cur, of->fresh || __atomic_load_n(&ip->fresh_opens, __ATOMIC_RELAXED) > 0, &held_err);
 	r = publish_grown(fs, ip, start, cur, r);
+	if (r == 0 && cur != start)
+		r = keep_times(fs, ip, before.mtime_ns, before.ctime_ns);
 out:
 	bz_cap_unlock(&ip->lock, &fs_inode_cap);
 	if (r == 0)
