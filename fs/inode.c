@@ -720,6 +720,18 @@ static void refused_page(struct fs *fs, struct fs_inode *ip, uint64_t size, uint
 	refused_page_err(fs, ip, size, off, end, -EPERM);
 }
 
+/* A writer now knows of every refusal of ip up to seq (told_seq only grows). */
+static void told_up_to(struct fs_inode *ip, unsigned seq)
+{
+	unsigned told = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
+
+	while ((int)(seq - told) > 0 &&
+	       !__atomic_compare_exchange_n(&ip->told_seq, &told, seq, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+static bool nospc_untold(const struct fs_inode *ip);
+
 int fs_file_refusal(struct fs_open *of)
 {
 	struct fs_inode *ip = of->inode;
@@ -731,20 +743,16 @@ int fs_file_refusal(struct fs_open *of)
 	seen = __atomic_exchange_n(&of->ref_seen, seq, __ATOMIC_RELAXED);
 	if (seen == seq)
 		return 0;
-	/* a writer now knows of every refusal up to seq */
-	unsigned told = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
-	while ((int)(seq - told) > 0 &&
-	       !__atomic_compare_exchange_n(&ip->told_seq, &told, seq, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
+	told_up_to(ip, seq);
 	return __atomic_load_n(&ip->ref_err, __ATOMIC_RELAXED);
 }
 
 void fs_file_opened(struct fs *fs, struct fs_open *of)
 {
 	struct fs_inode *ip = of->inode;
-	unsigned told;
 
-	if (!ip || (of->flags & O_ACCMODE) == O_RDONLY)
+	/* (the open-files walk only when a refusal is untold: not per open) */
+	if (!ip || (of->flags & O_ACCMODE) == O_RDONLY || !nospc_untold(ip))
 		return;
 	for (const struct fs_open *o = fs->opens; o; o = o->next)
 		if (o->inode == ip && (o->flags & O_ACCMODE) != O_RDONLY)
@@ -752,11 +760,7 @@ void fs_file_opened(struct fs *fs, struct fs_open *of)
 	/* The first writer starts from what the kernel shows: a refusal no
 	 * writer was there to hear of (a page of a shared mapping written
 	 * back after the last close) does not hold its pages back. */
-	told = __atomic_load_n(&ip->told_seq, __ATOMIC_RELAXED);
-	while ((int)(of->ref_seen - told) > 0 &&
-	       !__atomic_compare_exchange_n(&ip->told_seq, &told, of->ref_seen, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED))
-		;
+	told_up_to(ip, of->ref_seen);
 }
 
 /* Writeback cache: a page of this file was refused for lack of space and

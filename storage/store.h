@@ -42,14 +42,13 @@ void store_opts_default(struct store_opts *o);
  * (-EBUSY with a log line naming the holder if another process has it),
  * picks the newest valid superblock, loads the roots, replays the WAL after
  * the checkpoint LSN and, unless read_only, writes a checkpoint. Cost does
- * not grow with the amount of data stored. */
+ * not grow with the amount of data stored. A creation that fails
+ * (-ENOSPC: the WAL does not fit, checked before anything is written, or
+ * the disk filled while zero-filling it) removes the files it made, never
+ * one that was there before, and logs why and how much it needed; store.db
+ * is then still missing (store_read_superblocks: -ENOENT), which tells a
+ * failed creation from a recovery that ran out of space. */
 int store_open(const struct store_opts *o, struct store **ret_store);
-/* A creation that fails (-ENOSPC: the WAL does not fit, checked before
- * anything is written, or the disk filled while zero-filling it) removes
- * the files it made, never one that was there before, and logs why and how
- * much it needed; store.db is then still missing (store_read_superblocks:
- * -ENOENT), which tells a failed creation from a recovery that ran out of
- * space. */
 /* Checkpoints (unless read_only or failed) and releases everything. Returns
  * the checkpoint's error, if any. NULL ok. */
 int store_close(struct store *s);
