@@ -694,14 +694,28 @@ static int place_at(struct fs *fs, const struct fs_inode *ip, uint64_t *size, ui
 	return append_bytes(fs, ip, size, buf + skip, len - skip);
 }
 
+/* Has the kernel drop its cached pages of [off, end) of ip (notifier
+ * thread): they hold bytes the store did not take. */
+static void drop_cached(struct fs *fs, struct fs_inode *ip, uint64_t off, uint64_t end) EXCLUDES(fs_ns_lock)
+{
+	bz_mutex_lock(&fs_ns_lock);
+	fs_wb_inval(fs, ip, off, end);
+	bz_mutex_unlock(&fs_ns_lock);
+}
+
 /* Writeback cache: after a refusal the kernel keeps the refused page and,
  * if the write grew the file, its own larger size; have the page dropped
- * (notifier thread) and remember up to where the kernel's size may reach. */
+ * (notifier thread) and remember up to where the kernel's size may reach.
+ * Without it, a write() the store refuses leaves no page behind (the kernel
+ * marks the pages of a failed write not up to date), but a page written
+ * back from a shared mapping keeps the refused bytes: drop it too. */
 static void refused_page_err(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end,
 			     int err) REQUIRES(fs_inode_cap)
 {
-	if (!fs->opts.writeback_cache)
+	if (!fs->opts.writeback_cache) {
+		drop_cached(fs, ip, off, end);
 		return;
+	}
 	/* every writer's next flush/fsync reports it (fs_file_refusal) */
 	__atomic_store_n(&ip->ref_err, err, __ATOMIC_RELAXED);
 	unsigned seq = __atomic_add_fetch(&ip->ref_seq, 1, __ATOMIC_RELEASE);
@@ -709,9 +723,7 @@ static void refused_page_err(struct fs *fs, struct fs_inode *ip, uint64_t size, 
 		__atomic_store_n(&ip->nospc_seq, seq, __ATOMIC_RELAXED);
 	if (end > size)
 		ip->ghost_end = BZ_MAX(ip->ghost_end, end);
-	bz_mutex_lock(&fs_ns_lock);
-	fs_wb_inval(fs, ip, off, end);
-	bz_mutex_unlock(&fs_ns_lock);
+	drop_cached(fs, ip, off, end);
 }
 
 static void refused_page(struct fs *fs, struct fs_inode *ip, uint64_t size, uint64_t off, uint64_t end)
@@ -942,6 +954,8 @@ ssize_t fs_file_write(struct fs *fs, const struct fs_open *of, const char *buf, 
 	r = fs_space_check(fs, fs_space_write_cost(fs, len));
 	if (r < 0 && !(writepage && fs->opts.writeback_cache)) {
 		fs_note_error(fs, r);
+		if (writepage) /* a shared mapping's page: it keeps bytes not stored */
+			drop_cached(fs, ip, off, off + len);
 		return r;
 	}
 	if (writepage)

@@ -802,8 +802,9 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 		}
 		if (r == 0)
 			r = fs_inode_get(fs, ino, &ip);
-		if (r == 0 && fs->opts.writeback_cache && (ip->inval_queued || ip->inval_busy)) {
-			/* The kernel still caches a page the store refused: a new
+		if (r == 0 && (ip->inval_queued || ip->inval_busy)) {
+			/* The kernel still caches a page the store refused (with
+			 * or without the writeback cache, wb.c): a new reader or
 			 * writer must not start from it. (Not with O_TRUNC: the
 			 * kernel then holds back the inode's writeback, which
 			 * the invalidation may wait for.) */
@@ -853,7 +854,7 @@ static int open_file(struct fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, b
 	bz_mutex_unlock(&fs_ns_lock);
 	fi->fh = (uint64_t)(uintptr_t)of;
 	/* Data never changes once written, so the kernel keeps its cache --
-	 * unless it may hold a page the store refused (writeback cache). */
+	 * unless it may hold a page the store refused. */
 	fi->keep_cache = !refused;
 	FS_COUNT(fs, open_files, 1);
 	return 0;

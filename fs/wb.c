@@ -1,5 +1,8 @@
 /* wb.c — what the daemon needs for -o writeback_cache: page writes held out
  * of order, the kernel-cache notifier thread, and retrieving dirty pages.
+ * Without the writeback cache only the notifier runs (not with -o ro): a
+ * page of a shared mapping written back and refused keeps the refused bytes
+ * in the kernel's cache just the same (inode.c refused_page_err).
  *
  * In this mode the kernel acknowledges write() itself, keeps its own i_size
  * (it never takes the size from getattr again while the inode is cached)
@@ -456,8 +459,8 @@ int fs_wb_start(struct fs *fs)
 	struct fs_wb *wb;
 	int r;
 
-	if (!fs->opts.writeback_cache)
-		return 0;
+	if (fs->opts.read_only)
+		return 0; /* nothing is ever refused */
 	wb = calloc(1, sizeof(*wb));
 	if (!wb)
 		return -ENOMEM;
@@ -481,7 +484,7 @@ int fs_wb_start(struct fs *fs)
 		return r;
 	}
 	wb->started = true;
-	if (!fs->opts.read_only) {
+	if (fs->opts.writeback_cache) {
 		r = -pthread_create(&wb->cth, NULL, catchup_main, fs);
 		if (r < 0) {
 			fs_wb_stop(fs);

@@ -101,6 +101,46 @@ def test_refusal_reaches_the_writer_when_a_reader_closes_first(bz):
     assert read(p) == data
 
 
+def test_refused_shared_mapping_write_is_never_read(bz):
+    """A changed byte written through a shared mapping is refused when its
+    page is written back (msync, fsync or close reports it) and no reader
+    sees it afterwards -- in every mode: without the writeback cache the
+    kernel also keeps that page, which showed the refused byte to every
+    reader until a remount."""
+    p = bz.path("m.bin")
+    data = bytes(range(256)) * 32  # two pages
+    with open(p, "wb") as f:
+        f.write(data)
+    fd = os.open(p, os.O_RDWR)
+    errs = []
+    try:
+        m = mmap.mmap(fd, len(data), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        m[4096:4100] = b"ZZZZ"
+        for call in (m.flush, lambda: os.fsync(fd)):
+            try:
+                call()
+            except OSError as e:
+                assert e.errno in (errno.EPERM, errno.EIO), e
+                errs.append(e.errno)
+        m.close()
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:
+            assert e.errno in (errno.EPERM, errno.EIO), e
+            errs.append(e.errno)
+    assert errno.EPERM in errs, "the refused page write reached no call: %s" % errs
+    assert read(p) == data
+    with open(p, "rb") as f:
+        m = mmap.mmap(f.fileno(), len(data), prot=mmap.PROT_READ)
+        try:
+            assert m[:] == data
+        finally:
+            m.close()
+    remount(bz)
+    assert read(p) == data
+
+
 def test_refused_extending_write_then_appends(bz):
     """A refused write that also grew the file (the kernel keeps that size in
     writeback mode): later appends still succeed; what the mount shows is
