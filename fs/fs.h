@@ -138,6 +138,10 @@ struct fs_inode {
 	 * once the dirty pages below can no longer come (fs_file_settle, or
 	 * the next truncate). 0 = none. */
 	uint64_t zext GUARDED_BY(fs_inode_cap);
+	/* The time of the pipeline batch that holds the file's last appended
+	 * bytes (pipe_append_level): the store sets it as mtime and ctime at
+	 * the apply, so the live size is published with it. 0 = none yet. */
+	int64_t data_ns GUARDED_BY(fs_inode_cap);
 	bool fetching GUARDED_BY(fs_inode_cap);       /* a fetch_gap is waiting for the kernel (lock released) */
 	int wb_err GUARDED_BY(fs_inode_cap);          /* a held page refused outside a write reply: the
 						       * next flush/fsync reports it (0 = none) */
@@ -233,9 +237,7 @@ struct fs {
  * 6 with this clock). */
 static inline int64_t fs_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	return bz_wall_coarse_ns();
 }
 
 static inline bool fs_is_ctl(uint64_t ino) { return ino >= FS_CTL_DIR_INO; } /* .blazefs and its files */

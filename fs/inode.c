@@ -578,24 +578,25 @@ int fs_live_size(struct fs *fs, uint64_t ino, uint64_t *ret_size)
 	return 0;
 }
 
-static int publish_size(struct fs *fs, uint64_t ino, uint64_t size) EXCLUDES(fs_ns_lock)
+static int publish_size(struct fs *fs, uint64_t ino, uint64_t size, int64_t time_ns) EXCLUDES(fs_ns_lock)
 {
 	int r;
 
 	bz_mutex_lock(&fs_ns_lock);
-	r = ns_set_size(fs->ns, ino, size, fs_now_ns());
+	r = ns_set_size(fs->ns, ino, size, time_ns ? time_ns : fs_now_ns());
 	bz_mutex_unlock(&fs_ns_lock);
 	return r;
 }
 
 /* Appends len bytes at *size (the live end) in pipeline-sized pieces. */
-static int append_bytes(struct fs *fs, const struct fs_inode *ip, uint64_t *size, const char *buf, size_t len)
+static int append_bytes(struct fs *fs, struct fs_inode *ip, uint64_t *size, const char *buf, size_t len)
+	REQUIRES(fs_inode_cap)
 {
 	int r = 0;
 
 	while (len > 0) {
 		size_t n = len;
-		r = pipe_append_level(fs->pipe, ip->ino, *size, buf, n, ip->zlevel, ip->chunk);
+		r = pipe_append_level(fs->pipe, ip->ino, *size, buf, n, ip->zlevel, ip->chunk, &ip->data_ns);
 		if (r < 0)
 			break;
 		*size += n;
@@ -609,13 +610,14 @@ static int append_bytes(struct fs *fs, const struct fs_inode *ip, uint64_t *size
  * stores nothing and reads as zeros), so a growing truncate or a gap of up
  * to FS_MAX_FILE_BYTES is instant and takes no space; the reserve check
  * (ENOSPC) covers the record (DESIGN §1 rule 8). */
-static int append_zeros_ex(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count, bool charged)
+static int append_zeros_ex(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t count, bool charged)
+	REQUIRES(fs_inode_cap)
 {
 	int r = charged ? 0 : fs_space_check(fs, fs_space_zeros_cost(fs, count)); /* space.c */
 
 	while (r == 0 && count > 0) {
 		uint64_t n = BZ_MIN(count, (uint64_t)REC_MAX_HOLE);
-		r = pipe_hole(fs->pipe, ip->ino, *size, n);
+		r = pipe_hole(fs->pipe, ip->ino, *size, n, &ip->data_ns);
 		if (r < 0)
 			break;
 		*size += n;
@@ -624,7 +626,7 @@ static int append_zeros_ex(struct fs *fs, const struct fs_inode *ip, uint64_t *s
 	return r;
 }
 
-static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
+static int append_zeros(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t count) REQUIRES(fs_inode_cap)
 {
 	return append_zeros_ex(fs, ip, size, count, false);
 }
@@ -633,7 +635,8 @@ static int append_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size
  * truncate was charged when it returned 0 (fs_file_truncate), so they are
  * not checked again. Checked again, a disk that filled meanwhile refused
  * them at the next flush, and a truncate that had succeeded was lost. */
-static int append_owed_zeros(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t count)
+static int append_owed_zeros(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t count)
+	REQUIRES(fs_inode_cap)
 {
 	return append_zeros_ex(fs, ip, size, count, true);
 }
@@ -677,8 +680,8 @@ out:
 
 /* Places [off, off+len) with off <= *size: the overlap must equal the stored
  * bytes (1 if not: nothing changes), the rest is appended. */
-static int place_at(struct fs *fs, const struct fs_inode *ip, uint64_t *size, uint64_t off, const char *buf,
-		    size_t len, size_t *ret_skip)
+static int place_at(struct fs *fs, struct fs_inode *ip, uint64_t *size, uint64_t off, const char *buf,
+		    size_t len, size_t *ret_skip) REQUIRES(fs_inode_cap)
 {
 	size_t skip = 0;
 	int r = 0;
@@ -834,7 +837,7 @@ static int publish_grown(struct fs *fs, struct fs_inode *ip, uint64_t start, uin
 {
 	if (size != start) {
 		/* Publish whatever reached the pipeline, even on a later failure. */
-		int r2 = publish_size(fs, ip->ino, size);
+		int r2 = publish_size(fs, ip->ino, size, ip->data_ns);
 		if (r2 < 0 && r == 0)
 			r = r2;
 		pthread_cond_broadcast(&ip->grown);

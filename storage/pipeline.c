@@ -253,6 +253,11 @@ static void ob_add(struct pipeline *p, struct prec *r) REQUIRES(pipe_cap)
 
 	if (pb->nprec == 0) {
 		pb->b.first_ns = bz_now_ns();
+		/* The batch's time: every file appended in it gets it as mtime
+		 * and ctime, in the live view (pipe_append_level's *ret_time_ns)
+		 * as in the store (the apply), so a remount shows the times stat
+		 * showed. */
+		pb->b.time_ns = bz_wall_coarse_ns();
 		/* Arm the linger timer -- unless the commit thread wakes by then
 		 * anyway (it runs, or its timed sleep ends first): a signal here
 		 * costs a context switch per write-then-fsync or per file of cp. */
@@ -296,7 +301,6 @@ void pi_seal_locked(struct pipeline *p, struct batch **disp) REQUIRES(pipe_cap)
 			.own_level = r->type == REC_DATA && !r->hole && r->level != PIPE_LEVEL_DEFAULT,
 			.raw = r->type == REC_DATA && !r->hole && r->len < r->gather};
 	}
-	pb->b.time_ns = bz_wall_ns();
 	pb->b.sealed_ns = bz_now_ns();
 	bz_hist_add(&p->hist[PIPE_ST_BATCH_WAIT], pi_since(pb->b.first_ns, pb->b.sealed_ns));
 	if (p->pool && pb->b.raw_bytes > PIPE_INLINE_MAX) {
@@ -657,13 +661,25 @@ out:
 	return 0;
 }
 
+/* Data joins the open batch only while the coarse clock still shows the
+ * batch's time: the batch's time is the mtime of the files appended in it,
+ * so it is always the clock's value at the append (what ext4 stamps), never
+ * earlier than a namespace change made before it. Once the clock ticked
+ * (4 ms at HZ=250; linger_us, 2 ms, usually seals it before), the open
+ * batch is sealed first. */
+static void seal_stale(struct pipeline *p, struct batch **disp) REQUIRES(pipe_cap)
+{
+	if (p->ob && p->ob->nprec && bz_wall_coarse_ns() != p->ob->b.time_ns)
+		pi_seal_locked(p, disp);
+}
+
 int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len)
 {
-	return pipe_append_level(p, ino, off, buf, len, PIPE_LEVEL_DEFAULT, 0);
+	return pipe_append_level(p, ino, off, buf, len, PIPE_LEVEL_DEFAULT, 0, NULL);
 }
 
 int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level,
-		      size_t chunk)
+		      size_t chunk, int64_t *ret_time_ns)
 {
 	const uint8_t *src = buf;
 	struct batch *disp = NULL;
@@ -678,6 +694,7 @@ int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void
 	r = wait_room(p, len);
 	if (r < 0)
 		goto out;
+	seal_stale(p, &disp);
 	{
 		struct pfile *f = NULL;
 		r = pfile_get(p, ino, &f);
@@ -688,6 +705,8 @@ int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void
 			r = add_data(p, f, off + done, src + done, len - done, (int8_t)level, chunk, &n);
 			if (r < 0)
 				break;
+			if (ret_time_ns)
+				*ret_time_ns = p->ob->b.time_ns; /* the batch holding these bytes */
 			done += n;
 			p->inflight += INFLIGHT_PER_BYTE * n;
 			if (ob_full(p))
@@ -707,7 +726,7 @@ out:
 /* A hole record: one pending record (no bytes) in the file's list, so
  * reads see zeros there until it is applied, and appends continue behind
  * it in a new record. */
-int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len)
+int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len, int64_t *ret_time_ns)
 {
 	struct batch *disp = NULL;
 	struct pfile *f = NULL;
@@ -720,8 +739,10 @@ int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len)
 		return -EFBIG;
 	bz_cap_lock(&p->mu, &pipe_cap);
 	r = wait_room(p, REC_HDR_MAX);
-	if (r == 0)
+	if (r == 0) {
+		seal_stale(p, &disp);
 		r = pfile_get(p, ino, &f);
+	}
 	if (r == 0)
 		r = ob_reserve(p);
 	if (r < 0)
@@ -744,6 +765,8 @@ int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len)
 	f->open = NULL; /* the next append starts a new record behind the hole */
 	__atomic_fetch_add(&p->pending_recs, 1, __ATOMIC_RELEASE);
 	ob_add(p, o); /* no raw bytes: its encoded frame is charged once encoded */
+	if (ret_time_ns)
+		*ret_time_ns = p->ob->b.time_ns;
 	if (ob_full(p))
 		pi_seal_locked(p, &disp);
 out:

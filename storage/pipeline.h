@@ -46,17 +46,22 @@ int pipe_stop(struct pipeline *p);
 int pipe_append(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len);
 /* Appends a hole of len zero bytes at off (the file's current end): one
  * record, nothing stored; reads return zeros (docs/FORMAT.md "Hole
- * records"). len <= 2^44 (-EFBIG). Same errors as pipe_append. */
-int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len);
+ * records"). len <= 2^44 (-EFBIG). Same errors as pipe_append.
+ * ret_time_ns (may be NULL): as for pipe_append_level. */
+int pipe_hole(struct pipeline *p, uint64_t ino, uint64_t off, uint64_t len, int64_t *ret_time_ns);
 /* The same, the records compressed at zstd level (-7..22, zstd's meaning:
  * negative = fast levels, 0 = zstd's default; -EINVAL outside) instead of
  * the pipeline's zstd_level: a file with its own user.blazefs.zstd_level;
  * and cut at chunk raw bytes (0 = record_bytes; never more than
  * record_bytes): the file's user.blazefs.chunk_bytes, so a full record is
  * one of the file's chunks (storage/store_chunk.c). A record holds bytes
- * of one level only. */
+ * of one level only. ret_time_ns (may be NULL) receives the time of the
+ * batch that holds the last bytes taken: the store gives the file that
+ * mtime and ctime when it applies the batch, so the caller's live view
+ * shows the same (a batch's time is the coarse wall clock when its first
+ * record came; data joins it only while that clock shows the same). */
 int pipe_append_level(struct pipeline *p, uint64_t ino, uint64_t off, const void *buf, size_t len, int level,
-		      size_t chunk);
+		      size_t chunk, int64_t *ret_time_ns);
 #define PIPE_LEVEL_DEFAULT INT8_MIN /* pipe_append_level: the pipeline's zstd_level */
 /* Submits a namespace change (already validated by the caller), ordered
  * with data like any record. Same errors as pipe_append. */

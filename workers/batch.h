@@ -43,7 +43,7 @@ struct enc_result {
 
 struct batch {
 	uint64_t seq;        /* seal order, from 1, no gaps */
-	int64_t time_ns;     /* wall clock at seal (becomes mtime of touched files) */
+	int64_t time_ns;     /* coarse wall clock at the first record (mtime/ctime of the files appended in it) */
 	uint64_t first_ns;   /* monotonic time the first record entered the batch */
 	uint64_t sealed_ns;  /* monotonic time of sealing */
 	uint32_t nrec;

@@ -1198,7 +1198,7 @@ static void run_pipe(uint64_t seed, unsigned steps)
 		if (m_gen(&model, &g, 70) < 0)
 			break;
 		if (g.mop.kind == MOP_DATA && g.mop.hole)
-			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len);
+			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len, NULL);
 		else if (g.mop.kind == MOP_DATA)
 			rc = pipe_append(p, g.mop.ino, g.mop.off, g.data, g.mop.len);
 		else

@@ -226,7 +226,7 @@ static void workload(struct vfs *v, struct model *m, struct outcome *o, struct s
 			m_publish(m, &g.mop);
 		}
 		if (g.mop.kind == MOP_DATA && g.mop.hole)
-			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len);
+			rc = pipe_hole(p, g.mop.ino, g.mop.off, g.mop.len, NULL);
 		else if (g.mop.kind == MOP_DATA)
 			rc = pipe_append(p, g.mop.ino, g.mop.off, g.data, g.mop.len);
 		else

@@ -1198,10 +1198,10 @@ static void test_holes(unsigned workers)
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "sparse"), 0);
 	T_CHECK_EQ(pipe_append(p, ino, 0, "head", 4), 0);
-	T_CHECK_EQ(pipe_hole(p, ino, 4, 65536), 0);
+	T_CHECK_EQ(pipe_hole(p, ino, 4, 65536, NULL), 0);
 	T_CHECK_EQ(pipe_append(p, ino, 65540, "mid", 3), 0);
-	T_CHECK_EQ(pipe_hole(p, ino, 65543, big), 0);
-	T_CHECK_EQ(pipe_hole(p, ino, 65543 + big, REC_MAX_HOLE + 1), -EFBIG);
+	T_CHECK_EQ(pipe_hole(p, ino, 65543, big, NULL), 0);
+	T_CHECK_EQ(pipe_hole(p, ino, 65543 + big, REC_MAX_HOLE + 1, NULL), -EFBIG);
 	for (int round = 0; round < 2; round++) {
 		/* round 0: all pending; round 1: applied */
 		memset(rb, 0xee, sizeof(rb));
@@ -1275,7 +1275,7 @@ static void test_small_records_logged_raw(void)
 	/* logged as is: the payload and one frame header */
 	T_CHECK(st1.bytes_stored - st0.bytes_stored >= small && st1.bytes_stored - st0.bytes_stored <= small + 64);
 	fill_text(b, full, &rs);
-	T_CHECK_EQ(pipe_append_level(p, ino + 1, 0, b, full, PIPE_LEVEL_DEFAULT, 0), 0); /* one full record */
+	T_CHECK_EQ(pipe_append_level(p, ino + 1, 0, b, full, PIPE_LEVEL_DEFAULT, 0, NULL), 0); /* one full record */
 	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
 	pipe_stats(p, &st2);
 	T_CHECK_EQ(st2.bytes_in - st1.bytes_in, full);
