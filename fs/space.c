@@ -163,12 +163,12 @@ int fs_space_check(struct fs *fs, uint64_t len)
 	if (fits) {
 		if (__atomic_load_n(&fs->space_warned, __ATOMIC_RELAXED) &&
 		    __atomic_exchange_n(&fs->space_warned, 0, __ATOMIC_RELAXED) && fs->pipe)
-			pipe_set_space_short(fs->pipe, false);
+			pipe_set_space_short(fs->pipe, 0);
 		return 0;
 	}
 	if (!__atomic_exchange_n(&fs->space_warned, 1, __ATOMIC_RELAXED)) {
 		if (fs->pipe)
-			pipe_set_space_short(fs->pipe, true); /* deleted files' room: at once */
+			pipe_set_space_short(fs->pipe, reclaim_min(fs)); /* deleted files' room: at once */
 		bz_warn("%s: %s: %.1f MiB free, %.1f MiB short of the %.1f MiB reserve that keeps "
 			"acknowledged data storable and the store checkpointable: writes and namespace "
 			"additions get ENOSPC",

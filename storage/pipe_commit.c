@@ -47,11 +47,6 @@
  * PIPE_TICK_MIN_US (too many ticks): then that record signals as before. */
 #define PIPE_TICK_ACTIVE_NS 1000000000ull
 #define PIPE_TICK_MIN_US 200u
-/* While the disk is short, a checkpoint is made once the namespace changes
- * since the last one have raised the space reserved for the next one by
- * this much (or deleted files hold space): each such checkpoint gives at
- * least this much back, so a full disk does not checkpoint per batch. */
-#define PIPE_RECLAIM_MIN_BYTES (1ull << 20)
 
 /* ---- commit thread ---- */
 
@@ -364,7 +359,8 @@ void *pi_commit_main(void *arg)
 	pthread_setname_np(pthread_self(), "bz-commit"); /* top -H, perf; best effort */
 	while (!final) {
 		struct batch *disp = NULL;
-		bool ready, need_sync, short_of_space, idle_load = false, stopping;
+		bool ready, need_sync, idle_load = false, stopping;
+		uint64_t short_min; /* pipe_set_space_short: 0, or its threshold */
 		uint64_t reclaim = 0; /* pipe_reclaim tickets this round serves */
 
 		bz_cap_lock(&p->mu, &pipe_cap);
@@ -412,7 +408,7 @@ void *pi_commit_main(void *arg)
 			woken = true;
 		}
 		p->c_work_ns = bz_now_ns();
-		short_of_space = p->space_short;
+		short_min = p->space_short;
 		if (p->reclaim_want > p->reclaim_done)
 			reclaim = p->reclaim_want; /* the checkpoint below begins after they asked */
 		stopping = p->stopping;
@@ -446,7 +442,7 @@ void *pi_commit_main(void *arg)
 			continue;
 		}
 		if (store_need_checkpoint(p->s) || reclaim ||
-		    (short_of_space && store_checkpoint_would_free(p->s, PIPE_RECLAIM_MIN_BYTES))) {
+		    (short_min && store_checkpoint_would_free(p->s, short_min))) {
 			r = commit_flush(p, true, &what);
 			if (r < 0) {
 				commit_fail(p, what, r);

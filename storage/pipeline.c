@@ -837,14 +837,14 @@ uint64_t pipe_unapplied_bytes(struct pipeline *p)
 	return n / INFLIGHT_PER_BYTE;
 }
 
-void pipe_set_space_short(struct pipeline *p, bool short_of_space)
+void pipe_set_space_short(struct pipeline *p, uint64_t reclaim_min)
 {
 	bz_cap_lock(&p->mu, &pipe_cap);
-	if (short_of_space && !p->space_short) {
+	if (reclaim_min && !p->space_short) {
 		p->space_poke = true;
 		pthread_cond_signal(&p->commit_cv);
 	}
-	p->space_short = short_of_space;
+	p->space_short = reclaim_min;
 	bz_cap_unlock(&p->mu, &pipe_cap);
 }
 

@@ -133,12 +133,15 @@ void pipe_stats(struct pipeline *p, struct pipe_stats *ret_stats);
  * of records not yet encoded, encoded bytes of batches not yet applied):
  * what they will still take on disk, less page overhead. Any thread. */
 uint64_t pipe_unapplied_bytes(struct pipeline *p);
-/* The filesystem refuses writes for lack of space (short) or no longer.
- * While short, the commit thread checkpoints as soon as one gives room
- * back (store_checkpoint_would_free), instead of waiting for the WAL or the
- * dead-space threshold of store_need_checkpoint: on a full disk nothing
- * else would bring their room back until unmount. Any thread. */
-void pipe_set_space_short(struct pipeline *p, bool short_of_space);
+/* The filesystem refuses writes for lack of space (reclaim_min > 0) or no
+ * longer (0). While short, the commit thread checkpoints as soon as one
+ * gives room back (store_checkpoint_would_free(reclaim_min): deleted files,
+ * or that much of the reserve held for namespace changes -- the threshold
+ * the filesystem's own reclaim uses, fs/space.c), instead of waiting for
+ * the WAL or the dead-space threshold of store_need_checkpoint: on a full
+ * disk nothing else would bring their room back until unmount. Any
+ * thread. */
+void pipe_set_space_short(struct pipeline *p, uint64_t reclaim_min);
 /* Asks the commit thread for a checkpoint and waits until one that began
  * after this call has ended: for a caller short of space when the store
  * says a checkpoint would give room back (store_checkpoint_would_free), as

@@ -120,8 +120,10 @@ struct pipeline {
 	uint64_t c_wake_ns GUARDED_BY(pipe_cap);
 	uint32_t c_group GUARDED_BY(pipe_cap); /* durable waiters when the last fdatasync ended */
 	/* pipe_set_space_short: the disk is short (checkpoint when deleted
-	 * files hold space); poke: it just became so (wake the commit thread) */
-	bool space_short GUARDED_BY(pipe_cap), space_poke GUARDED_BY(pipe_cap);
+	 * files hold space, or this much of the reserve); poke: it just became
+	 * so (wake the commit thread) */
+	uint64_t space_short GUARDED_BY(pipe_cap); /* 0, or the reclaim threshold (bytes) */
+	bool space_poke GUARDED_BY(pipe_cap);
 	/* pipe_reclaim: checkpoints asked for by writers that met a short
 	 * disk; a ticket is served (reclaim_done >= it) by a checkpoint that
 	 * began after it was taken. Waiters sleep on room_cv. */
