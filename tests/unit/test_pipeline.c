@@ -1292,6 +1292,60 @@ static void test_small_records_logged_raw(void)
 	free(b);
 }
 
+/* A batch's time is the coarse clock when its first record came, and data
+ * joins the open batch only while the clock still shows it: the time
+ * pipe_append_level reports is the one the store gives the file (its mtime
+ * and ctime after the apply), and never a tick older than the append. The
+ * test waits for the clock to move instead of assuming how long a tick is. */
+static void test_batch_time(unsigned workers)
+{
+	struct vfs *v = NULL;
+	struct store *s = NULL;
+	struct pipeline *p = NULL;
+	struct pipe_opts o;
+	struct pipe_stats st0, st1;
+	struct ns *ns = NULL;
+	struct ns_attr a;
+	uint64_t ino;
+	int64_t t1 = 0, t2 = 0, t3 = 0, before;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	T_ASSERT(open_store(v, &s) == 0);
+	ino = next_ino(s);
+	pipe_opts_default(&o);
+	o.workers = workers;
+	o.linger_us = 10000000; /* 10 s: only the clock, a barrier or the stop seal */
+	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	T_CHECK_EQ(mk_file(p, ino, "t"), 0);
+	T_CHECK_EQ(mk_file(p, ino + 1, "u"), 0);
+	T_CHECK_EQ(pipe_barrier_wait(p, PIPE_WRITTEN), 0);
+
+	before = bz_wall_coarse_ns();
+	T_CHECK_EQ(pipe_append_level(p, ino, 0, "one\n", 4, PIPE_LEVEL_DEFAULT, 0, &t1), 0);
+	T_CHECK(t1 >= before && t1 <= bz_wall_coarse_ns());
+	pipe_stats(p, &st0);
+	while (bz_wall_coarse_ns() == t1) /* the next tick */
+		(void)usleep(200);
+	T_CHECK_EQ(pipe_append_level(p, ino + 1, 0, "two\n", 4, PIPE_LEVEL_DEFAULT, 0, &t2), 0);
+	pipe_stats(p, &st1);
+	T_CHECK(t2 > t1);
+	T_CHECK_EQ(st1.sealed_seq, st0.sealed_seq + 1); /* the first batch was sealed before it */
+	T_CHECK_EQ(pipe_hole(p, ino, 4, 100, &t3), 0);
+	T_CHECK(t3 >= t2);
+	T_CHECK_EQ(pipe_stop(p), 0); /* drains and applies */
+
+	T_ASSERT(store_ns_clone(s, &ns) == 0);
+	T_CHECK_EQ(ns_getattr(ns, ino, &a), 0);
+	T_CHECK_EQ(a.mtime_ns, t3);
+	T_CHECK_EQ(a.ctime_ns, t3);
+	T_CHECK_EQ(a.size, 104u);
+	T_CHECK_EQ(ns_getattr(ns, ino + 1, &a), 0);
+	T_CHECK_EQ(a.mtime_ns, t2);
+	ns_free(ns);
+	T_CHECK_EQ(store_close(s), 0);
+	vfs_destroy(v);
+}
+
 int main(void)
 {
 	const char *only = getenv("PIPE_TEST_ONLY");
@@ -1343,6 +1397,10 @@ int main(void)
 	if (!only || strstr(only, "fit")) {
 		test_batch_fits_wal(0);
 		test_batch_fits_wal(2);
+	}
+	if (!only || strstr(only, "time")) {
+		test_batch_time(0);
+		test_batch_time(2);
 	}
 	T_DONE();
 }
