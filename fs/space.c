@@ -5,7 +5,8 @@
  * every operation that will consume disk space is charged against the free
  * space of the store's disk, and refused with ENOSPC when the disk would
  * drop below the reserve:
- *     reserve = max_inflight + max_inflight/16 + 32 MiB     (fixed, at mount)
+ *     reserve = max_inflight + max_inflight/16 + slack      (fixed, at mount;
+ *               slack = 1/16 of the disk, 4 to 32 MiB)
  *             + store_space() need                          (grows with the
  *               namespace: the next checkpoint's stream, written into new
  *               pages while the durable one is still allocated, plus the
@@ -58,12 +59,24 @@
  * since the last one hold at least reclaim_min() of the reserve (or
  * deleted files hold space): see fs_space_check. */
 #define SPACE_RECLAIM_MIN (256ull << 10)
+/* The reserve's slack, beyond what is computed (in flight, the next
+ * checkpoint's need): 1/16 of the disk, between 4 and 32 MiB. Nothing
+ * known needs it (store_space bounds the checkpoint and the recovery; a
+ * relocation moves chunks into free pages only; cleaning writes at most
+ * PACK_CLEAN_MAX pages); it absorbs other writers of the disk between two
+ * samples. A fixed 32 MiB left a 48 MiB disk no room at all and a 64 MiB
+ * one 12 MiB of its 48 free after the WAL. */
+#define SPACE_SLACK_MIN (4ull << 20)
+#define SPACE_SLACK_MAX (32ull << 20)
 #define SPACE_RECLAIM_MAX (2ull << 20)
 
 void fs_space_init(struct fs *fs)
 {
-	fs->space_reserve =
-		fs->opts.pipe.max_inflight_bytes + fs->opts.pipe.max_inflight_bytes / 16 + (32ull << 20);
+	uint64_t free_b = 0, total_b = 0, slack = SPACE_SLACK_MAX;
+
+	if (vfs_space(fs->vfs, &free_b, &total_b) == 0)
+		slack = BZ_MIN(BZ_MAX(total_b / 16, SPACE_SLACK_MIN), SPACE_SLACK_MAX);
+	fs->space_reserve = fs->opts.pipe.max_inflight_bytes + fs->opts.pipe.max_inflight_bytes / 16 + slack;
 }
 
 uint64_t fs_space_reserve(struct fs *fs, uint64_t *ret_spare)

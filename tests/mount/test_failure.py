@@ -83,14 +83,16 @@ def test_out_of_space_is_enospc_at_write(make_mount):
         subprocess.run(["umount", "-l", m.store])
 
 
-@pytest.mark.parametrize("size_mb,at_least_mb", [(64, 8), (128, 60)])
+@pytest.mark.parametrize("size_mb,at_least_mb", [(32, 5), (48, 20), (64, 34), (128, 90)])
 def test_a_small_disk_is_usable(make_mount, size_mb, at_least_mb):
     """What may be in flight is part of the reserve kept free on the store's
-    disk; unless -o max_inflight_mb is given it is at most 1/16 of the disk.
-    Before: the fixed 32 MiB made a 64 MiB disk refuse every write (df 0)
-    and left 46 MiB of a 128 MiB one. df tells what the fsync'd appends
-    then get (within the frames' overhead), and they are all there after a
-    remount."""
+    disk; unless -o max_inflight_mb is given it is at most 1/16 of the disk,
+    and the reserve's slack is 1/16 of the disk (4 to 32 MiB). Before: a
+    fixed 32 MiB of in-flight bytes made a 64 MiB disk refuse every write
+    (df 0); then a fixed 32 MiB slack left 48 MiB and smaller disks no room
+    at all and a 64 MiB one 12 MiB (after the WAL's 16). df tells what the
+    fsync'd appends then get (within the frames' overhead), and they are all
+    there after a remount."""
     m = make_mount()
     os.makedirs(m.store)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", m.store],
