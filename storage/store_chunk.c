@@ -142,6 +142,19 @@ static void lru_front(struct store *s, struct sfile *f) REQUIRES(store_cap)
 		s->lru_tail = f;
 }
 
+/* What the next checkpoint may write for f's open chunk (store_space): a
+ * dirty buffer becomes a tail frame of at most olen raw bytes and a header
+ * (chunk_encode stores raw what zstd does not shrink), in a page of its own
+ * at worst; a clean one (its tail written, or sealed) is not written again.
+ * Called wherever odirty, olen or obuf change. */
+static void oc_recount(struct store *s, struct sfile *f) REQUIRES(store_cap)
+{
+	uint32_t want = f->odirty && f->obuf ? f->olen + REC_HDR_MAX + PAGER_PAGE_SIZE : 0;
+
+	st_set_u64(&s->open_need, s->open_need + want - f->oneed);
+	f->oneed = want;
+}
+
 static void obuf_free(struct store *s, struct sfile *f) REQUIRES(store_cap)
 {
 	if (!f->obuf)
@@ -152,6 +165,7 @@ static void obuf_free(struct store *s, struct sfile *f) REQUIRES(store_cap)
 	free(f->obuf);
 	f->obuf = NULL;
 	f->ocap = 0;
+	oc_recount(s, f);
 }
 
 static int obuf_reserve(struct store *s, struct sfile *f, uint64_t need) REQUIRES(store_cap)
@@ -296,6 +310,7 @@ static int oc_write_tail(struct store *s, struct sfile *f, uint64_t lsn) REQUIRE
 		st_set_u64(&s->tails_written, s->tails_written + 1);
 	}
 	f->odirty = false;
+	oc_recount(s, f);
 out:
 	return r;
 }
@@ -322,6 +337,7 @@ static int oc_seal_n(struct store *s, struct sfile *f, uint64_t lsn, uint32_t n)
 	f->olen -= n;
 	f->ostart += n;
 	f->odirty = f->olen > 0;
+	oc_recount(s, f);
 	st_set_u64(&s->chunks_sealed, s->chunks_sealed + 1);
 out:
 	return r;
@@ -402,6 +418,7 @@ int st_oc_append(struct store *s, struct sfile *f, uint64_t lsn, const struct re
 	}
 	f->olen += (uint32_t)h->raw_len;
 	f->odirty = true;
+	oc_recount(s, f);
 	lru_front(s, f);
 	while (r == 0 && f->olen >= f->chunk)
 		r = oc_seal_n(s, f, lsn, f->chunk);
@@ -420,6 +437,7 @@ int st_oc_write_tails(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 	for (struct sfile *f = s->lru_head; f && r == 0; f = f->lru_next) {
 		if (st_mutant() == STORE_MUTANT_TAIL_SKIP) { /* the crash tests must catch it */
 			f->odirty = false;
+			oc_recount(s, f);
 			continue;
 		}
 		r = oc_write_tail(s, f, lsn);

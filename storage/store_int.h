@@ -117,6 +117,7 @@ struct sfile {
 	uint32_t olen, ocap;
 	uint8_t *obuf;
 	bool has_otail, odirty;
+	uint32_t oneed;  /* this file's share of s->open_need (oc_recount) */
 	struct ient otail;
 	uint32_t chunk;  /* the file's chunk_bytes, 0 = not resolved yet */
 	int level;       /* the file's zstd level (resolved with chunk) */
@@ -260,6 +261,9 @@ struct store {
 	struct sfile *lru_head GUARDED_BY(store_cap), *lru_tail GUARDED_BY(store_cap);
 	uint64_t open_bytes;       /* __atomic: sum of ocap of the buffers */
 	uint64_t open_files;       /* __atomic: files with a buffer */
+	/* __atomic: what the next checkpoint may write for the open chunks:
+	 * the sum of sfile.oneed (store_chunk.c oc_recount) */
+	uint64_t open_need;
 	uint64_t open_budget;      /* max open_bytes before spilling (set at open) */
 	uint64_t chunks_sealed;    /* __atomic: chunks sealed from open chunks (since open) */
 	uint64_t tails_written;    /* __atomic: tail frames written (checkpoints, spills) */
