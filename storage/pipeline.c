@@ -247,6 +247,12 @@ static int ob_reserve(struct pipeline *p) REQUIRES(pipe_cap)
 	return 0;
 }
 
+/* The clock a batch's time comes from (test hook, or the coarse clock). */
+static int64_t batch_clock(const struct pipeline *p)
+{
+	return p->hooks.wall_ns ? p->hooks.wall_ns(p->hooks.arg) : bz_wall_coarse_ns();
+}
+
 static void ob_add(struct pipeline *p, struct prec *r) REQUIRES(pipe_cap)
 {
 	struct pbatch *pb = p->ob;
@@ -257,7 +263,7 @@ static void ob_add(struct pipeline *p, struct prec *r) REQUIRES(pipe_cap)
 		 * and ctime, in the live view (pipe_append_level's *ret_time_ns)
 		 * as in the store (the apply), so a remount shows the times stat
 		 * showed. */
-		pb->b.time_ns = bz_wall_coarse_ns();
+		pb->b.time_ns = batch_clock(p);
 		/* Arm the linger timer -- unless the commit thread wakes by then
 		 * anyway (it runs, or its timed sleep ends first): a signal here
 		 * costs a context switch per write-then-fsync or per file of cp. */
@@ -669,7 +675,7 @@ out:
  * batch is sealed first. */
 static void seal_stale(struct pipeline *p, struct batch **disp) REQUIRES(pipe_cap)
 {
-	if (p->ob && p->ob->nprec && bz_wall_coarse_ns() != p->ob->b.time_ns)
+	if (p->ob && p->ob->nprec && batch_clock(p) != p->ob->b.time_ns)
 		pi_seal_locked(p, disp);
 }
 

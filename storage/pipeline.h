@@ -165,6 +165,11 @@ struct pipe_test_hooks {
 	void (*after_encode)(void *arg, uint64_t seq);
 	/* On the commit thread right after batch seq was appended at lsn. */
 	void (*wal_appended)(void *arg, uint64_t seq, uint64_t lsn);
+	/* The clock batches take their time from (default bz_wall_coarse_ns):
+	 * a test that counts records or batches freezes it, since a tick
+	 * seals the open batch before the next append (pipeline.c
+	 * seal_stale). Called with the pipeline's lock held. */
+	int64_t (*wall_ns)(void *arg);
 };
 void pipe_set_test_hooks(const struct pipe_test_hooks *h);
 

@@ -454,6 +454,14 @@ static void test_read_your_writes(void)
 /* coalescing: small appends to one file become one record; never     */
 /* across a namespace op; a record never exceeds record_bytes         */
 
+/* A clock that never ticks: the records counted below must not be cut by
+ * a batch sealed at a clock tick (seal_stale). */
+static int64_t frozen_clock(void *arg)
+{
+	(void)arg;
+	return 1000000000;
+}
+
 static void test_coalesce(void)
 {
 	struct vfs *v = NULL;
@@ -461,6 +469,7 @@ static void test_coalesce(void)
 	struct pipeline *p = NULL;
 	struct pipe_opts o;
 	struct store_file_info fi;
+	struct pipe_test_hooks h = {.wall_ns = frozen_clock};
 	uint64_t ino, off = 0;
 	char line[16];
 
@@ -471,7 +480,9 @@ static void test_coalesce(void)
 	o.workers = 1;
 	o.linger_us = 30u * 1000 * 1000;
 	o.record_bytes = 1000;
+	pipe_set_test_hooks(&h);
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
+	pipe_set_test_hooks(NULL); /* (pipe_start copied them) */
 	T_CHECK_EQ(mk_file(p, ino, "c"), 0);
 	T_CHECK_EQ(mk_file(p, ino + 1, "d"), 0);
 	for (int i = 0; i < 50; i++) { /* 500 bytes: one record, even interleaved with file d */
@@ -1346,61 +1357,50 @@ static void test_batch_time(unsigned workers)
 	vfs_destroy(v);
 }
 
+static void test_failure_sync(void) { test_failure(VFS_MASK(VFS_OP_FDATASYNC), "fdatasync"); }
+static void test_failure_write(void) { test_failure(VFS_MASK(VFS_OP_PWRITE), "WAL write"); }
+
+/* The tests in the order they run: `once` runs once, `each` once per
+ * worker count. PIPE_TEST_ONLY=NAMES runs those whose name NAMES contains
+ * (e.g. "seal,time"). */
+static const struct pipe_test {
+	const char *name;
+	void (*once)(void);
+	void (*each)(unsigned workers);
+	unsigned n, workers[4];
+} tests[] = {
+	{"ryw", test_read_your_writes, NULL, 0, {0}},
+	{"holes", NULL, test_holes, 2, {0, 2}},
+	{"model", NULL, test_model, 4, {0, 1, 2, 4}},
+	{"coalesce", test_coalesce, NULL, 0, {0}},
+	{"raw", test_small_records_logged_raw, NULL, 0, {0}},
+	{"wake", NULL, test_wakeups, 2, {0, 2}},
+	{"seal", NULL, test_seal, 2, {0, 2}},
+	{"reclaim", NULL, test_reclaim, 2, {0, 2}},
+	{"drain", NULL, test_stop_drains, 2, {0, 2}},
+	{"durable", test_durable_image, NULL, 0, {0}},
+	{"group", test_group_commit, NULL, 0, {0}},
+	{"hold", test_group_hold, NULL, 0, {0}},
+	{"fail", test_failure_sync, NULL, 0, {0}},
+	{"fail", test_failure_write, NULL, 0, {0}},
+	{"bp", test_backpressure, NULL, 0, {0}},
+	{"fit", NULL, test_batch_fits_wal, 2, {0, 2}},
+	{"time", NULL, test_batch_time, 2, {0, 2}},
+};
+
 int main(void)
 {
 	const char *only = getenv("PIPE_TEST_ONLY");
 
-	if (!only || strstr(only, "ryw"))
-		test_read_your_writes();
-	if (!only || strstr(only, "holes")) {
-		test_holes(0);
-		test_holes(2);
-	}
-	if (!only || strstr(only, "model")) {
-		test_model(0);
-		test_model(1);
-		test_model(2);
-		test_model(4);
-	}
-	if (!only || strstr(only, "coalesce"))
-		test_coalesce();
-	if (!only || strstr(only, "raw"))
-		test_small_records_logged_raw();
-	if (!only || strstr(only, "wake")) {
-		test_wakeups(0);
-		test_wakeups(2);
-	}
-	if (!only || strstr(only, "seal")) {
-		test_seal(0);
-		test_seal(2);
-	}
-	if (!only || strstr(only, "reclaim")) {
-		test_reclaim(0);
-		test_reclaim(2);
-	}
-	if (!only || strstr(only, "drain")) {
-		test_stop_drains(0);
-		test_stop_drains(2);
-	}
-	if (!only || strstr(only, "durable"))
-		test_durable_image();
-	if (!only || strstr(only, "group"))
-		test_group_commit();
-	if (!only || strstr(only, "hold"))
-		test_group_hold();
-	if (!only || strstr(only, "fail")) {
-		test_failure(VFS_MASK(VFS_OP_FDATASYNC), "fdatasync");
-		test_failure(VFS_MASK(VFS_OP_PWRITE), "WAL write");
-	}
-	if (!only || strstr(only, "bp"))
-		test_backpressure();
-	if (!only || strstr(only, "fit")) {
-		test_batch_fits_wal(0);
-		test_batch_fits_wal(2);
-	}
-	if (!only || strstr(only, "time")) {
-		test_batch_time(0);
-		test_batch_time(2);
+	for (size_t i = 0; i < BZ_ARRAY_SIZE(tests); i++) {
+		const struct pipe_test *t = &tests[i];
+
+		if (only && !strstr(only, t->name))
+			continue;
+		if (t->once)
+			t->once();
+		for (unsigned k = 0; k < t->n; k++)
+			t->each(t->workers[k]);
 	}
 	T_DONE();
 }
