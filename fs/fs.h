@@ -420,7 +420,8 @@ void fs_read_serve(struct fs *fs, struct fuse_req *req, uint64_t ino, size_t siz
 void fs_read_stop(struct fs *fs);
 
 /* ---- space.c: the out-of-space reserve ---- */
-/* Sets the fixed part of the reserve from the options (before pipe_start). */
+/* Sizes the fixed part of the reserve from the options and the disk, and
+ * caps max_inflight on a small disk unless it was given (before pipe_start). */
 void fs_space_init(struct fs *fs);
 /* The reserve now: fixed part + store_space's need (grows with the
  * namespace); *ret_spare (NULL ok): free pages of store.db new data can use. */

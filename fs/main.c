@@ -586,25 +586,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "blazefs: cannot load the namespace of %s: %s\n", fs->store_dir, strerror(-r));
 		goto out;
 	}
-	/* What may be in flight is part of the reserve kept free on the
-	 * store's disk (space.c): the default 32 MiB took half of a 128 MiB
-	 * disk. Unless -o max_inflight_mb says otherwise, at most 1/16 of the
-	 * disk (whole MiB, at least 4): writers then block earlier, on a disk
-	 * that small. */
-	if (!fs->opts.inflight_set) {
-		uint64_t free_b = 0, total_b = 0, cap;
-		if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
-			cap = BZ_MAX((total_b / 16) >> 20, 4ull) << 20;
-			if (cap < fs->opts.pipe.max_inflight_bytes) {
-				bz_info("%s: a %llu MiB disk: at most %llu MiB in flight (not %llu)", fs->store_dir,
-					(unsigned long long)(total_b >> 20), (unsigned long long)(cap >> 20),
-					(unsigned long long)(fs->opts.pipe.max_inflight_bytes >> 20));
-				fs->opts.pipe.max_inflight_bytes = (size_t)cap;
-			}
-		}
-	}
 	/* Out of space must surface as ENOSPC (space.c): keep free what can be
-	 * in flight plus what a checkpoint and a recovery can need. */
+	 * in flight plus what a checkpoint and a recovery can need, sized from
+	 * the disk (which may lower max_inflight: before pipe_start). */
 	fs_space_init(fs);
 	r = pipe_start(fs->store, &fs->opts.pipe, &fs->pipe);
 	if (r < 0) {

@@ -74,8 +74,20 @@ void fs_space_init(struct fs *fs)
 {
 	uint64_t free_b = 0, total_b = 0, slack = SPACE_SLACK_MAX;
 
-	if (vfs_space(fs->vfs, &free_b, &total_b) == 0)
+	if (vfs_space(fs->vfs, &free_b, &total_b) == 0) {
+		/* What may be in flight is part of the reserve: the default 32
+		 * MiB took half of a 128 MiB disk. Unless -o max_inflight_mb
+		 * says otherwise, at most 1/16 of the disk (whole MiB, at least
+		 * 4): writers then block earlier, on a disk that small. */
+		uint64_t cap = BZ_MAX((total_b / 16) >> 20, 4ull) << 20;
+		if (!fs->opts.inflight_set && cap < fs->opts.pipe.max_inflight_bytes) {
+			bz_info("%s: a %llu MiB disk: at most %llu MiB in flight (not %llu)", fs->store_dir,
+				(unsigned long long)(total_b >> 20), (unsigned long long)(cap >> 20),
+				(unsigned long long)(fs->opts.pipe.max_inflight_bytes >> 20));
+			fs->opts.pipe.max_inflight_bytes = (size_t)cap;
+		}
 		slack = BZ_MIN(BZ_MAX(total_b / 16, SPACE_SLACK_MIN), SPACE_SLACK_MAX);
+	}
 	fs->space_reserve = fs->opts.pipe.max_inflight_bytes + fs->opts.pipe.max_inflight_bytes / 16 + slack;
 }
 

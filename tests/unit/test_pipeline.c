@@ -76,6 +76,17 @@ static uint64_t next_ino(struct store *s)
 	return ino;
 }
 
+/* A memory vfs, a store on it, the next inode number and the default
+ * pipeline options with `workers` workers: every test's start. */
+static void setup(struct vfs **v, struct store **s, uint64_t *ino, struct pipe_opts *o, unsigned workers)
+{
+	T_ASSERT(vfs_mem_new(v) == 0);
+	T_ASSERT(open_store(*v, s) == 0);
+	*ino = next_ino(*s);
+	pipe_opts_default(o);
+	o->workers = workers;
+}
+
 static int mk_file(struct pipeline *p, uint64_t ino, const char *name)
 {
 	struct ns_op op = {.kind = NS_CREATE, .ino = ino, .parent = NS_ROOT_INO, .name = name,
@@ -252,11 +263,7 @@ static void test_model(unsigned workers)
 	char json[8192];
 	unsigned appends = 700;
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	o.record_bytes = 16 << 10;
 	o.batch_bytes = 256 << 10;
 	o.batch_records = 16;
@@ -388,11 +395,7 @@ static void test_read_your_writes(void)
 	size_t got = 0;
 	uint64_t ino;
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = 2;
+	setup(&v, &s, &ino, &o, 2);
 	o.linger_us = 30u * 1000 * 1000; /* nothing seals by itself */
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 
@@ -473,11 +476,7 @@ static void test_coalesce(void)
 	uint64_t ino, off = 0;
 	char line[16];
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = 1;
+	setup(&v, &s, &ino, &o, 1);
 	o.linger_us = 30u * 1000 * 1000;
 	o.record_bytes = 1000;
 	pipe_set_test_hooks(&h);
@@ -550,11 +549,7 @@ static void test_wakeups(unsigned workers)
 	const int n = 200;
 	char line[32];
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	T_ASSERT(o.linger_us >= 1000);
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "w"), 0);
@@ -607,11 +602,7 @@ static void test_seal(unsigned workers)
 	struct pipe_stats st, st2;
 	uint64_t ino;
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	o.linger_us = 1000000; /* 1 s: the seal, not linger, must log it */
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "s"), 0);
@@ -649,11 +640,7 @@ static void test_reclaim(unsigned workers)
 	uint64_t ino;
 	char name[32];
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK(!store_checkpoint_would_free(s, 256 << 10)); /* just opened: nothing to give back */
 	/* namespace changes raise the room reserved for the next checkpoint */
@@ -704,12 +691,8 @@ static void test_batch_fits_wal(unsigned workers)
 		uint64_t x = xs(&seed);
 		memcpy(data + i, &x, 8);
 	}
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0); /* 1 MiB WAL segments */
+	setup(&v, &s, &ino, &o, workers); /* 1 MiB WAL segments */
 	T_CHECK(store_wal_max_payload(s) < (1u << 20));
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
 	o.linger_us = 30u * 1000 * 1000;
 	o.batch_bytes = 4u << 20; /* four times what one entry holds */
 	o.record_bytes = 512u << 10;
@@ -748,11 +731,7 @@ static void test_stop_drains(unsigned workers)
 
 	T_ASSERT(buf && rb);
 	memset(f, 0, sizeof(f));
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	o.linger_us = 30u * 1000 * 1000;     /* only size, count and stop seal */
 	o.sync_interval_ms = 60 * 1000;
 	o.max_inflight_bytes = 1 << 20;
@@ -1200,11 +1179,7 @@ static void test_holes(unsigned workers)
 	uint64_t ino;
 	const uint64_t big = 8ull << 40;
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	o.linger_us = 30u * 1000 * 1000; /* nothing seals by itself */
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "sparse"), 0);
@@ -1268,11 +1243,7 @@ static void test_small_records_logged_raw(void)
 	uint8_t *b = malloc(full);
 
 	T_ASSERT(b);
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0); /* chunk_bytes 256 KiB (the default) */
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = 1;
+	setup(&v, &s, &ino, &o, 1); /* chunk_bytes 256 KiB (the default) */
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "small"), 0);
 	T_CHECK_EQ(mk_file(p, ino + 1, "full"), 0);
@@ -1320,11 +1291,7 @@ static void test_batch_time(unsigned workers)
 	uint64_t ino;
 	int64_t t1 = 0, t2 = 0, t3 = 0, before;
 
-	T_ASSERT(vfs_mem_new(&v) == 0);
-	T_ASSERT(open_store(v, &s) == 0);
-	ino = next_ino(s);
-	pipe_opts_default(&o);
-	o.workers = workers;
+	setup(&v, &s, &ino, &o, workers);
 	o.linger_us = 10000000; /* 10 s: only the clock, a barrier or the stop seal */
 	T_ASSERT(pipe_start(s, &o, &p) == 0);
 	T_CHECK_EQ(mk_file(p, ino, "t"), 0);
