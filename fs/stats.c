@@ -388,6 +388,9 @@ static void prom_pipeline(struct prom *p, const struct pipe_stats *st)
 		 ss->chunks_sealed);
 	prom_u64(p, "blazefs_store_tails_written_total", "counter",
 		 "Open chunks written as tail frames (at checkpoints and spills) since open.", ss->tails_written);
+	prom_u64(p, "blazefs_store_chunks_split_total", "counter",
+		 "Chunks stored split (full pages and a fragment packed with other frames) since open.",
+		 ss->chunks_split);
 	prom_u64(p, "blazefs_store_open_chunk_bytes", "gauge", "Memory held by the files' open chunk buffers.",
 		 ss->open_chunk_bytes);
 	prom_u64(p, "blazefs_store_relocated_pages_total", "counter",

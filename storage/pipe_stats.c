@@ -131,7 +131,7 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   "\"cache_misses\":%llu,\"checksum_errors\":%llu,\"replayed_batches\":%llu,\"space_need\":%llu,\"space_spare\":%llu,"
 	   "\"free_extents\":%llu,\"pages_released\":%llu,\"store_db_truncations\":%llu,\"pack_pages\":%llu,"
 	   "\"pack_live_bytes\":%llu,\"pages_cleaned\":%llu,\"chunks_sealed\":%llu,\"tails_written\":%llu,"
-	   "\"open_chunk_bytes\":%llu,\"pages_relocated\":%llu,\"error\":%d}}",
+	   "\"chunks_split\":%llu,\"open_chunk_bytes\":%llu,\"pages_relocated\":%llu,\"error\":%d}}",
 	   (unsigned long long)ss->page_size, (unsigned long long)ss->pages_total,
 	   (unsigned long long)ss->pages_free, (unsigned long long)ss->data_pages,
 	   (unsigned long long)ss->stored_bytes, (unsigned long long)ss->logical_bytes,
@@ -144,7 +144,7 @@ int pipe_stats_json(struct pipeline *p, char *buf, size_t cap)
 	   (unsigned long long)ss->store_db_truncations, (unsigned long long)ss->pack_pages,
 	   (unsigned long long)ss->pack_live_bytes, (unsigned long long)ss->pages_cleaned,
 	   (unsigned long long)ss->chunks_sealed, (unsigned long long)ss->tails_written,
-	   (unsigned long long)ss->open_chunk_bytes, (unsigned long long)ss->pages_relocated, ss->error);
+	   (unsigned long long)ss->chunks_split, (unsigned long long)ss->open_chunk_bytes, (unsigned long long)ss->pages_relocated, ss->error);
 	r = j.over ? -ENOSPC : (int)j.len;
 	if (r < 0)
 		buf[0] = '\0';

@@ -349,7 +349,7 @@ static int read_superblocks(struct store *s, struct store_sb *ret_sb)
 		 * the superblocks are read). A store with one format 2
 		 * superblock and one format 1 superblock cannot exist either:
 		 * format 2 stores are created with two format 2 superblocks. */
-		bz_err("store: store.db is format 1 (blazefs <= session 2); this blazefs reads format 2 only: copy the "
+		bz_err("store: store.db is format 1 (blazefs <= session 2); this blazefs reads formats 2 to 6: copy the "
 		       "files out with the old binary");
 		r = -EPROTO;
 		goto out;
@@ -469,8 +469,8 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 	r = st_ns_load_chain(s, &sb);
 	if (r == 0)
 		r = st_nst_open(s, &sb);
-	if (r == 0 && sb.format >= SB_VERSION)
-		r = st_nst_attach(s, &sb); /* format 5: loaded on demand */
+	if (r == 0 && sb.format >= SB_VERSION_5)
+		r = st_nst_attach(s, &sb); /* formats 5 and 6: loaded on demand */
 	else if (r == 0 && sb.format >= SB_VERSION_3) {
 		r = st_nst_load(s, &sb);
 		/* every 'I' record is written again with the directories'
@@ -487,7 +487,7 @@ int store_open(const struct store_opts *o, struct store **ret_store)
 		s->kdirty_all = true;
 	}
 	if (r == 0 && sb.format < SB_VERSION)
-		s->dirty = true; /* format 2 or 3: the first checkpoint upgrades */
+		s->dirty = true; /* formats 2 to 5: the first checkpoint upgrades */
 	if (r < 0)
 		goto out;
 	/* directories' parents now, not at the first op: the live view
@@ -717,6 +717,7 @@ void store_stats(struct store *s, struct store_stats *ret)
 	ret->pages_cleaned = st_get_u64(&s->pages_cleaned);
 	ret->chunks_sealed = st_get_u64(&s->chunks_sealed);
 	ret->tails_written = st_get_u64(&s->tails_written);
+	ret->chunks_split = st_get_u64(&s->chunks_split);
 	ret->open_chunk_bytes = st_get_u64(&s->open_bytes);
 	ret->pages_relocated = st_get_u64(&s->pages_relocated);
 	ret->store_db_truncations = st_get_u64(&s->truncations);

@@ -195,6 +195,7 @@ struct store_stats {
 	uint64_t pages_cleaned;    /* pack pages emptied by cleaning (since open) */
 	uint64_t chunks_sealed;    /* chunks sealed from open chunks (since open) */
 	uint64_t tails_written;    /* open chunks written as tail frames (since open) */
+	uint64_t chunks_split;     /* chunks stored split: full pages + a packed fragment (since open) */
 	uint64_t open_chunk_bytes; /* memory held by open chunks' buffers */
 	uint64_t pages_relocated;  /* extent pages moved down to give the end of store.db back (since open) */
 	uint64_t stored_bytes;     /* frame bytes of all live data records */
@@ -254,6 +255,10 @@ enum store_mutant {
 	 * the checkpoint keeps its old record (a link count too high, or an
 	 * inode no entry names) */
 	STORE_MUTANT_NO_PRELOAD = 7,
+	/* a split chunk's fragment (format 6) is packed without counting its
+	 * bytes in the pack page's live bytes: the page is released while the
+	 * chunk still names it, and reused */
+	STORE_MUTANT_SPLIT_UNCOUNTED = 8,
 };
 void store_set_test_hooks(const struct store_test_hooks *h);
 
@@ -303,7 +308,8 @@ struct store_record_info {
 	uint32_t raw_len, frame_len;
 	uint64_t page;       /* the extent's first page, or the pack page */
 	uint32_t npages;     /* extent pages; 0 = packed */
-	uint32_t pg_off;     /* packed: payload offset of the frame in its page */
+	uint32_t pg_off;     /* packed: payload offset of the frame in its page; split: of the fragment */
+	uint64_t tpage;      /* split (format 6): the pack page of the frame's last bytes; 0 = not split */
 	uint32_t stored_len; /* from the frame header (0 if unreadable) */
 	uint8_t codec;       /* enum rec_codec (from the frame header) */
 	int status;          /* 0, or why the frame fails (-EIO page, -EBADMSG record) */

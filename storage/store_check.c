@@ -217,7 +217,7 @@ int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *
 		const struct ient *e = st_sfile_ent(f, i);
 		struct store_record_info ri = {
 			.off = e->off, .raw_len = e->raw_len, .frame_len = e->frame_len,
-			.page = e->page, .npages = e->npages, .pg_off = e->pg_off,
+			.page = e->page, .npages = e->npages, .pg_off = e->pg_off, .tpage = e->tpage,
 		};
 		ri.status = record_verify(s, ino, e, x, &ri.stored_len, &ri.codec);
 		r = fn(arg, &ri);
@@ -226,7 +226,8 @@ int store_file_records(struct store *s, uint64_t ino, store_record_fn fn, void *
 		const struct ient *e = &f->otail;
 		struct store_record_info ri = {
 			.off = e->off, .raw_len = e->raw_len, .frame_len = e->frame_len,
-			.page = e->page, .npages = e->npages, .pg_off = e->pg_off, .kind = STORE_REC_TAIL,
+			.page = e->page, .npages = e->npages, .pg_off = e->pg_off, .tpage = e->tpage,
+			.kind = STORE_REC_TAIL,
 		};
 		ri.status = record_verify(s, ino, e, x, &ri.stored_len, &ri.codec);
 		r = fn(arg, &ri);
@@ -335,32 +336,18 @@ static void chk_tree_page(void *arg, uint64_t pg, uint8_t type)
 	c->rep.tree_pages++;
 }
 
-/* frame_read with reachability marking and per-page error reports. An
- * extent's pages belong to its chunk alone: a page named twice (by two
- * extents, by an extent and a pack entry, an index or namespace page) is an
- * error; a pack page may be named by many packed chunks. */
-static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQUIRES_SHARED(store_cap)
+/* Copies len bytes of e's frame into x->frame[dst, ...) from page pg at
+ * payload offset at on (through next = pgno+1), marking the pages reached
+ * and reporting each page's errors. */
+static int chk_piece(struct chk *c, uint64_t ino, const struct ient *e, uint8_t type, uint64_t pg, uint32_t at,
+		     size_t len, size_t dst) REQUIRES_SHARED(store_cap)
 {
 	struct store *s = c->s;
 	struct rctx *x = c->x;
-	uint8_t type = e->npages ? PAGER_DATA : PAGER_PACK;
-	uint64_t pg = e->page;
-	uint32_t at = e->pg_off;
 	size_t done = 0;
-	int r;
+	int r = 0;
 
-	if (!st_entry_ok(e)) {
-		chk_say(c, STORE_CHECK_ERROR,
-			"inode %llu: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u "
-			"(inconsistent placement)", ull(ino), ull(e->off), e->frame_len, e->npages, ull(e->page),
-			e->pg_off);
-		return -EIO;
-	}
-	if (!e->npages && e->page < c->n_pg)
-		c->live[e->page] += e->frame_len;
-	r = st_grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
-
-	while (r == 0 && done < e->frame_len) {
+	while (r == 0 && done < len) {
 		const uint8_t *src;
 		struct pager_hdr h;
 		bool shared = (c->pg[pg < c->n_pg ? pg : 0] & PG_PACK) && type == PAGER_PACK;
@@ -395,10 +382,10 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 			r = -EIO;
 			break;
 		}
-		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
-		memcpy(x->frame + done, src + PAGER_HDR_SIZE + at, n);
+		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), len - done) : 0;
+		memcpy(x->frame + dst + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
-		if (done < e->frame_len && (h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
+		if (done < len && (type == PAGER_PACK || h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
 			chk_say(c, STORE_CHECK_ERROR,
 				"page %llu: the record of inode %llu at offset %llu runs past the page's data",
 				ull(pg), ull(ino), ull(e->off));
@@ -408,6 +395,35 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 		pg = h.next;
 		at = 0;
 	}
+	return r;
+}
+
+/* frame_read with reachability marking and per-page error reports. An
+ * extent's pages belong to its chunk alone: a page named twice (by two
+ * extents, by an extent and a pack entry, an index or namespace page) is an
+ * error; a pack page may be named by many packed chunks and fragments. */
+static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQUIRES_SHARED(store_cap)
+{
+	struct rctx *x = c->x;
+	int r;
+
+	if (!st_entry_ok(e)) {
+		chk_say(c, STORE_CHECK_ERROR,
+			"inode %llu: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u "
+			"(fragment page %llu: inconsistent placement)", ull(ino), ull(e->off), e->frame_len, e->npages,
+			ull(e->page), e->pg_off, ull(e->tpage));
+		return -EIO;
+	}
+	if (!e->npages && e->page < c->n_pg)
+		c->live[e->page] += e->frame_len;
+	if (e->tpage && e->tpage < c->n_pg)
+		c->live[e->tpage] += ient_frag_len(e);
+	r = st_grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
+	if (r == 0)
+		r = chk_piece(c, ino, e, e->npages ? PAGER_DATA : PAGER_PACK, e->page, e->npages ? 0 : e->pg_off,
+			      ient_ext_len(e), 0);
+	if (r == 0 && e->tpage)
+		r = chk_piece(c, ino, e, PAGER_PACK, e->tpage, e->pg_off, ient_frag_len(e), ient_ext_len(e));
 	return r;
 }
 
@@ -975,6 +991,10 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 				if (!e.npages && e.page >= 2 && e.page < c.n_pg) {
 					c.live[e.page] += e.frame_len;
 					c.pg[e.page] |= PG_USED | PG_PACK;
+				}
+				if (e.npages && e.tpage >= 2 && e.tpage < c.n_pg && st_entry_ok(&e)) {
+					c.live[e.tpage] += ient_frag_len(&e);
+					c.pg[e.tpage] |= PG_USED | PG_PACK;
 				}
 			}
 			pg = h.next;

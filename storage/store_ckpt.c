@@ -244,7 +244,7 @@ int st_sb_decode(const uint8_t *page, uint64_t pgno, struct store_sb *ret, const
 		return -EPROTO;
 	}
 	sb.format = bz_get_le32(p + 4);
-	if (sb.format != SB_VERSION && sb.format != SB_VERSION_4 && sb.format != SB_VERSION_3 &&
+	if (sb.format != SB_VERSION && sb.format != SB_VERSION_5 && sb.format != SB_VERSION_4 && sb.format != SB_VERSION_3 &&
 	    sb.format != SB_VERSION_2) {
 		*why = "unsupported format version";
 		return -EBADMSG;
@@ -340,9 +340,15 @@ static int ser_xattr(void *arg, uint64_t ino, const char *name, size_t name_len,
 	return z->ino.err;
 }
 
+/* A file's index state: 'F', or 'G' (format 6) when an entry is split:
+ * then every entry, and the tail, end with tpage (0 = not split). */
 static void ser_file(struct bbuf *b, const struct sfile *f)
 {
-	bb_u8(b, 'F');
+	bool g = f->has_otail && f->otail.tpage;
+
+	for (uint32_t i = 0; i < f->n_tail && !g; i++)
+		g = f->tail[i].tpage != 0;
+	bb_u8(b, g ? 'G' : 'F');
 	bb_var(b, f->ino);
 	bb_var(b, f->stored_bytes);
 	bb_var(b, f->raw_bytes);
@@ -357,6 +363,8 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 		bb_var(b, e->frame_len);
 		bb_var(b, e->npages);
 		bb_var(b, e->pg_off);
+		if (g)
+			bb_var(b, e->tpage);
 	}
 	/* stream version 4: the open chunk (store_chunk.c) */
 	bb_var(b, f->ostart);
@@ -367,6 +375,8 @@ static void ser_file(struct bbuf *b, const struct sfile *f)
 		bb_var(b, f->otail.frame_len);
 		bb_var(b, f->otail.npages);
 		bb_var(b, f->otail.pg_off);
+		if (g)
+			bb_var(b, f->otail.tpage);
 	}
 }
 
@@ -506,9 +516,9 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 
 	while (!r->err && r->pos < r->len) {
 		uint8_t tag = rd_u8(r);
-		/* a tree value: one inode's I, X, F; a format 4 stream: P; a
+		/* a tree value: one inode's I, X, F or G; a format 4 stream: P; a
 		 * format 3 stream: K, P */
-		if ((only && (strchr("IXF", tag) == NULL || (nrec == 0) != (tag == 'I'))) ||
+		if ((only && (strchr("IXFG", tag) == NULL || (nrec == 0) != (tag == 'I'))) ||
 		    (!only && version == NS_VERSION && tag != 'P') ||
 		    (!only && version == NS_VERSION_3 && tag != 'K' && tag != 'P') || tag == 0) {
 			r->err = -EBADMSG;
@@ -532,7 +542,7 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 				r->err = -EBADMSG;
 			uint64_t sl = rd_var(r);
 			const uint8_t *t = rd_bytes(r, sl > NS_SYMLINK_MAX ? SIZE_MAX : (size_t)sl);
-			if (only && s->sb.format >= SB_VERSION && S_ISDIR(a.mode)) {
+			if (only && s->sb.format >= SB_VERSION_5 && S_ISDIR(a.mode)) {
 				a.parent = rd_var(r); /* format 5; the root's is 0, every other one's not */
 				if ((a.ino == NS_ROOT_INO) != (a.parent == 0) || a.parent == a.ino)
 					r->err = -EBADMSG;
@@ -571,7 +581,8 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 				       (const char *)name, (unsigned long long)dir, strerror(-err));
 				goto out;
 			}
-		} else if (tag == 'F') {
+		} else if (tag == 'F' || (tag == 'G' && only)) {
+			bool g = tag == 'G'; /* format 6: entries end with tpage */
 			f = calloc(1, sizeof(*f));
 			if (!f) {
 				err = -ENOMEM;
@@ -597,6 +608,7 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 				e.frame_len = rd_var32(r);
 				e.npages = rd_var32(r);
 				e.pg_off = rd_var32(r);
+				e.tpage = g ? rd_var(r) : 0;
 				if (!r->err && st_sfile_tail_push(f, &e) < 0) {
 					err = -ENOMEM;
 					goto out;
@@ -621,6 +633,7 @@ static int parse_recs(struct store *s, struct rd *r, uint32_t version, uint64_t 
 					f->otail.frame_len = rd_var32(r);
 					f->otail.npages = rd_var32(r);
 					f->otail.pg_off = rd_var32(r);
+					f->otail.tpage = g ? rd_var(r) : 0;
 					f->has_otail = true;
 				}
 				if (!r->err && (has > 1 || f->ostart > fa.size ||

@@ -10,7 +10,11 @@
  * cross pages; a frame that does not fit closes the page); a larger one is
  * written at once as an EXTENT of its own: consecutive pages from a first
  * fit (or the high-water mark), the frame from payload offset 0, next =
- * pgno+1 while it continues. Full pack pages wait in a run of up to
+ * pgno+1 while it continues. When the extent's last page would hold at most
+ * SPLIT_MAX bytes, the chunk is SPLIT (format 6): the extent keeps the full
+ * pages and that FRAGMENT is packed like a small frame (ient.tpage, pg_off);
+ * its bytes count in the pack page's live bytes, and cleaning moves it like
+ * a packed frame. Full pack pages wait in a run of up to
  * RUN_PAGES consecutive pages (one pwrite); readers find them there; the
  * checkpoint writes the run (st_run_flush) and seals the open pack page
  * (st_data_page_flush). A HOLE record stores nothing: the file grows and
@@ -469,22 +473,36 @@ out:
 	return r;
 }
 
-/* Releases what one index entry owns: its extent, or its share of a pack
- * page (the page goes when no entry names it any more). */
+/* Releases what one index entry owns: its extent, its share of a pack
+ * page (the page goes when no entry names it any more), or both (split). */
 int st_release_entry(struct store *s, const struct ient *e)
 {
-	if (!e->npages)
-		return pack_live_sub(s, e->page, e->frame_len);
-	if (!st_entry_ok(e)) {
-		bz_err("store: index entry at offset %llu names %u pages at %llu for a %u-byte frame: not released",
-		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, e->frame_len);
-		return -EIO;
+	int r = 0;
+
+	if (!e->npages) {
+		r = pack_live_sub(s, e->page, e->frame_len);
+		goto out;
 	}
+	if (!st_entry_ok(e)) {
+		bz_err("store: index entry at offset %llu names %u pages at %llu (+%u bytes in %llu) for a %u-byte frame: "
+		       "not released",
+		       (unsigned long long)e->off, e->npages, (unsigned long long)e->page, ient_frag_len(e),
+		       (unsigned long long)e->tpage, e->frame_len);
+		r = -EIO;
+		goto out;
+	}
+	if (e->tpage)
+		r = pack_live_sub(s, e->tpage, ient_frag_len(e));
+	if (r < 0)
+		goto out;
 	/* mutant free_early: a chunk's extent is free at once, not pending
 	 * until the next superblock is durable (the crash tests must catch it) */
 	if (st_mutant() == STORE_MUTANT_FREE_EARLY)
-		return fm_add(&s->free, e->page, e->npages);
-	return st_release(s, e->page, e->npages);
+		r = fm_add(&s->free, e->page, e->npages);
+	else
+		r = st_release(s, e->page, e->npages);
+out:
+	return r;
 }
 
 static void index_entry_encode(uint8_t *p, const struct ient *e)
@@ -495,7 +513,7 @@ static void index_entry_encode(uint8_t *p, const struct ient *e)
 	bz_put_le32(p + 20, e->frame_len);
 	bz_put_le32(p + 24, e->npages);
 	bz_put_le32(p + 28, e->pg_off);
-	bz_put_le64(p + 32, 0);
+	bz_put_le64(p + 32, e->tpage);
 }
 
 void st_index_entry_decode(const uint8_t *p, struct ient *e)
@@ -506,6 +524,7 @@ void st_index_entry_decode(const uint8_t *p, struct ient *e)
 	e->frame_len = bz_get_le32(p + 20);
 	e->npages = bz_get_le32(p + 24);
 	e->pg_off = bz_get_le32(p + 28);
+	e->tpage = bz_get_le64(p + 32);
 }
 
 /* ------------------------------------------------------------------ */
@@ -546,10 +565,10 @@ int st_data_page_flush(struct store *s, uint64_t next) REQUIRES(store_cap)
 	return 0;
 }
 
-/* Packs one frame of at most PAGER_PAYLOAD bytes into the open pack page
- * (closing it first if the frame does not fit in its room); fills in where
- * it went. */
-static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
+/* Packs one frame of at most PAGER_PAYLOAD bytes (or a split chunk's
+ * fragment: split) into the open pack page (closing it first if it does not
+ * fit in its room); fills in where it went (page, pg_off). */
+static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e, bool split)
 	REQUIRES(store_cap)
 {
 	int r = 0;
@@ -571,12 +590,18 @@ static int pack_append(struct store *s, uint64_t lsn, const uint8_t *frame, size
 	e->page = s->open_pgno;
 	e->pg_off = s->open_used;
 	e->npages = 0;
+	e->tpage = 0;
 	memcpy(s->open_page + PAGER_HDR_SIZE + s->open_used, frame, len);
 	s->open_used += (uint32_t)len;
 	s->open_lsn = lsn;
+	/* mutant split_uncounted: a split chunk's fragment is packed but not
+	 * counted in its page's live bytes (the page can go while named) */
+	if (st_mutant() == STORE_MUTANT_SPLIT_UNCOUNTED && split)
+		goto flush;
 	r = st_pack_live_add(s, e->page, (uint32_t)len);
 	if (r < 0)
 		goto out;
+flush:
 	if (s->open_used == PAGER_PAYLOAD) {
 		r = st_data_page_flush(s, 0);
 		s->open_pgno = 0;
@@ -585,9 +610,10 @@ out:
 	return r;
 }
 
-/* Writes one frame of more than PAGER_PAYLOAD bytes as an extent of its
- * own: consecutive pages, the frame from payload offset 0, next = pgno+1
- * while it continues; one pwrite. The page run is built in a pooled buffer
+/* Writes len bytes of a frame (all of it, or a split chunk's full pages)
+ * as an extent of its own: consecutive pages, the bytes from payload offset
+ * 0, next = pgno+1 while they continue; one pwrite. Fills in e->page and
+ * e->npages only. The page run is built in a pooled buffer
  * (bufpool.c): a fresh calloc of each chunk's pages was mapped and faulted
  * in on the commit thread (perf of fio's 1 MiB random writer: 28 % of the
  * daemon's samples in those faults). Every byte of it is written: the
@@ -619,24 +645,70 @@ int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t 
 	st_set_u64(&s->data_pages, s->data_pages + n);
 	e->page = first;
 	e->npages = n;
-	e->pg_off = 0;
 out:
 	bp_put(buf, cap);
 	return r;
 }
 
-/* Stores one chunk frame (packed or as its own extent). */
+/* Stores one chunk frame: packed (at most PAGER_PAYLOAD bytes), as its own
+ * extent, or SPLIT (format 6): when the extent's last page would hold at
+ * most SPLIT_MAX bytes, that fragment is packed instead and the extent
+ * keeps only full pages. A 6 KB small file takes one page and a share of
+ * another, not two. The fragment is split off only when that wastes less:
+ * it fits in the open pack page's room, or closing the open page leaves
+ * less room unused than the extent's last page would. Incompressible
+ * 256 KiB chunks (3,094 bytes left over) stay whole extents and read with
+ * no second page. */
 int st_chunk_store(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e)
 	REQUIRES(store_cap)
 {
-	return len <= PAGER_PAYLOAD ? pack_append(s, lsn, frame, len, e) : st_extent_write(s, lsn, frame, len, e);
+	size_t frag = len % PAGER_PAYLOAD, room = s->open_pgno ? PAGER_PAYLOAD - s->open_used : 0;
+	struct ient t;
+	int r;
+
+	if (len <= PAGER_PAYLOAD)
+		return pack_append(s, lsn, frame, len, e, false);
+	e->pg_off = 0;
+	e->tpage = 0;
+	if (!frag || frag > SPLIT_MAX || (frag > room && room >= PAGER_PAYLOAD - frag))
+		return st_extent_write(s, lsn, frame, len, e);
+	r = st_extent_write(s, lsn, frame, len - frag, e);
+	if (r < 0)
+		goto out;
+	r = pack_append(s, lsn, frame + len - frag, frag, &t, true);
+	if (r < 0) {
+		st_release(s, e->page, e->npages); /* named by nothing: pending, as if never written */
+		goto out;
+	}
+	e->tpage = t.page;
+	e->pg_off = t.pg_off;
+	st_set_u64(&s->chunks_split, s->chunks_split + 1);
+out:
+	return r;
 }
 
 /* ------------------------------------------------------------------ */
 /* pack page cleaning [commit, s->lock exclusive, at a checkpoint]     */
 
-/* Moves one inline-tail entry's packed frame into the open pack page (the
- * same frame bytes; the entry is updated); its old page loses the bytes. */
+/* Packs split chunk e's fragment (its bytes: frag) again into the open pack
+ * page; the old page loses them. e is updated (tpage, pg_off). */
+int st_frag_move(struct store *s, uint64_t lsn, struct ient *e, const uint8_t *frag) REQUIRES(store_cap)
+{
+	struct ient t;
+	int r = pack_append(s, lsn, frag, ient_frag_len(e), &t, true);
+
+	if (r == 0)
+		r = pack_live_sub(s, e->tpage, ient_frag_len(e));
+	if (r == 0) {
+		e->tpage = t.page;
+		e->pg_off = t.pg_off;
+	}
+	return r;
+}
+
+/* Moves one inline-tail entry's packed frame, or a split chunk's fragment,
+ * into the open pack page (the same bytes; the entry is updated); its old
+ * page loses the bytes. */
 int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x)
 	REQUIRES(store_cap)
 {
@@ -648,14 +720,19 @@ int st_clean_move(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, s
 
 	if (r < 0) {
 		bz_err("store: cleaning pack page %llu: the frame of inode %llu at offset %llu is unreadable (%s)",
-		       (unsigned long long)e->page, (unsigned long long)ino, (unsigned long long)e->off, strerror(-r));
+		       (unsigned long long)(e->tpage ? e->tpage : e->page), (unsigned long long)ino, (unsigned long long)e->off, strerror(-r));
 		r = -EIO;
 		goto out;
 	}
-	r = pack_append(s, lsn, x->frame, e->frame_len, &ne);
+	if (e->tpage) {
+		r = st_frag_move(s, lsn, &ne, x->frame + ient_ext_len(e));
+	} else {
+		r = pack_append(s, lsn, x->frame, e->frame_len, &ne, false);
+		if (r == 0)
+			r = pack_live_sub(s, e->page, e->frame_len);
+	}
 	if (r < 0)
 		goto out;
-	r = pack_live_sub(s, e->page, e->frame_len);
 	*e = ne;
 out:
 	return r;
@@ -761,19 +838,20 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		const struct sfile *f = s->files.slot[i];
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
 			const struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
-			if (!e || e->npages || e->page == s->open_pgno ||
-			    (st_pack_live_get(s, e->page) >= PAGER_PAYLOAD / 2 && !in_list(strand, n_strand, e->page)))
+			uint64_t pg = !e ? 0 : e->tpage ? e->tpage : e->npages ? 0 : e->page;
+			if (!pg || pg == s->open_pgno ||
+			    (st_pack_live_get(s, pg) >= PAGER_PAYLOAD / 2 && !in_list(strand, n_strand, pg)))
 				continue;
 			if ((tb.n + 1) * 4 > tb.cap * 3 && ptab_grow(&tb) < 0) {
 				r = -ENOMEM;
 				break;
 			}
-			size_t j = ptab_slot(&tb, e->page);
+			size_t j = ptab_slot(&tb, pg);
 			if (!tb.pg[j]) {
-				tb.pg[j] = e->page;
+				tb.pg[j] = pg;
 				tb.n++;
 			}
-			tb.live[j] += e->frame_len;
+			tb.live[j] += e->tpage ? ient_frag_len(e) : e->frame_len;
 		}
 	}
 	if (r == 0 && !tb.n)
@@ -808,8 +886,9 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
 			struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
 			bool moved = false;
-			for (size_t q = 0; e && q < n_pick && !e->npages && !moved; q++)
-				if (e->page == pick[q]) {
+			uint64_t pg = !e ? 0 : e->tpage ? e->tpage : e->npages ? 0 : e->page;
+			for (size_t q = 0; pg && q < n_pick && !moved; q++)
+				if (pg == pick[q]) {
 					r = st_clean_move(s, lsn, f->ino, e, x);
 					moved = true;
 				}

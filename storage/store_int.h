@@ -66,7 +66,8 @@ BZ_CAP_DECLARE(store_cap); /* s->lock (tsa.h: capability tokens) */
 BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 #define SB_MAGIC 0x42535a42u /* "BZSB" */
-#define SB_VERSION 5u   /* format 5: a directory's 'I' record names its parent: the namespace loads on demand */
+#define SB_VERSION 6u   /* format 6: split chunks (an extent's last partial page packed: ient.tpage) */
+#define SB_VERSION_5 5u /* format 5: a directory's 'I' record names its parent: the namespace loads on demand */
 #define SB_VERSION_4 4u /* format 4: pack pages' live bytes in a B+tree too (store_nstree.c); read, upgraded */
 #define SB_VERSION_3 3u /* format 3: the namespace in B+trees, 'K' in the stream; read, upgraded in place */
 #define SB_VERSION_2 2u /* format 2: the whole namespace in the stream; read, upgraded in place */
@@ -80,6 +81,7 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 #define DCTX_POOL 8u   /* zstd decompression contexts kept for readers */
 #define PACK_CLEAN_MAX 16u /* pack pages cleaned per checkpoint at most */
 #define RUN_PAGES 64u /* full pack pages written together (256 KiB) */
+#define SPLIT_MAX (PAGER_PAYLOAD * 3 / 4) /* longest fragment a chunk's extent gives to a pack page */
 #define NS_GROWTH_OP 64u     /* stream bytes an ns op adds beyond its payload (bound) */
 #define NS_GROWTH_RECORD 64u /* stream bytes a data record adds: a tail entry, 'F' record share */
 #define DB_NAME "store.db"
@@ -87,15 +89,28 @@ BZ_CAP_DECLARE(store_dctx_cap); /* s->dctx_mu */
 
 /* One index entry: where one chunk (one data record's frame) of a file
  * lives: an extent of npages pages starting at page, or (npages 0) packed
- * at pg_off in pack page `page`. */
+ * at pg_off in pack page `page`, or (tpage != 0, format 6) SPLIT: its
+ * first npages * PAGER_PAYLOAD bytes in the extent's full pages and the
+ * rest (the fragment, ient_frag_len) packed at pg_off in pack page tpage. */
 struct ient {
 	uint64_t off;       /* logical offset of the chunk's first raw byte */
 	uint64_t page;      /* the extent's first page, or the pack page */
 	uint32_t raw_len;   /* raw bytes of the chunk */
 	uint32_t frame_len; /* header + stored payload */
 	uint32_t npages;    /* extent pages; 0 = packed */
-	uint32_t pg_off;    /* packed: payload offset of the frame in page; extent: 0 */
+	uint32_t pg_off;    /* packed: payload offset of the frame in page; split: of the fragment in tpage; extent: 0 */
+	uint64_t tpage;     /* split: the pack page of the fragment; 0 = not split */
 };
+
+/* A split chunk's bytes in its extent and in its fragment (0 unless split). */
+static inline uint32_t ient_ext_len(const struct ient *e)
+{
+	return e->tpage ? e->npages * PAGER_PAYLOAD : e->frame_len;
+}
+static inline uint32_t ient_frag_len(const struct ient *e)
+{
+	return e->tpage ? e->frame_len - e->npages * PAGER_PAYLOAD : 0;
+}
 
 /* Per-file index state (files that have data). */
 struct sfile {
@@ -267,6 +282,7 @@ struct store {
 	uint64_t open_budget;      /* max open_bytes before spilling (set at open) */
 	uint64_t chunks_sealed;    /* __atomic: chunks sealed from open chunks (since open) */
 	uint64_t tails_written;    /* __atomic: tail frames written (checkpoints, spills) */
+	uint64_t chunks_split;     /* __atomic: chunks stored split (st_chunk_store) */
 	ZSTD_CCtx *cctx;           /* [commit] compresses open chunks */
 	ZSTD_DCtx *odctx;          /* [commit] decodes records into open chunks */
 	uint8_t *cbuf;             /* [commit] scratch: one encoded chunk frame */
@@ -337,6 +353,7 @@ int st_index_add(struct store *s, struct sfile *f, uint64_t lsn, const struct ie
 int st_index_page_write(struct store *s, uint64_t lsn, const struct ient *e, uint32_t n, uint64_t next,
 			uint64_t *ret_pg);
 int st_extent_write(struct store *s, uint64_t lsn, const uint8_t *frame, size_t len, struct ient *e);
+int st_frag_move(struct store *s, uint64_t lsn, struct ient *e, const uint8_t *frag) REQUIRES(store_cap);
 
 /* store_reloc.c: moving live chunks off the end of store.db */
 int st_relocate(struct store *s, uint64_t lsn) REQUIRES(store_cap);

@@ -265,45 +265,65 @@ bool st_entry_ok(const struct ient *e)
 	if (e->frame_len > REC_HDR_MAX + REC_MAX_RAW || e->raw_len > REC_MAX_RAW || e->frame_len == 0 || e->page < 2)
 		return false;
 	if (e->npages == 0)
-		return e->frame_len <= PAGER_PAYLOAD && e->pg_off <= PAGER_PAYLOAD - e->frame_len;
-	return e->pg_off == 0 && e->npages == (e->frame_len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD &&
-	       e->page + e->npages > e->page;
+		return !e->tpage && e->frame_len <= PAGER_PAYLOAD && e->pg_off <= PAGER_PAYLOAD - e->frame_len;
+	if (e->page + e->npages <= e->page)
+		return false;
+	if (e->tpage) /* split: full pages, then a fragment of 1..SPLIT_MAX bytes */
+		return e->tpage >= 2 && e->npages == e->frame_len / PAGER_PAYLOAD && e->frame_len % PAGER_PAYLOAD &&
+		       e->frame_len % PAGER_PAYLOAD <= SPLIT_MAX && e->pg_off <= PAGER_PAYLOAD - ient_frag_len(e);
+	return e->pg_off == 0 && e->npages == (e->frame_len + PAGER_PAYLOAD - 1) / PAGER_PAYLOAD;
 }
 
 /* Copies the frame of e into x->frame[dst, dst + e->frame_len): from its
  * pack page, or through the pages of its extent (next = pgno+1 while the
- * frame continues, each page verified). */
+ * frame continues, each page verified), then a split chunk's fragment from
+ * its pack page. */
 static int frame_copy(struct store *s, const struct ient *e, struct rctx *x, size_t dst) REQUIRES_SHARED(store_cap)
 {
 	uint8_t type = e->npages ? PAGER_DATA : PAGER_PACK;
 	uint64_t pg = e->page;
-	uint32_t at = e->pg_off;
+	uint32_t at = e->npages ? 0 : e->pg_off, len = ient_ext_len(e);
 	size_t done = 0;
 	int r;
 
 	if (!st_entry_ok(e)) {
-		bz_err("store: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u: corrupt index",
-		       (unsigned long long)e->off, e->frame_len, e->npages, (unsigned long long)e->page, e->pg_off);
+		bz_err("store: index entry at offset %llu names a %u-byte frame in %u pages at %llu+%u (fragment page "
+		       "%llu): corrupt index",
+		       (unsigned long long)e->off, e->frame_len, e->npages, (unsigned long long)e->page, e->pg_off,
+		       (unsigned long long)e->tpage);
 		return -EIO;
 	}
 	r = st_grow(&x->frame, &x->frame_cap, dst + e->frame_len);
 
-	while (r == 0 && done < e->frame_len) {
+	while (r == 0 && done < len) {
 		const uint8_t *src;
 		struct pager_hdr h;
 		r = st_data_page_src(s, pg, type, x, &src, &h);
 		if (r < 0)
 			break;
-		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), e->frame_len - done) : 0;
+		size_t n = at < h.used ? BZ_MIN((size_t)(h.used - at), len - done) : 0;
 		memcpy(x->frame + dst + done, src + PAGER_HDR_SIZE + at, n);
 		done += n;
-		if (done < e->frame_len && (h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
+		if (done < len && (h.next != pg + 1 || h.used != PAGER_PAYLOAD)) {
 			bz_err("store.db: page %llu: a record frame runs past the page's data", (unsigned long long)pg);
 			r = -EIO;
 			break;
 		}
 		pg = h.next;
 		at = 0;
+	}
+	if (r == 0 && e->tpage) {
+		const uint8_t *src;
+		struct pager_hdr h;
+		uint32_t n = ient_frag_len(e);
+		r = st_data_page_src(s, e->tpage, PAGER_PACK, x, &src, &h);
+		if (r == 0 && e->pg_off + n > h.used) {
+			bz_err("store.db: page %llu: a chunk's fragment runs past the page's data",
+			       (unsigned long long)e->tpage);
+			r = -EIO;
+		}
+		if (r == 0)
+			memcpy(x->frame + dst + len, src + PAGER_HDR_SIZE + e->pg_off, n);
 	}
 	return r;
 }

@@ -11,7 +11,8 @@
  * thread) therefore moves the extents of the file that reaches highest in
  * store.db into free space lower down, when there is such space for them.
  *
- * WHAT MOVES. One file per checkpoint, at most RELOC_MAX_BYTES of frames:
+ * WHAT MOVES. One file per checkpoint, at most RELOC_MAX_BYTES of frames
+ * (a split chunk moves its full pages; its packed fragment stays):
  * the file whose in-memory index (tail entries, open chunk's tail, newest
  * index page, and full entries if loaded) names the highest EXTENT or index
  * page at or above the first free page (packed chunks do not count: they
@@ -43,12 +44,13 @@
 
 #define RELOC_MAX_BYTES (16u << 20)
 
-/* The last page of entry e if relocation can move it (an extent), else 0:
- * a packed chunk shares its page with other files' and moves only by
- * cleaning (store_data.c). */
+/* The highest page of entry e that relocation can move (an extent's last
+ * page, or a split chunk's fragment page if higher), else 0: a packed chunk
+ * shares its page with other files' and moves only by cleaning
+ * (store_data.c). */
 static uint64_t ent_top(const struct ient *e)
 {
-	return e->npages ? e->page + e->npages - 1 : 0;
+	return e->npages ? BZ_MAX(e->page + e->npages - 1, e->tpage) : 0;
 }
 
 /* The highest page f's in-memory index names that relocation could move:
@@ -212,7 +214,20 @@ bool st_reloc_due(const struct store *s) NO_TSA
 	return !s->reloc_stuck && !s->read_only && pick(s) != NULL;
 }
 
-/* Moves one extent chunk to a lower first fit; *moved when it did. */
+/* Whether a split chunk's fragment in page tpage would land lower if
+ * packed again: in the open pack page, or the page first fit gives next. */
+static bool frag_lower(const struct store *s, uint64_t tpage) NO_TSA
+{
+	if (!tpage)
+		return false;
+	if (s->open_pgno)
+		return s->open_pgno < tpage;
+	return fits_below(&s->free, 1, tpage);
+}
+
+/* Moves one extent chunk to a lower first fit, and a split chunk's
+ * fragment to the open pack page when that is lower; *moved when either
+ * did. */
 static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient *e, struct rctx *x, bool *moved)
 	REQUIRES(store_cap)
 {
@@ -220,10 +235,12 @@ static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient 
 	struct rec_hdr h;
 	const uint8_t *payload;
 	struct ient ne = *e;
+	bool ext = e->npages && fits_below(&s->free, e->npages, e->page);
+	bool frag = e->npages && frag_lower(s, e->tpage);
 	int r = 0;
 
 	*moved = false;
-	if (!e->npages || !fits_below(&s->free, e->npages, e->page))
+	if (!ext && !frag)
 		goto out;
 	r = st_frame_read_checked(s, ino, e, x, &h, &payload);
 	if (r < 0) {
@@ -233,13 +250,19 @@ static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient 
 		r = 0;
 		goto out;
 	}
-	r = st_extent_write(s, lsn, x->frame, e->frame_len, &ne);
-	if (r < 0)
-		goto out;
-	r = st_release(s, e->page, e->npages);
-	if (r < 0)
-		goto out;
-	st_set_u64(&s->pages_relocated, s->pages_relocated + e->npages);
+	if (ext) {
+		r = st_extent_write(s, lsn, x->frame, ient_ext_len(e), &ne);
+		if (r == 0)
+			r = st_release(s, e->page, e->npages);
+		if (r < 0)
+			goto out;
+		st_set_u64(&s->pages_relocated, s->pages_relocated + e->npages);
+	}
+	if (frag) {
+		r = st_frag_move(s, lsn, &ne, x->frame + ient_ext_len(e));
+		if (r < 0)
+			goto out;
+	}
 	*e = ne;
 	*moved = true;
 out:

@@ -74,6 +74,7 @@ static const struct {
 	{ "forget_dirty", STORE_MUTANT_FORGET_DIRTY },
 	{ "forget_pack", STORE_MUTANT_FORGET_PACK },
 	{ "no_preload", STORE_MUTANT_NO_PRELOAD },
+	{ "split_uncounted", STORE_MUTANT_SPLIT_UNCOUNTED },
 };
 
 /* What the engine was doing at a crash point (store mode: set by the driver
@@ -98,7 +99,7 @@ static uint64_t g_cov_ino_keys, g_cov_dent_keys, g_cov_pack_keys;
  * images' files). */
 static uint64_t g_cov_appends, g_cov_hot, g_cov_big, g_cov_hotfiles, g_cov_hotfull, g_cov_del, g_cov_del_named,
 	g_cov_del_big, g_cov_del_many, g_cov_reopen, g_cov_crashcont, g_cov_ckpt, g_cov_apply_first, g_cov_records_max,
-	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned, g_cov_sealed, g_cov_tails, g_cov_reloc;
+	g_cov_files_idx, g_cov_holes, g_cov_hole_bytes, g_cov_cleaned, g_cov_sealed, g_cov_tails, g_cov_reloc, g_cov_split;
 
 /* Pack pages cleaned by this store since open (counted before each close). */
 static void cov_pack(struct store *s)
@@ -110,6 +111,7 @@ static void cov_pack(struct store *s)
 	g_cov_cleaned += st.pages_cleaned;
 	g_cov_sealed += st.chunks_sealed;
 	g_cov_tails += st.tails_written;
+	g_cov_split += st.chunks_split;
 	g_cov_reloc += st.pages_relocated;
 }
 
@@ -1249,7 +1251,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: crash_enum [--quick|--long] [--states N] [--seed S] [--mode store|pipe|both]\n"
 			"                  [--per-point M] [--point K] [--steps N] [--mutant NAME] [--holes 0|1|2] [-v]\n"
-			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip forget_dirty forget_pack\n");
+			"mutants (must be caught): free_early reuse_durable truncate_early tail_skip forget_dirty forget_pack\n"
+			"                           no_preload split_uncounted\n");
 	exit(2);
 }
 
@@ -1391,6 +1394,7 @@ int main(int argc, char **argv)
 	printf("  open chunks: sealed %" PRIu64 ", tails written %" PRIu64 " (checkpoints and spills)\n", g_cov_sealed,
 	       g_cov_tails);
 	printf("  extent pages relocated off the end of store.db: %" PRIu64 "\n", g_cov_reloc);
+	printf("  chunks stored split (full pages + a packed fragment): %" PRIu64 "\n", g_cov_split);
 	printf("  final images: most records in one file=%" PRIu64 ", files with > 126 records=%" PRIu64 "\n",
 	       g_cov_records_max, g_cov_files_idx);
 	if (g_mutant) {

@@ -144,6 +144,7 @@ STORE = {
     "pack_pages": "blazefs_store_pack_pages", "pack_live_bytes": "blazefs_store_pack_live_bytes",
     "pages_cleaned": "blazefs_store_cleaned_pages_total",
     "chunks_sealed": "blazefs_store_chunks_sealed_total", "tails_written": "blazefs_store_tails_written_total",
+    "chunks_split": "blazefs_store_chunks_split_total",
     "open_chunk_bytes": "blazefs_store_open_chunk_bytes", "pages_relocated": "blazefs_store_relocated_pages_total",
 }
 FS = {

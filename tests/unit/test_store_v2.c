@@ -363,7 +363,7 @@ static void test_format1_refused(void)
 		struct pager_hdr h;
 		T_ASSERT(vfs_pread(f, page, sizeof(page), pg * 4096, &n) == 0 && n == sizeof(page));
 		T_ASSERT(pager_check(page, pg, PAGER_SUPER, &h) == 0);
-		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 5);
+		T_CHECK_EQ(bz_get_le32(page + PAGER_HDR_SIZE + 4), 6);
 		bz_put_le32(page + PAGER_HDR_SIZE + 4, 1);
 		pager_seal(page, &h);
 		T_ASSERT(vfs_pwrite(f, page, sizeof(page), pg * 4096) == 0);
@@ -523,6 +523,78 @@ static void test_scrub_meta(void)
 	vfs_destroy(v);
 }
 
+/* Split chunks (format 6): a frame whose extent's last page would be
+ * mostly empty keeps only full pages, and its fragment is packed. Two files
+ * of 5000-byte incompressible records (frames of about 5 KB: one full page
+ * and a fragment of about 1 KB) take about 1.25 pages per chunk, not 2; the
+ * fragments count in their pack pages' live bytes; deleting one file leaves
+ * the pages of the other's fragments under half live, and cleaning moves
+ * those fragments (inline tail entries) so the pages come back; everything
+ * reads back and checks clean, reopened and after a crash image. */
+static void test_split_chunks(void)
+{
+	struct vfs *v, *crash = NULL;
+	struct store *s = NULL;
+	struct model m;
+	struct batch b = {0};
+	struct store_stats st0, st1;
+	struct store_check_report rep;
+
+	T_ASSERT(vfs_mem_new(&v) == 0);
+	sm_model_init(&m);
+	T_ASSERT(sm_open_store(v, &s) == 0);
+	uint64_t a = sm_mk_file(&m, &b, NS_ROOT_INO, "a");
+	uint64_t c = sm_mk_file(&m, &b, NS_ROOT_INO, "c");
+	uint64_t d = sm_mk_file(&m, &b, NS_ROOT_INO, "d");
+	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
+	for (int i = 0; i < 40; i++) { /* interleaved: their fragments share pack pages */
+		sm_append(&m, &b, sm_model_file(&m, a), 4600, false);
+		sm_append(&m, &b, sm_model_file(&m, c), 4600, false);
+		sm_append(&m, &b, sm_model_file(&m, d), 4600, false);
+		if (i % 10 == 9)
+			T_CHECK_EQ(sm_commit(s, &m, &b), 0);
+	}
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	store_stats(s, &st0);
+	T_CHECK_EQ(st0.chunks_split, 120u);
+	/* 120 one-page extents and 120 fragments of ~600 bytes in ~18 pack
+	 * pages (unsplit: 240 extent pages) */
+	T_CHECK(st0.data_pages < 145);
+	T_CHECK(st0.pack_live_bytes > 120 * 500 && st0.pack_live_bytes < 120 * 700);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
+	/* c and d go: a's fragments are left a third of each page */
+	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "c", .name_len = 1};
+	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
+	sm_model_file(&m, c)->live = false;
+	op.name = "d";
+	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
+	sm_model_file(&m, d)->live = false;
+	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	T_ASSERT(vfs_mem_clone(v, &crash) == 0);
+	T_CHECK_EQ(store_checkpoint(s), 0);
+	store_stats(s, &st1);
+	T_CHECK(st1.pages_cleaned > 0); /* a's fragments moved */
+	T_CHECK(st1.pack_live_bytes > 40 * 500 && st1.pack_live_bytes < 40 * 700);
+	T_CHECK(st1.pack_pages * 2 < st0.pack_pages);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(sm_open_store(v, &s) == 0);
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	T_ASSERT(sm_open_store(crash, &s) == 0); /* taken between the two checkpoints */
+	T_CHECK_EQ(check_errors(s, &rep), 0);
+	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
+	T_CHECK_EQ(store_close(s), 0);
+	free(b.p);
+	sm_model_free(&m);
+	vfs_destroy(crash);
+	vfs_destroy(v);
+}
+
 /* The rotation case: the live file sits at the end of store.db above the
  * space of a deleted one; checkpoints move its extents down (rewriting its
  * index chain) and store.db is cut to about one file. A crash image taken
@@ -542,7 +614,7 @@ static void test_relocate(void)
 	uint64_t a = sm_mk_file(&m, &b, NS_ROOT_INO, "a");
 	uint64_t c = sm_mk_file(&m, &b, NS_ROOT_INO, "c");
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
-	for (int i = 0; i < 150; i++) { /* a: 150 chunks of 5000 bytes (2-page extents), a full index page */
+	for (int i = 0; i < 150; i++) { /* a: 150 chunks of 5000 bytes (split: a 1-page extent and a packed fragment), a full index page */
 		sm_append(&m, &b, sm_model_file(&m, a), 5000, false);
 		if (i % 10 == 9)
 			T_CHECK_EQ(sm_commit(s, &m, &b), 0);
@@ -565,8 +637,7 @@ static void test_relocate(void)
 	T_ASSERT(vfs_mem_clone(v, &crash) == 0);
 	T_CHECK_EQ(store_checkpoint(s), 0); /* the old placement's pages are free: the end is cut */
 	store_stats(s, &st);
-	if (st.pages_relocated < 250) fprintf(stderr, "relocated %llu pages total %llu free %llu\n", (unsigned long long)st.pages_relocated, (unsigned long long)st.pages_total, (unsigned long long)st.pages_free);
-	T_CHECK(st.pages_relocated >= 250);
+	T_CHECK(st.pages_relocated >= 125);
 	T_CHECK_EQ(check_errors(s, &rep), 0);
 	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
 	T_CHECK_EQ(store_close(s), 0);
@@ -922,7 +993,9 @@ static void test_upgrade(const char *src, const char *seed, uint32_t format)
 
 	o.read_only = false;
 	T_ASSERT(store_open(&o, &s) == 0); /* replay + checkpoint: upgraded */
-	T_CHECK_EQ(sb_format(v), 5);
+	T_CHECK_EQ(sb_format(v), 6);
+	while (store_ns_load_more(s) == 1) /* format 5: the pack table loads in the background */
+		;
 	struct store_stats st;
 	store_stats(s, &st);
 	T_CHECK(st.pack_pages > 0);
@@ -954,12 +1027,14 @@ int main(int argc, char **argv)
 	test_format1_refused();
 	test_scrub_meta();
 	test_relocate();
+	test_split_chunks();
 	test_incremental_checkpoint();
 	test_lazy_namespace();
 	if (argc > 1) { /* the source tree: tests/fuzz/corpus holds format 2 and 3 stores */
 		test_upgrade(argv[1], "chunks-format2.bin", 2);
 		test_upgrade(argv[1], "chunks-format3.bin", 3);
 		test_upgrade(argv[1], "chunks-format4.bin", 4);
+		test_upgrade(argv[1], "chunks-format5.bin", 5);
 	} else
 		fprintf(stderr, "test_upgrade: skipped (no source directory argument)\n");
 	T_DONE();

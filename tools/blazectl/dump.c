@@ -281,7 +281,7 @@ static void hole_line(struct recs *c, uint64_t to)
 static int record_line(void *arg, const struct store_record_info *ri)
 {
 	struct recs *c = arg;
-	char where[48];
+	char where[96];
 	hole_line(c, ri->off);
 	c->n++;
 	c->raw += ri->raw_len;
@@ -293,7 +293,10 @@ static int record_line(void *arg, const struct store_record_info *ri)
 		       "in the WAL until the next checkpoint");
 		return 0;
 	}
-	if (ri->npages)
+	if (ri->npages && ri->tpage) /* split: full pages, then the fragment packed */
+		snprintf(where, sizeof(where), "%sextent %llu..%llu + %llu+%u", ri->kind == STORE_REC_TAIL ? "tail " : "",
+			 (ull)ri->page, (ull)(ri->page + ri->npages - 1), (ull)ri->tpage, ri->pg_off);
+	else if (ri->npages)
 		snprintf(where, sizeof(where), "%sextent %llu..%llu", ri->kind == STORE_REC_TAIL ? "tail " : "",
 			 (ull)ri->page, (ull)(ri->page + ri->npages - 1));
 	else
