@@ -111,7 +111,7 @@ static void usage(const char *prog)
 	       "    -o workers=N           encoder threads, 0..64 (0 = serial; default min(CPUs,4))\n"
 	       "    -o read_threads=N      threads answering reads at nice +10, 0..64 (0 = the FUSE\n"
 	       "                           threads read; default max(1, CPUs-1))\n"
-	       "    -o zstd_level=N        zstd level, -7..22 (default 1; 0 = zstd's default 3)\n"
+	       "    -o zstd_level=N        zstd level, -7..22 (default 6; 0 = zstd's default 3)\n"
 	       "    -o batch_bytes=N       seal a batch at N bytes, 4K..64M (K/M/G suffix ok; default 1M)\n"
 	       "    -o batch_records=N     seal a batch at N records, 1..65536 (default 64)\n"
 	       "    -o record_bytes=N      max bytes of one record and chunk size, 4K..1M (default 256K)\n"

@@ -109,7 +109,7 @@ void pipe_opts_default(struct pipe_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->workers = n < 1 ? 1 : (unsigned)BZ_MIN(n, 4);
-	o->zstd_level = 1;
+	o->zstd_level = BZ_ZSTD_LEVEL_DEFAULT;
 	o->record_bytes = 256 << 10; /* = the store's default chunk_bytes: full records are stored as chunks */
 	o->batch_bytes = 1 << 20;
 	o->batch_records = 64;

@@ -20,7 +20,7 @@ struct pipeline;
 
 struct pipe_opts {
 	unsigned workers;          /* 0 = encode inline on the commit thread; default min(cores, 4) */
-	int zstd_level;            /* default 1 */
+	int zstd_level;            /* default BZ_ZSTD_LEVEL_DEFAULT */
 	size_t record_bytes;       /* max raw bytes of one record; default 256 KiB */
 	size_t batch_bytes;        /* seal at this many raw bytes; default 1 MiB */
 	unsigned batch_records;    /* seal at this many records; default 64 */

@@ -106,7 +106,7 @@ void store_opts_default(struct store_opts *o)
 	o->checkpoint_bytes = 0; /* 0: half of the log */
 	o->cache_bytes = 32ull << 20;
 	o->chunk_bytes = 256u << 10;
-	o->zstd_level = 1;
+	o->zstd_level = BZ_ZSTD_LEVEL_DEFAULT;
 	o->create = true;
 }
 

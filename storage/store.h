@@ -28,7 +28,7 @@ struct store_opts {
 	uint32_t chunk_bytes;       /* raw bytes of a chunk (power of two, 512..1 MiB; the daemon and
 				     * the attribute take 4 KiB and up, tests less); default 256 KiB;
 				     * a file's user.blazefs.chunk_bytes overrides it */
-	int zstd_level;             /* level open chunks are compressed at; default 1; a file's
+	int zstd_level;             /* level open chunks are compressed at; default BZ_ZSTD_LEVEL_DEFAULT; a file's
 				     * user.blazefs.zstd_level overrides it */
 	uint64_t open_chunk_budget; /* memory for open chunks' buffers before the least recently
 				     * appended are spilled; 0 = max(cache_bytes / 4, 16 MiB) */

@@ -214,15 +214,17 @@ bool st_reloc_due(const struct store *s) NO_TSA
 	return !s->reloc_stuck && !s->read_only && pick(s) != NULL;
 }
 
-/* Whether a split chunk's fragment in page tpage would land lower if
- * packed again: in the open pack page, or the page first fit gives next. */
-static bool frag_lower(const struct store *s, uint64_t tpage) NO_TSA
+/* Whether split chunk e's fragment would land lower if packed again: in
+ * the open pack page if it fits there, else in the free page first fit
+ * gives (never at the high-water mark: relocation writes into free pages
+ * only, FORMAT.md §7). */
+static bool frag_lower(const struct store *s, const struct ient *e) NO_TSA
 {
-	if (!tpage)
+	if (!e->tpage)
 		return false;
-	if (s->open_pgno)
-		return s->open_pgno < tpage;
-	return fits_below(&s->free, 1, tpage);
+	if (s->open_pgno && ient_frag_len(e) <= PAGER_PAYLOAD - s->open_used)
+		return s->open_pgno < e->tpage;
+	return fits_below(&s->free, 1, e->tpage);
 }
 
 /* Moves one extent chunk to a lower first fit, and a split chunk's
@@ -236,7 +238,7 @@ static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient 
 	const uint8_t *payload;
 	struct ient ne = *e;
 	bool ext = e->npages && fits_below(&s->free, e->npages, e->page);
-	bool frag = e->npages && frag_lower(s, e->tpage);
+	bool frag = e->npages && frag_lower(s, e);
 	int r = 0;
 
 	*moved = false;
@@ -258,7 +260,7 @@ static int move_extent(struct store *s, uint64_t lsn, uint64_t ino, struct ient 
 			goto out;
 		st_set_u64(&s->pages_relocated, s->pages_relocated + e->npages);
 	}
-	if (frag) {
+	if (frag && (!ext || frag_lower(s, &ne))) { /* the extent may have taken that free page */
 		r = st_frag_move(s, lsn, &ne, x->frame + ient_ext_len(e));
 		if (r < 0)
 			goto out;

@@ -51,7 +51,7 @@ def default_level():
     for o in EXTRA_OPTS.split(","):
         if o.startswith("zstd_level="):
             return o.split("=", 1)[1]
-    return "1"
+    return "6"  # BZ_ZSTD_LEVEL_DEFAULT (storage/record.h)
 
 
 def test_settings_validated(bz):
@@ -120,7 +120,7 @@ def test_levels_applied_inherited_and_kept(make_mount):
     stored = {p: int(getfattr(p, "user.blazefs.stored_bytes")) for p in (hi, lo, mid)}
     assert all(read(p) == text for p in (hi, lo, mid))
     assert stored[hi] < stored[lo], stored
-    if default_level() == "1":
+    if default_level() == "6":
         assert stored[hi] < stored[mid] < stored[lo], stored
     assert getfattr(hi, LEVEL) == "19" and getfattr(lo, LEVEL) == "-5"
     assert getfattr(m.path("best"), LEVEL) == "19"
