@@ -414,10 +414,9 @@ static int chk_frame_read(struct chk *c, uint64_t ino, const struct ient *e) REQ
 			ull(e->page), e->pg_off, ull(e->tpage));
 		return -EIO;
 	}
-	if (!e->npages && e->page < c->n_pg)
-		c->live[e->page] += e->frame_len;
-	if (e->tpage && e->tpage < c->n_pg)
-		c->live[e->tpage] += ient_frag_len(e);
+	uint64_t pp = ient_pack_page(e);
+	if (pp && pp < c->n_pg)
+		c->live[pp] += ient_pack_len(e);
 	r = st_grow(&x->frame, &x->frame_cap, BZ_MAX(e->frame_len, 1u));
 	if (r == 0)
 		r = chk_piece(c, ino, e, e->npages ? PAGER_DATA : PAGER_PACK, e->page, e->npages ? 0 : e->pg_off,
@@ -986,15 +985,12 @@ int store_check(struct store *s, unsigned flags, const struct store_check_ops *o
 				st_index_entry_decode(page + PAGER_HDR_SIZE + k * IDX_ENTRY_SIZE, &e);
 				for (uint64_t p = e.page; e.npages && p - e.page < e.npages && p < c.n_pg; p++)
 					c.pg[p] |= PG_PENDING;
-				/* a packed frame keeps its share of the pack page
-				 * until that checkpoint */
-				if (!e.npages && e.page >= 2 && e.page < c.n_pg) {
-					c.live[e.page] += e.frame_len;
-					c.pg[e.page] |= PG_USED | PG_PACK;
-				}
-				if (e.npages && e.tpage >= 2 && e.tpage < c.n_pg && st_entry_ok(&e)) {
-					c.live[e.tpage] += ient_frag_len(&e);
-					c.pg[e.tpage] |= PG_USED | PG_PACK;
+				/* a packed frame or a fragment keeps its share of
+				 * the pack page until that checkpoint */
+				uint64_t pp = ient_pack_page(&e);
+				if (pp >= 2 && pp < c.n_pg && (!e.tpage || st_entry_ok(&e))) {
+					c.live[pp] += ient_pack_len(&e);
+					c.pg[pp] |= PG_USED | PG_PACK;
 				}
 			}
 			pg = h.next;

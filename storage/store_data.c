@@ -838,7 +838,7 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		const struct sfile *f = s->files.slot[i];
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
 			const struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
-			uint64_t pg = !e ? 0 : e->tpage ? e->tpage : e->npages ? 0 : e->page;
+			uint64_t pg = e ? ient_pack_page(e) : 0;
 			if (!pg || pg == s->open_pgno ||
 			    (st_pack_live_get(s, pg) >= PAGER_PAYLOAD / 2 && !in_list(strand, n_strand, pg)))
 				continue;
@@ -851,7 +851,7 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 				tb.pg[j] = pg;
 				tb.n++;
 			}
-			tb.live[j] += e->tpage ? ient_frag_len(e) : e->frame_len;
+			tb.live[j] += ient_pack_len(e);
 		}
 	}
 	if (r == 0 && !tb.n)
@@ -886,7 +886,7 @@ int st_pack_clean(struct store *s, uint64_t lsn) REQUIRES(store_cap)
 		for (uint32_t k = 0; f && k <= f->n_tail && r == 0; k++) {
 			struct ient *e = k < f->n_tail ? &f->tail[k] : f->has_otail ? &f->otail : NULL;
 			bool moved = false;
-			uint64_t pg = !e ? 0 : e->tpage ? e->tpage : e->npages ? 0 : e->page;
+			uint64_t pg = e ? ient_pack_page(e) : 0;
 			for (size_t q = 0; pg && q < n_pick && !moved; q++)
 				if (pg == pick[q]) {
 					r = st_clean_move(s, lsn, f->ino, e, x);

@@ -111,6 +111,17 @@ static inline uint32_t ient_frag_len(const struct ient *e)
 {
 	return e->tpage ? e->frame_len - e->npages * PAGER_PAYLOAD : 0;
 }
+/* The pack page holding some of e's bytes (a packed frame's, a split
+ * chunk's fragment's; 0 = none: a whole extent), and how many: e's share of
+ * that page's live bytes. */
+static inline uint64_t ient_pack_page(const struct ient *e)
+{
+	return e->tpage ? e->tpage : e->npages ? 0 : e->page;
+}
+static inline uint32_t ient_pack_len(const struct ient *e)
+{
+	return e->tpage ? ient_frag_len(e) : e->frame_len;
+}
 
 /* Per-file index state (files that have data). */
 struct sfile {

@@ -122,6 +122,17 @@ uint64_t sm_mk_file(struct model *m, struct batch *b, uint64_t parent, const cha
 	return op.ino;
 }
 
+/* Unlinks file ino, named name in parent (its last link), in the batch and
+ * the model; returns sm_nsop_add's result. */
+int sm_rm_file(struct model *m, struct batch *b, uint64_t parent, const char *name, uint64_t ino)
+{
+	struct ns_op op = {.kind = NS_UNLINK, .parent = parent, .name = name, .name_len = (uint32_t)strlen(name)};
+	int r = sm_nsop_add(m, b, &op);
+
+	sm_model_file(m, ino)->live = false;
+	return r;
+}
+
 /* A directory or an empty regular file (by mode) named name in parent, in
  * the batch and the model; not tracked as a file with data. */
 uint64_t sm_mk_node(struct model *m, struct batch *b, uint64_t parent, const char *name, uint32_t mode)

@@ -58,6 +58,7 @@ void sm_frame_add(struct batch *b, uint8_t type, uint64_t ino, uint64_t off, con
 int sm_nsop_add(struct model *m, struct batch *b, struct ns_op *op);
 struct mfile *sm_model_file(struct model *m, uint64_t ino);
 uint64_t sm_mk_file(struct model *m, struct batch *b, uint64_t parent, const char *name);
+int sm_rm_file(struct model *m, struct batch *b, uint64_t parent, const char *name, uint64_t ino);
 uint64_t sm_mk_node(struct model *m, struct batch *b, uint64_t parent, const char *name, uint32_t mode);
 void sm_fill(uint8_t *p, size_t n, uint64_t ino, uint64_t off, bool text);
 void sm_append_bytes(struct model *m, struct batch *b, struct mfile *f, uint8_t *p, size_t len, bool zstd);

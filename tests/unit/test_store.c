@@ -204,9 +204,7 @@ static void test_free_pages(void)
 	store_close(s);
 	T_ASSERT(sm_open_store(v, &s) == 0);
 	T_CHECK_EQ(sm_verify(s, &m, 30), 0); /* lazily loads 3 index pages */
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "x", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, x)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "x", x), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	store_stats(s, &st);

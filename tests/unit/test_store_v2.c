@@ -69,10 +69,7 @@ static void test_reclaim(void)
 		store_stats(s, &st0);
 		T_CHECK(st0.pages_total * 4096 >= 150u * 20000);
 		T_CHECK_EQ(sm_verify(s, &m, 20), 0);
-		struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = name,
-				   .name_len = (uint32_t)strlen(name)};
-		T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-		sm_model_file(&m, x)->live = false;
+		T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, name, x), 0);
 		T_CHECK(!store_need_checkpoint(s));
 		T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 		/* the deleted file holds most of store.db: a checkpoint is due
@@ -106,9 +103,7 @@ static void test_reclaim(void)
 	sm_append(&m, &b, sm_model_file(&m, late), 9000, false);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "mid", .name_len = 3};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, mid)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "mid", mid), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
@@ -199,9 +194,7 @@ static void test_pack_reclaim(void)
 	T_CHECK_EQ(st1.pack_pages, st0.pack_pages);
 	T_CHECK_EQ(st1.pack_live_bytes, st0.pack_live_bytes);
 	/* delete a; a crash before the checkpoint replays the unlink */
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "a", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, a)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "a", a), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_ASSERT(vfs_mem_clone(v, &crash) == 0);
 	T_CHECK_EQ(store_close(s), 0);
@@ -225,9 +218,7 @@ static void test_pack_reclaim(void)
 			T_CHECK_EQ(store_close(s), 0);
 	}
 	/* delete c too: no pack page is left */
-	struct ns_op op2 = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "c", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op2), 0);
-	sm_model_file(&m, c)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "c", c), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	store_stats(s, &st2);
@@ -436,9 +427,7 @@ static void test_scrub_meta(void)
 		if (i % 200 == 199)
 			T_CHECK_EQ(store_checkpoint(s), 0); /* the test's WAL is 1 MiB */
 	}
-	struct ns_op gop = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "gone", .name_len = 4};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &gop), 0);
-	sm_model_file(&m, gone)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "gone", gone), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	uint64_t x = sm_mk_file(&m, &b, NS_ROOT_INO, "x");
@@ -510,9 +499,7 @@ static void test_scrub_meta(void)
 	/* a file deleted (and its pages freed) during its index walk */
 	memset(&c, 0, sizeof(c));
 	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), 0);
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "x", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, x)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "x", x), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	T_CHECK_EQ(store_scrub_meta(s, STORE_SCRUB_INDEX, x, 1, &c), -ENOENT);
@@ -524,11 +511,12 @@ static void test_scrub_meta(void)
 }
 
 /* Split chunks (format 6): a frame whose extent's last page would be
- * mostly empty keeps only full pages, and its fragment is packed. Two files
- * of 5000-byte incompressible records (frames of about 5 KB: one full page
- * and a fragment of about 1 KB) take about 1.25 pages per chunk, not 2; the
- * fragments count in their pack pages' live bytes; deleting one file leaves
- * the pages of the other's fragments under half live, and cleaning moves
+ * mostly empty keeps only full pages, and its fragment is packed. Three
+ * files of 4600-byte incompressible records (frames of about 4.6 KB: one
+ * full page and a fragment of about 600 bytes) take about 1.15 pages per
+ * chunk, not 2; the fragments count in their pack pages' live bytes;
+ * deleting two files leaves the pages of the third's fragments under half
+ * live, and cleaning moves
  * those fragments (inline tail entries) so the pages come back; everything
  * reads back and checks clean, reopened and after a crash image. */
 static void test_split_chunks(void)
@@ -564,12 +552,8 @@ static void test_split_chunks(void)
 	T_CHECK_EQ(check_errors(s, &rep), 0);
 	T_CHECK_EQ(sm_verify(s, &m, 50), 0);
 	/* c and d go: a's fragments are left a third of each page */
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "c", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, c)->live = false;
-	op.name = "d";
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, d)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "c", c), 0);
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "d", d), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	T_ASSERT(vfs_mem_clone(v, &crash) == 0);
@@ -627,9 +611,7 @@ static void test_relocate(void)
 	}
 	T_CHECK_EQ(store_checkpoint(s), 0);
 	uint64_t two = db_size(v);
-	struct ns_op op = {.kind = NS_UNLINK, .parent = NS_ROOT_INO, .name = "a", .name_len = 1};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, a)->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, NS_ROOT_INO, "a", a), 0);
 	T_CHECK_EQ(sm_commit(s, &m, &b), 0);
 	T_CHECK_EQ(store_checkpoint(s), 0); /* a's pages pending, then free */
 	T_CHECK_EQ(sm_verify(s, &m, 20), 0);   /* c's full index loaded by readers */
@@ -821,9 +803,7 @@ static void test_lazy_namespace(void)
 		T_CHECK_EQ(store_read(s, files[6], 100, buf, sizeof(buf), &n), 0);
 		T_CHECK(n == sizeof(buf) && memcmp(buf, f->data + 100, n) == 0);
 	}
-	op = (struct ns_op){.kind = NS_UNLINK, .parent = dirs[1], .name = "data", .name_len = 4};
-	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0);
-	sm_model_file(&m, files[1])->live = false;
+	T_CHECK_EQ(sm_rm_file(&m, &b, dirs[1], "data", files[1]), 0);
 	op = (struct ns_op){.kind = NS_UNLINK, .parent = dirs[3], .name = "twin", .name_len = 4};
 	T_CHECK_EQ(sm_nsop_add(&m, &b, &op), 0); /* files[2] keeps one link */
 	op = (struct ns_op){.kind = NS_RENAME, .parent = NS_ROOT_INO, .name = "d6", .name_len = 2, .parent2 = sub,
